@@ -1,0 +1,142 @@
+//! Decision log events. Each event is one step in a request's life; events are chained per
+//! request by hash (see [`crate::chain`]) so that an auditor can prove none was altered.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::decision::{Evaluation, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Requested,
+    Evaluated,
+    Notified,
+    Vote,
+    VoteRefused,
+    Decided,
+    Expired,
+    Error,
+}
+
+impl EventKind {
+    pub const ALL: [Self; 8] = [
+        Self::Requested,
+        Self::Evaluated,
+        Self::Notified,
+        Self::Vote,
+        Self::VoteRefused,
+        Self::Decided,
+        Self::Expired,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Evaluated => "evaluated",
+            Self::Notified => "notified",
+            Self::Vote => "vote",
+            Self::VoteRefused => "vote_refused",
+            Self::Decided => "decided",
+            Self::Expired => "expired",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored, chained event. Field names are the DynamoDB attribute names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub request_id: String,
+    pub seq: u64,
+    pub kind: EventKind,
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data: Map<String, Value>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Event {
+    pub fn at_time(&self) -> Option<DateTime<Utc>> {
+        crate::time::parse_rfc3339(&self.at)
+    }
+}
+
+/// An event before it is placed in the chain: everything but request id, sequence and hashes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventDraft {
+    pub kind: Option<EventKind>,
+    pub actor: Option<String>,
+    pub platform: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub reasons: Vec<String>,
+    pub policy_revision: Option<String>,
+    pub input_digest: Option<String>,
+    pub data: Map<String, Value>,
+}
+
+impl EventDraft {
+    pub fn new(kind: EventKind) -> Self {
+        Self { kind: Some(kind), ..Self::default() }
+    }
+
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    pub fn reasons(mut self, reasons: Vec<String>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// Records which policy revision and input produced a decision.
+    pub fn evaluation(mut self, evaluation: &Evaluation) -> Self {
+        self.outcome = Some(evaluation.decision.outcome);
+        self.reasons = evaluation.decision.reasons.clone();
+        self.policy_revision = Some(evaluation.policy_revision.clone());
+        self.input_digest = Some(evaluation.input_digest.clone());
+        self
+    }
+
+    pub fn data(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.data.insert(key.to_string(), value.into());
+        self
+    }
+}
