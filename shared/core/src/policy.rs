@@ -160,7 +160,7 @@ impl PolicyEngine {
         for file in files {
             engine
                 .add_policy(file.path.clone(), file.source.clone())
-                .map_err(|e| PolicyError::Compile(e.to_string()))?;
+                .map_err(|e| PolicyError::Compile(one_line(&e.to_string())))?;
         }
         let data = regorus::Value::from_json_str(&bundle.data_json)
             .map_err(|e| PolicyError::Data(e.to_string()))?;
@@ -177,7 +177,7 @@ impl PolicyEngine {
                 if message.contains("not found") || message.contains("not a valid rule path") {
                     PolicyError::MissingRule(rule.to_string())
                 } else {
-                    PolicyError::Compile(message)
+                    PolicyError::Compile(one_line(&message))
                 }
             })?;
         }
@@ -271,6 +271,17 @@ impl PolicyEngine {
     }
 }
 
+/// regorus reports `--> file:line:col`, a source excerpt and `error: message` on separate
+/// lines; callers want `file:line:col: message` on one.
+fn one_line(message: &str) -> String {
+    let location = message.lines().find_map(|l| l.trim().strip_prefix("--> "));
+    let detail = message.lines().find_map(|l| l.trim().strip_prefix("error: "));
+    match (location, detail) {
+        (Some(location), Some(detail)) => format!("{location}: {detail}"),
+        _ => message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
 fn is_rule_head(line: &str, name: &str) -> bool {
     line.strip_prefix(name).is_some_and(|rest| {
         rest.is_empty() || rest.starts_with([' ', '\t', '{', ':', '=', '['])
@@ -311,7 +322,7 @@ pub fn run_tests(bundle: &PolicyBundle) -> Result<Vec<TestOutcome>, PolicyError>
     for file in &all {
         engine
             .add_policy(file.path.clone(), file.source.clone())
-            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+            .map_err(|e| PolicyError::Compile(one_line(&e.to_string())))?;
     }
     engine
         .add_data_json(&bundle.data_json)
@@ -406,7 +417,8 @@ vote := {"allowed": true, "reason": ""}
     fn a_syntax_error_names_the_file_and_line() {
         let b = bundle("package approvals\n\ndecision := {\n  \"outcome\": \n", "{}");
         let err = PolicyEngine::compile(&b).unwrap_err().to_string();
-        assert!(err.contains("approvals.rego:"), "{err}");
+        assert!(err.contains("approvals.rego:4:"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

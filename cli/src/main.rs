@@ -1,0 +1,39 @@
+//! `regate`: the command line for platform teams and auditors. Every failure is one clear line
+//! on stderr and a non-zero exit code.
+
+mod policy_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "regate", version, about = "Policy-as-code approvals: test policies, simulate votes, read the decision log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Test and evaluate the Rego policy bundle.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// Apply votes in order and show the decision after each one.
+    Simulate(policy_cmd::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(command) => policy_cmd::run(command),
+        Command::Simulate(args) => policy_cmd::simulate(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

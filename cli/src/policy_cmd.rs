@@ -1,0 +1,209 @@
+//! `regate policy test|eval` and `regate simulate`: try a policy bundle before deploying it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use regate_core::policy::run_tests;
+use regate_core::{Choice, Evaluation, PolicyBundle, PolicyEngine, Request, Vote};
+use serde_json::Value;
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Run every `test_*` rule in the bundle (OPA's test convention).
+    Test {
+        /// The policy bundle folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Evaluate the decision (or, with --voter, whether that person may vote) and print it as JSON.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    common: InputArgs,
+    /// A JSON file with a list of votes: [{"voter", "vote": "approve"|"reject", "reason", "at"}].
+    #[arg(long)]
+    votes: Option<PathBuf>,
+    /// Ask data.approvals.vote for this identity instead of the decision.
+    #[arg(long)]
+    voter: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    common: InputArgs,
+    /// A vote as ID=approve or ID=reject (optionally ID=reject:reason); repeat in order.
+    #[arg(long = "vote", value_name = "ID=approve|reject")]
+    votes: Vec<String>,
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// A request, or a whole policy input {"request", "votes", "now", "voter"}.
+    #[arg(long)]
+    input: PathBuf,
+    /// The evaluation time (RFC 3339); defaults to the input's "now", then to the current time.
+    #[arg(long)]
+    now: Option<String>,
+    /// The policy bundle folder.
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+}
+
+pub fn run(command: PolicyCommand) -> Result<ExitCode> {
+    match command {
+        PolicyCommand::Test { dir } => test(&dir),
+        PolicyCommand::Eval(args) => eval(&args),
+    }
+}
+
+fn test(dir: &Path) -> Result<ExitCode> {
+    let bundle = load_bundle(dir)?;
+    let outcomes = run_tests(&bundle)?;
+    if outcomes.is_empty() {
+        bail!("no test_* rules found in {}", dir.display());
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    for o in &outcomes {
+        match (&o.passed, &o.message) {
+            (true, _) => println!("PASS {}", o.name),
+            (false, Some(message)) => println!("FAIL {}: {message}", o.name),
+            (false, None) => println!("FAIL {}", o.name),
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let loaded = LoadedInput::read(&args.common)?;
+    let engine = compile(&args.common.policies)?;
+    let mut votes = loaded.votes;
+    if let Some(path) = &args.votes {
+        votes = parse_votes(&read_json(path)?, loaded.now).with_context(|| format!("{}", path.display()))?;
+    }
+    let output = match args.voter.as_deref().or(loaded.voter.as_deref()) {
+        Some(voter) => serde_json::to_string_pretty(&engine.check_vote(&loaded.request, &votes, voter, loaded.now)?)?,
+        None => serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.now)?)?,
+    };
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
+    let loaded = LoadedInput::read(&args.common)?;
+    let engine = compile(&args.common.policies)?;
+    let steps: Vec<(String, Choice, Option<String>)> =
+        args.votes.iter().map(|v| parse_vote_flag(v)).collect::<Result<_>>()?;
+    let mut votes = loaded.votes;
+    let mut current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
+    println!("start: {}", summary(&current));
+    for (i, (voter, choice, reason)) in steps.into_iter().enumerate() {
+        let label = format!("vote {}: {voter} {}", i + 1, choice.as_str());
+        if current.decision.outcome.is_final() {
+            println!("{label} -> refused: the request is already decided ({})", current.decision.outcome);
+            continue;
+        }
+        let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.now)?;
+        if !check.allowed {
+            println!("{label} -> refused: {}", check.reason);
+            continue;
+        }
+        votes.push(Vote { voter, vote: choice, reason, at: regate_core::time::format_rfc3339_ms(loaded.now) });
+        current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
+        println!("{label} -> counted; {}", summary(&current));
+    }
+    println!("final outcome: {}", current.decision.outcome);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(evaluation: &Evaluation) -> String {
+    let d = &evaluation.decision;
+    let progress: Vec<String> = d.requirements.iter().map(|r| format!("{}: {} of {}", r.group, r.have, r.min)).collect();
+    let mut line = format!("{} - {}", d.outcome, d.reasons.join("; "));
+    if !progress.is_empty() {
+        line.push_str(&format!(" [{}]", progress.join(", ")));
+    }
+    line
+}
+
+fn parse_vote_flag(flag: &str) -> Result<(String, Choice, Option<String>)> {
+    let (voter, rest) = flag.split_once('=').with_context(|| format!("--vote {flag:?} must look like ID=approve or ID=reject"))?;
+    let (choice, reason) = match rest.split_once(':') {
+        Some((c, r)) => (c, Some(r.to_string())),
+        None => (rest, None),
+    };
+    let choice = match choice {
+        "approve" => Choice::Approve,
+        "reject" => Choice::Reject,
+        other => bail!("--vote {flag:?}: {other:?} is neither approve nor reject"),
+    };
+    if voter.trim().is_empty() {
+        bail!("--vote {flag:?} names no voter");
+    }
+    Ok((voter.to_string(), choice, reason))
+}
+
+struct LoadedInput {
+    request: Request,
+    votes: Vec<Vote>,
+    now: DateTime<Utc>,
+    voter: Option<String>,
+}
+
+impl LoadedInput {
+    fn read(args: &InputArgs) -> Result<Self> {
+        let json = read_json(&args.input)?;
+        let whole_input = json.get("request").is_some();
+        let request_json = if whole_input { &json["request"] } else { &json };
+        let request = Request::from_value(request_json, None)
+            .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
+        let now_text = args.now.clone().or_else(|| json.get("now").and_then(Value::as_str).map(String::from));
+        let now = match now_text {
+            Some(text) => regate_core::time::parse_rfc3339(&text)
+                .with_context(|| format!("now {text:?} is not an RFC 3339 timestamp"))?,
+            None => Utc::now(),
+        };
+        let votes = match json.get("votes") {
+            Some(v) if whole_input => parse_votes(v, now).with_context(|| format!("{}", args.input.display()))?,
+            _ => Vec::new(),
+        };
+        let voter = if whole_input { json.get("voter").and_then(Value::as_str).map(String::from) } else { None };
+        Ok(Self { request, votes, now, voter })
+    }
+}
+
+/// Votes from JSON; a vote without `at` is taken as cast at `now`.
+fn parse_votes(json: &Value, now: DateTime<Utc>) -> Result<Vec<Vote>> {
+    let items = json.as_array().context("votes must be a JSON list")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut item = item.clone();
+            if let Some(map) = item.as_object_mut() {
+                map.entry("at").or_insert_with(|| Value::from(regate_core::time::format_rfc3339_ms(now)));
+            }
+            serde_json::from_value(item).with_context(|| format!("votes[{i}] is not a vote"))
+        })
+        .collect()
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn load_bundle(dir: &Path) -> Result<PolicyBundle> {
+    Ok(PolicyBundle::load_dir(dir)?)
+}
+
+fn compile(dir: &Path) -> Result<PolicyEngine> {
+    Ok(PolicyEngine::compile(&load_bundle(dir)?)?)
+}

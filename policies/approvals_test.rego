@@ -1,0 +1,269 @@
+# Tests for the default policy, in OPA's convention (`opa test policies/` runs them too).
+package approvals_test
+
+import data.approvals
+
+calm := "2026-06-01T12:00:00Z"
+
+frozen := "2026-12-24T12:00:00Z"
+
+request(action, environment, kind, name) := {
+	"id": "t-1",
+	"action": action,
+	"environment": environment,
+	"resource": {"type": kind, "name": name},
+	"requester": {"id": "dev@example.com", "kind": "human"},
+	"initiator": {"id": "ci-bot", "kind": "service"},
+	"summary": "test change",
+	"details": {},
+	"links": [],
+}
+
+break_glass(r) := object.union(r, {"details": {"break_glass": true}})
+
+decide(r, votes, now) := d if {
+	d := approvals.decision with input as {"request": r, "votes": votes, "now": now}
+}
+
+may_vote(r, votes, person) := v if {
+	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "voter": person}
+}
+
+approve(person) := {"voter": person, "vote": "approve", "at": calm}
+
+reject(person, reason) := {"voter": person, "vote": "reject", "reason": reason, "at": calm}
+
+payments_deploy := request("deploy", "production", "service", "payments")
+
+unknown_deploy := request("deploy", "production", "service", "ledger")
+
+iam := request("iam_change", "production", "iam_role", "payments")
+
+db_delete := request("delete", "production", "database", "orders-db")
+
+# ---- row: not production, any action but delete -> allow
+
+test_staging_deploy_is_allowed if {
+	d := decide(request("deploy", "staging", "service", "payments"), [], calm)
+	d.outcome == "allow"
+	d.requirements == []
+	d.notify == []
+}
+
+test_dev_iam_change_is_allowed if {
+	decide(request("iam_change", "dev", "iam_role", "payments"), [], calm).outcome == "allow"
+}
+
+test_staging_delete_is_not_automatically_allowed if {
+	d := decide(request("delete", "staging", "database", "orders-db"), [], calm)
+	d.outcome == "approval_required"
+}
+
+test_prod_alias_counts_as_production if {
+	decide(request("deploy", "prod", "service", "payments"), [], calm).outcome == "approval_required"
+}
+
+# ---- row: delete of a database in production -> deny
+
+test_production_database_delete_is_denied if {
+	d := decide(db_delete, [], calm)
+	d.outcome == "deny"
+	contains(d.reasons[0], "destructive production change")
+	d.requirements == []
+}
+
+test_production_database_delete_stays_denied_with_approvals if {
+	decide(db_delete, [approve("erin@example.com"), approve("frank@example.com")], calm).outcome == "deny"
+}
+
+test_production_delete_of_a_service_is_not_the_database_rule if {
+	d := decide(request("delete", "production", "service", "payments"), [], calm)
+	d.outcome == "approval_required"
+}
+
+# ---- row: production deploy of a known service -> 1 owner
+
+test_known_service_deploy_needs_one_owner if {
+	d := decide(payments_deploy, [], calm)
+	d.outcome == "approval_required"
+	d.requirements == [{"group": "payments-owners", "min": 1, "have": 0}]
+	d.timeout_seconds == 3600
+	d.reject_reason_required == false
+	d.approvers == ["alice@example.com", "bob@example.com"]
+}
+
+test_known_service_deploy_notifies_its_channels if {
+	d := decide(payments_deploy, [], calm)
+	{"platform": "slack", "channel": "C0PAYMENTS"} in d.notify
+	{"platform": "teams", "conversation": "19:payments-approvals@thread.tacv2"} in d.notify
+}
+
+test_known_service_deploy_is_allowed_by_one_owner if {
+	d := decide(payments_deploy, [approve("alice@example.com")], calm)
+	d.outcome == "allow"
+	d.requirements[0].have == 1
+	d.notify == []
+}
+
+test_known_service_deploy_is_not_allowed_by_another_team if {
+	decide(payments_deploy, [approve("carol@example.com")], calm).outcome == "approval_required"
+}
+
+# ---- row: production deploy of an unknown service -> 2 from sre
+
+test_unknown_service_deploy_needs_two_sre if {
+	d := decide(unknown_deploy, [], calm)
+	d.outcome == "approval_required"
+	d.requirements == [{"group": "sre", "min": 2, "have": 0}]
+	{"platform": "slack", "channel": "C0CHANGES"} in d.notify
+}
+
+test_unknown_service_deploy_one_sre_is_not_enough if {
+	d := decide(unknown_deploy, [approve("erin@example.com")], calm)
+	d.outcome == "approval_required"
+	d.requirements[0].have == 1
+}
+
+test_unknown_service_deploy_two_sre_allow if {
+	decide(unknown_deploy, [approve("erin@example.com"), approve("frank@example.com")], calm).outcome == "allow"
+}
+
+# ---- row: production iam_change -> owner AND security, two people
+
+test_iam_change_needs_owner_and_security if {
+	d := decide(iam, [], calm)
+	d.outcome == "approval_required"
+	{"group": "payments-owners", "min": 1, "have": 0} in d.requirements
+	{"group": "security", "min": 1, "have": 0} in d.requirements
+	d.timeout_seconds == 14400
+	d.reject_reason_required == true
+}
+
+test_iam_change_owner_alone_is_not_enough if {
+	decide(iam, [approve("alice@example.com")], calm).outcome == "approval_required"
+}
+
+test_iam_change_one_person_in_both_groups_is_not_enough if {
+	# bob@example.com is in payments-owners and in security.
+	decide(iam, [approve("bob@example.com")], calm).outcome == "approval_required"
+}
+
+test_iam_change_owner_and_security_allow if {
+	decide(iam, [approve("alice@example.com"), approve("ivan@example.com")], calm).outcome == "allow"
+}
+
+test_iam_change_person_in_both_groups_plus_another_allow if {
+	decide(iam, [approve("bob@example.com"), approve("judy@example.com")], calm).outcome == "allow"
+}
+
+# ---- row: production change during a freeze -> deny, unless break glass
+
+test_freeze_denies_production_changes if {
+	d := decide(payments_deploy, [], frozen)
+	d.outcome == "deny"
+	contains(d.reasons[0], "Year-end change freeze")
+}
+
+test_freeze_does_not_apply_outside_its_window if {
+	decide(payments_deploy, [], "2027-01-04T00:00:00Z").outcome == "approval_required"
+}
+
+test_freeze_does_not_apply_to_staging if {
+	decide(request("deploy", "staging", "service", "payments"), [], frozen).outcome == "allow"
+}
+
+test_break_glass_in_freeze_needs_two_more_sre if {
+	d := decide(break_glass(payments_deploy), [], frozen)
+	d.outcome == "approval_required"
+	{"group": "payments-owners", "min": 1, "have": 0} in d.requirements
+	{"group": "sre", "min": 2, "have": 0} in d.requirements
+}
+
+test_break_glass_in_freeze_owner_alone_is_not_enough if {
+	decide(break_glass(payments_deploy), [approve("alice@example.com")], frozen).outcome == "approval_required"
+}
+
+test_break_glass_in_freeze_owner_and_two_sre_allow if {
+	votes := [approve("alice@example.com"), approve("erin@example.com"), approve("frank@example.com")]
+	decide(break_glass(payments_deploy), votes, frozen).outcome == "allow"
+}
+
+test_break_glass_adds_to_an_existing_sre_requirement if {
+	d := decide(break_glass(unknown_deploy), [approve("erin@example.com"), approve("frank@example.com")], frozen)
+	d.requirements == [{"group": "sre", "min": 4, "have": 2}]
+	d.outcome == "approval_required"
+}
+
+test_break_glass_outside_a_freeze_changes_nothing if {
+	d := decide(break_glass(payments_deploy), [], calm)
+	d.requirements == [{"group": "payments-owners", "min": 1, "have": 0}]
+}
+
+test_freeze_with_a_window_given_in_the_test if {
+	window := [{"from": "2026-06-01T00:00:00Z", "to": "2026-06-02T00:00:00Z", "reason": "Launch day"}]
+	d := decide(payments_deploy, [], calm) with data.freeze as window
+	d.outcome == "deny"
+	contains(d.reasons[0], "Launch day")
+}
+
+# ---- row: a reject from an eligible voter -> deny
+
+test_reject_from_an_owner_denies if {
+	d := decide(payments_deploy, [reject("alice@example.com", "not during the sale")], calm)
+	d.outcome == "deny"
+	d.reasons == ["rejected by alice@example.com: not during the sale"]
+}
+
+test_reject_from_security_denies_iam_change_even_after_an_owner_approved if {
+	votes := [approve("alice@example.com"), reject("ivan@example.com", "too broad")]
+	decide(iam, votes, calm).outcome == "deny"
+}
+
+test_reject_from_an_outsider_changes_nothing if {
+	decide(payments_deploy, [reject("mallory@example.com", "no")], calm).outcome == "approval_required"
+}
+
+# ---- row: votes by the requester, the initiator or outsiders do not count
+
+test_requester_approval_does_not_count if {
+	# Even when the requester is an owner.
+	r := object.union(payments_deploy, {"requester": {"id": "alice@example.com", "kind": "human"}})
+	decide(r, [approve("alice@example.com")], calm).outcome == "approval_required"
+	not "alice@example.com" in decide(r, [], calm).approvers
+}
+
+test_requester_may_not_vote if {
+	v := may_vote(payments_deploy, [], "dev@example.com")
+	v.allowed == false
+	contains(v.reason, "requester")
+}
+
+test_initiator_may_not_vote if {
+	v := may_vote(payments_deploy, [], "CI-BOT")
+	v.allowed == false
+	contains(v.reason, "initiator")
+}
+
+test_outsider_may_not_vote if {
+	v := may_vote(payments_deploy, [], "mallory@example.com")
+	v.allowed == false
+	contains(v.reason, "payments-owners")
+}
+
+test_owner_may_vote if {
+	v := may_vote(payments_deploy, [], "Alice@Example.com")
+	v.allowed == true
+}
+
+test_second_vote_is_refused if {
+	v := may_vote(unknown_deploy, [approve("erin@example.com")], "erin@example.com")
+	v.allowed == false
+	contains(v.reason, "already voted")
+}
+
+test_vote_on_a_decided_request_is_refused if {
+	v := may_vote(staging_request, [], "erin@example.com")
+	v.allowed == false
+}
+
+staging_request := request("deploy", "staging", "service", "payments")
