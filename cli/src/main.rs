@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "regate", version, about = "Policy-as-code approvals: test policies, simulate votes, read the decision log")]
+#[command(
+    name = "regate",
+    version,
+    about = "Policy-as-code approvals: test policies, simulate votes, read the decision log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

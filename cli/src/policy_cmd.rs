@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use regate_core::policy::run_tests;
-use regate_core::{Choice, Evaluation, PolicyBundle, PolicyEngine, Request, Vote};
+use regate_core::{Choice, Evaluation, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote};
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -78,7 +78,11 @@ fn test(dir: &Path) -> Result<ExitCode> {
         }
     }
     println!("{} passed, {failed} failed", outcomes.len() - failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn eval(args: &EvalArgs) -> Result<ExitCode> {
@@ -86,11 +90,19 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let engine = compile(&args.common.policies)?;
     let mut votes = loaded.votes;
     if let Some(path) = &args.votes {
-        votes = parse_votes(&read_json(path)?, loaded.now).with_context(|| format!("{}", path.display()))?;
+        votes = parse_votes(&read_json(path)?, loaded.now)
+            .with_context(|| format!("{}", path.display()))?;
     }
     let output = match args.voter.as_deref().or(loaded.voter.as_deref()) {
-        Some(voter) => serde_json::to_string_pretty(&engine.check_vote(&loaded.request, &votes, voter, loaded.now)?)?,
-        None => serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.now)?)?,
+        Some(voter) => serde_json::to_string_pretty(&engine.check_vote(
+            &loaded.request,
+            &votes,
+            voter,
+            loaded.now,
+        )?)?,
+        None => {
+            serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.now)?)?
+        }
     };
     println!("{output}");
     Ok(ExitCode::SUCCESS)
@@ -99,15 +111,21 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
 pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     let loaded = LoadedInput::read(&args.common)?;
     let engine = compile(&args.common.policies)?;
-    let steps: Vec<(String, Choice, Option<String>)> =
-        args.votes.iter().map(|v| parse_vote_flag(v)).collect::<Result<_>>()?;
+    let steps: Vec<(String, Choice, Option<String>)> = args
+        .votes
+        .iter()
+        .map(|v| parse_vote_flag(v))
+        .collect::<Result<_>>()?;
     let mut votes = loaded.votes;
     let mut current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
     println!("start: {}", summary(&current));
     for (i, (voter, choice, reason)) in steps.into_iter().enumerate() {
         let label = format!("vote {}: {voter} {}", i + 1, choice.as_str());
         if current.decision.outcome.is_final() {
-            println!("{label} -> refused: the request is already decided ({})", current.decision.outcome);
+            println!(
+                "{label} -> refused: the request is already decided ({})",
+                current.decision.outcome
+            );
             continue;
         }
         let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.now)?;
@@ -115,7 +133,12 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             println!("{label} -> refused: {}", check.reason);
             continue;
         }
-        votes.push(Vote { voter, vote: choice, reason, at: regate_core::time::format_rfc3339_ms(loaded.now) });
+        votes.push(Vote {
+            voter,
+            vote: choice,
+            reason,
+            at: regate_core::time::format_rfc3339_ms(loaded.now),
+        });
         current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
         println!("{label} -> counted; {}", summary(&current));
     }
@@ -125,7 +148,11 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
 
 fn summary(evaluation: &Evaluation) -> String {
     let d = &evaluation.decision;
-    let progress: Vec<String> = d.requirements.iter().map(|r| format!("{}: {} of {}", r.group, r.have, r.min)).collect();
+    let progress: Vec<String> = d
+        .requirements
+        .iter()
+        .map(|r| format!("{}: {} of {}", r.group, r.have, r.min))
+        .collect();
     let mut line = format!("{} - {}", d.outcome, d.reasons.join("; "));
     if !progress.is_empty() {
         line.push_str(&format!(" [{}]", progress.join(", ")));
@@ -134,7 +161,9 @@ fn summary(evaluation: &Evaluation) -> String {
 }
 
 fn parse_vote_flag(flag: &str) -> Result<(String, Choice, Option<String>)> {
-    let (voter, rest) = flag.split_once('=').with_context(|| format!("--vote {flag:?} must look like ID=approve or ID=reject"))?;
+    let (voter, rest) = flag
+        .split_once('=')
+        .with_context(|| format!("--vote {flag:?} must look like ID=approve or ID=reject"))?;
     let (choice, reason) = match rest.split_once(':') {
         Some((c, r)) => (c, Some(r.to_string())),
         None => (rest, None),
@@ -151,7 +180,7 @@ fn parse_vote_flag(flag: &str) -> Result<(String, Choice, Option<String>)> {
 }
 
 struct LoadedInput {
-    request: Request,
+    request: PreparedRequest,
     votes: Vec<Vote>,
     now: DateTime<Utc>,
     voter: Option<String>,
@@ -164,18 +193,32 @@ impl LoadedInput {
         let request_json = if whole_input { &json["request"] } else { &json };
         let request = Request::from_value(request_json, None)
             .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
-        let now_text = args.now.clone().or_else(|| json.get("now").and_then(Value::as_str).map(String::from));
+        let now_text = args
+            .now
+            .clone()
+            .or_else(|| json.get("now").and_then(Value::as_str).map(String::from));
         let now = match now_text {
             Some(text) => regate_core::time::parse_rfc3339(&text)
                 .with_context(|| format!("now {text:?} is not an RFC 3339 timestamp"))?,
             None => Utc::now(),
         };
         let votes = match json.get("votes") {
-            Some(v) if whole_input => parse_votes(v, now).with_context(|| format!("{}", args.input.display()))?,
+            Some(v) if whole_input => {
+                parse_votes(v, now).with_context(|| format!("{}", args.input.display()))?
+            }
             _ => Vec::new(),
         };
-        let voter = if whole_input { json.get("voter").and_then(Value::as_str).map(String::from) } else { None };
-        Ok(Self { request, votes, now, voter })
+        let voter = if whole_input {
+            json.get("voter").and_then(Value::as_str).map(String::from)
+        } else {
+            None
+        };
+        Ok(Self {
+            request: PreparedRequest::new(request)?,
+            votes,
+            now,
+            voter,
+        })
     }
 }
 
@@ -188,7 +231,8 @@ fn parse_votes(json: &Value, now: DateTime<Utc>) -> Result<Vec<Vote>> {
         .map(|(i, item)| {
             let mut item = item.clone();
             if let Some(map) = item.as_object_mut() {
-                map.entry("at").or_insert_with(|| Value::from(regate_core::time::format_rfc3339_ms(now)));
+                map.entry("at")
+                    .or_insert_with(|| Value::from(regate_core::time::format_rfc3339_ms(now)));
             }
             serde_json::from_value(item).with_context(|| format!("votes[{i}] is not a vote"))
         })
@@ -196,7 +240,8 @@ fn parse_votes(json: &Value, now: DateTime<Utc>) -> Result<Vec<Vote>> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 

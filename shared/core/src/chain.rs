@@ -62,7 +62,10 @@ pub struct BrokenLink {
 pub fn verify_chain(request_id: &str, events: &[Event]) -> Result<(), BrokenLink> {
     let mut prev_hash = GENESIS_HASH;
     for (expected_seq, event) in (1u64..).zip(events) {
-        let broken = |problem: String| BrokenLink { seq: event.seq, problem };
+        let broken = |problem: String| BrokenLink {
+            seq: event.seq,
+            problem,
+        };
         if event.request_id != request_id {
             return Err(broken(format!("belongs to request {:?}", event.request_id)));
         }
@@ -70,11 +73,15 @@ pub fn verify_chain(request_id: &str, events: &[Event]) -> Result<(), BrokenLink
             return Err(broken(format!("expected seq {expected_seq}")));
         }
         if event.prev_hash != prev_hash {
-            return Err(broken("prev_hash does not match the previous event's hash".into()));
+            return Err(broken(
+                "prev_hash does not match the previous event's hash".into(),
+            ));
         }
         let recomputed = compute_hash(event).map_err(|e| broken(e.to_string()))?;
         if recomputed != event.hash {
-            return Err(broken("content does not match its hash (the event was altered)".into()));
+            return Err(broken(
+                "content does not match its hash (the event was altered)".into(),
+            ));
         }
         prev_hash = &event.hash;
     }
@@ -94,7 +101,9 @@ mod tests {
     fn chain_of(n: u32) -> Vec<Event> {
         let mut events: Vec<Event> = Vec::new();
         for i in 0..n {
-            let draft = EventDraft::new(EventKind::Vote).actor(format!("p{i}@example.com")).data("i", i);
+            let draft = EventDraft::new(EventKind::Vote)
+                .actor(format!("p{i}@example.com"))
+                .data("i", i);
             events.push(next_event("chg-1", events.last(), draft, at(i)).unwrap());
         }
         events
@@ -144,7 +153,13 @@ mod tests {
     fn a_missing_event_or_foreign_event_is_reported() {
         let mut events = chain_of(4);
         events.remove(1);
-        assert_eq!(verify_chain("chg-1", &events).unwrap_err().problem, "expected seq 2");
-        assert!(verify_chain("chg-2", &chain_of(1)).unwrap_err().problem.contains("chg-1"));
+        assert_eq!(
+            verify_chain("chg-1", &events).unwrap_err().problem,
+            "expected seq 2"
+        );
+        assert!(verify_chain("chg-2", &chain_of(1))
+            .unwrap_err()
+            .problem
+            .contains("chg-1"));
     }
 }

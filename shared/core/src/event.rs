@@ -103,7 +103,10 @@ pub struct EventDraft {
 
 impl EventDraft {
     pub fn new(kind: EventKind) -> Self {
-        Self { kind: Some(kind), ..Self::default() }
+        Self {
+            kind: Some(kind),
+            ..Self::default()
+        }
     }
 
     pub fn actor(mut self, actor: impl Into<String>) -> Self {

@@ -16,6 +16,6 @@ pub mod vote;
 pub use decision::{Decision, Evaluation, NotifyTarget, Outcome, Requirement};
 pub use error::CoreError;
 pub use event::{Event, EventDraft, EventKind};
-pub use policy::{PolicyBundle, PolicyEngine, PolicyError};
+pub use policy::{PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
 pub use request::{Identity, IdentityKind, Request, RequestError};
 pub use vote::{Choice, Vote, VoteCheck};

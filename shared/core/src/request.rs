@@ -25,7 +25,10 @@ pub enum RequestError {
 
 impl RequestError {
     fn field(field: &str, problem: impl Into<String>) -> Self {
-        Self::Field { field: field.to_string(), problem: problem.into() }
+        Self::Field {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
     }
 
     /// The offending field, when the problem is with one field.
@@ -86,7 +89,10 @@ impl Request {
     /// request carries no `id`.
     pub fn from_json_bytes(bytes: &[u8], default_id: Option<&str>) -> Result<Self, RequestError> {
         if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(RequestError::TooLarge { size: bytes.len(), limit: MAX_REQUEST_BYTES });
+            return Err(RequestError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_REQUEST_BYTES,
+            });
         }
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| RequestError::NotJson(e.to_string()))?;
@@ -95,9 +101,14 @@ impl Request {
 
     /// Validates an already parsed value (a Lambda event), applying the same size limit.
     pub fn from_value(value: &Value, default_id: Option<&str>) -> Result<Self, RequestError> {
-        let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(value)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_REQUEST_BYTES {
-            return Err(RequestError::TooLarge { size, limit: MAX_REQUEST_BYTES });
+            return Err(RequestError::TooLarge {
+                size,
+                limit: MAX_REQUEST_BYTES,
+            });
         }
         Self::validate(value, default_id)
     }
@@ -153,10 +164,19 @@ impl Request {
 
 fn check_id(id: &str) -> Result<(), RequestError> {
     if id.chars().count() > MAX_ID_CHARS {
-        return Err(RequestError::field("id", format!("is longer than {MAX_ID_CHARS} characters")));
+        return Err(RequestError::field(
+            "id",
+            format!("is longer than {MAX_ID_CHARS} characters"),
+        ));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
-        return Err(RequestError::field("id", "may only hold letters, digits, '-', '_', '.' and ':'"));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(RequestError::field(
+            "id",
+            "may only hold letters, digits, '-', '_', '.' and ':'",
+        ));
     }
     Ok(())
 }
@@ -201,12 +221,18 @@ fn identity(root: &Map<String, Value>, key: &str) -> Result<Identity, RequestErr
             ))
         }
     };
-    Ok(Identity { id: text(map, "id", &format!("{key}.id"))?, kind })
+    Ok(Identity {
+        id: text(map, "id", &format!("{key}.id"))?,
+        kind,
+    })
 }
 
 fn parse_links(items: &[Value]) -> Result<Vec<Link>, RequestError> {
     if items.len() > MAX_LINKS {
-        return Err(RequestError::field("links", format!("has more than {MAX_LINKS} entries")));
+        return Err(RequestError::field(
+            "links",
+            format!("has more than {MAX_LINKS} entries"),
+        ));
     }
     items
         .iter()
@@ -222,7 +248,10 @@ fn parse_links(items: &[Value]) -> Result<Vec<Link>, RequestError> {
                     "must be an http(s) URL",
                 ));
             }
-            Ok(Link { title: text(map, "title", &format!("links[{i}].title"))?, url })
+            Ok(Link {
+                title: text(map, "title", &format!("links[{i}].title"))?,
+                url,
+            })
         })
         .collect()
 }
@@ -242,7 +271,11 @@ mod tests {
     }
 
     fn error_field(value: Value) -> String {
-        Request::from_value(&value, None).unwrap_err().field_name().unwrap().to_string()
+        Request::from_value(&value, None)
+            .unwrap_err()
+            .field_name()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -258,7 +291,10 @@ mod tests {
     fn a_missing_id_takes_the_default_and_otherwise_is_named() {
         let mut v = valid();
         v.as_object_mut().unwrap().remove("id");
-        assert_eq!(Request::from_value(&v, Some("exec-1")).unwrap().id, "exec-1");
+        assert_eq!(
+            Request::from_value(&v, Some("exec-1")).unwrap().id,
+            "exec-1"
+        );
         assert_eq!(error_field(v), "id");
     }
 
@@ -310,12 +346,18 @@ mod tests {
             Request::from_json_bytes(&bytes, None),
             Err(RequestError::TooLarge { .. })
         ));
-        assert!(matches!(Request::from_value(&v, None), Err(RequestError::TooLarge { .. })));
+        assert!(matches!(
+            Request::from_value(&v, None),
+            Err(RequestError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn bad_json_and_non_objects_are_clear_errors() {
-        assert!(matches!(Request::from_json_bytes(b"{", None), Err(RequestError::NotJson(_))));
+        assert!(matches!(
+            Request::from_json_bytes(b"{", None),
+            Err(RequestError::NotJson(_))
+        ));
         assert_eq!(error_field(json!([1, 2])), "(root)");
     }
 }

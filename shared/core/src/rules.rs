@@ -22,11 +22,15 @@ pub fn normalize(identity: &str) -> String {
 
 pub const REFUSED_SELF_APPROVAL: &str =
     "the requester and the initiator of a change cannot vote on it";
+pub const REFUSED_NO_IDENTITY: &str = "the voter has no identity";
 pub const REFUSED_ALREADY_VOTED: &str = "you have already voted on this request";
 
 /// Why a voter may not vote, before the policy is asked; `None` when the hard rules allow it.
 pub fn refuse_voter(request: &Request, votes: &[Vote], voter: &str) -> Option<VoteCheck> {
     let voter = normalize(voter);
+    if voter.is_empty() {
+        return Some(VoteCheck::refused(REFUSED_NO_IDENTITY));
+    }
     if request.excluded_voters().any(|id| normalize(id) == voter) {
         return Some(VoteCheck::refused(REFUSED_SELF_APPROVAL));
     }
@@ -52,9 +56,16 @@ pub fn countable_votes(request: &Request, votes: &[Vote]) -> Vec<Vote> {
 }
 
 /// Applies the hard rules to what the policy returned. `votes` must already be countable.
-pub fn enforce(mut decision: Decision, request: &Request, votes: &[Vote], groups: &Groups) -> Decision {
+pub fn enforce(
+    mut decision: Decision,
+    request: &Request,
+    votes: &[Vote],
+    groups: &Groups,
+) -> Decision {
     let excluded: BTreeSet<String> = request.excluded_voters().map(normalize).collect();
-    decision.approvers.retain(|a| !excluded.contains(&normalize(a)));
+    decision
+        .approvers
+        .retain(|a| !excluded.contains(&normalize(a)));
     if decision.outcome != Outcome::Allow || decision.requirements.is_empty() {
         return decision;
     }
@@ -64,7 +75,12 @@ pub fn enforce(mut decision: Decision, request: &Request, votes: &[Vote], groups
         .map(|v| normalize(&v.voter))
         .collect();
     let needed: u32 = decision.requirements.iter().map(|r| r.min).sum();
-    let seated = seat_distinct_approvers(&decision.requirements, &approvals, &decision.approvers, groups);
+    let seated = seat_distinct_approvers(
+        &decision.requirements,
+        &approvals,
+        &decision.approvers,
+        groups,
+    );
     if seated < needed {
         decision.outcome = Outcome::ApprovalRequired;
         decision.reasons.push(format!(
@@ -108,7 +124,9 @@ fn try_seat(
     seat_holder: &mut [Option<usize>],
     visited: &mut [bool],
 ) -> bool {
-    let Some(identity) = approvals.get(person) else { return false };
+    let Some(identity) = approvals.get(person) else {
+        return false;
+    };
     for seat in 0..seats.len() {
         if visited[seat] || !seats[seat].contains(identity) {
             continue;
@@ -136,9 +154,18 @@ mod tests {
             id: "r1".into(),
             action: "iam_change".into(),
             environment: "production".into(),
-            resource: Resource { kind: "service".into(), name: "payments".into() },
-            requester: Identity { id: "Dev@Example.com".into(), kind: IdentityKind::Human },
-            initiator: Some(Identity { id: "ci-bot".into(), kind: IdentityKind::Service }),
+            resource: Resource {
+                kind: "service".into(),
+                name: "payments".into(),
+            },
+            requester: Identity {
+                id: "Dev@Example.com".into(),
+                kind: IdentityKind::Human,
+            },
+            initiator: Some(Identity {
+                id: "ci-bot".into(),
+                kind: IdentityKind::Service,
+            }),
             summary: "s".into(),
             details: Default::default(),
             links: vec![],
@@ -146,13 +173,28 @@ mod tests {
     }
 
     fn vote(voter: &str, choice: Choice) -> Vote {
-        Vote { voter: voter.into(), vote: choice, reason: None, at: "2026-01-01T00:00:00Z".into() }
+        Vote {
+            voter: voter.into(),
+            vote: choice,
+            reason: None,
+            at: "2026-01-01T00:00:00Z".into(),
+        }
     }
 
     fn groups() -> Groups {
         let mut g = Groups::new();
-        g.insert("owners".into(), ["alice@example.com", "both@example.com"].map(String::from).into());
-        g.insert("security".into(), ["sam@example.com", "both@example.com"].map(String::from).into());
+        g.insert(
+            "owners".into(),
+            ["alice@example.com", "both@example.com"]
+                .map(String::from)
+                .into(),
+        );
+        g.insert(
+            "security".into(),
+            ["sam@example.com", "both@example.com"]
+                .map(String::from)
+                .into(),
+        );
         g
     }
 
@@ -169,15 +211,24 @@ mod tests {
     }
 
     fn req(group: &str, min: u32) -> Requirement {
-        Requirement { group: group.into(), min, have: min }
+        Requirement {
+            group: group.into(),
+            min,
+            have: min,
+        }
     }
 
     #[test]
     fn the_requester_and_initiator_votes_never_reach_the_policy() {
-        let votes = [vote("dev@EXAMPLE.com ", Choice::Reject), vote("ci-bot", Choice::Approve)];
+        let votes = [
+            vote("dev@EXAMPLE.com ", Choice::Reject),
+            vote("ci-bot", Choice::Approve),
+        ];
         assert!(countable_votes(&request(), &votes).is_empty());
         assert_eq!(
-            refuse_voter(&request(), &[], "DEV@example.com").unwrap().reason,
+            refuse_voter(&request(), &[], "DEV@example.com")
+                .unwrap()
+                .reason,
             REFUSED_SELF_APPROVAL
         );
     }
@@ -193,24 +244,43 @@ mod tests {
         assert_eq!(counted.len(), 2);
         assert_eq!(counted[0].vote, Choice::Approve);
         assert_eq!(
-            refuse_voter(&request(), &votes, "alice@example.com").unwrap().reason,
+            refuse_voter(&request(), &votes, "alice@example.com")
+                .unwrap()
+                .reason,
             REFUSED_ALREADY_VOTED
         );
         assert!(refuse_voter(&request(), &votes, "bob@example.com").is_none());
+        assert_eq!(
+            refuse_voter(&request(), &votes, "  ").unwrap().reason,
+            REFUSED_NO_IDENTITY
+        );
     }
 
     #[test]
     fn one_person_in_two_groups_cannot_fill_both_requirements() {
         let votes = [vote("both@example.com", Choice::Approve)];
-        let d = enforce(allow(vec![req("owners", 1), req("security", 1)]), &request(), &votes, &groups());
+        let d = enforce(
+            allow(vec![req("owners", 1), req("security", 1)]),
+            &request(),
+            &votes,
+            &groups(),
+        );
         assert_eq!(d.outcome, Outcome::ApprovalRequired);
         assert!(d.reasons.last().unwrap().contains("2 distinct approvers"));
     }
 
     #[test]
     fn two_distinct_people_fill_two_requirements_even_when_one_is_in_both_groups() {
-        let votes = [vote("both@example.com", Choice::Approve), vote("alice@example.com", Choice::Approve)];
-        let d = enforce(allow(vec![req("owners", 1), req("security", 1)]), &request(), &votes, &groups());
+        let votes = [
+            vote("both@example.com", Choice::Approve),
+            vote("alice@example.com", Choice::Approve),
+        ];
+        let d = enforce(
+            allow(vec![req("owners", 1), req("security", 1)]),
+            &request(),
+            &votes,
+            &groups(),
+        );
         assert_eq!(d.outcome, Outcome::Allow);
     }
 
@@ -224,9 +294,19 @@ mod tests {
     #[test]
     fn a_group_missing_from_data_falls_back_to_the_policy_approvers() {
         let votes = [vote("alice@example.com", Choice::Approve)];
-        let d = enforce(allow(vec![req("computed", 1)]), &request(), &votes, &groups());
+        let d = enforce(
+            allow(vec![req("computed", 1)]),
+            &request(),
+            &votes,
+            &groups(),
+        );
         assert_eq!(d.outcome, Outcome::Allow);
-        let d = enforce(allow(vec![req("computed", 2)]), &request(), &votes, &groups());
+        let d = enforce(
+            allow(vec![req("computed", 2)]),
+            &request(),
+            &votes,
+            &groups(),
+        );
         assert_eq!(d.outcome, Outcome::ApprovalRequired);
     }
 }

@@ -10,7 +10,9 @@ pub fn format_rfc3339_ms(at: DateTime<Utc>) -> String {
 
 /// Parses any RFC 3339 timestamp into UTC.
 pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct VoteCheck {
 
 impl VoteCheck {
     pub fn refused(reason: impl Into<String>) -> Self {
-        Self { allowed: false, reason: reason.into() }
+        Self {
+            allowed: false,
+            reason: reason.into(),
+        }
     }
 }

@@ -1,0 +1,296 @@
+//! Drives the real `regate` binary: the example inputs, inputs written from the policy table
+//! alone, and every kind of bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn regate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regate"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn eval_json(input: &Value, extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.json");
+    std::fs::write(&path, input.to_string()).unwrap();
+    let mut args = vec!["policy", "eval", "--input", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = regate(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// Checks that a failure is one clear line and never a panic.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    assert!(!out.status.success());
+    let err = stderr(out);
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_example_gives_the_outcome_of_its_table_row() {
+    let dir = repo_root().join("policies/examples");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected = expected.as_object().unwrap();
+    assert!(expected.len() >= 9);
+    for (file, outcome) in expected {
+        let path = dir.join(file);
+        let out = regate(&["policy", "eval", "--input", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let result: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        if outcome == "vote_refused" {
+            assert_eq!(result["allowed"], json!(false), "{file}");
+        } else {
+            assert_eq!(result["outcome"], *outcome, "{file}");
+            assert!(result["policy_revision"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:"));
+            assert!(result["input_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:"));
+        }
+    }
+}
+
+fn request(action: &str, environment: &str, kind: &str, name: &str) -> Value {
+    json!({"id": "new-1", "action": action, "environment": environment,
+        "resource": {"type": kind, "name": name},
+        "requester": {"id": "someone@example.com", "kind": "human"},
+        "summary": "written from the table"})
+}
+
+#[test]
+fn inputs_written_from_the_table_alone_get_the_table_outcomes() {
+    let at = ["--now", "2026-03-03T09:00:00Z"];
+    let qa = eval_json(&request("restart", "qa", "service", "checkout"), &at);
+    assert_eq!(qa["outcome"], "allow");
+
+    let drop = eval_json(&request("delete", "prod", "database", "users"), &at);
+    assert_eq!(drop["outcome"], "deny");
+
+    let checkout = eval_json(&request("deploy", "production", "service", "checkout"), &at);
+    assert_eq!(checkout["outcome"], "approval_required");
+    assert_eq!(
+        checkout["requirements"],
+        json!([{"group": "checkout-owners", "min": 1, "have": 0}])
+    );
+    assert_eq!(
+        checkout["notify"][0],
+        json!({"platform": "slack", "channel": "C0CHECKOUT"})
+    );
+
+    let unknown = eval_json(&request("deploy", "prod", "service", "search"), &at);
+    assert_eq!(
+        unknown["requirements"],
+        json!([{"group": "sre", "min": 2, "have": 0}])
+    );
+
+    let iam = eval_json(
+        &request("iam_change", "production", "iam_role", "checkout"),
+        &at,
+    );
+    assert_eq!(iam["timeout_seconds"], 14400);
+    assert_eq!(iam["reject_reason_required"], true);
+
+    let frozen = eval_json(
+        &request("deploy", "production", "service", "checkout"),
+        &["--now", "2026-12-30T00:00:00Z"],
+    );
+    assert_eq!(frozen["outcome"], "deny");
+    let mut glass = request("deploy", "production", "service", "checkout");
+    glass["details"] = json!({"break_glass": true});
+    let glass = eval_json(&glass, &["--now", "2026-12-30T00:00:00Z"]);
+    assert_eq!(glass["outcome"], "approval_required");
+    assert!(glass["requirements"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"group": "sre", "min": 2, "have": 0})));
+
+    let owner_votes = eval_json(
+        &json!({"request": request("deploy", "production", "service", "checkout"),
+            "votes": [{"voter": "carol@example.com", "vote": "approve"}], "now": "2026-03-03T09:00:00Z"}),
+        &[],
+    );
+    assert_eq!(owner_votes["outcome"], "allow");
+
+    let outsider = eval_json(
+        &request("deploy", "production", "service", "checkout"),
+        &["--voter", "alice@example.com"],
+    );
+    assert_eq!(outsider["allowed"], false);
+    let requester = eval_json(
+        &request("deploy", "production", "service", "checkout"),
+        &["--voter", "someone@example.com"],
+    );
+    assert_eq!(requester["allowed"], false);
+}
+
+#[test]
+fn simulate_applies_votes_in_order_and_ends_with_the_final_outcome() {
+    let path = repo_root().join("policies/examples/05-prod-iam-change.json");
+    let out = regate(&[
+        "simulate",
+        "--input",
+        path.to_str().unwrap(),
+        "--vote",
+        "dev@example.com=approve",
+        "--vote",
+        "bob@example.com=approve",
+        "--vote",
+        "judy@example.com=approve",
+        "--vote",
+        "ivan@example.com=reject:too late",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("start: approval_required"), "{text}");
+    assert!(lines[1].contains("refused"), "{text}");
+    assert!(lines[2].contains("counted; approval_required"), "{text}");
+    assert!(lines[3].contains("counted; allow"), "{text}");
+    assert!(lines[4].contains("already decided"), "{text}");
+    assert_eq!(lines.last().unwrap(), &"final outcome: allow");
+}
+
+#[test]
+fn simulate_shows_a_rejection_as_deny() {
+    let path = repo_root().join("policies/examples/03-prod-deploy-known-service.json");
+    let out = regate(&[
+        "simulate",
+        "--input",
+        path.to_str().unwrap(),
+        "--vote",
+        "alice@example.com=reject:not today",
+    ]);
+    assert!(stdout(&out).contains("rejected by alice@example.com: not today"));
+    assert!(stdout(&out).ends_with("final outcome: deny\n"));
+}
+
+#[test]
+fn policy_test_reports_every_test_and_the_totals() {
+    let out = regate(&["policy", "test", "policies"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let last = stdout(&out).lines().last().unwrap().to_string();
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 25, "{last}");
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn a_failing_policy_test_fails_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root().join("policies");
+    std::fs::copy(
+        root.join("approvals.rego"),
+        dir.path().join("approvals.rego"),
+    )
+    .unwrap();
+    std::fs::copy(root.join("data.json"), dir.path().join("data.json")).unwrap();
+    std::fs::write(
+        dir.path().join("broken_test.rego"),
+        "package approvals_test\n\ntest_passes if { true }\ntest_fails if { 1 == 2 }\n",
+    )
+    .unwrap();
+    let out = regate(&["policy", "test", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("FAIL data.approvals_test.test_fails"));
+    assert!(stdout(&out).ends_with("1 passed, 1 failed\n"));
+}
+
+#[test]
+fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
+    assert_clean_failure(
+        &regate(&["policy", "eval", "--input", "no/such/file.json"]),
+        "cannot read no/such/file.json",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{ not json").unwrap();
+    assert_clean_failure(
+        &regate(&["policy", "eval", "--input", bad_json.to_str().unwrap()]),
+        "is not valid JSON",
+    );
+
+    let invalid = dir.path().join("invalid.json");
+    let mut r = request("deploy", "production", "service", "x");
+    r["resource"] = json!({"type": "service"});
+    std::fs::write(&invalid, r.to_string()).unwrap();
+    assert_clean_failure(
+        &regate(&["policy", "eval", "--input", invalid.to_str().unwrap()]),
+        "resource.name",
+    );
+
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("approvals.rego"),
+        "package approvals\n\ndecision := {\n",
+    )
+    .unwrap();
+    let good = repo_root().join("policies/examples/01-staging-deploy.json");
+    assert_clean_failure(
+        &regate(&[
+            "policy",
+            "eval",
+            "--input",
+            good.to_str().unwrap(),
+            "--policies",
+            broken.to_str().unwrap(),
+        ]),
+        "approvals.rego:",
+    );
+
+    assert_clean_failure(
+        &regate(&[
+            "simulate",
+            "--input",
+            good.to_str().unwrap(),
+            "--vote",
+            "alice@example.com=maybe",
+        ]),
+        "neither approve nor reject",
+    );
+    assert_clean_failure(
+        &regate(&[
+            "policy",
+            "eval",
+            "--input",
+            good.to_str().unwrap(),
+            "--now",
+            "tomorrow",
+        ]),
+        "RFC 3339",
+    );
+}
