@@ -1,6 +1,7 @@
 //! `regate`: the command line for platform teams and auditors. Every failure is one clear line
 //! on stderr and a non-zero exit code.
 
+mod log_cmd;
 mod policy_cmd;
 
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
     /// Apply votes in order and show the decision after each one.
     Simulate(policy_cmd::SimulateArgs),
+    /// Read and verify the decision log in DynamoDB (standard AWS configuration).
+    #[command(subcommand)]
+    Log(log_cmd::LogCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Simulate(args) => policy_cmd::simulate(&args),
+        Command::Log(command) => log_cmd::run(command),
     };
     match result {
         Ok(code) => code,

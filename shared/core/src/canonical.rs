@@ -61,9 +61,12 @@ fn write_canonical(value: &Value, out: &mut String) -> Result<(), CanonicalError
         }
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // serde_json keeps keys in code point order, which is UTF-16 order unless a key
-            // holds characters outside the Basic Multilingual Plane.
-            if entries.iter().any(|(k, _)| !k.is_ascii()) {
+            // serde_json's map may keep insertion order (its `preserve_order` feature, which
+            // any crate in a build can switch on), so keys are always sorted here: by UTF-16
+            // code units, as RFC 8785 says, which for ASCII keys is byte order.
+            if entries.iter().all(|(k, _)| k.is_ascii()) {
+                entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+            } else {
                 entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
             }
             out.push('{');

@@ -1,0 +1,91 @@
+"""moto server for the regate local stack.
+
+Runs moto's ThreadedMotoServer on 127.0.0.1 with Step Functions executing state machines, and
+bridges moto's Lambda invoke to `cargo lambda watch`: moto's no-docker Lambda backend cannot
+run code, so its invoke POSTs the payload to the real function binary through cargo lambda's
+Invoke API. An error answer sets x-amz-function-error, so a typed Rust error reaches the
+state machine's Catch with its type name.
+"""
+
+import argparse
+import copy
+import json
+import os
+import signal
+import threading
+import urllib.error
+import urllib.request
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.server import ThreadedMotoServer
+from moto.stepfunctions.models import StateMachine
+
+LAMBDA_TIMEOUT_SECONDS = 120
+
+
+def make_invoke(functions_url: str):
+    def invoke(self, function_name, qualifier, body, headers, response_headers):
+        name = function_name.split(":function:")[-1].split(":")[0]
+        url = f"{functions_url}/2015-03-31/functions/{name}/invocations"
+        data = body if isinstance(body, bytes) else (body or "{}").encode()
+        request = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=LAMBDA_TIMEOUT_SECONDS) as response:
+                return response.read()
+        except urllib.error.HTTPError as error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return error.read()
+        except (urllib.error.URLError, TimeoutError) as error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": "Lambda.ServiceException", "errorMessage": f"cannot reach {url}: {error}"}).encode()
+
+    return invoke
+
+
+def _snapshot_without_executions(self, memo):
+    """StartExecution deep-copies the state machine as the new execution's snapshot, and moto
+    5.2.1's copy takes along the machine's earlier executions and its backend. Once one
+    execution holds a thread lock (every execution that waited on a task token does), every
+    later StartExecution on that machine fails with "cannot pickle '_thread.RLock' object".
+    The snapshot needs the definition, not the history: it shares the backend and starts with
+    no executions."""
+    clone = self.__class__.__new__(self.__class__)
+    memo[id(self)] = clone
+    for name, value in self.__dict__.items():
+        if name == "backend":
+            setattr(clone, name, value)
+        elif name == "executions":
+            setattr(clone, name, [])
+        else:
+            setattr(clone, name, copy.deepcopy(value, memo))
+    return clone
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=5005)
+    parser.add_argument("--functions-url", default="http://127.0.0.1:9000")
+    args = parser.parse_args()
+
+    # The Step Functions interpreter calls other services (SQS, Lambda, ...) through boto3 at
+    # localhost:$MOTO_PORT, so it must name this server's port.
+    os.environ["MOTO_PORT"] = str(args.port)
+    LambdaSimpleBackend.invoke = make_invoke(args.functions_url)
+    StateMachine.__deepcopy__ = _snapshot_without_executions
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    config = json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode()
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{args.port}/moto-api/config", data=config, method="POST"), timeout=10
+    ).read()
+    print(f"moto listening on http://127.0.0.1:{args.port} (Lambda invoke -> {args.functions_url})", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

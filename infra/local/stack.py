@@ -1,0 +1,288 @@
+"""The regate local AWS stack: `up`, `down`, `status` and `resources`.
+
+`up` starts each service in the background (logs in .local/logs/, PIDs in .local/run/), waits
+until it answers its health check, then creates the AWS resources described in
+infra/template.yaml (the single source of truth). `down` stops exactly the processes `up`
+started, by PID.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / ".local"
+RUN = LOCAL / "run"
+LOGS = LOCAL / "logs"
+VENV_PYTHON = LOCAL / "venv" / "bin" / "python"
+TEMPLATE = ROOT / "infra" / "template.yaml"
+ENV_FILE = ROOT / "infra" / "local" / "local.env"
+START_TIMEOUT_SECONDS = 90
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    health_url: str
+    command: list
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+
+def services() -> list:
+    return [
+        Service(
+            name="moto",
+            port=5005,
+            health_url="http://127.0.0.1:5005/moto-api/data.json",
+            command=[str(VENV_PYTHON), str(ROOT / "infra/local/moto_launcher.py"), "--port", "5005"],
+        ),
+    ]
+
+
+def port_is_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 500
+    except urllib.error.HTTPError as error:
+        return error.code < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def running_pid(service: Service):
+    try:
+        pid = int(service.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def start(service: Service) -> None:
+    pid = running_pid(service)
+    if pid and healthy(service.health_url):
+        print(f"{service.name}: already running (pid {pid}) on 127.0.0.1:{service.port}")
+        return
+    if pid:
+        stop(service)
+    if port_is_taken(service.port):
+        sys.exit(f"up: {service.name} cannot start: port {service.port} on 127.0.0.1 is taken by another process")
+    RUN.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **read_env_file()}
+    with open(service.log_file, "ab") as log:
+        process = subprocess.Popen(
+            service.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+    service.pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            service.pid_file.unlink(missing_ok=True)
+            sys.exit(f"up: {service.name} exited with code {process.returncode} before answering; "
+                     f"last lines of {service.log_file}:\n{tail(service.log_file)}")
+        if healthy(service.health_url):
+            print(f"{service.name}: listening on http://127.0.0.1:{service.port} (pid {process.pid}, log {service.log_file})")
+            return
+        time.sleep(0.25)
+    stop(service)
+    sys.exit(f"up: {service.name} did not answer {service.health_url} within {START_TIMEOUT_SECONDS} s; "
+             f"last lines of {service.log_file}:\n{tail(service.log_file)}")
+
+
+def stop(service: Service) -> None:
+    pid = running_pid(service)
+    if pid is None:
+        service.pid_file.unlink(missing_ok=True)
+        print(f"{service.name}: not running")
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for _ in range(40):
+        if running_pid(service) is None:
+            break
+        time.sleep(0.25)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    service.pid_file.unlink(missing_ok=True)
+    print(f"{service.name}: stopped (pid {pid})")
+
+
+# ---------------------------------------------------------------- resources from the template
+
+class TemplateLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !Sub, !GetAtt, ...) as plain mappings."""
+
+
+def _intrinsic(loader, tag_suffix, node):
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        return {name: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=TemplateLoader)
+
+
+def client(service_name: str):
+    env = read_env_file()
+    return boto3.client(
+        service_name, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def table_name(logical_id: str, properties: dict) -> str:
+    name = properties.get("TableName")
+    return name if isinstance(name, str) else logical_id
+
+
+def create_table(dynamodb, logical_id: str, properties: dict) -> str:
+    name = table_name(logical_id, properties)
+    args = {
+        "TableName": name,
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "KeySchema": properties["KeySchema"],
+        "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if properties.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    if properties.get("SSESpecification", {}).get("SSEEnabled"):
+        args["SSESpecification"] = {"Enabled": True}
+    if "DeletionProtectionEnabled" in properties:
+        args["DeletionProtectionEnabled"] = bool(properties["DeletionProtectionEnabled"])
+    try:
+        dynamodb.create_table(**args)
+        state = "created"
+    except dynamodb.exceptions.ResourceInUseException:
+        state = "exists"
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        current = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
+    pitr = properties.get("PointInTimeRecoverySpecification", {})
+    if pitr.get("PointInTimeRecoveryEnabled"):
+        dynamodb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    return f"table {name} ({state})"
+
+
+def create_resources() -> None:
+    template = load_template()
+    dynamodb = client("dynamodb")
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::DynamoDB::Table":
+            print("resources:", create_table(dynamodb, logical_id, resource.get("Properties", {})))
+
+
+# ---------------------------------------------------------------- commands
+
+def up(_args) -> None:
+    if not VENV_PYTHON.exists():
+        sys.exit("up: the local stack's tools are missing; run infra/local/setup.sh first")
+    for service in services():
+        start(service)
+    try:
+        create_resources()
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        sys.exit(f"up: creating the resources from {TEMPLATE} failed: {error}")
+    print("stack is up; settings for clients are in infra/local/local.env; stop it with: infra/local/stack down")
+
+
+def down(_args) -> None:
+    for service in reversed(services()):
+        stop(service)
+
+
+def status(_args) -> None:
+    all_up = True
+    for service in services():
+        pid = running_pid(service)
+        ok = pid is not None and healthy(service.health_url)
+        all_up &= ok
+        state = "up" if ok else ("started but not answering" if pid else "down")
+        print(f"{service.name}: {state}" + (f" (pid {pid}, http://127.0.0.1:{service.port})" if pid else ""))
+    sys.exit(0 if all_up else 1)
+
+
+def resources(_args) -> None:
+    create_resources()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="infra/local/stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, text in [
+        ("up", up, "start the stack and create the resources from infra/template.yaml"),
+        ("down", down, "stop what `up` started"),
+        ("status", status, "say what is running; exit 1 unless everything is up"),
+        ("resources", resources, "(re)create the resources from infra/template.yaml"),
+    ]:
+        commands.add_parser(name, help=text).set_defaults(handler=handler)
+    args = parser.parse_args()
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

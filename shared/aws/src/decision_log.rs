@@ -1,0 +1,448 @@
+//! The decision log on DynamoDB: `pk = REQ#<id>`, `sk = EV#<seq>`, appended with
+//! `attribute_not_exists(sk)` so the log is append-only and a concurrent writer loses cleanly
+//! (and retries on top of the new head). GSIs `by_actor` and `by_day` answer auditors'
+//! questions; `by_day` spreads each day over several shards so no partition runs hot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use regate_core::chain::next_event;
+use regate_core::event::{Event, EventDraft, EventKind};
+use regate_core::ports::{DecisionLog, StoreError};
+use regate_core::time::format_rfc3339_ms;
+use regate_core::Outcome;
+
+use crate::attr::{attrs_to_map, map_to_attrs};
+use crate::error::{classify, is_condition_failure, store_error};
+
+/// Shards per day in the `by_day` index. A request always lands in the same shard.
+pub const DEFAULT_DAY_SHARDS: u32 = 8;
+/// Appends retried on a lost race before giving up with `Conflict`; enough for dozens of
+/// simultaneous writers on one request.
+pub const DEFAULT_APPEND_ATTEMPTS: u32 = 100;
+/// Time-range queries touch `days * shards` partitions, so they are bounded.
+pub const MAX_QUERY_DAYS: u64 = 400;
+const SEQ_WIDTH: usize = 10;
+
+pub struct DynamoDecisionLog {
+    client: Client,
+    table: String,
+    day_shards: u32,
+    append_attempts: u32,
+}
+
+/// An auditor's question: events by actor and/or time range, optionally of one kind or outcome.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub actor: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub kind: Option<EventKind>,
+    pub outcome: Option<Outcome>,
+    /// DynamoDB page size; small values exercise pagination.
+    pub page_size: Option<i32>,
+}
+
+impl DynamoDecisionLog {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            day_shards: DEFAULT_DAY_SHARDS,
+            append_attempts: DEFAULT_APPEND_ATTEMPTS,
+        }
+    }
+
+    pub fn with_append_attempts(mut self, attempts: u32) -> Self {
+        self.append_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// `YYYY-MM-DD#n`: the day of the event and the request's shard.
+    fn day_shard(&self, request_id: &str, day: NaiveDate) -> String {
+        format!("{day}#{}", shard_of(request_id, self.day_shards))
+    }
+
+    /// Writes exactly this event if its sequence number is free. An event that already exists
+    /// is never overwritten: the write fails with `Conflict` and the log is unchanged.
+    pub async fn put_event(&self, event: &Event) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.item(event)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let failure = classify(&error);
+                if is_condition_failure(&failure) {
+                    Err(StoreError::Conflict(format!(
+                        "request {} already has an event with seq {}",
+                        event.request_id, event.seq
+                    )))
+                } else {
+                    Err(store_error(failure))
+                }
+            }
+        }
+    }
+
+    async fn head(&self, request_id: &str) -> Result<Option<Event>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(classify(&e)))?;
+        output.items().first().map(event_from_item).transpose()
+    }
+
+    fn item(&self, event: &Event) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let day = event
+            .at_time()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("event time {:?} is not RFC 3339", event.at))
+            })?
+            .date_naive();
+        let mut item = HashMap::from([
+            (
+                "pk".to_string(),
+                AttributeValue::S(partition_key(&event.request_id)),
+            ),
+            ("sk".to_string(), AttributeValue::S(sort_key(event.seq))),
+            (
+                "day_shard".to_string(),
+                AttributeValue::S(self.day_shard(&event.request_id, day)),
+            ),
+        ]);
+        let json = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let serde_json::Value::Object(fields) = json {
+            item.extend(map_to_attrs(&fields));
+        }
+        Ok(item)
+    }
+
+    /// Events matching `query`, oldest first.
+    pub async fn query(&self, query: &LogQuery) -> Result<Vec<Event>, StoreError> {
+        let until = query.until.unwrap_or_else(Utc::now);
+        let since = query
+            .since
+            .unwrap_or_else(|| until - chrono::Duration::days(7));
+        if since > until {
+            return Err(StoreError::Refused("--since is after --until".into()));
+        }
+        let range = (
+            AttributeValue::S(format_rfc3339_ms(since)),
+            AttributeValue::S(format_rfc3339_ms(until)),
+        );
+        let mut events = match &query.actor {
+            Some(actor) => {
+                self.query_index(
+                    "by_actor",
+                    "actor",
+                    AttributeValue::S(actor.clone()),
+                    &range,
+                    query.page_size,
+                )
+                .await?
+            }
+            None => {
+                let days = (until.date_naive() - since.date_naive())
+                    .num_days()
+                    .unsigned_abs()
+                    + 1;
+                if days > MAX_QUERY_DAYS {
+                    return Err(StoreError::Refused(format!(
+                        "a time range without --actor may span at most {MAX_QUERY_DAYS} days, not {days}"
+                    )));
+                }
+                let mut all = Vec::new();
+                for offset in 0..days {
+                    let Some(day) = since.date_naive().checked_add_days(Days::new(offset)) else {
+                        break;
+                    };
+                    for shard in 0..self.day_shards {
+                        let key = AttributeValue::S(format!("{day}#{shard}"));
+                        all.extend(
+                            self.query_index("by_day", "day_shard", key, &range, query.page_size)
+                                .await?,
+                        );
+                    }
+                }
+                all
+            }
+        };
+        events.retain(|e| {
+            query.kind.is_none_or(|k| e.kind == k)
+                && query.outcome.is_none_or(|o| e.outcome == Some(o))
+        });
+        events.sort_by(|a, b| (&a.at, &a.request_id, a.seq).cmp(&(&b.at, &b.request_id, b.seq)));
+        Ok(events)
+    }
+
+    /// Every page of one GSI partition between two times.
+    async fn query_index(
+        &self,
+        index: &str,
+        key_name: &str,
+        key: AttributeValue,
+        (since, until): &(AttributeValue, AttributeValue),
+        page_size: Option<i32>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#k = :k AND #at BETWEEN :since AND :until")
+                .expression_attribute_names("#k", key_name)
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":k", key.clone())
+                .expression_attribute_values(":since", since.clone())
+                .expression_attribute_values(":until", until.clone())
+                .set_limit(page_size)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error(classify(&e)))?;
+            for item in output.items() {
+                events.push(event_from_item(item)?);
+            }
+            match output.last_evaluated_key() {
+                Some(next) if !next.is_empty() => start = Some(next.clone()),
+                _ => return Ok(events),
+            }
+        }
+    }
+}
+
+impl DecisionLog for DynamoDecisionLog {
+    async fn append(
+        &self,
+        request_id: &str,
+        draft: EventDraft,
+        at: DateTime<Utc>,
+    ) -> Result<Event, StoreError> {
+        for attempt in 0..self.append_attempts {
+            let head = self.head(request_id).await?;
+            let event = next_event(request_id, head.as_ref(), draft.clone(), at)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            match self.put_event(&event).await {
+                Ok(()) => return Ok(event),
+                Err(StoreError::Conflict(_)) => {
+                    tracing::debug!(
+                        request_id,
+                        attempt,
+                        "decision log append lost a race; retrying"
+                    );
+                    tokio::time::sleep(race_backoff(request_id, attempt)).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "could not append to request {request_id} after {} attempts",
+            self.append_attempts
+        )))
+    }
+
+    async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error(classify(&e)))?;
+            for item in output.items() {
+                events.push(event_from_item(item)?);
+            }
+            match output.last_evaluated_key() {
+                Some(next) if !next.is_empty() => start = Some(next.clone()),
+                _ => return Ok(events),
+            }
+        }
+    }
+}
+
+pub fn partition_key(request_id: &str) -> String {
+    format!("REQ#{request_id}")
+}
+
+pub fn sort_key(seq: u64) -> String {
+    format!("EV#{seq:0width$}", width = SEQ_WIDTH)
+}
+
+fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, StoreError> {
+    let mut fields = attrs_to_map(item)
+        .ok_or_else(|| StoreError::Corrupt("an event holds a non-JSON attribute".into()))?;
+    for key in ["pk", "sk", "day_shard"] {
+        fields.remove(key);
+    }
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A short, growing wait with jitter derived from the request and the clock, so racing writers
+/// spread out without a random number generator.
+fn race_backoff(request_id: &str, attempt: u32) -> Duration {
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    let jitter = u64::from((fnv1a(request_id) ^ nanos) % 10);
+    Duration::from_millis(2 * u64::from(attempt.min(10)) + jitter)
+}
+
+/// The `by_day` shard of a request.
+pub fn shard_of(request_id: &str, shards: u32) -> u32 {
+    fnv1a(request_id) % shards.max(1)
+}
+
+/// FNV-1a: a stable hash (unlike std's, it never changes between Rust versions), so a request
+/// keeps its shard forever.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::types::error::{
+        ConditionalCheckFailedException, ProvisionedThroughputExceededException,
+    };
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn at() -> DateTime<Utc> {
+        regate_core::time::parse_rfc3339("2026-11-21T10:00:00Z").unwrap()
+    }
+
+    /// Real error answers carry their code in the metadata, which is what regate classifies.
+    fn meta(code: &str) -> aws_sdk_dynamodb::error::ErrorMetadata {
+        aws_sdk_dynamodb::error::ErrorMetadata::builder()
+            .code(code)
+            .message("slow down")
+            .build()
+    }
+
+    fn condition_failed() -> PutItemError {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(meta("ConditionalCheckFailedException"))
+                .build(),
+        )
+    }
+
+    fn empty_head() -> aws_smithy_mocks::Rule {
+        mock!(Client::query).then_output(|| QueryOutput::builder().build())
+    }
+
+    #[test]
+    fn keys_sort_by_sequence_and_shards_are_stable() {
+        assert_eq!(sort_key(7), "EV#0000000007");
+        assert!(sort_key(10) > sort_key(9));
+        assert_eq!(partition_key("chg-1"), "REQ#chg-1");
+        assert_eq!(fnv1a("chg-2041"), fnv1a("chg-2041"));
+        assert_eq!(fnv1a(""), 0x811c_9dc5);
+    }
+
+    #[tokio::test]
+    async fn throttling_that_outlasts_the_sdk_retries_is_a_throttled_error() {
+        let put = mock!(Client::put_item).then_error(|| {
+            PutItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder()
+                    .meta(meta("ProvisionedThroughputExceededException"))
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
+        let log = DynamoDecisionLog::new(client, "DecisionLog");
+        let error = log
+            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Throttled(ref m) if m.contains("slow down")),
+            "{error:?}"
+        );
+        assert_eq!(error.kind_name(), "Throttled");
+        assert!(error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_retried_and_then_succeeds() {
+        let put = mock!(Client::put_item)
+            .sequence()
+            .error(condition_failed)
+            .times(2)
+            .output(|| PutItemOutput::builder().build())
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
+        let log = DynamoDecisionLog::new(client, "DecisionLog");
+        let event = log
+            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+            .await
+            .unwrap();
+        assert_eq!(event.seq, 1);
+        assert_eq!(put.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn endless_lost_races_end_in_a_conflict_error() {
+        let put = mock!(Client::put_item).then_error(condition_failed);
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
+        let log = DynamoDecisionLog::new(client, "DecisionLog").with_append_attempts(3);
+        let error = log
+            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind_name(), "Conflict");
+        assert_eq!(put.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn server_errors_that_outlast_the_sdk_retries_are_unavailable() {
+        let put = mock!(Client::put_item)
+            .sequence()
+            .http_status(500, None)
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
+        let log = DynamoDecisionLog::new(client, "DecisionLog");
+        let error = log
+            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Unavailable(_) | StoreError::Refused(_)),
+            "{error:?}"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Pending approvals on DynamoDB: one item per request, keyed by `request_id`, holding the task
+//! token, the request, the last evaluation, the posted messages, the votes (a map keyed by
+//! voter, so a second vote by the same person fails its condition) and the state with a version
+//! for conditional updates. TTL on `expires_at` lets DynamoDB forget closed items.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+use regate_core::ports::{
+    ApprovalState, Conditional, MessageRef, PendingApproval, PendingStore, StoreError, TaskToken,
+};
+use regate_core::rules::normalize;
+use regate_core::time::{format_rfc3339_ms, parse_rfc3339};
+use regate_core::Vote;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{classify, is_condition_failure, store_error};
+
+pub struct DynamoPendingStore {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoPendingStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(request_id: &str) -> (String, AttributeValue) {
+        (
+            "request_id".to_string(),
+            AttributeValue::S(request_id.to_string()),
+        )
+    }
+
+    /// Runs a conditional update; a failed condition reads the item as it is now.
+    async fn conditional_update(
+        &self,
+        request_id: &str,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Conditional, StoreError> {
+        let (key, value) = Self::key(request_id);
+        match update
+            .table_name(&self.table)
+            .key(key, value)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let item = output
+                    .attributes()
+                    .ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?;
+                Ok(Conditional::Done(Box::new(from_item(item)?)))
+            }
+            Err(error) => {
+                let failure = classify(&error);
+                if is_condition_failure(&failure) {
+                    Ok(Conditional::Lost(self.get(request_id).await?.map(Box::new)))
+                } else {
+                    Err(store_error(failure))
+                }
+            }
+        }
+    }
+}
+
+impl PendingStore for DynamoPendingStore {
+    async fn create(&self, approval: &PendingApproval) -> Result<Conditional, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(approval)?))
+            .condition_expression("attribute_not_exists(request_id)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Conditional::Done(Box::new(approval.clone()))),
+            Err(error) => {
+                let failure = classify(&error);
+                if is_condition_failure(&failure) {
+                    Ok(Conditional::Lost(
+                        self.get(&approval.request_id).await?.map(Box::new),
+                    ))
+                } else {
+                    Err(store_error(failure))
+                }
+            }
+        }
+    }
+
+    async fn get(&self, request_id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let (key, value) = Self::key(request_id);
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(key, value)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(classify(&e)))?;
+        output.item().map(from_item).transpose()
+    }
+
+    async fn add_messages(
+        &self,
+        request_id: &str,
+        messages: &[MessageRef],
+    ) -> Result<Conditional, StoreError> {
+        let refs = messages
+            .iter()
+            .map(json_attr)
+            .collect::<Result<Vec<_>, _>>()?;
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET messages = list_append(messages, :m), version = version + :one")
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":m", AttributeValue::L(refs))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn record_vote(&self, request_id: &str, vote: &Vote) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET votes.#voter = :vote, version = version + :one")
+            .condition_expression("#state = :pending AND attribute_not_exists(votes.#voter)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#voter", normalize(&vote.voter))
+            .expression_attribute_values(":vote", json_attr(vote)?)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn transition(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        to: ApprovalState,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET #state = :to, version = version + :one")
+            .condition_expression("#state = :pending AND version = :expected")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", AttributeValue::S(to.as_str().into()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+}
+
+fn json_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
+    let votes = approval
+        .votes
+        .iter()
+        .map(|v| Ok((normalize(&v.voter), json_attr(v)?)))
+        .collect::<Result<HashMap<_, _>, StoreError>>()?;
+    let messages = approval
+        .messages
+        .iter()
+        .map(json_attr)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HashMap::from([
+        (
+            "request_id".to_string(),
+            AttributeValue::S(approval.request_id.clone()),
+        ),
+        (
+            "task_token".to_string(),
+            AttributeValue::S(approval.task_token.expose().to_string()),
+        ),
+        ("request".to_string(), json_attr(&approval.request)?),
+        ("evaluation".to_string(), json_attr(&approval.evaluation)?),
+        ("messages".to_string(), AttributeValue::L(messages)),
+        ("votes".to_string(), AttributeValue::M(votes)),
+        (
+            "state".to_string(),
+            AttributeValue::S(approval.state.as_str().into()),
+        ),
+        (
+            "version".to_string(),
+            AttributeValue::N(approval.version.to_string()),
+        ),
+        (
+            "created_at".to_string(),
+            AttributeValue::S(format_rfc3339_ms(approval.created_at)),
+        ),
+        (
+            "expires_at".to_string(),
+            AttributeValue::N(approval.expires_at.timestamp().to_string()),
+        ),
+    ]))
+}
+
+fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Ok(s.as_str()),
+        _ => Err(StoreError::Corrupt(format!(
+            "pending item has no text attribute {name}"
+        ))),
+    };
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n
+            .parse::<i64>()
+            .map_err(|e| StoreError::Corrupt(format!("{name}: {e}"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "pending item has no number attribute {name}"
+        ))),
+    };
+    let mut votes: Vec<Vote> = match item.get("votes") {
+        Some(AttributeValue::M(map)) => map
+            .values()
+            .map(parse_json_attr)
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    votes.sort_by(|a, b| (&a.at, &a.voter).cmp(&(&b.at, &b.voter)));
+    let messages = match item.get("messages") {
+        Some(AttributeValue::L(list)) => {
+            list.iter().map(parse_json_attr).collect::<Result<_, _>>()?
+        }
+        _ => Vec::new(),
+    };
+    let state = text("state")?;
+    let created_at = text("created_at")?;
+    Ok(PendingApproval {
+        request_id: text("request_id")?.to_string(),
+        task_token: TaskToken::new(text("task_token")?),
+        request: parse_json(text("request")?)?,
+        evaluation: parse_json(text("evaluation")?)?,
+        messages,
+        votes,
+        state: ApprovalState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
+        version: u64::try_from(number("version")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: parse_rfc3339(created_at)
+            .ok_or_else(|| StoreError::Corrupt(format!("created_at {created_at:?}")))?,
+        expires_at: chrono::DateTime::from_timestamp(number("expires_at")?, 0)
+            .ok_or_else(|| StoreError::Corrupt("expires_at out of range".into()))?,
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_json_attr<T: DeserializeOwned>(attr: &AttributeValue) -> Result<T, StoreError> {
+    match attr {
+        AttributeValue::S(text) => parse_json(text),
+        _ => Err(StoreError::Corrupt("expected a JSON text attribute".into())),
+    }
+}

@@ -1,0 +1,219 @@
+//! Pending approvals on DynamoDB against the local stack: idempotent create, one vote per
+//! person, and state changes that exactly one of many racing writers wins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use regate_aws::DynamoPendingStore;
+use regate_core::ports::{
+    ApprovalState, Conditional, MessageRef, PendingApproval, PendingStore, TaskToken,
+};
+use regate_core::{Choice, PolicyBundle, PolicyEngine, PreparedRequest, Vote};
+use regate_tests::{local_config, pending_table, repo_root, request, unique};
+
+async fn store() -> DynamoPendingStore {
+    DynamoPendingStore::new(
+        aws_sdk_dynamodb::Client::new(&local_config().await),
+        pending_table(),
+    )
+}
+
+fn approval(id: &str) -> PendingApproval {
+    let request = request(id);
+    let engine =
+        PolicyEngine::compile(&PolicyBundle::load_dir(&repo_root().join("policies")).unwrap())
+            .unwrap();
+    let evaluation = engine
+        .evaluate(
+            &PreparedRequest::new(request.clone()).unwrap(),
+            &[],
+            Utc::now(),
+        )
+        .unwrap();
+    PendingApproval {
+        request_id: id.into(),
+        task_token: TaskToken::new("x".repeat(2048)),
+        request,
+        evaluation,
+        messages: vec![],
+        votes: vec![],
+        state: ApprovalState::Pending,
+        version: 1,
+        created_at: Utc::now(),
+        expires_at: Utc::now() + Duration::hours(2),
+    }
+}
+
+fn vote(voter: &str, choice: Choice) -> Vote {
+    Vote {
+        voter: voter.into(),
+        vote: choice,
+        reason: None,
+        at: regate_core::time::format_rfc3339_ms(Utc::now()),
+    }
+}
+
+fn done(result: Conditional) -> PendingApproval {
+    match result {
+        Conditional::Done(item) => *item,
+        Conditional::Lost(item) => panic!("expected the write to happen, it lost: {item:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_created_approval_reads_back_whole_with_its_2048_character_token() {
+    let store = store().await;
+    let id = unique("create");
+    let created = approval(&id);
+    done(store.create(&created).await.unwrap());
+    let read = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(read.task_token.expose().len(), 2048);
+    assert_eq!(read.request, created.request);
+    assert_eq!(read.evaluation, created.evaluation);
+    assert_eq!(read.state, ApprovalState::Pending);
+    assert_eq!(read.expires_at.timestamp(), created.expires_at.timestamp());
+    assert!(store.get(&unique("missing")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_second_create_for_the_same_request_writes_nothing_and_returns_the_first() {
+    let store = store().await;
+    let id = unique("idempotent");
+    done(store.create(&approval(&id)).await.unwrap());
+    let slack = MessageRef::Slack {
+        channel: "C0PAYMENTS".into(),
+        ts: "1700000000.000100".into(),
+    };
+    done(
+        store
+            .add_messages(&id, std::slice::from_ref(&slack))
+            .await
+            .unwrap(),
+    );
+    let mut retry = approval(&id);
+    retry.task_token = TaskToken::new("a-newer-token");
+    match store.create(&retry).await.unwrap() {
+        Conditional::Lost(Some(existing)) => {
+            assert_eq!(existing.task_token.expose().len(), 2048);
+            assert_eq!(existing.messages, vec![slack]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_person_votes_once_and_only_while_pending() {
+    let store = store().await;
+    let id = unique("votes");
+    done(store.create(&approval(&id)).await.unwrap());
+    let first = done(
+        store
+            .record_vote(&id, &vote("alice@example.com", Choice::Approve))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.votes.len(), 1);
+    assert_eq!(first.version, 2);
+    match store
+        .record_vote(&id, &vote("Alice@Example.com", Choice::Reject))
+        .await
+        .unwrap()
+    {
+        Conditional::Lost(Some(now)) => assert_eq!(now.votes, first.votes),
+        other => panic!("{other:?}"),
+    }
+    let second = done(
+        store
+            .record_vote(&id, &vote("bob@example.com", Choice::Approve))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(second.votes.len(), 2);
+    done(
+        store
+            .transition(&id, second.version, ApprovalState::Approved)
+            .await
+            .unwrap(),
+    );
+    match store
+        .record_vote(&id, &vote("carol@example.com", Choice::Approve))
+        .await
+        .unwrap()
+    {
+        Conditional::Lost(Some(now)) => {
+            assert_eq!(now.state, ApprovalState::Approved);
+            assert_eq!(now.votes.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn of_twenty_racing_state_changes_exactly_one_wins_and_the_others_learn_it() {
+    let store = Arc::new(store().await);
+    let id = unique("race");
+    done(store.create(&approval(&id)).await.unwrap());
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, id) = (store.clone(), id.clone());
+            let to = if i % 2 == 0 {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Rejected
+            };
+            tokio::spawn(async move { (to, store.transition(&id, 1, to).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut losers = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (to, Conditional::Done(item)) => {
+                assert_eq!(item.state, to);
+                winners.push(to);
+            }
+            (_, Conditional::Lost(Some(item))) => {
+                assert_ne!(item.state, ApprovalState::Pending);
+                losers += 1;
+            }
+            (_, Conditional::Lost(None)) => panic!("the item vanished"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(losers, 19);
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.state, winners[0]);
+    assert_eq!(stored.version, 2);
+}
+
+#[tokio::test]
+async fn a_state_change_on_a_stale_version_loses() {
+    let store = store().await;
+    let id = unique("stale");
+    done(store.create(&approval(&id)).await.unwrap());
+    done(
+        store
+            .record_vote(&id, &vote("alice@example.com", Choice::Approve))
+            .await
+            .unwrap(),
+    );
+    match store
+        .transition(&id, 1, ApprovalState::Approved)
+        .await
+        .unwrap()
+    {
+        Conditional::Lost(Some(now)) => {
+            assert_eq!((now.state, now.version), (ApprovalState::Pending, 2))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store
+            .transition(&unique("nothing"), 1, ApprovalState::Expired)
+            .await
+            .unwrap(),
+        Conditional::Lost(None)
+    ));
+}

@@ -1,0 +1,96 @@
+//! Shared helpers for the tests against the local stack: its settings (from
+//! `infra/local/local.env`, the same file the stack reads), SDK clients pointed at it, and
+//! unique names so tests never see each other's data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `infra/local/local.env` as a map.
+pub fn local_env() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(repo_root().join("infra/local/local.env")).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The SDK configuration for the local stack. Fails loudly when the stack is not running:
+/// these tests are never skipped.
+pub async fn local_config() -> aws_config::SdkConfig {
+    let env = local_env();
+    let endpoint = env["AWS_ENDPOINT_URL"].clone();
+    let address = endpoint.trim_start_matches("http://").to_string();
+    let reachable = address
+        .parse()
+        .map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+        .unwrap_or(false);
+    assert!(
+        reachable,
+        "the local AWS stack is not answering at {endpoint}: start it with `infra/local/stack up` \
+         (the README's test command, `bash tests/run.sh`, does this itself)"
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(env["AWS_REGION"].clone()))
+        .credentials_provider(Credentials::new(
+            env["AWS_ACCESS_KEY_ID"].clone(),
+            env["AWS_SECRET_ACCESS_KEY"].clone(),
+            None,
+            None,
+            "local.env",
+        ))
+        .load()
+        .await
+}
+
+pub fn decision_log_table() -> String {
+    local_env()["REGATE_DECISION_LOG_TABLE"].clone()
+}
+
+pub fn pending_table() -> String {
+    local_env()["REGATE_PENDING_TABLE"].clone()
+}
+
+/// A name no other test or earlier run has used.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A request for tests.
+pub fn request(id: &str) -> regate_core::Request {
+    regate_core::Request::from_value(
+        &serde_json::json!({"id": id, "action": "deploy", "environment": "production",
+            "resource": {"type": "service", "name": "payments"},
+            "requester": {"id": "dev@example.com", "kind": "human"},
+            "initiator": {"id": "ci-bot", "kind": "service"},
+            "summary": "Deploy payments v1.4.2"}),
+        None,
+    )
+    .unwrap()
+}
