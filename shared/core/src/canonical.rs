@@ -65,7 +65,7 @@ fn write_canonical(value: &Value, out: &mut String) -> Result<(), CanonicalError
             // any crate in a build can switch on), so keys are always sorted here: by UTF-16
             // code units, as RFC 8785 says, which for ASCII keys is byte order.
             if entries.iter().all(|(k, _)| k.is_ascii()) {
-                entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+                entries.sort_by_key(|(a, _)| *a);
             } else {
                 entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
             }
