@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use regate_aws::DynamoPendingStore;
 use regate_core::ports::{
-    ApprovalState, Conditional, MessageRef, PendingApproval, PendingStore, TaskToken,
+    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, PendingStore, TaskToken,
 };
 use regate_core::{Choice, PolicyBundle, PolicyEngine, PreparedRequest, Vote};
 use regate_tests::{local_config, pending_table, repo_root, request, unique};
@@ -43,6 +43,8 @@ fn approval(id: &str) -> PendingApproval {
         version: 1,
         created_at: Utc::now(),
         expires_at: Utc::now() + Duration::hours(2),
+        decided_by: None,
+        decided_at: None,
     }
 }
 
@@ -52,6 +54,16 @@ fn vote(voter: &str, choice: Choice) -> Vote {
         vote: choice,
         reason: None,
         at: regate_core::time::format_rfc3339_ms(Utc::now()),
+    }
+}
+
+fn closing(state: ApprovalState) -> Closing {
+    let evaluation = approval("x").evaluation;
+    Closing {
+        state,
+        evaluation,
+        decided_by: Some("alice@example.com".into()),
+        decided_at: Utc::now(),
     }
 }
 
@@ -133,7 +145,7 @@ async fn each_person_votes_once_and_only_while_pending() {
     assert_eq!(second.votes.len(), 2);
     done(
         store
-            .transition(&id, second.version, ApprovalState::Approved)
+            .transition(&id, second.version, &closing(ApprovalState::Approved))
             .await
             .unwrap(),
     );
@@ -163,7 +175,7 @@ async fn of_twenty_racing_state_changes_exactly_one_wins_and_the_others_learn_it
             } else {
                 ApprovalState::Rejected
             };
-            tokio::spawn(async move { (to, store.transition(&id, 1, to).await.unwrap()) })
+            tokio::spawn(async move { (to, store.transition(&id, 1, &closing(to)).await.unwrap()) })
         })
         .collect();
     let mut winners = Vec::new();
@@ -186,6 +198,35 @@ async fn of_twenty_racing_state_changes_exactly_one_wins_and_the_others_learn_it
     let stored = store.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.state, winners[0]);
     assert_eq!(stored.version, 2);
+    assert_eq!(stored.decided_by.as_deref(), Some("alice@example.com"));
+    assert!(stored.decided_at.is_some());
+}
+
+#[tokio::test]
+async fn a_new_task_token_replaces_the_old_one_only_while_pending() {
+    let store = store().await;
+    let id = unique("token");
+    done(store.create(&approval(&id)).await.unwrap());
+    let replaced = done(
+        store
+            .replace_token(&id, &TaskToken::new("retried-token"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(replaced.task_token.expose(), "retried-token");
+    done(
+        store
+            .transition(&id, replaced.version, &closing(ApprovalState::Rejected))
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        store
+            .replace_token(&id, &TaskToken::new("late"))
+            .await
+            .unwrap(),
+        Conditional::Lost(Some(_))
+    ));
 }
 
 #[tokio::test]
@@ -200,7 +241,7 @@ async fn a_state_change_on_a_stale_version_loses() {
             .unwrap(),
     );
     match store
-        .transition(&id, 1, ApprovalState::Approved)
+        .transition(&id, 1, &closing(ApprovalState::Approved))
         .await
         .unwrap()
     {
@@ -211,7 +252,7 @@ async fn a_state_change_on_a_stale_version_loses() {
     }
     assert!(matches!(
         store
-            .transition(&unique("nothing"), 1, ApprovalState::Expired)
+            .transition(&unique("nothing"), 1, &closing(ApprovalState::Expired))
             .await
             .unwrap(),
         Conditional::Lost(None)

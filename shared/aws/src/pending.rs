@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use regate_core::ports::{
-    ApprovalState, Conditional, MessageRef, PendingApproval, PendingStore, StoreError, TaskToken,
+    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, PendingStore, StoreError,
+    TaskToken,
 };
 use regate_core::rules::normalize;
 use regate_core::time::{format_rfc3339_ms, parse_rfc3339};
@@ -152,28 +153,51 @@ impl PendingStore for DynamoPendingStore {
         self.conditional_update(request_id, update).await
     }
 
-    async fn transition(
+    async fn replace_token(
         &self,
         request_id: &str,
-        expected_version: u64,
-        to: ApprovalState,
+        token: &TaskToken,
     ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
-            .update_expression("SET #state = :to, version = version + :one")
-            .condition_expression("#state = :pending AND version = :expected")
+            .update_expression("SET task_token = :token, version = version + :one")
+            .condition_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":to", AttributeValue::S(to.as_str().into()))
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
+            .expression_attribute_values(":token", AttributeValue::S(token.expose().to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(
                 ":pending",
                 AttributeValue::S(ApprovalState::Pending.as_str().into()),
             );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn transition(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        closing: &Closing,
+    ) -> Result<Conditional, StoreError> {
+        let decided_by = match &closing.decided_by {
+            Some(by) => AttributeValue::S(by.clone()),
+            None => AttributeValue::Null(true),
+        };
+        let update = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, version = version + :one",
+            )
+            .condition_expression("#state = :pending AND version = :expected")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", AttributeValue::S(closing.state.as_str().into()))
+            .expression_attribute_values(":evaluation", json_attr(&closing.evaluation)?)
+            .expression_attribute_values(":by", decided_by)
+            .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(closing.decided_at)))
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":pending", AttributeValue::S(ApprovalState::Pending.as_str().into()));
         self.conditional_update(request_id, update).await
     }
 }
@@ -273,6 +297,17 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("created_at {created_at:?}")))?,
         expires_at: chrono::DateTime::from_timestamp(number("expires_at")?, 0)
             .ok_or_else(|| StoreError::Corrupt("expires_at out of range".into()))?,
+        decided_by: match item.get("decided_by") {
+            Some(AttributeValue::S(by)) => Some(by.clone()),
+            _ => None,
+        },
+        decided_at: match item.get("decided_at") {
+            Some(AttributeValue::S(at)) => Some(
+                parse_rfc3339(at)
+                    .ok_or_else(|| StoreError::Corrupt(format!("decided_at {at:?}")))?,
+            ),
+            _ => None,
+        },
     })
 }
 

@@ -1,6 +1,7 @@
 //! The regate domain: requests, policy decisions, votes, the hash-chained decision
 //! log and the Rego policy engine. Pure code: no AWS, HTTP or Lambda dependency lives here.
 
+pub mod approvals;
 pub mod canonical;
 pub mod chain;
 pub mod decision;

@@ -164,6 +164,9 @@ pub struct PendingApproval {
     pub created_at: DateTime<Utc>,
     /// When the store may forget the item (DynamoDB TTL); after the workflow's own timeout.
     pub expires_at: DateTime<Utc>,
+    /// Who cast the deciding vote, and when the request was closed.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to a conditional write on a pending approval.
@@ -204,14 +207,85 @@ pub trait PendingStore: Send + Sync {
         vote: &Vote,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
+    /// Replaces the task token of a pending approval (a retried `.waitForTaskToken` step gets a
+    /// new token; the old one is dead).
+    fn replace_token(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
     /// Moves a pending approval to a final state if it still has `expected_version`: of many
-    /// concurrent callers exactly one gets `Done`.
+    /// concurrent callers exactly one gets `Done`. The closing evaluation and who decided are
+    /// stored with it.
     fn transition(
         &self,
         request_id: &str,
         expected_version: u64,
-        to: ApprovalState,
+        closing: &Closing,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+}
+
+/// How a pending approval closes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closing {
+    pub state: ApprovalState,
+    pub evaluation: Evaluation,
+    pub decided_by: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Why a chat platform call failed. Variant names are the suffixes of the Step Functions
+/// error names (`Chat.RateLimited`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// Still rate limited after waiting as long as the platform asked, within a bound.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// Down, failing (5xx) or unreachable after bounded retries.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The platform refused the call (e.g. `channel_not_found`, `not_in_channel`,
+    /// `invalid_auth`); retrying will not help.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ChatError {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::RateLimited(_) => "RateLimited",
+            Self::Unavailable(_) => "Unavailable",
+            Self::Refused(_) => "Refused",
+        }
+    }
+}
+
+/// What people see about an approval, whatever the platform renders it as.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalView<'a> {
+    pub approval: &'a PendingApproval,
+    /// The latest evaluation (with every counted vote).
+    pub evaluation: &'a Evaluation,
+}
+
+/// A chat platform that asks approvers: Slack, Teams.
+pub trait ChatPlatform: Send + Sync {
+    /// Posts the approval message to `target`; `None` when this platform does not serve the
+    /// target's platform (a Teams target on Slack).
+    fn post(
+        &self,
+        target: &crate::decision::NotifyTarget,
+        view: ApprovalView<'_>,
+    ) -> impl Future<Output = Result<Option<MessageRef>, ChatError>> + Send;
+
+    /// Rewrites a posted message to show the approval as it is now. Messages of other
+    /// platforms are left alone.
+    fn update(
+        &self,
+        message: &MessageRef,
+        view: ApprovalView<'_>,
+    ) -> impl Future<Output = Result<(), ChatError>> + Send;
 }
 
 /// Why a task token call failed.
