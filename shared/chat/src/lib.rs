@@ -1,1 +1,4 @@
-//! Slack and Microsoft Teams: message builders, signature and JWT verification, Web API clients.
+//! Chat platforms for regate: approval messages, verification of inbound clicks, and Web API
+//! clients. Slack today; Teams arrives with its own module.
+
+pub mod slack;

@@ -1,0 +1,347 @@
+//! The Slack Web API client and the Slack [`ChatPlatform`]. Every call has a total time budget:
+//! a 429 waits as long as `Retry-After` asks if the budget allows, 5xx and network errors are
+//! retried with backoff, and `ok: false` answers become typed errors. Users' e-mail addresses
+//! and ids are cached in memory with a TTL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use regate_core::decision::NotifyTarget;
+use regate_core::ports::{ApprovalView, ChatError, ChatPlatform, MessageRef};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::blocks::approval_message;
+
+pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
+const USER_CACHE_TTL: Duration = Duration::from_secs(600);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Slack app's secrets, as stored in Secrets Manager: `{"signing_secret", "bot_token"}`.
+pub struct SlackSecrets {
+    pub signing_secret: SecretString,
+    pub bot_token: SecretString,
+}
+
+impl std::fmt::Debug for SlackSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackSecrets { <redacted> }")
+    }
+}
+
+impl SlackSecrets {
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|_| "the Slack secret is not a JSON object".to_string())?;
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| SecretString::from(s.to_string()))
+                .ok_or_else(|| format!("the Slack secret has no {name}"))
+        };
+        Ok(Self {
+            signing_secret: field("signing_secret")?,
+            bot_token: field("bot_token")?,
+        })
+    }
+}
+
+enum Payload {
+    Json(Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+type Cache = Mutex<HashMap<String, (Option<String>, Instant)>>;
+
+pub struct SlackApi {
+    http: reqwest::Client,
+    base_url: String,
+    token: SecretString,
+    budget: Duration,
+    emails_by_user: Cache,
+    users_by_email: Cache,
+}
+
+impl SlackApi {
+    /// `budget` bounds each call, retries and waits included.
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        token: SecretString,
+        budget: Duration,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            budget,
+            emails_by_user: Mutex::default(),
+            users_by_email: Mutex::default(),
+        }
+    }
+
+    async fn call(&self, method: &str, payload: Payload) -> Result<Value, ChatError> {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let remaining = self.budget.saturating_sub(started.elapsed());
+            let builder = self
+                .http
+                .post(format!("{}/{method}", self.base_url))
+                .bearer_auth(self.token.expose_secret())
+                .timeout(remaining.clamp(Duration::from_millis(100), MAX_ATTEMPT_TIMEOUT));
+            let builder = match &payload {
+                Payload::Json(body) => builder.json(body),
+                Payload::Form(fields) => builder
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(
+                        form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+                            .finish(),
+                    ),
+            };
+            let wait = match builder.send().await {
+                Err(error) => Retry::After(
+                    backoff,
+                    ChatError::Unavailable(format!("{method}: {}", without_url(error))),
+                ),
+                Ok(response) if response.status().as_u16() == 429 => {
+                    let seconds = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(1);
+                    Retry::After(
+                        Duration::from_secs(seconds),
+                        ChatError::RateLimited(format!("{method}: Retry-After {seconds} s")),
+                    )
+                }
+                Ok(response) if response.status().is_server_error() => Retry::After(
+                    backoff,
+                    ChatError::Unavailable(format!(
+                        "{method}: HTTP {}",
+                        response.status().as_u16()
+                    )),
+                ),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body: Value = response.json().await.map_err(|_| {
+                        ChatError::Unavailable(format!(
+                            "{method}: HTTP {status} with a body that is not JSON"
+                        ))
+                    })?;
+                    match body.get("ok").and_then(Value::as_bool) {
+                        Some(true) => return Ok(body),
+                        _ => {
+                            let code = body
+                                .get("error")
+                                .and_then(Value::as_str)
+                                .unwrap_or("unknown_error")
+                                .to_string();
+                            if code == "ratelimited" {
+                                Retry::After(
+                                    Duration::from_secs(1),
+                                    ChatError::RateLimited(format!("{method}: ratelimited")),
+                                )
+                            } else {
+                                return Err(ChatError::Refused(format!("{method}: {code}")));
+                            }
+                        }
+                    }
+                }
+            };
+            let Retry::After(delay, error) = wait;
+            if started.elapsed() + delay >= self.budget {
+                tracing::warn!(method, error = %error, "Slack call gave up within its time budget");
+                return Err(error);
+            }
+            tokio::time::sleep(delay).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Posts a message; returns the channel id and the message `ts`.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(String, String), ChatError> {
+        let body = self.call("chat.postMessage", Payload::Json(json!({"channel": channel, "text": text, "blocks": blocks, "unfurl_links": false}))).await?;
+        let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+        match (field("channel"), field("ts")) {
+            (Some(channel), Some(ts)) => Ok((channel, ts)),
+            _ => Err(ChatError::Unavailable(
+                "chat.postMessage: the answer has no channel or ts".into(),
+            )),
+        }
+    }
+
+    pub async fn update(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(), ChatError> {
+        self.call(
+            "chat.update",
+            Payload::Json(json!({"channel": channel, "ts": ts, "text": text, "blocks": blocks})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A message only `user` sees in `channel`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), ChatError> {
+        self.call(
+            "chat.postEphemeral",
+            Payload::Json(json!({"channel": channel, "user": user, "text": text})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), ChatError> {
+        self.call(
+            "views.open",
+            Payload::Json(json!({"trigger_id": trigger_id, "view": view})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The e-mail address of a Slack user (`users.info`, scope `users:read.email`).
+    pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, ChatError> {
+        if let Some(hit) = cached(&self.emails_by_user, user_id) {
+            return Ok(hit);
+        }
+        let email = match self
+            .call(
+                "users.info",
+                Payload::Form(vec![("user", user_id.to_string())]),
+            )
+            .await
+        {
+            Ok(body) => body
+                .pointer("/user/profile/email")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase),
+            Err(ChatError::Refused(code)) if code.ends_with("user_not_found") => None,
+            Err(other) => return Err(other),
+        };
+        remember(&self.emails_by_user, user_id, email.clone());
+        Ok(email)
+    }
+
+    /// The Slack user id of an e-mail address (`users.lookupByEmail`).
+    pub async fn user_id(&self, email: &str) -> Result<Option<String>, ChatError> {
+        let key = email.to_lowercase();
+        if let Some(hit) = cached(&self.users_by_email, &key) {
+            return Ok(hit);
+        }
+        let id = match self
+            .call(
+                "users.lookupByEmail",
+                Payload::Form(vec![("email", key.clone())]),
+            )
+            .await
+        {
+            Ok(body) => body
+                .pointer("/user/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            Err(ChatError::Refused(code)) if code.ends_with("users_not_found") => None,
+            Err(other) => return Err(other),
+        };
+        remember(&self.users_by_email, &key, id.clone());
+        Ok(id)
+    }
+}
+
+enum Retry {
+    After(Duration, ChatError),
+}
+
+/// A network error without its URL, which only makes the message longer.
+fn without_url(error: reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    error.without_url().to_string()
+}
+
+fn cached(cache: &Cache, key: &str) -> Option<Option<String>> {
+    let cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .get(key)
+        .filter(|(_, at)| at.elapsed() < USER_CACHE_TTL)
+        .map(|(value, _)| value.clone())
+}
+
+fn remember(cache: &Cache, key: &str, value: Option<String>) {
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache.insert(key.to_string(), (value, Instant::now()));
+}
+
+/// Slack as regate's chat platform.
+pub struct SlackChat {
+    pub api: Arc<SlackApi>,
+}
+
+impl SlackChat {
+    /// Slack ids of the eligible approvers, for mentions; people Slack does not know are left
+    /// as e-mail addresses.
+    async fn mentions(&self, view: ApprovalView<'_>) -> BTreeMap<String, String> {
+        let mut mentions = BTreeMap::new();
+        let people = view
+            .evaluation
+            .decision
+            .approvers
+            .iter()
+            .chain(view.approval.votes.iter().map(|v| &v.voter));
+        for email in people {
+            if let Ok(Some(id)) = self.api.user_id(email).await {
+                mentions.insert(email.to_lowercase(), id);
+            }
+        }
+        mentions
+    }
+}
+
+impl ChatPlatform for SlackChat {
+    async fn post(
+        &self,
+        target: &NotifyTarget,
+        view: ApprovalView<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let NotifyTarget::Slack { channel } = target else {
+            return Ok(None);
+        };
+        let (text, blocks) = approval_message(view, &self.mentions(view).await);
+        let (channel, ts) = self.api.post_message(channel, &text, &blocks).await?;
+        Ok(Some(MessageRef::Slack { channel, ts }))
+    }
+
+    async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
+        let MessageRef::Slack { channel, ts } = message else {
+            return Ok(());
+        };
+        let (text, blocks) = approval_message(view, &self.mentions(view).await);
+        self.api.update(channel, ts, &text, &blocks).await
+    }
+}

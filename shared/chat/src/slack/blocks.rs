@@ -1,0 +1,408 @@
+//! The approval message in Block Kit, for every state of a request, and the reason modal.
+//! Text that comes from a request is escaped for mrkdwn so it can neither ping anyone nor
+//! become a link, and every text is cut to Slack's documented limits.
+
+use std::collections::BTreeMap;
+
+use regate_core::ports::{ApprovalState, ApprovalView};
+use regate_core::Choice;
+use serde_json::{json, Value};
+
+use super::interaction::{APPROVE_ACTION, REASON_BLOCK, REASON_VIEW, REJECT_ACTION};
+
+/// Slack's limits (Block Kit reference).
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION_TEXT: usize = 3000;
+pub const MAX_HEADER_TEXT: usize = 150;
+pub const MAX_FIELD_TEXT: usize = 2000;
+pub const MAX_FIELDS: usize = 10;
+pub const MAX_BUTTON_TEXT: usize = 75;
+pub const MAX_BUTTON_VALUE: usize = 2000;
+/// The `text` fallback shown in notifications.
+pub const MAX_FALLBACK_TEXT: usize = 3000;
+
+/// mrkdwn escaping: Slack's three control characters.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Cuts `text` to at most `max` characters, ending with an ellipsis when it was cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT)}})
+}
+
+fn field(label: &str, value: &str) -> Value {
+    json!({"type": "mrkdwn", "text": truncate(&format!("*{label}*\n{}", escape(value)), MAX_FIELD_TEXT)})
+}
+
+fn plain(text: &str, max: usize) -> Value {
+    json!({"type": "plain_text", "text": truncate(text, max), "emoji": true})
+}
+
+/// A person as Slack should show them: a mention when their Slack id is known.
+fn person(identity: &str, mentions: &BTreeMap<String, String>) -> String {
+    match mentions.get(&identity.to_lowercase()) {
+        Some(id) => format!("<@{id}>"),
+        None => escape(identity),
+    }
+}
+
+/// `(fallback text, blocks)` for the approval message in its current state. `mentions` maps
+/// e-mail addresses to Slack user ids.
+pub fn approval_message(
+    view: ApprovalView<'_>,
+    mentions: &BTreeMap<String, String>,
+) -> (String, Value) {
+    let approval = view.approval;
+    let request = &approval.request;
+    let decision = &view.evaluation.decision;
+    let state_word = match approval.state {
+        ApprovalState::Pending => "Approval needed",
+        ApprovalState::Approved => "Approved",
+        ApprovalState::Rejected => "Rejected",
+        ApprovalState::Expired => "Expired",
+    };
+    let mut blocks = vec![
+        json!({"type": "header", "text": plain(&format!("{state_word}: {}", request.summary), MAX_HEADER_TEXT)}),
+    ];
+
+    let mut fields = vec![
+        field("Action", &request.action),
+        field(
+            "Resource",
+            &format!("{} {}", request.resource.kind, request.resource.name),
+        ),
+        field("Environment", &request.environment),
+        field("Requester", &request.requester.id),
+    ];
+    if let Some(initiator) = &request.initiator {
+        fields.push(field("Initiator", &initiator.id));
+    }
+    fields.truncate(MAX_FIELDS);
+    blocks.push(json!({"type": "section", "fields": fields}));
+
+    if !decision.reasons.is_empty() {
+        let reasons: Vec<String> = decision
+            .reasons
+            .iter()
+            .map(|r| format!("• {}", escape(r)))
+            .collect();
+        blocks.push(section(&format!("*Why*\n{}", reasons.join("\n"))));
+    }
+    if !decision.requirements.is_empty() {
+        let lines: Vec<String> = decision
+            .requirements
+            .iter()
+            .map(|r| format!("• {}: {} of {}", escape(&r.group), r.have.min(r.min), r.min))
+            .collect();
+        let mut text = format!("*Approvals*\n{}", lines.join("\n"));
+        if approval.state == ApprovalState::Pending && !decision.approvers.is_empty() {
+            let who: Vec<String> = decision
+                .approvers
+                .iter()
+                .map(|a| person(a, mentions))
+                .collect();
+            text.push_str(&format!("\nCan approve: {}", who.join(", ")));
+        }
+        blocks.push(section(&text));
+    }
+    if !approval.votes.is_empty() {
+        let lines: Vec<String> = approval
+            .votes
+            .iter()
+            .map(|v| {
+                let verb = match v.vote {
+                    Choice::Approve => "approved",
+                    Choice::Reject => "rejected",
+                };
+                let reason = v
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {}", escape(r)))
+                    .unwrap_or_default();
+                format!(
+                    "• {} {verb} at {}{reason}",
+                    person(&v.voter, mentions),
+                    short_time(&v.at)
+                )
+            })
+            .collect();
+        blocks.push(section(&format!("*Votes*\n{}", lines.join("\n"))));
+    }
+    if !request.links.is_empty() {
+        let links: Vec<String> = request
+            .links
+            .iter()
+            .map(|l| {
+                format!(
+                    "• <{}|{}>",
+                    l.url
+                        .replace('|', "%7C")
+                        .replace('>', "%3E")
+                        .replace('<', "%3C"),
+                    escape(&l.title).replace('|', "¦")
+                )
+            })
+            .collect();
+        blocks.push(section(&format!("*Links*\n{}", links.join("\n"))));
+    }
+    if let Some(outcome) = final_line(view) {
+        blocks.push(section(&outcome));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
+        &format!("Request `{}` · policy `{}`", escape(&request.id), short_hash(&view.evaluation.policy_revision)), MAX_SECTION_TEXT)}]}));
+    if approval.state == ApprovalState::Pending {
+        blocks.push(buttons(&request.id));
+    }
+    blocks.truncate(MAX_BLOCKS);
+    // Slack reads the fallback `text` as mrkdwn too, so it is escaped like everything else.
+    let fallback = truncate(
+        &format!(
+            "{state_word}: {} ({} in {})",
+            escape(&request.summary),
+            escape(&request.action),
+            escape(&request.environment)
+        ),
+        MAX_FALLBACK_TEXT,
+    );
+    (fallback, Value::Array(blocks))
+}
+
+fn buttons(request_id: &str) -> Value {
+    let value = truncate(request_id, MAX_BUTTON_VALUE);
+    json!({"type": "actions", "block_id": "decision", "elements": [
+        {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "text": plain("Approve", MAX_BUTTON_TEXT), "value": value},
+        {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "text": plain("Reject", MAX_BUTTON_TEXT), "value": value,
+         "confirm": {"title": plain("Reject this change?", 100), "text": {"type": "plain_text", "text": "The workflow stops and the change does not go ahead."},
+                     "confirm": plain("Reject", 30), "deny": plain("Cancel", 30), "style": "danger"}}
+    ]})
+}
+
+fn final_line(view: ApprovalView<'_>) -> Option<String> {
+    let approval = view.approval;
+    let when = approval
+        .decided_at
+        .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    let by = approval
+        .decided_by
+        .as_deref()
+        .map(|b| format!(" by {}", escape(b)))
+        .unwrap_or_default();
+    match approval.state {
+        ApprovalState::Pending => None,
+        ApprovalState::Approved => Some(format!(":white_check_mark: *Approved*{by}{when}")),
+        ApprovalState::Rejected => {
+            let reason = approval
+                .votes
+                .iter()
+                .rev()
+                .find(|v| v.vote == Choice::Reject)
+                .and_then(|v| v.reason.as_deref())
+                .map(|r| format!("\n> {}", escape(r)))
+                .unwrap_or_default();
+            Some(format!(":no_entry: *Rejected*{by}{when}{reason}"))
+        }
+        ApprovalState::Expired => Some(format!(
+            ":hourglass: *Expired*{when}: no decision within the time allowed"
+        )),
+    }
+}
+
+fn short_time(at: &str) -> String {
+    regate_core::time::parse_rfc3339(at).map_or_else(
+        || escape(at),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn short_hash(revision: &str) -> String {
+    revision.chars().take(19).collect()
+}
+
+/// The modal that asks for a rejection reason; the request id rides in `private_metadata`.
+pub fn reason_modal(request_id: &str, summary: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": REASON_VIEW,
+        "private_metadata": request_id,
+        "title": plain("Reject change", 24),
+        "submit": plain("Reject", 24),
+        "close": plain("Cancel", 24),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("*{}*", escape(summary)), MAX_SECTION_TEXT)}},
+            {"type": "input", "block_id": REASON_BLOCK, "label": plain("Why are you rejecting it?", 2000),
+             "element": {"type": "plain_text_input", "action_id": REASON_BLOCK, "multiline": true, "max_length": 1000}}
+        ]
+    })
+}
+
+/// The answer to a modal submission that must not close: an error shown under the reason.
+pub fn reason_error(message: &str) -> Value {
+    json!({"response_action": "errors", "errors": {REASON_BLOCK: truncate(message, 150)}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use regate_core::ports::{PendingApproval, TaskToken};
+    use regate_core::{PreparedRequest, Request, Vote};
+
+    fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
+        let mut request: Request =
+            regate_testkit::request("chg-9", "deploy", "production", "service", "payments");
+        request.summary = summary.into();
+        let evaluation = regate_testkit::default_policy()
+            .evaluate(
+                &PreparedRequest::new(request.clone()).unwrap(),
+                &[],
+                Utc::now(),
+            )
+            .unwrap();
+        let approval = PendingApproval {
+            request_id: "chg-9".into(),
+            task_token: TaskToken::new("t"),
+            request,
+            evaluation: evaluation.clone(),
+            messages: vec![],
+            votes: vec![],
+            state: ApprovalState::Pending,
+            version: 1,
+            created_at: Utc::now(),
+            expires_at: Utc::now(),
+            decided_by: None,
+            decided_at: None,
+        };
+        (approval, evaluation)
+    }
+
+    fn all_text(blocks: &Value) -> String {
+        blocks.to_string()
+    }
+
+    #[test]
+    fn a_pending_message_has_the_facts_progress_and_both_buttons() {
+        let (a, e) = approval("Deploy payments v1.4.2");
+        let (fallback, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
+        assert!(fallback.starts_with("Approval needed: Deploy payments v1.4.2"));
+        let text = all_text(&blocks);
+        assert!(text.contains("payments-owners: 0 of 1"), "{text}");
+        assert!(text.contains("dev@example.com") && text.contains("ci-bot"));
+        let actions = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        assert_eq!(actions["elements"][0]["style"], "primary");
+        assert_eq!(actions["elements"][0]["value"], "chg-9");
+        assert_eq!(actions["elements"][1]["style"], "danger");
+        assert!(actions["elements"][1]["confirm"].is_object());
+    }
+
+    #[test]
+    fn request_text_cannot_ping_or_link() {
+        let (a, e) = approval("<!channel> deploy <https://evil|click> & more");
+        let (_, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
+        let header = blocks[0]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            header, "Approval needed: <!channel> deploy <https://evil|click> & more",
+            "plain_text is never parsed as mrkdwn"
+        );
+        let fallback = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        )
+        .0;
+        assert!(
+            fallback.contains("&lt;!channel&gt; deploy &lt;https://evil|click&gt; &amp; more"),
+            "{fallback}"
+        );
+        assert_eq!(
+            escape("<!channel> <https://evil|click> &"),
+            "&lt;!channel&gt; &lt;https://evil|click&gt; &amp;"
+        );
+    }
+
+    #[test]
+    fn a_decided_message_has_no_buttons_and_says_who_decided_and_why() {
+        let (mut a, e) = approval("Deploy");
+        a.state = ApprovalState::Rejected;
+        a.decided_by = Some("alice@example.com".into());
+        a.decided_at = Some(Utc::now());
+        a.votes.push(Vote {
+            voter: "alice@example.com".into(),
+            vote: Choice::Reject,
+            reason: Some("not <today>".into()),
+            at: "2026-11-21T10:00:00.000Z".into(),
+        });
+        let (fallback, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
+        assert!(fallback.starts_with("Rejected:"));
+        assert!(!blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "actions"));
+        let text = all_text(&blocks);
+        assert!(text.contains("*Rejected* by alice@example.com"), "{text}");
+        assert!(text.contains("not &lt;today&gt;"));
+    }
+
+    #[test]
+    fn oversized_text_is_cut_to_slacks_limits() {
+        let (a, e) = approval(&"x".repeat(5000));
+        let (fallback, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            blocks[0]["text"]["text"].as_str().unwrap().chars().count(),
+            MAX_HEADER_TEXT
+        );
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().ends_with('…'));
+        assert!(fallback.chars().count() <= MAX_FALLBACK_TEXT);
+        assert!(blocks.as_array().unwrap().len() <= MAX_BLOCKS);
+        assert_eq!(
+            truncate(&"y".repeat(3001), MAX_SECTION_TEXT)
+                .chars()
+                .count(),
+            MAX_SECTION_TEXT
+        );
+    }
+}
