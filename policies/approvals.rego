@@ -138,7 +138,7 @@ decision := {
 	"requirements": tally.requirements,
 	"approvers": sort(tally.eligible),
 	"notify": notify,
-	"timeout_seconds": route.timeout_seconds,
+	"timeout_seconds": timeout_seconds,
 	"reject_reason_required": route.reject_reason_required,
 } if {
 	count(denials) == 0
@@ -151,6 +151,12 @@ decision := {
 	"timeout_seconds": route.timeout_seconds,
 	"reject_reason_required": false,
 }
+
+# A caller may shorten the approval window, never lengthen it: details.timeout_seconds.
+timeout_seconds := min([route.timeout_seconds, floor(input.request.details.timeout_seconds)]) if {
+	is_number(input.request.details.timeout_seconds)
+	input.request.details.timeout_seconds >= 1
+} else := route.timeout_seconds
 
 reasons := sort([concat("", ["rejected by ", v.voter, ": ", object.get(v, "reason", "no reason given")]) | some v in tally.rejections]) if {
 	count(tally.rejections) > 0

@@ -267,3 +267,22 @@ test_vote_on_a_decided_request_is_refused if {
 }
 
 staging_request := request("deploy", "staging", "service", "payments")
+
+# ---- the approval window
+
+test_a_caller_may_shorten_the_approval_window if {
+	r := object.union(payments_deploy, {"details": {"timeout_seconds": 30}})
+	decide(r, [], calm).timeout_seconds == 30
+}
+
+test_a_caller_may_not_lengthen_the_approval_window if {
+	r := object.union(payments_deploy, {"details": {"timeout_seconds": 999999}})
+	decide(r, [], calm).timeout_seconds == 3600
+}
+
+test_a_nonsense_window_is_ignored if {
+	r := object.union(payments_deploy, {"details": {"timeout_seconds": "soon"}})
+	decide(r, [], calm).timeout_seconds == 3600
+	r0 := object.union(payments_deploy, {"details": {"timeout_seconds": 0}})
+	decide(r0, [], calm).timeout_seconds == 3600
+}

@@ -52,6 +52,18 @@ where
     }
 }
 
+/// An SDK error as one line, with its code when the service gave one.
+pub fn describe_sdk<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match classify(error) {
+        Failure::Throttled(m) | Failure::Unavailable(m) => m,
+        Failure::Service { code, message } => format!("{code}: {message}"),
+    }
+}
+
 /// The error with its sources, for people.
 fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

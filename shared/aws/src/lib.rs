@@ -4,6 +4,7 @@
 //! to the local stack.
 
 mod attr;
+pub mod config;
 pub mod decision_log;
 mod error;
 pub mod pending;
