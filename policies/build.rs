@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -15,7 +17,11 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
                 collect(&path, root, out);
             }
         } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((relative, path));
         }
     }
@@ -28,13 +34,21 @@ fn main() {
     files.sort();
     let mut code = String::from("pub const FILES: &[(&str, &str)] = &[\n");
     for (relative, path) in &files {
-        let _ = writeln!(code, "    ({relative:?}, include_str!({:?})),", path.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({relative:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
         println!("cargo:rerun-if-changed={}", path.display());
     }
     code.push_str("];\n");
     let data = root.join("data.json");
     if data.exists() {
-        let _ = writeln!(code, "pub const DATA_JSON: Option<&str> = Some(include_str!({:?}));", data.display().to_string());
+        let _ = writeln!(
+            code,
+            "pub const DATA_JSON: Option<&str> = Some(include_str!({:?}));",
+            data.display().to_string()
+        );
     } else {
         code.push_str("pub const DATA_JSON: Option<&str> = None;\n");
     }

@@ -7,7 +7,10 @@ started, by PID.
 """
 
 import argparse
+import io
+import json
 import os
+import zipfile
 import signal
 import socket
 import subprocess
@@ -29,7 +32,12 @@ LOGS = LOCAL / "logs"
 VENV_PYTHON = LOCAL / "venv" / "bin" / "python"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 ENV_FILE = ROOT / "infra" / "local" / "local.env"
+RESOURCES_FILE = RUN / "resources.json"
 START_TIMEOUT_SECONDS = 90
+STACK_NAME = "regate"
+ACCOUNT = "123456789012"
+FUNCTIONS_URL = "http://127.0.0.1:9000"
+FUNCTION_BINARIES = ["evaluator", "notifier", "callback"]
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict:
@@ -64,9 +72,49 @@ def services() -> list:
             name="moto",
             port=5005,
             health_url="http://127.0.0.1:5005/moto-api/data.json",
-            command=[str(VENV_PYTHON), str(ROOT / "infra/local/moto_launcher.py"), "--port", "5005"],
+            command=[str(VENV_PYTHON), str(ROOT / "infra/local/moto_launcher.py"), "--port", "5005",
+                     "--functions-url", FUNCTIONS_URL],
+        ),
+        Service(
+            name="chat",
+            port=5010,
+            health_url="http://127.0.0.1:5010/_health",
+            command=[str(VENV_PYTHON), str(ROOT / "infra/local/chat_standin.py"), "--port", "5010"],
+        ),
+        # The real Lambda runtime API emulator running the real function binaries. It never
+        # rebuilds by itself (--ignore-changes): `up` builds first.
+        Service(
+            name="functions",
+            port=9000,
+            health_url=f"{FUNCTIONS_URL}/",
+            command=[str(LOCAL / "venv" / "bin" / "cargo-lambda"), "lambda", "watch", "-A", "127.0.0.1", "-P", "9000",
+                     "--ignore-changes", "--env-file", str(ENV_FILE)],
         ),
     ]
+
+
+def build_functions() -> None:
+    """Builds each function binary the way `cargo lambda watch` runs it (`cargo run --bin X`,
+    so with the same features), before it serves them."""
+    for binary in FUNCTION_BINARIES:
+        command = ["cargo", "build", "--locked", "--bin", binary]
+        print("up: building:", " ".join(command), flush=True)
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
+            sys.exit(f"up: building the {binary} function failed (see the compiler output above)")
+
+
+def warm_functions() -> None:
+    """Starts each function once, so the first real invocation does not pay for its start."""
+    for binary in FUNCTION_BINARIES:
+        url = f"{FUNCTIONS_URL}/2015-03-31/functions/{binary}/invocations"
+        request = urllib.request.Request(url, data=b'{"warm": true}', method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=START_TIMEOUT_SECONDS).read()
+        except urllib.error.HTTPError:
+            pass  # the function answered (with an error for the empty event): it is running
+        except (urllib.error.URLError, OSError) as error:
+            sys.exit(f"up: the {binary} function did not start: {error}; see {LOGS / 'functions.log'}")
+    print(f"functions: {', '.join(FUNCTION_BINARIES)} started")
 
 
 def port_is_taken(port: int) -> bool:
@@ -227,12 +275,112 @@ def create_table(dynamodb, logical_id: str, properties: dict) -> str:
     return f"table {name} ({state})"
 
 
+def create_slack_secret() -> str:
+    env = read_env_file()
+    secrets = client("secretsmanager")
+    value = json.dumps({"signing_secret": env["SLACK_SIGNING_SECRET"], "bot_token": env["SLACK_BOT_TOKEN"]})
+    try:
+        secrets.create_secret(Name=env["SLACK_SECRET_ID"], SecretString=value)
+        state = "created"
+    except secrets.exceptions.ResourceExistsException:
+        secrets.put_secret_value(SecretId=env["SLACK_SECRET_ID"], SecretString=value)
+        state = "exists"
+    return f"secret {env['SLACK_SECRET_ID']} ({state})"
+
+
+def local_role() -> str:
+    iam = client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]})
+    try:
+        return iam.create_role(RoleName="regate-local", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName="regate-local")["Role"]["Arn"]
+
+
+def placeholder_zip() -> bytes:
+    """moto needs code to create a function; the real code runs in `cargo lambda watch`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("bootstrap", "#!/bin/sh\n# served by cargo lambda watch\n")
+    return buffer.getvalue()
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{read_env_file()['AWS_REGION']}:{ACCOUNT}:function:{name}"
+
+
+def create_function(lambda_client, role: str, logical_id: str, resource: dict) -> tuple:
+    binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary") or logical_id
+    try:
+        lambda_client.create_function(FunctionName=binary, Runtime="provided.al2023", Role=role, Handler="bootstrap",
+                                      Code={"ZipFile": placeholder_zip()}, Architectures=["x86_64"])
+        state = "created"
+    except lambda_client.exceptions.ResourceConflictException:
+        state = "exists"
+    return binary, f"function {binary} ({state}; runs in cargo lambda watch)"
+
+
+def resolve(value, functions: dict) -> str:
+    """The local value of a DefinitionSubstitutions entry (!GetAtt Function.Arn, !Ref, a string)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        logical = target.split(".")[0] if isinstance(target, str) else target[0]
+        return function_arn(functions[logical])
+    if "Ref" in value:
+        return functions.get(value["Ref"], value["Ref"])
+    raise ValueError(f"cannot resolve {value} locally")
+
+
+def create_state_machine(sfn, role: str, logical_id: str, properties: dict, functions: dict) -> tuple:
+    definition = (TEMPLATE.parent / properties["DefinitionUri"]).read_text()
+    for key, value in properties.get("DefinitionSubstitutions", {}).items():
+        definition = definition.replace("${" + key + "}", resolve(value, functions))
+    name = properties.get("Name", logical_id)
+    if isinstance(name, dict):
+        name = name.get("Fn::Sub", logical_id).replace("${AWS::StackName}", STACK_NAME)
+    arn = f"arn:aws:states:{read_env_file()['AWS_REGION']}:{ACCOUNT}:stateMachine:{name}"
+    try:
+        sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=properties.get("Type", "STANDARD"))
+        state = "created"
+    except sfn.exceptions.StateMachineAlreadyExists:
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition)
+        state = "updated"
+    return arn, f"state machine {name} ({state})"
+
+
 def create_resources() -> None:
     template = load_template()
+    resources = template.get("Resources", {})
     dynamodb = client("dynamodb")
-    for logical_id, resource in template.get("Resources", {}).items():
+    for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::DynamoDB::Table":
             print("resources:", create_table(dynamodb, logical_id, resource.get("Properties", {})))
+    print("resources:", create_slack_secret())
+    role = local_role()
+    lambda_client = client("lambda")
+    functions = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            functions[logical_id], text = create_function(lambda_client, role, logical_id, resource)
+            print("resources:", text)
+    sfn = client("stepfunctions")
+    machines = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") == "AWS::Serverless::StateMachine":
+            machines[logical_id], text = create_state_machine(sfn, role, logical_id, resource["Properties"], functions)
+            print("resources:", text)
+    summary = {
+        "state_machine_arn": machines.get("ApprovalStateMachine"),
+        "slack_interactivity_url": f"{FUNCTIONS_URL}/lambda-url/callback/slack/interactions",
+        "functions": functions,
+    }
+    RUN.mkdir(parents=True, exist_ok=True)
+    RESOURCES_FILE.write_text(json.dumps(summary, indent=2))
+    print(f"resources: state machine {summary['state_machine_arn']}")
+    print(f"resources: Slack interactivity URL {summary['slack_interactivity_url']}")
 
 
 # ---------------------------------------------------------------- commands
@@ -240,12 +388,14 @@ def create_resources() -> None:
 def up(_args) -> None:
     if not VENV_PYTHON.exists():
         sys.exit("up: the local stack's tools are missing; run infra/local/setup.sh first")
+    build_functions()
     for service in services():
         start(service)
     try:
         create_resources()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         sys.exit(f"up: creating the resources from {TEMPLATE} failed: {error}")
+    warm_functions()
     print("stack is up; settings for clients are in infra/local/local.env; stop it with: infra/local/stack down")
 
 

@@ -48,7 +48,10 @@ impl From<EvaluatorError> for Diagnostic {
             EvaluatorError::Policy(_) => "PolicyError".to_string(),
             EvaluatorError::DecisionLog(e) => format!("DecisionLog.{}", e.kind_name()),
         };
-        Diagnostic { error_type, error_message: error.to_string() }
+        Diagnostic {
+            error_type,
+            error_message: error.to_string(),
+        }
     }
 }
 
@@ -60,9 +63,10 @@ pub struct Evaluator<L, C> {
 
 impl<L: DecisionLog, C: Clock> Evaluator<L, C> {
     pub async fn handle(&self, input: Input) -> Result<Output, EvaluatorError> {
-        let request = Request::from_value(&input.request, input.execution_name.as_deref()).inspect_err(|e| {
-            tracing::warn!(error = %e, "invalid request");
-        })?;
+        let request = Request::from_value(&input.request, input.execution_name.as_deref())
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "invalid request");
+            })?;
         let now = self.clock.now();
         let prepared = PreparedRequest::new(request.clone())?;
         let evaluation = self.policy.evaluate(&prepared, &[], now)?;
@@ -70,17 +74,33 @@ impl<L: DecisionLog, C: Clock> Evaluator<L, C> {
         if !logged.iter().any(|e| e.kind == EventKind::Requested) {
             let requested = EventDraft::new(EventKind::Requested)
                 .actor(&request.requester.id)
-                .data("request", serde_json::to_value(&request).unwrap_or_default());
+                .data(
+                    "request",
+                    serde_json::to_value(&request).unwrap_or_default(),
+                );
             self.log.append(&request.id, requested, now).await?;
         }
-        let already_evaluated = logged
-            .iter()
-            .any(|e| e.kind == EventKind::Evaluated && e.input_digest.as_deref() == Some(evaluation.input_digest.as_str()));
+        let already_evaluated = logged.iter().any(|e| {
+            e.kind == EventKind::Evaluated
+                && e.input_digest.as_deref() == Some(evaluation.input_digest.as_str())
+        });
         if !already_evaluated {
-            self.log.append(&request.id, EventDraft::new(EventKind::Evaluated).evaluation(&evaluation), now).await?;
+            self.log
+                .append(
+                    &request.id,
+                    EventDraft::new(EventKind::Evaluated).evaluation(&evaluation),
+                    now,
+                )
+                .await?;
         }
         tracing::info!(request_id = %request.id, outcome = %evaluation.decision.outcome, "evaluated");
-        Ok(Output { decision: DecisionRecord { request_id: request.id.clone(), evaluation }, request })
+        Ok(Output {
+            decision: DecisionRecord {
+                request_id: request.id.clone(),
+                evaluation,
+            },
+            request,
+        })
     }
 }
 
@@ -99,11 +119,18 @@ mod tests {
     }
 
     fn evaluator() -> Evaluator<MemoryLog, Fixed> {
-        Evaluator { log: MemoryLog::default(), policy: default_policy(), clock: Fixed }
+        Evaluator {
+            log: MemoryLog::default(),
+            policy: default_policy(),
+            clock: Fixed,
+        }
     }
 
     fn input(request: Value) -> Input {
-        Input { request, execution_name: Some("exec-7".into()) }
+        Input {
+            request,
+            execution_name: Some("exec-7".into()),
+        }
     }
 
     fn deploy() -> Value {
@@ -116,13 +143,23 @@ mod tests {
         let e = evaluator();
         let out = e.handle(input(deploy())).await.unwrap();
         assert_eq!(out.decision.request_id, "exec-7");
-        assert_eq!(out.decision.evaluation.decision.outcome, regate_core::Outcome::ApprovalRequired);
+        assert_eq!(
+            out.decision.evaluation.decision.outcome,
+            regate_core::Outcome::ApprovalRequired
+        );
         e.handle(input(deploy())).await.unwrap();
         let kinds: Vec<_> = e.log.of("exec-7").iter().map(|ev| ev.kind).collect();
-        assert_eq!(kinds, [EventKind::Requested, EventKind::Evaluated], "a retried step logs nothing twice");
+        assert_eq!(
+            kinds,
+            [EventKind::Requested, EventKind::Evaluated],
+            "a retried step logs nothing twice"
+        );
         let output = serde_json::to_value(&out).unwrap();
         assert_eq!(output["decision"]["timeout_seconds"], 3600);
-        assert!(output["decision"]["policy_revision"].as_str().unwrap().starts_with("sha256:"));
+        assert!(output["decision"]["policy_revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
     }
 
     #[tokio::test]
@@ -132,6 +169,10 @@ mod tests {
         let error = evaluator().handle(input(bad)).await.unwrap_err();
         let diagnostic = Diagnostic::from(error);
         assert_eq!(diagnostic.error_type, "InvalidRequest");
-        assert!(diagnostic.error_message.contains("resource.name"), "{}", diagnostic.error_message);
+        assert!(
+            diagnostic.error_message.contains("resource.name"),
+            "{}",
+            diagnostic.error_message
+        );
     }
 }

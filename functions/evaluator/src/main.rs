@@ -22,7 +22,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         policy,
         clock: SystemClock,
     });
-    tracing::info!(policy_revision = evaluator.policy.revision(), "evaluator ready");
+    tracing::info!(
+        policy_revision = evaluator.policy.revision(),
+        "evaluator ready"
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
         let evaluator = evaluator.clone();
         async move { evaluator.handle(event.payload).await }

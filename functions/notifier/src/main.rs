@@ -25,8 +25,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let policy = Arc::new(PolicyEngine::compile(&regate_policies::bundle()?)?);
 
     let config = regate_aws::load_config().await;
-    let secrets = SlackSecrets::from_json(&secret_string(&aws_sdk_secretsmanager::Client::new(&config), &secret_id).await?)?;
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    let secrets = SlackSecrets::from_json(
+        &secret_string(&aws_sdk_secretsmanager::Client::new(&config), &secret_id).await?,
+    )?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .build()?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let notifier = Arc::new(handler::Notifier {
         approvals: Approvals {
@@ -35,7 +39,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             tokens: SfnTaskTokens::new(aws_sdk_sfn::Client::new(&config)),
             policy,
         },
-        chat: SlackChat { api: Arc::new(SlackApi::new(http, &slack_url, secrets.bot_token, slack_budget)) },
+        chat: SlackChat {
+            api: Arc::new(SlackApi::new(
+                http,
+                &slack_url,
+                secrets.bot_token,
+                slack_budget,
+            )),
+        },
         clock: SystemClock,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {

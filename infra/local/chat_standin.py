@@ -1,0 +1,188 @@
+"""A local stand-in for the Slack Web API, for tests and the demo.
+
+It answers the methods regate uses in Slack's documented format (`ok`, `channel`, `ts`,
+`error`, ...), checks the bot token (a wrong one gets `invalid_auth`), records every call
+(`GET /_calls` -> [{method, body}]), and knows a fixed set of users built from
+policies/data.json plus a few outsiders (`GET /_users`). Faults can be injected:
+`POST /_fail {"method": "chat.update", "status": 429, "retry_after": 1, "times": 2}`.
+"""
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTSIDERS = ["dev@example.com", "mallory@example.com", "eve@example.com"]
+
+
+def read_env_file(path: Path) -> dict:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def slack_id(email: str) -> str:
+    return "U" + hashlib.sha1(email.encode()).hexdigest()[:10].upper()
+
+
+def build_users() -> list:
+    data = json.loads((ROOT / "policies" / "data.json").read_text())
+    emails = {m.lower() for members in data.get("groups", {}).values() for m in members}
+    emails.update(OUTSIDERS)
+    return [{"id": slack_id(e), "name": e.split("@")[0], "email": e} for e in sorted(emails)]
+
+
+class State:
+    def __init__(self, token: str):
+        self.token = token
+        self.users = build_users()
+        self.lock = threading.Lock()
+        self.calls = []
+        self.messages = {}
+        self.faults = []
+        self.counter = 0
+
+    def next_ts(self) -> str:
+        with self.lock:
+            self.counter += 1
+            return f"{int(time.time())}.{self.counter:06d}"
+
+    def take_fault(self, method: str):
+        with self.lock:
+            for fault in self.faults:
+                if fault["method"] in (method, "*") and fault["times"] > 0:
+                    fault["times"] -= 1
+                    return fault
+        return None
+
+
+def user_json(user: dict) -> dict:
+    return {"id": user["id"], "name": user["name"], "real_name": user["name"].title(),
+            "profile": {"email": user["email"], "real_name": user["name"].title()}}
+
+
+def answer(state: State, method: str, body: dict) -> dict:
+    if method == "chat.postMessage":
+        channel = body.get("channel", "")
+        if not channel or not channel[0] in "CGD":
+            return {"ok": False, "error": "channel_not_found"}
+        ts = state.next_ts()
+        with state.lock:
+            state.messages[(channel, ts)] = body
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text", ""), "ts": ts}}
+    if method == "chat.update":
+        key = (body.get("channel", ""), body.get("ts", ""))
+        with state.lock:
+            if key not in state.messages:
+                return {"ok": False, "error": "message_not_found"}
+            state.messages[key] = body
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": body.get("text", "")}
+    if method == "chat.postEphemeral":
+        if not body.get("channel") or not body.get("user"):
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "message_ts": state.next_ts()}
+    if method == "users.info":
+        for user in state.users:
+            if user["id"] == body.get("user"):
+                return {"ok": True, "user": user_json(user)}
+        return {"ok": False, "error": "user_not_found"}
+    if method == "users.lookupByEmail":
+        for user in state.users:
+            if user["email"] == str(body.get("email", "")).lower():
+                return {"ok": True, "user": user_json(user)}
+        return {"ok": False, "error": "users_not_found"}
+    if method == "views.open":
+        if not body.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        return {"ok": True, "view": {"id": "V" + state.next_ts().replace(".", ""), **(body.get("view") or {})}}
+    return {"ok": False, "error": "unknown_method"}
+
+
+def make_handler(state: State):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            pass
+
+        def send_json(self, status: int, value, headers=None) -> None:
+            data = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json; charset=utf-8")
+            self.send_header("content-length", str(len(data)))
+            for key, val in (headers or {}).items():
+                self.send_header(key, val)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def read_body(self) -> dict:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+            if "json" in (self.headers.get("content-type") or ""):
+                return json.loads(raw or "{}")
+            return {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+
+        def do_GET(self):
+            path = urllib.parse.urlparse(self.path).path
+            if path == "/_health":
+                return self.send_json(200, {"ok": True})
+            if path == "/_calls":
+                with state.lock:
+                    return self.send_json(200, list(state.calls))
+            if path == "/_users":
+                return self.send_json(200, state.users)
+            self.send_json(404, {"ok": False, "error": "not_found"})
+
+        def do_POST(self):
+            path = urllib.parse.urlparse(self.path).path
+            if path == "/_reset":
+                with state.lock:
+                    state.calls.clear()
+                    state.faults.clear()
+                return self.send_json(200, {"ok": True})
+            if path == "/_fail":
+                fault = self.read_body()
+                fault.setdefault("times", 1)
+                with state.lock:
+                    state.faults.append(fault)
+                return self.send_json(200, {"ok": True})
+            if not path.startswith("/api/"):
+                return self.send_json(404, {"ok": False, "error": "not_found"})
+            method = path[len("/api/"):]
+            try:
+                body = self.read_body()
+            except (ValueError, json.JSONDecodeError):
+                return self.send_json(200, {"ok": False, "error": "invalid_json"})
+            with state.lock:
+                state.calls.append({"method": method, "body": body, "at": time.time()})
+            if self.headers.get("authorization") != f"Bearer {state.token}":
+                return self.send_json(200, {"ok": False, "error": "invalid_auth"})
+            fault = state.take_fault(method)
+            if fault:
+                status = int(fault.get("status", 500))
+                headers = {"retry-after": str(fault["retry_after"])} if "retry_after" in fault else {}
+                body = {"ok": False, "error": "ratelimited"} if status == 429 else {"ok": False, "error": "fatal_error"}
+                return self.send_json(status, body, headers)
+            self.send_json(200, answer(state, method, body))
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=5010)
+    args = parser.parse_args()
+    env = read_env_file(ROOT / "infra" / "local" / "local.env")
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"])))
+    print(f"Slack stand-in listening on http://127.0.0.1:{args.port}/api", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
