@@ -103,6 +103,15 @@ def build_functions() -> None:
             sys.exit(f"up: building the {binary} function failed (see the compiler output above)")
 
 
+def functions_are_stale(service: Service) -> bool:
+    """Whether a running `cargo lambda watch` serves binaries older than the ones just built."""
+    if service.name != "functions" or not service.pid_file.exists():
+        return False
+    started = service.pid_file.stat().st_mtime
+    return any((ROOT / "target" / "debug" / binary).stat().st_mtime > started
+               for binary in FUNCTION_BINARIES if (ROOT / "target" / "debug" / binary).exists())
+
+
 def warm_functions() -> None:
     """Starts each function once, so the first real invocation does not pay for its start."""
     for binary in FUNCTION_BINARIES:
@@ -390,6 +399,9 @@ def up(_args) -> None:
         sys.exit("up: the local stack's tools are missing; run infra/local/setup.sh first")
     build_functions()
     for service in services():
+        if functions_are_stale(service):
+            print("functions: the binaries changed; restarting cargo lambda watch")
+            stop(service)
         start(service)
     try:
         create_resources()

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod stack;
+
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

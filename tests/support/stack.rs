@@ -1,0 +1,279 @@
+//! A driver for the whole local stack: start executions of the real state machine, find the
+//! messages the notifier posted to the Slack stand-in, click their buttons with properly signed
+//! requests to the real callback, and wait for executions to finish. Used by the end-to-end
+//! tests and the demo.
+
+use std::time::{Duration, Instant};
+
+use regate_aws::DynamoDecisionLog;
+use regate_chat::slack::interaction::{click_payload, form_body, reason_payload};
+use regate_chat::slack::signature::sign;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::{decision_log_table, local_config, local_env, repo_root};
+
+/// Upper bound on any wait for the stack.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+pub struct LocalStack {
+    pub sfn: aws_sdk_sfn::Client,
+    pub log: DynamoDecisionLog,
+    pub http: reqwest::Client,
+    pub state_machine_arn: String,
+    pub interactivity_url: String,
+    pub chat_url: String,
+    signing_secret: SecretString,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+}
+
+/// The answer of the callback to one HTTP request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl LocalStack {
+    /// Connects to the running stack (`infra/local/stack up`); fails loudly when it is not up.
+    pub async fn connect() -> Self {
+        let config = local_config().await;
+        let resources_path = repo_root().join(".local/run/resources.json");
+        let resources: Value = serde_json::from_str(
+            &std::fs::read_to_string(&resources_path).unwrap_or_else(|_| {
+                panic!(
+                    "{} is missing: start the stack with `infra/local/stack up`",
+                    resources_path.display()
+                )
+            }),
+        )
+        .unwrap();
+        let env = local_env();
+        Self {
+            sfn: aws_sdk_sfn::Client::new(&config),
+            log: DynamoDecisionLog::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                decision_log_table(),
+            ),
+            http: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+            state_machine_arn: resources["state_machine_arn"].as_str().unwrap().to_string(),
+            interactivity_url: resources["slack_interactivity_url"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            chat_url: env["SLACK_API_URL"].trim_end_matches("/api").to_string(),
+            signing_secret: SecretString::from(env["SLACK_SIGNING_SECRET"].clone()),
+        }
+    }
+
+    /// Starts an execution named after the request id.
+    pub async fn start(&self, request: &Value) -> String {
+        let name = request["id"].as_str().unwrap();
+        self.sfn
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(request.to_string())
+            .send()
+            .await
+            .unwrap()
+            .execution_arn
+    }
+
+    pub async fn status(&self, execution: &str) -> Finished {
+        let d = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap();
+        let mut error = d.error().map(str::to_string);
+        if error.is_none() && d.status().as_str() == "FAILED" {
+            let history = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(execution)
+                .reverse_order(true)
+                .send()
+                .await
+                .unwrap();
+            error = history
+                .events()
+                .iter()
+                .find_map(|e| e.execution_failed_event_details())
+                .and_then(|f| f.error())
+                .map(str::to_string);
+        }
+        Finished {
+            status: d.status().as_str().to_string(),
+            output: d.output().and_then(|o| serde_json::from_str(o).ok()),
+            error,
+        }
+    }
+
+    pub async fn wait_finished(&self, execution: &str) -> Finished {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let now = self.status(execution).await;
+            if now.status != "RUNNING" {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("execution {execution} still running after {WAIT:?}");
+    }
+
+    /// Every Slack Web API call the stand-in received.
+    pub async fn calls(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/_calls", self.chat_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Calls of one method that mention `needle` anywhere in their body.
+    pub async fn calls_about(&self, method: &str, needle: &str) -> Vec<Value> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter(|c| c["method"] == method && c["body"].to_string().contains(needle))
+            .collect()
+    }
+
+    /// The approval message posted for a request: `(channel, ts, body)`.
+    pub async fn message_for(&self, request_id: &str) -> (String, String, Value) {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let posted = self
+                .calls_about("chat.postMessage", &format!("\"value\":\"{request_id}\""))
+                .await;
+            if let Some(call) = posted.first() {
+                let channel = call["body"]["channel"].as_str().unwrap().to_string();
+                let ts = self.posted_ts(&channel, request_id).await;
+                return (channel, ts, call["body"].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no approval message for {request_id} within {WAIT:?}");
+    }
+
+    /// The `ts` Slack gave the message: the one chat.update calls for this request use, or the
+    /// decision log's `notified` event.
+    async fn posted_ts(&self, _channel: &str, request_id: &str) -> String {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let events = regate_core::ports::DecisionLog::events(&self.log, request_id)
+                .await
+                .unwrap();
+            if let Some(notified) = events
+                .iter()
+                .find(|e| e.kind == regate_core::EventKind::Notified)
+            {
+                return notified.data["ts"].as_str().unwrap().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no notified event for {request_id}");
+    }
+
+    /// The Slack user id the stand-in gives an e-mail address.
+    pub async fn slack_user(&self, email: &str) -> String {
+        let users: Vec<Value> = self
+            .http
+            .get(format!("{}/_users", self.chat_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        users
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no Slack user {email}"))
+    }
+
+    /// POSTs a body to the callback as Slack would, signed at `timestamp` (or with `signature`).
+    pub async fn post_signed(
+        &self,
+        body: &str,
+        timestamp: i64,
+        signature: Option<String>,
+    ) -> Answer {
+        let ts = timestamp.to_string();
+        let signature =
+            signature.unwrap_or_else(|| sign(&self.signing_secret, &ts, body.as_bytes()));
+        let response = self
+            .http
+            .post(&self.interactivity_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    /// A signed button click by `email` on the request's message.
+    pub async fn click(&self, email: &str, action: &str, request_id: &str) -> Answer {
+        let (channel, ts, _) = self.message_for(request_id).await;
+        let payload = click_payload(
+            &self.slack_user(email).await,
+            action,
+            request_id,
+            &channel,
+            &ts,
+        );
+        self.post_signed(&form_body(&payload), chrono::Utc::now().timestamp(), None)
+            .await
+    }
+
+    /// A signed submission of the rejection-reason modal.
+    pub async fn submit_reason(&self, email: &str, request_id: &str, reason: &str) -> Answer {
+        let payload = reason_payload(&self.slack_user(email).await, request_id, reason);
+        self.post_signed(&form_body(&payload), chrono::Utc::now().timestamp(), None)
+            .await
+    }
+
+    pub async fn events(&self, request_id: &str) -> Vec<regate_core::Event> {
+        regate_core::ports::DecisionLog::events(&self.log, request_id)
+            .await
+            .unwrap()
+    }
+}
+
+/// A request in the contract's shape.
+pub fn request(
+    id: &str,
+    action: &str,
+    environment: &str,
+    kind: &str,
+    name: &str,
+    requester: &str,
+) -> Value {
+    serde_json::json!({"id": id, "action": action, "environment": environment,
+        "resource": {"type": kind, "name": name},
+        "requester": {"id": requester, "kind": "human"},
+        "initiator": {"id": "ci-bot", "kind": "service"},
+        "summary": format!("{action} {name} in {environment}"),
+        "details": {},
+        "links": [{"title": "Pipeline", "url": format!("https://ci.example.com/{id}")}]})
+}

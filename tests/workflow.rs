@@ -1,0 +1,416 @@
+//! End to end on the local stack: the real state machine (moto), the real functions (cargo
+//! lambda watch), the Slack stand-in, and clicks signed as Slack signs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use regate_core::EventKind;
+use regate_tests::stack::{request, LocalStack};
+use regate_tests::unique;
+use serde_json::json;
+
+fn kinds(events: &[regate_core::Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test]
+async fn a_staging_deploy_is_allowed_without_asking_anyone() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-staging");
+    let done = stack
+        .wait_finished(
+            &stack
+                .start(&request(
+                    &id,
+                    "deploy",
+                    "staging",
+                    "service",
+                    "payments",
+                    "dev@example.com",
+                ))
+                .await,
+        )
+        .await;
+    assert_eq!(done.status, "SUCCEEDED");
+    let output = done.output.unwrap();
+    assert_eq!(output["outcome"], "allow");
+    assert_eq!(output["request_id"], id.as_str());
+    assert!(output["policy_revision"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(output["input_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(
+        kinds(&stack.events(&id).await),
+        [EventKind::Requested, EventKind::Evaluated]
+    );
+    assert!(stack.calls_about("chat.postMessage", &id).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_production_database_delete_is_denied() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-drop");
+    let done = stack
+        .wait_finished(
+            &stack
+                .start(&request(
+                    &id,
+                    "delete",
+                    "production",
+                    "database",
+                    "orders-db",
+                    "dev@example.com",
+                ))
+                .await,
+        )
+        .await;
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("PolicyDenied"))
+    );
+    let events = stack.events(&id).await;
+    assert!(events[1].reasons[0].contains("destructive production change"));
+}
+
+#[tokio::test]
+async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-deploy");
+    let execution = stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "payments",
+            "dev@example.com",
+        ))
+        .await;
+    let (channel, _, message) = stack.message_for(&id).await;
+    assert_eq!(channel, "C0PAYMENTS");
+    assert!(message["blocks"]
+        .to_string()
+        .contains("payments-owners: 0 of 1"));
+    assert_eq!(
+        stack
+            .click("alice@example.com", "approve", &id)
+            .await
+            .status,
+        200
+    );
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    let output = done.output.unwrap();
+    assert_eq!(output["request_id"], id.as_str());
+    assert_eq!(output["outcome"], "allow");
+    assert_eq!(output["approvers"], json!(["alice@example.com"]));
+    assert!(output["policy_revision"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let updates = stack.calls_about("chat.update", &id).await;
+    assert!(
+        updates.last().unwrap()["body"]
+            .to_string()
+            .contains("*Approved* by alice@example.com"),
+        "{updates:?}"
+    );
+    let events = stack.events(&id).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            EventKind::Requested,
+            EventKind::Evaluated,
+            EventKind::Notified,
+            EventKind::Vote,
+            EventKind::Decided
+        ]
+    );
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("xoxb-"),
+        "no bot token in the log"
+    );
+}
+
+#[tokio::test]
+async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_rejected() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-iam");
+    let execution = stack
+        .start(&request(
+            &id,
+            "iam_change",
+            "production",
+            "iam_role",
+            "payments",
+            "dev@example.com",
+        ))
+        .await;
+    assert_eq!(
+        stack
+            .click("alice@example.com", "approve", &id)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        stack.status(&execution).await.status,
+        "RUNNING",
+        "one approval of two"
+    );
+    // Reject needs a reason here: the click opens Slack's modal instead of voting.
+    assert_eq!(
+        stack.click("ivan@example.com", "reject", &id).await.status,
+        200
+    );
+    let modal = stack.calls_about("views.open", &id).await;
+    assert_eq!(modal.len(), 1, "the reason modal was opened");
+    assert_eq!(modal[0]["body"]["view"]["private_metadata"], id.as_str());
+    let empty = stack.submit_reason("ivan@example.com", &id, "   ").await;
+    assert!(
+        empty.body.contains("\"response_action\":\"errors\""),
+        "{}",
+        empty.body
+    );
+    let answer = stack
+        .submit_reason("ivan@example.com", &id, "grants s3:* on every bucket")
+        .await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("ApprovalRejected"))
+    );
+    let events = stack.events(&id).await;
+    let rejection = events
+        .iter()
+        .find(|e| e.kind == EventKind::Vote && e.data["vote"] == "reject")
+        .unwrap();
+    assert_eq!(rejection.data["reason"], "grants s3:* on every bucket");
+    assert_eq!(events.last().unwrap().kind, EventKind::Decided);
+}
+
+#[tokio::test]
+async fn a_request_nobody_answers_expires_and_its_message_says_so() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-timeout");
+    let mut r = request(
+        &id,
+        "deploy",
+        "production",
+        "service",
+        "payments",
+        "dev@example.com",
+    );
+    r["details"] = json!({"timeout_seconds": 3});
+    let execution = stack.start(&r).await;
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("ApprovalExpired"))
+    );
+    let updates = stack.calls_about("chat.update", &id).await;
+    assert!(
+        updates.last().unwrap()["body"]
+            .to_string()
+            .contains("*Expired*"),
+        "{updates:?}"
+    );
+    assert_eq!(
+        stack.events(&id).await.last().unwrap().kind,
+        EventKind::Expired
+    );
+    let late = stack.click("alice@example.com", "approve", &id).await;
+    assert_eq!(late.status, 200);
+}
+
+#[tokio::test]
+async fn the_requester_clicking_approve_is_refused_and_nothing_resumes() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-self");
+    // The requester is an owner, so only the hard rule stops them.
+    let execution = stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "payments",
+            "bob@example.com",
+        ))
+        .await;
+    stack.message_for(&id).await;
+    let bob = stack.slack_user("bob@example.com").await;
+    assert_eq!(
+        stack.click("bob@example.com", "approve", &id).await.status,
+        200
+    );
+    let ephemeral = stack
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "chat.postEphemeral" && c["body"]["user"] == bob.as_str())
+        .collect::<Vec<_>>();
+    assert!(
+        ephemeral
+            .iter()
+            .any(|c| c["body"]["text"].as_str().unwrap().contains("cannot vote")),
+        "{ephemeral:?}"
+    );
+    let events = stack.events(&id).await;
+    let refused = events
+        .iter()
+        .find(|e| e.kind == EventKind::VoteRefused)
+        .unwrap();
+    assert_eq!(refused.actor.as_deref(), Some("bob@example.com"));
+    assert!(!events.iter().any(|e| e.kind == EventKind::Vote));
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+}
+
+#[tokio::test]
+async fn forged_and_stale_requests_get_401_and_record_nothing() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-forged");
+    stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "payments",
+            "dev@example.com",
+        ))
+        .await;
+    let (channel, ts, _) = stack.message_for(&id).await;
+    let alice = stack.slack_user("alice@example.com").await;
+    let body = regate_chat::slack::interaction::form_body(
+        &regate_chat::slack::interaction::click_payload(&alice, "approve", &id, &channel, &ts),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let forged = stack
+        .post_signed(
+            &body,
+            now,
+            Some("v0=0000000000000000000000000000000000000000000000000000000000000000".into()),
+        )
+        .await;
+    assert_eq!(forged.status, 401);
+    let stale = stack.post_signed(&body, now - 301, None).await;
+    assert_eq!(stale.status, 401);
+    let unsigned = stack
+        .http
+        .post(&stack.interactivity_url)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let events = stack.events(&id).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Vote | EventKind::VoteRefused)),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_double_click_counts_once_and_a_click_after_the_decision_is_already_decided() {
+    let stack = LocalStack::connect().await;
+    let id = unique("e2e-double");
+    let execution = stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "ledger",
+            "dev@example.com",
+        ))
+        .await;
+    assert_eq!(
+        stack.click("erin@example.com", "approve", &id).await.status,
+        200
+    );
+    assert_eq!(
+        stack.click("erin@example.com", "approve", &id).await.status,
+        200
+    );
+    assert_eq!(
+        stack.status(&execution).await.status,
+        "RUNNING",
+        "one person is one approval of two"
+    );
+    assert_eq!(
+        stack
+            .click("frank@example.com", "approve", &id)
+            .await
+            .status,
+        200
+    );
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    assert_eq!(
+        done.output.unwrap()["approvers"],
+        json!(["erin@example.com", "frank@example.com"])
+    );
+    assert_eq!(
+        stack.click("grace@example.com", "reject", &id).await.status,
+        200
+    );
+    let grace = stack.slack_user("grace@example.com").await;
+    let told = stack.calls().await.into_iter().any(|c| {
+        c["method"] == "chat.postEphemeral"
+            && c["body"]["user"] == grace.as_str()
+            && c["body"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("already decided")
+    });
+    assert!(told);
+    let events = stack.events(&id).await;
+    assert_eq!(
+        events.iter().filter(|e| e.kind == EventKind::Vote).count(),
+        2
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Decided)
+            .count(),
+        1
+    );
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::VoteRefused)
+        .map(|e| e.reasons[0].clone())
+        .collect();
+    assert!(
+        refusals[0].contains("already voted") && refusals[1].contains("already decided"),
+        "{refusals:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_actions_and_malformed_payloads_get_400() {
+    let stack = LocalStack::connect().await;
+    let now = chrono::Utc::now().timestamp();
+    let unknown = regate_chat::slack::interaction::form_body(
+        &regate_chat::slack::interaction::click_payload("U1", "launch_missiles", "x", "C1", "1.1"),
+    );
+    let answer = stack.post_signed(&unknown, now, None).await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("unknown action"), "{}", answer.body);
+    assert_eq!(
+        stack
+            .post_signed("payload=%7Bbroken", now, None)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(stack.post_signed("", now, None).await.status, 400);
+}
