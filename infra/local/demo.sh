@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# README command 1: the end-to-end demo on the local stack, setup included.
+#   setup (pinned tools) -> build -> start the stack and create the resources from infra/ ->
+#   four requests through the real state machine -> each request's decision log, verified.
+# It leaves the stack running so you can try your own requests.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash infra/local/setup.sh
+echo "== building the regate CLI and the demo driver"
+cargo build --locked --quiet -p regate-cli -p regate-tests --bin regate --bin regate-demo
+echo "== starting the local stack (moto, cargo lambda watch, the Slack stand-in)"
+infra/local/stack up
+
+set -a
+. infra/local/local.env
+set +a
+
+status=0
+target/debug/regate-demo || status=$?
+
+echo
+echo "== the decision log of each request (regate log show)"
+while read -r id; do
+  [ -n "$id" ] || continue
+  echo
+  target/debug/regate log show "$id" || status=1
+done < .local/run/demo-requests.txt
+
+cat <<'TXT'
+
+The stack is still running. Try your own request:
+
+  set -a; . infra/local/local.env; set +a
+  .local/venv/bin/python -c 'import boto3,json; print(boto3.client("stepfunctions").start_execution(
+      stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:regate-approval",
+      name="my-change-1", input=json.dumps(json.load(open("policies/examples/03-prod-deploy-known-service.json"))["request"] | {"id": "my-change-1"}))["executionArn"])'
+  target/debug/regate log show my-change-1
+  curl -s http://127.0.0.1:5010/_calls     # what the Slack stand-in received
+
+Stop it with: infra/local/stack down
+TXT
+exit "$status"

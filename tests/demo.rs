@@ -1,0 +1,258 @@
+//! The end-to-end demo on the local stack (README command 1 runs it through
+//! `infra/local/demo.sh`): four requests through the real state machine, with a readable trace
+//! of each step. Exits non-zero unless every expectation held; writes the request ids to
+//! `.local/run/demo-requests.txt` for the decision-log part of the demo.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::process::ExitCode;
+
+use regate_tests::repo_root;
+use regate_tests::stack::{request, Finished, LocalStack};
+
+/// A short request id that no earlier run used.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", chrono::Utc::now().format("%H%M%S%3f"))
+}
+use serde_json::{json, Value};
+
+struct Demo {
+    stack: LocalStack,
+    failures: Vec<String>,
+    ids: Vec<String>,
+}
+
+impl Demo {
+    fn expect(&mut self, ok: bool, what: &str) {
+        if ok {
+            println!("    ✓ {what}");
+        } else {
+            println!("    ✗ {what}");
+            self.failures.push(what.to_string());
+        }
+    }
+
+    async fn decision_line(&self, id: &str) {
+        let events = self.stack.events(id).await;
+        if let Some(evaluated) = events
+            .iter()
+            .find(|e| e.kind == regate_core::EventKind::Evaluated)
+        {
+            println!(
+                "  ← decision: {} — {}",
+                evaluated.outcome.map_or("?", |o| o.as_str()),
+                evaluated.reasons.join("; ")
+            );
+        }
+    }
+
+    async fn message_line(&self, id: &str) {
+        let (channel, ts, body) = self.stack.message_for(id).await;
+        let buttons: Vec<String> = body["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| {
+                b["elements"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| format!("[{}]", e["text"]["text"].as_str().unwrap_or("?")))
+            })
+            .collect();
+        println!(
+            "  ← Slack chat.postMessage to {channel} (ts {ts}): \"{}\" {}",
+            body["text"].as_str().unwrap_or(""),
+            buttons.join(" ")
+        );
+    }
+
+    async fn click(&self, email: &str, action: &str, id: &str) -> u16 {
+        let answer = self.stack.click(email, action, id).await;
+        println!(
+            "  → {email} clicks {} (request signed with the Slack signing secret) → HTTP {}",
+            capitalise(action),
+            answer.status
+        );
+        answer.status
+    }
+
+    fn finished(&self, done: &Finished) {
+        let extra = match (&done.error, &done.output) {
+            (Some(error), _) => format!(" with {error}"),
+            (None, Some(output)) => format!(", output {}", compact(output)),
+            _ => String::new(),
+        };
+        println!("  ← execution {}{extra}", done.status);
+    }
+}
+
+fn capitalise(action: &str) -> String {
+    let mut chars = action.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn compact(value: &Value) -> String {
+    let mut text = value.to_string();
+    if text.len() > 240 {
+        text.truncate(240);
+        text.push('…');
+    }
+    text
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut demo = Demo {
+        stack: LocalStack::connect().await,
+        failures: Vec::new(),
+        ids: Vec::new(),
+    };
+
+    println!("\n== 1. A staging deploy: allowed by policy, nobody is asked");
+    let id = unique("demo-staging");
+    let mut r = request(
+        &id,
+        "deploy",
+        "staging",
+        "service",
+        "payments",
+        "dev@example.com",
+    );
+    r["summary"] = json!("Deploy payments v1.4.2 to staging");
+    println!("  → StartExecution {id}: {}", r["summary"]);
+    let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
+    demo.decision_line(&id).await;
+    demo.finished(&done);
+    demo.expect(
+        done.status == "SUCCEEDED",
+        "the execution SUCCEEDED without an approval",
+    );
+    demo.ids.push(id);
+
+    println!("\n== 2. A production database delete: denied by policy");
+    let id = unique("demo-drop");
+    let mut r = request(
+        &id,
+        "delete",
+        "production",
+        "database",
+        "orders-db",
+        "dev@example.com",
+    );
+    r["summary"] = json!("Drop the orders database");
+    println!("  → StartExecution {id}: {}", r["summary"]);
+    let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
+    demo.decision_line(&id).await;
+    demo.finished(&done);
+    demo.expect(
+        done.status == "FAILED" && done.error.as_deref() == Some("PolicyDenied"),
+        "the execution FAILED with PolicyDenied",
+    );
+    demo.ids.push(id);
+
+    println!("\n== 3. A production deploy: posted to Slack, approved by an owner");
+    let id = unique("demo-deploy");
+    let mut r = request(
+        &id,
+        "deploy",
+        "production",
+        "service",
+        "payments",
+        "dev@example.com",
+    );
+    r["summary"] = json!("Deploy payments v1.4.2");
+    println!("  → StartExecution {id}: {}", r["summary"]);
+    let execution = demo.stack.start(&r).await;
+    demo.message_line(&id).await;
+    demo.decision_line(&id).await;
+    let status = demo.click("alice@example.com", "approve", &id).await;
+    demo.expect(status == 200, "Slack got its answer (HTTP 200)");
+    let done = demo.stack.wait_finished(&execution).await;
+    if let Some(update) = demo.stack.calls_about("chat.update", &id).await.last() {
+        println!(
+            "  ← Slack chat.update: \"{}\"",
+            update["body"]["text"].as_str().unwrap_or("")
+        );
+    }
+    demo.finished(&done);
+    let approvers = done
+        .output
+        .as_ref()
+        .map(|o| o["approvers"].clone())
+        .unwrap_or_default();
+    demo.expect(done.status == "SUCCEEDED", "the execution SUCCEEDED");
+    demo.expect(
+        approvers == json!(["alice@example.com"]),
+        "the output names alice@example.com as the approver",
+    );
+    demo.ids.push(id);
+
+    println!("\n== 4. A production IAM change: one approval, then a rejection with a reason");
+    let id = unique("demo-iam");
+    let mut r = request(
+        &id,
+        "iam_change",
+        "production",
+        "iam_role",
+        "payments",
+        "dev@example.com",
+    );
+    r["summary"] = json!("Grant payments-deployer s3:PutObject on every bucket");
+    println!("  → StartExecution {id}: {}", r["summary"]);
+    let execution = demo.stack.start(&r).await;
+    demo.message_line(&id).await;
+    demo.decision_line(&id).await;
+    demo.click("alice@example.com", "approve", &id).await;
+    let still = demo.stack.status(&execution).await;
+    demo.expect(
+        still.status == "RUNNING",
+        "after one approval the request still waits for security",
+    );
+    demo.click("ivan@example.com", "reject", &id).await;
+    let opened = !demo.stack.calls_about("views.open", &id).await.is_empty();
+    println!("  ← Slack views.open: a modal asks ivan@example.com for a reason");
+    demo.expect(
+        opened,
+        "Reject opened the reason modal (this policy requires a reason)",
+    );
+    let reason = "grants s3:PutObject on every bucket; scope it to the payments bucket";
+    let answer = demo
+        .stack
+        .submit_reason("ivan@example.com", &id, reason)
+        .await;
+    println!(
+        "  → ivan@example.com submits the reason \"{reason}\" → HTTP {}",
+        answer.status
+    );
+    let done = demo.stack.wait_finished(&execution).await;
+    demo.finished(&done);
+    demo.expect(
+        done.status == "FAILED" && done.error.as_deref() == Some("ApprovalRejected"),
+        "the execution FAILED with ApprovalRejected",
+    );
+    demo.ids.push(id);
+
+    let ids_file = repo_root().join(".local/run/demo-requests.txt");
+    std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();
+    if demo.failures.is_empty() {
+        println!("\nall four scenarios behaved as expected");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "\n{} expectation(s) failed: {}",
+            demo.failures.len(),
+            demo.failures.join("; ")
+        );
+        ExitCode::FAILURE
+    }
+}
