@@ -4,7 +4,8 @@
 #  2. starts the local AWS stack unless it is already running, and stops it at the end if it
 #     started it;
 #  3. runs the workspace's unit, integration and end-to-end tests against it;
-#  4. runs the policy bundle's own Rego tests.
+#  4. runs the policy bundle's own Rego tests;
+#  5. runs the infrastructure checks (infra/checks.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +37,6 @@ cargo test --workspace --locked
 
 echo "== regate policy test policies"
 cargo run --quiet --locked -p regate-cli -- policy test policies
+
+echo "== infrastructure checks"
+bash infra/checks.sh

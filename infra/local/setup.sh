@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
-# Installs every tool the local stack needs, pinned, into project-local folders that git
-# ignores (.local/). Running it again changes nothing unless the pins changed.
+# Installs every tool the local stack and the checks need, pinned, into project-local folders
+# that git ignores (.local/). Running it again changes nothing unless a pin changed.
+#   .local/venv         moto, boto3, cargo-lambda, ziglang   (infra/local/requirements.txt)
+#   .local/checks-venv  aws-sam-cli, cfn-lint                (infra/local/requirements-checks.txt)
+#   .local/node         asl-validator, cfn-guard (npm)       (NPM_TOOLS below)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-venv="$root/.local/venv"
-requirements="$root/infra/local/requirements.txt"
-stamp="$venv/.regate-requirements"
-
+local_dir="$root/.local"
 python="${PYTHON:-python3}"
-if ! command -v "$python" >/dev/null 2>&1; then
-  echo "setup: python3 is required to build the local stack's venv, and it is not on PATH" >&2
-  exit 1
-fi
+NPM_TOOLS="asl-validator@4.0.0 @cdklabs/cdk-validator-cfnguard@0.0.62"
 
-if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
-  echo "setup: $venv is up to date"
-  exit 0
-fi
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required and is not on PATH" >&2; exit 1; }
+}
 
-echo "setup: creating $venv with the pins in infra/local/requirements.txt"
-mkdir -p "$root/.local"
-"$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==24.3.1
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-cp "$requirements" "$stamp"
-echo "setup: done ($("$venv/bin/python" -c 'import moto; print("moto", moto.__version__)'), $("$venv/bin/cargo-lambda" lambda --version 2>/dev/null || echo 'cargo-lambda installed'))"
+# venv DIR REQUIREMENTS: a venv with exactly these pins, rebuilt only when they change.
+venv() {
+  local dir="$1" requirements="$2" stamp="$1/.regate-requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
+    echo "setup: $dir is up to date"
+    return
+  fi
+  echo "setup: installing $(basename "$requirements") into $dir"
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==24.3.1
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+}
+
+need "$python"
+need npm
+mkdir -p "$local_dir"
+venv "$local_dir/venv" "$root/infra/local/requirements.txt"
+venv "$local_dir/checks-venv" "$root/infra/local/requirements-checks.txt"
+
+node_stamp="$local_dir/node/.regate-tools"
+if [ -f "$node_stamp" ] && [ "$(cat "$node_stamp")" = "$NPM_TOOLS" ]; then
+  echo "setup: $local_dir/node is up to date"
+else
+  echo "setup: installing $NPM_TOOLS into $local_dir/node"
+  rm -rf "$local_dir/node"
+  mkdir -p "$local_dir/node"
+  # shellcheck disable=SC2086
+  npm install --silent --no-audit --no-fund --no-package-lock --prefix "$local_dir/node" $NPM_TOOLS
+  echo "$NPM_TOOLS" > "$node_stamp"
+fi

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Infrastructure checks (part of the README's test command):
+#   cfn-lint and `sam validate --lint` on the SAM template, asl-validator on the state machine,
+#   the cfn-guard rules in infra/guard/ (the template passes; each example in
+#   infra/guard/examples/ fails exactly the rules its first line names), and the release
+#   packaging of the three functions with cargo lambda, with their zip sizes.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bash infra/local/setup.sh >/dev/null
+
+checks="$root/.local/checks-venv/bin"
+node="$root/.local/node/node_modules"
+export SAM_CLI_TELEMETRY=0
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+echo "== cfn-lint infra/template.yaml"
+"$checks/cfn-lint" infra/template.yaml && echo "ok" || fail "cfn-lint"
+
+echo "== sam validate --lint"
+"$checks/sam" validate --lint --region us-east-1 -t infra/template.yaml || fail "sam validate --lint"
+
+echo "== asl-validator infra/statemachine/approval.asl.json"
+"$node/.bin/asl-validator" --json-path infra/statemachine/approval.asl.json || fail "asl-validator"
+
+case "$(uname -m)" in
+  aarch64|arm64) guard_arch=aarch64 ;;
+  *) guard_arch=x86_64 ;;
+esac
+guard="$node/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/$guard_arch/cfn-guard"
+echo "== cfn-guard: the template passes every rule"
+if "$guard" validate -r infra/guard -d infra/template.yaml --show-summary fail; then
+  echo "ok"
+else
+  fail "the template breaks a guard rule"
+fi
+echo "== cfn-guard: every rule bites (infra/guard/examples)"
+for example in infra/guard/examples/*.yaml; do
+  expected=$(head -n 3 "$example" | grep -oE '[a-z_]+_[a-z_]+' | grep -vE '^(and|or)$' | sort -u)
+  output=$("$guard" validate -r infra/guard -d "$example" --show-summary fail 2>&1 || true)
+  failed=$(echo "$output" | grep -oE 'guard/[a-z_]+ +FAIL' | sed -E 's#guard/([a-z_]+) +FAIL#\1#' | sort -u)
+  if [ -n "$expected" ] && [ "$expected" = "$failed" ]; then
+    echo "ok: $(basename "$example") fails $(echo "$failed" | tr '\n' ' ')"
+  else
+    fail "$(basename "$example") should fail [$(echo "$expected" | tr '\n' ' ')] and failed [$(echo "$failed" | tr '\n' ' ')]"
+  fi
+done
+
+echo "== packaging: release zips with cargo lambda"
+arch_flag="--arm64"
+if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
+  if ! timeout 120 rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
+    echo "note: the aarch64 standard library cannot be installed on this machine; building for x86_64 instead"
+    arch_flag="--x86-64"
+  fi
+fi
+PATH="$root/.local/venv/bin:$PATH" cargo lambda build --release $arch_flag --output-format zip --locked \
+  --bin evaluator --bin notifier --bin callback || fail "cargo lambda build"
+limit=$((6 * 1024 * 1024))
+for function in evaluator notifier callback; do
+  zip="target/lambda/$function/bootstrap.zip"
+  if [ -f "$zip" ]; then
+    size=$(stat -c %s "$zip")
+    printf '%-10s %8d bytes (%s)%s\n' "$function" "$size" "$arch_flag" "$([ "$size" -le "$limit" ] || echo '  OVER the 6 MB budget')"
+    [ "$size" -le "$limit" ] || fail "$function.zip is over 6 MB"
+  else
+    fail "no $zip"
+  fi
+done
+
+if [ "$failures" -gt 0 ]; then
+  echo "infrastructure checks: $failures failed"
+  exit 1
+fi
+echo "infrastructure checks: all passed"
