@@ -4,7 +4,9 @@ It answers the methods regate uses in Slack's documented format (`ok`, `channel`
 `error`, ...), checks the bot token (a wrong one gets `invalid_auth`), records every call
 (`GET /_calls` -> [{method, body}]), and knows a fixed set of users built from
 policies/data.json plus a few outsiders (`GET /_users`). Faults can be injected:
-`POST /_fail {"method": "chat.update", "status": 429, "retry_after": 1, "times": 2}`.
+`POST /_fail {"method": "chat.update", "status": 429, "retry_after": 1, "times": 2,
+"match": "C0SOMETHING"}` makes the next two chat.update calls whose body contains "C0SOMETHING"
+answer 429 (`match` is optional; `status` 5xx answers an HTTP error, `error` an `ok: false`).
 """
 
 import argparse
@@ -56,9 +58,12 @@ class State:
             self.counter += 1
             return f"{int(time.time())}.{self.counter:06d}"
 
-    def take_fault(self, method: str):
+    def take_fault(self, method: str, body: dict):
+        text = json.dumps(body)
         with self.lock:
             for fault in self.faults:
+                if fault.get("match") and fault["match"] not in text:
+                    continue
                 if fault["method"] in (method, "*") and fault["times"] > 0:
                     fault["times"] -= 1
                     return fault
@@ -163,12 +168,14 @@ def make_handler(state: State):
                 state.calls.append({"method": method, "body": body, "at": time.time()})
             if self.headers.get("authorization") != f"Bearer {state.token}":
                 return self.send_json(200, {"ok": False, "error": "invalid_auth"})
-            fault = state.take_fault(method)
+            fault = state.take_fault(method, body)
             if fault:
+                if "error" in fault:
+                    return self.send_json(200, {"ok": False, "error": fault["error"]})
                 status = int(fault.get("status", 500))
                 headers = {"retry-after": str(fault["retry_after"])} if "retry_after" in fault else {}
-                body = {"ok": False, "error": "ratelimited"} if status == 429 else {"ok": False, "error": "fatal_error"}
-                return self.send_json(status, body, headers)
+                answer_body = {"ok": False, "error": "ratelimited"} if status == 429 else {"ok": False, "error": "fatal_error"}
+                return self.send_json(status, answer_body, headers)
             self.send_json(200, answer(state, method, body))
 
     return Handler

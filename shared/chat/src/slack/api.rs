@@ -50,6 +50,60 @@ impl SlackSecrets {
     }
 }
 
+/// Slack's documented `ok: false` error codes that people need told apart, with what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlackFailure {
+    ChannelNotFound,
+    NotInChannel,
+    InvalidAuth,
+    TokenRevoked,
+    MissingScope,
+    RateLimited,
+    UserNotFound,
+    ExpiredTriggerId,
+    MessageNotFound,
+    Other(String),
+}
+
+impl SlackFailure {
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "channel_not_found" => Self::ChannelNotFound,
+            "not_in_channel" => Self::NotInChannel,
+            "invalid_auth" | "not_authed" | "account_inactive" => Self::InvalidAuth,
+            "token_revoked" | "token_expired" => Self::TokenRevoked,
+            "missing_scope" => Self::MissingScope,
+            "ratelimited" | "rate_limited" => Self::RateLimited,
+            "user_not_found" | "users_not_found" => Self::UserNotFound,
+            "expired_trigger_id" | "invalid_trigger_id" => Self::ExpiredTriggerId,
+            "message_not_found" => Self::MessageNotFound,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// What an operator should do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::ChannelNotFound => "the channel id in the policy's notify list does not exist or the app cannot see it",
+            Self::NotInChannel => "invite the regate app to the channel",
+            Self::InvalidAuth | Self::TokenRevoked => "the bot token in the Slack secret is wrong or revoked",
+            Self::MissingScope => "add the missing scope to the Slack app (see infra/slack/manifest.yml) and reinstall it",
+            Self::RateLimited => "Slack is rate limiting this app",
+            Self::UserNotFound => "Slack does not know this user",
+            Self::ExpiredTriggerId => "the click is older than Slack's 3 seconds for opening a modal",
+            Self::MessageNotFound => "the message was deleted",
+            Self::Other(_) => "see Slack's documentation of this error",
+        }
+    }
+
+    fn into_chat_error(self, method: &str, code: &str) -> ChatError {
+        match self {
+            Self::RateLimited => ChatError::RateLimited(format!("{method}: {code}")),
+            other => ChatError::Refused(format!("{method}: {code} ({})", other.hint())),
+        }
+    }
+}
+
 enum Payload {
     Json(Value),
     Form(Vec<(&'static str, String)>),
@@ -143,13 +197,12 @@ impl SlackApi {
                                 .and_then(Value::as_str)
                                 .unwrap_or("unknown_error")
                                 .to_string();
-                            if code == "ratelimited" {
-                                Retry::After(
+                            match SlackFailure::from_code(&code) {
+                                SlackFailure::RateLimited => Retry::After(
                                     Duration::from_secs(1),
-                                    ChatError::RateLimited(format!("{method}: ratelimited")),
-                                )
-                            } else {
-                                return Err(ChatError::Refused(format!("{method}: {code}")));
+                                    ChatError::RateLimited(format!("{method}: {code}")),
+                                ),
+                                failure => return Err(failure.into_chat_error(method, &code)),
                             }
                         }
                     }
@@ -237,7 +290,7 @@ impl SlackApi {
                 .pointer("/user/profile/email")
                 .and_then(Value::as_str)
                 .map(str::to_lowercase),
-            Err(ChatError::Refused(code)) if code.ends_with("user_not_found") => None,
+            Err(ChatError::Refused(text)) if text.contains("user_not_found") => None,
             Err(other) => return Err(other),
         };
         remember(&self.emails_by_user, user_id, email.clone());
@@ -261,7 +314,7 @@ impl SlackApi {
                 .pointer("/user/id")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            Err(ChatError::Refused(code)) if code.ends_with("users_not_found") => None,
+            Err(ChatError::Refused(text)) if text.contains("users_not_found") => None,
             Err(other) => return Err(other),
         };
         remember(&self.users_by_email, &key, id.clone());

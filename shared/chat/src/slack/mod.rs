@@ -5,6 +5,6 @@ pub mod blocks;
 pub mod interaction;
 pub mod signature;
 
-pub use api::{SlackApi, SlackChat, SlackSecrets};
+pub use api::{SlackApi, SlackChat, SlackFailure, SlackSecrets};
 pub use interaction::{Interaction, InteractionError};
 pub use signature::{verify_at, SignatureError};
