@@ -12,7 +12,9 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 fn chat_url() -> String {
-    local_env()["SLACK_API_URL"].trim_end_matches("/api").to_string()
+    local_env()["SLACK_API_URL"]
+        .trim_end_matches("/api")
+        .to_string()
 }
 
 fn api(budget: Duration) -> SlackApi {
@@ -20,7 +22,12 @@ fn api(budget: Duration) -> SlackApi {
 }
 
 fn api_with_token(token: &str, budget: Duration) -> SlackApi {
-    SlackApi::new(reqwest::Client::new(), &local_env()["SLACK_API_URL"], SecretString::from(token.to_string()), budget)
+    SlackApi::new(
+        reqwest::Client::new(),
+        &local_env()["SLACK_API_URL"],
+        SecretString::from(token.to_string()),
+        budget,
+    )
 }
 
 /// Makes the stand-in fail the next `times` calls of `method` whose body contains `matching`.
@@ -28,13 +35,26 @@ async fn fail(method: &str, matching: &str, fault: Value) {
     let mut body = fault;
     body["method"] = json!(method);
     body["match"] = json!(matching);
-    let answer = reqwest::Client::new().post(format!("{}/_fail", chat_url())).json(&body).send().await.unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/_fail", chat_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert!(answer.status().is_success());
 }
 
 async fn calls_of(method: &str, matching: &str) -> usize {
-    let calls: Vec<Value> = reqwest::get(format!("{}/_calls", chat_url())).await.unwrap().json().await.unwrap();
-    calls.iter().filter(|c| c["method"] == method && c["body"].to_string().contains(matching)).count()
+    let calls: Vec<Value> = reqwest::get(format!("{}/_calls", chat_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    calls
+        .iter()
+        .filter(|c| c["method"] == method && c["body"].to_string().contains(matching))
+        .count()
 }
 
 fn fresh_channel() -> String {
@@ -44,21 +64,40 @@ fn fresh_channel() -> String {
 #[tokio::test]
 async fn a_429_waits_for_retry_after_and_then_succeeds() {
     let channel = fresh_channel();
-    fail("chat.postMessage", &channel, json!({"status": 429, "retry_after": 1, "times": 1})).await;
+    fail(
+        "chat.postMessage",
+        &channel,
+        json!({"status": 429, "retry_after": 1, "times": 1}),
+    )
+    .await;
     let started = Instant::now();
-    let (posted, ts) = api(Duration::from_secs(5)).post_message(&channel, "hello", &json!([])).await.unwrap();
+    let (posted, ts) = api(Duration::from_secs(5))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap();
     assert_eq!(posted, channel);
     assert!(!ts.is_empty());
-    assert!(started.elapsed() >= Duration::from_secs(1), "it waited as Slack asked");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited as Slack asked"
+    );
     assert_eq!(calls_of("chat.postMessage", &channel).await, 2);
 }
 
 #[tokio::test]
 async fn a_retry_after_beyond_the_budget_gives_up_at_once_as_rate_limited() {
     let channel = fresh_channel();
-    fail("chat.postMessage", &channel, json!({"status": 429, "retry_after": 30, "times": 1})).await;
+    fail(
+        "chat.postMessage",
+        &channel,
+        json!({"status": 429, "retry_after": 30, "times": 1}),
+    )
+    .await;
     let started = Instant::now();
-    let error = api(Duration::from_secs(2)).post_message(&channel, "hello", &json!([])).await.unwrap_err();
+    let error = api(Duration::from_secs(2))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ChatError::RateLimited(_)), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -66,35 +105,85 @@ async fn a_retry_after_beyond_the_budget_gives_up_at_once_as_rate_limited() {
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_within_the_budget() {
     let channel = fresh_channel();
-    fail("chat.postMessage", &channel, json!({"status": 503, "times": 2})).await;
-    api(Duration::from_secs(5)).post_message(&channel, "hello", &json!([])).await.unwrap();
+    fail(
+        "chat.postMessage",
+        &channel,
+        json!({"status": 503, "times": 2}),
+    )
+    .await;
+    api(Duration::from_secs(5))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap();
     assert_eq!(calls_of("chat.postMessage", &channel).await, 3);
 
     let down = fresh_channel();
-    fail("chat.postMessage", &down, json!({"status": 500, "times": 100})).await;
-    let error = api(Duration::from_millis(900)).post_message(&down, "hello", &json!([])).await.unwrap_err();
+    fail(
+        "chat.postMessage",
+        &down,
+        json!({"status": 500, "times": 100}),
+    )
+    .await;
+    let error = api(Duration::from_millis(900))
+        .post_message(&down, "hello", &json!([]))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ChatError::Unavailable(_)), "{error:?}");
     let attempts = calls_of("chat.postMessage", &down).await;
-    assert!((2..10).contains(&attempts), "bounded retries, {attempts} attempts");
+    assert!(
+        (2..10).contains(&attempts),
+        "bounded retries, {attempts} attempts"
+    );
 }
 
 #[tokio::test]
 async fn slack_error_codes_become_typed_errors_with_a_hint() {
-    let error = api(Duration::from_secs(2)).post_message("nonsense", "hello", &json!([])).await.unwrap_err();
-    assert!(matches!(&error, ChatError::Refused(text) if text.contains("channel_not_found")), "{error:?}");
+    let error = api(Duration::from_secs(2))
+        .post_message("nonsense", "hello", &json!([]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ChatError::Refused(text) if text.contains("channel_not_found")),
+        "{error:?}"
+    );
     let channel = fresh_channel();
-    fail("chat.postMessage", &channel, json!({"error": "not_in_channel"})).await;
-    let error = api(Duration::from_secs(2)).post_message(&channel, "hello", &json!([])).await.unwrap_err();
-    assert!(matches!(&error, ChatError::Refused(text) if text.contains("invite the regate app")), "{error:?}");
-    let error = api_with_token("xoxb-wrong", Duration::from_secs(2)).post_message(&channel, "hello", &json!([])).await.unwrap_err();
-    assert!(matches!(&error, ChatError::Refused(text) if text.contains("invalid_auth")), "{error:?}");
+    fail(
+        "chat.postMessage",
+        &channel,
+        json!({"error": "not_in_channel"}),
+    )
+    .await;
+    let error = api(Duration::from_secs(2))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ChatError::Refused(text) if text.contains("invite the regate app")),
+        "{error:?}"
+    );
+    let error = api_with_token("xoxb-wrong", Duration::from_secs(2))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ChatError::Refused(text) if text.contains("invalid_auth")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_slack_is_unavailable_within_the_budget() {
-    let dead = SlackApi::new(reqwest::Client::new(), "http://127.0.0.1:9/api", SecretString::from("x".to_string()), Duration::from_millis(800));
+    let dead = SlackApi::new(
+        reqwest::Client::new(),
+        "http://127.0.0.1:9/api",
+        SecretString::from("x".to_string()),
+        Duration::from_millis(800),
+    );
     let started = Instant::now();
-    let error = dead.post_message("C1", "hello", &json!([])).await.unwrap_err();
+    let error = dead
+        .post_message("C1", "hello", &json!([]))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ChatError::Unavailable(_)), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -102,13 +191,33 @@ async fn an_unreachable_slack_is_unavailable_within_the_budget() {
 #[tokio::test]
 async fn user_lookups_are_cached() {
     let api = api(Duration::from_secs(2));
-    let users: Vec<Value> = reqwest::get(format!("{}/_users", chat_url())).await.unwrap().json().await.unwrap();
-    let eve = users.iter().find(|u| u["email"] == "eve@example.com").unwrap()["id"].as_str().unwrap().to_string();
+    let users: Vec<Value> = reqwest::get(format!("{}/_users", chat_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let eve = users
+        .iter()
+        .find(|u| u["email"] == "eve@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = calls_of("users.info", &eve).await;
-    assert_eq!(api.user_email(&eve).await.unwrap().as_deref(), Some("eve@example.com"));
-    assert_eq!(api.user_email(&eve).await.unwrap().as_deref(), Some("eve@example.com"));
+    assert_eq!(
+        api.user_email(&eve).await.unwrap().as_deref(),
+        Some("eve@example.com")
+    );
+    assert_eq!(
+        api.user_email(&eve).await.unwrap().as_deref(),
+        Some("eve@example.com")
+    );
     assert_eq!(calls_of("users.info", &eve).await, before + 1);
-    assert_eq!(api.user_id("EVE@example.com").await.unwrap().as_deref(), Some(eve.as_str()));
+    assert_eq!(
+        api.user_id("EVE@example.com").await.unwrap().as_deref(),
+        Some(eve.as_str())
+    );
     assert_eq!(api.user_email("U0NOBODY").await.unwrap(), None);
     assert_eq!(api.user_id("nobody@example.com").await.unwrap(), None);
 }

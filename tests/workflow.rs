@@ -419,29 +419,80 @@ async fn unknown_actions_and_malformed_payloads_get_400() {
 async fn a_message_update_that_keeps_failing_never_loses_the_recorded_decision() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-slack-down");
-    let execution = stack.start(&request(&id, "deploy", "production", "service", "payments", "dev@example.com")).await;
+    let execution = stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "payments",
+            "dev@example.com",
+        ))
+        .await;
     stack.message_for(&id).await;
     let fault = json!({"method": "chat.update", "match": id, "status": 500, "times": 1000});
-    stack.http.post(format!("{}/_fail", stack.chat_url)).json(&fault).send().await.unwrap();
-    assert_eq!(stack.click("alice@example.com", "approve", &id).await.status, 200);
+    stack
+        .http
+        .post(format!("{}/_fail", stack.chat_url))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack
+            .click("alice@example.com", "approve", &id)
+            .await
+            .status,
+        200
+    );
     let done = stack.wait_finished(&execution).await;
-    assert_eq!(done.status, "SUCCEEDED", "the decision stands although Slack is down");
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "the decision stands although Slack is down"
+    );
     let kinds = kinds(&stack.events(&id).await);
-    assert!(kinds.ends_with(&[EventKind::Vote, EventKind::Decided]), "{kinds:?}");
+    assert!(
+        kinds.ends_with(&[EventKind::Vote, EventKind::Decided]),
+        "{kinds:?}"
+    );
     let attempts = stack.calls_about("chat.update", &id).await.len();
-    assert!(attempts >= 2, "the update was retried ({attempts} attempts)");
+    assert!(
+        attempts >= 2,
+        "the update was retried ({attempts} attempts)"
+    );
 }
 
 #[tokio::test]
 async fn a_reject_without_a_reason_requirement_records_at_once() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-reject");
-    let execution = stack.start(&request(&id, "deploy", "production", "service", "payments", "dev@example.com")).await;
-    assert_eq!(stack.click("bob@example.com", "reject", &id).await.status, 200);
+    let execution = stack
+        .start(&request(
+            &id,
+            "deploy",
+            "production",
+            "service",
+            "payments",
+            "dev@example.com",
+        ))
+        .await;
+    assert_eq!(
+        stack.click("bob@example.com", "reject", &id).await.status,
+        200
+    );
     let done = stack.wait_finished(&execution).await;
-    assert_eq!((done.status.as_str(), done.error.as_deref()), ("FAILED", Some("ApprovalRejected")));
-    assert!(stack.calls_about("views.open", &id).await.is_empty(), "no modal when no reason is required");
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("ApprovalRejected"))
+    );
+    assert!(
+        stack.calls_about("views.open", &id).await.is_empty(),
+        "no modal when no reason is required"
+    );
     let updates = stack.calls_about("chat.update", &id).await;
     let last = updates.last().unwrap()["body"].to_string();
-    assert!(last.contains("*Rejected*") && !last.contains("\"actions\""), "the buttons are gone: {last}");
+    assert!(
+        last.contains("*Rejected*") && !last.contains("\"actions\""),
+        "the buttons are gone: {last}"
+    );
 }

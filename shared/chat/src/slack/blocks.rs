@@ -382,23 +382,52 @@ mod tests {
     }
 
     fn vote(voter: &str, choice: Choice, reason: Option<&str>) -> Vote {
-        Vote { voter: voter.into(), vote: choice, reason: reason.map(String::from), at: "2026-11-21T10:05:00.000Z".into() }
+        Vote {
+            voter: voter.into(),
+            vote: choice,
+            reason: reason.map(String::from),
+            at: "2026-11-21T10:05:00.000Z".into(),
+        }
     }
 
     #[test]
     fn after_a_vote_the_message_shows_who_voted_when_and_the_new_progress() {
         let (mut a, _) = approval("Deploy");
         a.request.action = "iam_change".into();
-        a.votes.push(vote("alice@example.com", Choice::Approve, None));
+        a.votes
+            .push(vote("alice@example.com", Choice::Approve, None));
         let evaluation = regate_testkit::default_policy()
-            .evaluate(&PreparedRequest::new(a.request.clone()).unwrap(), &a.votes, Utc::now())
+            .evaluate(
+                &PreparedRequest::new(a.request.clone()).unwrap(),
+                &a.votes,
+                Utc::now(),
+            )
             .unwrap();
         let mentions = BTreeMap::from([("alice@example.com".to_string(), "U0ALICE".to_string())]);
-        let (_, blocks) = approval_message(ApprovalView { approval: &a, evaluation: &evaluation }, &mentions);
+        let (_, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &evaluation,
+            },
+            &mentions,
+        );
         let text = all_text(&blocks);
-        assert!(text.contains("<@U0ALICE> approved at 2026-11-21 10:05 UTC"), "{text}");
-        assert!(text.contains("payments-owners: 1 of 1") && text.contains("security: 0 of 1"), "{text}");
-        assert!(blocks.as_array().unwrap().iter().any(|b| b["type"] == "actions"), "still open: buttons stay");
+        assert!(
+            text.contains("<@U0ALICE> approved at 2026-11-21 10:05 UTC"),
+            "{text}"
+        );
+        assert!(
+            text.contains("payments-owners: 1 of 1") && text.contains("security: 0 of 1"),
+            "{text}"
+        );
+        assert!(
+            blocks
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["type"] == "actions"),
+            "still open: buttons stay"
+        );
     }
 
     #[test]
@@ -408,12 +437,28 @@ mod tests {
         a.decided_by = Some("bob@example.com".into());
         a.decided_at = regate_core::time::parse_rfc3339("2026-11-21T10:06:00Z");
         a.votes.push(vote("bob@example.com", Choice::Approve, None));
-        let (fallback, blocks) = approval_message(ApprovalView { approval: &a, evaluation: &e }, &BTreeMap::new());
+        let (fallback, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
         assert!(fallback.starts_with("Approved:"));
         let text = all_text(&blocks);
-        assert!(text.contains("*Approved* by bob@example.com at 2026-11-21 10:06 UTC"), "{text}");
-        assert!(!blocks.as_array().unwrap().iter().any(|b| b["type"] == "actions"));
-        assert!(!text.contains("Can approve"), "no call to act on a closed request");
+        assert!(
+            text.contains("*Approved* by bob@example.com at 2026-11-21 10:06 UTC"),
+            "{text}"
+        );
+        assert!(!blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "actions"));
+        assert!(
+            !text.contains("Can approve"),
+            "no call to act on a closed request"
+        );
     }
 
     #[test]
@@ -421,10 +466,20 @@ mod tests {
         let (mut a, e) = approval("Deploy");
         a.state = ApprovalState::Expired;
         a.decided_at = Some(Utc::now());
-        let (fallback, blocks) = approval_message(ApprovalView { approval: &a, evaluation: &e }, &BTreeMap::new());
+        let (fallback, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
         assert!(fallback.starts_with("Expired:"));
         assert!(all_text(&blocks).contains("*Expired*"));
-        assert!(!blocks.as_array().unwrap().iter().any(|b| b["type"] == "actions"));
+        assert!(!blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "actions"));
     }
 
     #[test]
@@ -433,18 +488,37 @@ mod tests {
         a.request.action = "a".repeat(4000);
         a.request.resource.name = "n".repeat(4000);
         a.request.links = (0..20)
-            .map(|i| regate_core::request::Link { title: format!("{i}{}", "t".repeat(400)), url: format!("https://x.example/{i}|<>") })
+            .map(|i| regate_core::request::Link {
+                title: format!("{i}{}", "t".repeat(400)),
+                url: format!("https://x.example/{i}|<>"),
+            })
             .collect();
-        e.decision.reasons = (0..200).map(|i| format!("reason {i} {}", "r".repeat(100))).collect();
+        e.decision.reasons = (0..200)
+            .map(|i| format!("reason {i} {}", "r".repeat(100)))
+            .collect();
         for i in 0..30 {
-            a.votes.push(vote(&format!("voter{i}@example.com"), Choice::Approve, Some(&"why ".repeat(100))));
+            a.votes.push(vote(
+                &format!("voter{i}@example.com"),
+                Choice::Approve,
+                Some(&"why ".repeat(100)),
+            ));
         }
-        let (_, blocks) = approval_message(ApprovalView { approval: &a, evaluation: &e }, &BTreeMap::new());
+        let (_, blocks) = approval_message(
+            ApprovalView {
+                approval: &a,
+                evaluation: &e,
+            },
+            &BTreeMap::new(),
+        );
         let blocks = blocks.as_array().unwrap();
         assert!(blocks.len() <= MAX_BLOCKS);
         for block in blocks {
             if let Some(text) = block.pointer("/text/text").and_then(Value::as_str) {
-                assert!(text.chars().count() <= MAX_SECTION_TEXT, "{} chars", text.chars().count());
+                assert!(
+                    text.chars().count() <= MAX_SECTION_TEXT,
+                    "{} chars",
+                    text.chars().count()
+                );
             }
             for field in block["fields"].as_array().into_iter().flatten() {
                 let text = field["text"].as_str().unwrap();
@@ -453,9 +527,19 @@ mod tests {
             }
         }
         let links = all_text(&Value::Array(blocks.clone()));
-        assert!(links.contains("https://x.example/0%7C%3C%3E"), "a URL cannot break out of its link");
+        assert!(
+            links.contains("https://x.example/0%7C%3C%3E"),
+            "a URL cannot break out of its link"
+        );
         let value = buttons(&"i".repeat(3000));
-        assert_eq!(value["elements"][0]["value"].as_str().unwrap().chars().count(), MAX_BUTTON_VALUE);
+        assert_eq!(
+            value["elements"][0]["value"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_BUTTON_VALUE
+        );
     }
 
     #[test]
@@ -464,7 +548,10 @@ mod tests {
         assert_eq!(modal["private_metadata"], "chg-7");
         assert_eq!(modal["callback_id"], REASON_VIEW);
         assert_eq!(modal["blocks"][1]["block_id"], REASON_BLOCK);
-        assert!(modal["blocks"][0]["text"]["text"].as_str().unwrap().contains("&lt;!here&gt;"));
+        assert!(modal["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;!here&gt;"));
         assert_eq!(reason_error("x")["response_action"], "errors");
     }
 
