@@ -94,12 +94,20 @@ async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
     assert!(message["blocks"]
         .to_string()
         .contains("payments-owners: 0 of 1"));
-    assert_eq!(
-        stack
-            .click("alice@example.com", "approve", &id)
-            .await
-            .status,
-        200
+    let (channel, ts, _) = stack.message_for(&id).await;
+    let alice = stack.slack_user("alice@example.com").await;
+    let payload =
+        regate_chat::slack::interaction::click_payload(&alice, "approve", &id, &channel, &ts);
+    let body = regate_chat::slack::interaction::form_body(&payload);
+    let clicked = std::time::Instant::now();
+    let answer = stack
+        .post_signed(&body, chrono::Utc::now().timestamp(), None)
+        .await;
+    let answered = clicked.elapsed();
+    assert_eq!(answer.status, 200);
+    assert!(
+        answered < std::time::Duration::from_secs(3),
+        "Slack wants an answer within 3 s; this took {answered:?}"
     );
     let done = stack.wait_finished(&execution).await;
     assert_eq!(done.status, "SUCCEEDED");
