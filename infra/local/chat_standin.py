@@ -18,18 +18,10 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from stack import read_env_file
+
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDERS = ["dev@example.com", "mallory@example.com", "eve@example.com"]
-
-
-def read_env_file(path: Path) -> dict:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    return values
 
 
 def slack_id(email: str) -> str:
@@ -185,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5010)
     args = parser.parse_args()
-    env = read_env_file(ROOT / "infra" / "local" / "local.env")
+    env = read_env_file()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"])))
     print(f"Slack stand-in listening on http://127.0.0.1:{args.port}/api", flush=True)
     server.serve_forever()

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -205,32 +206,39 @@ impl DynamoDecisionLog {
         (since, until): &(AttributeValue, AttributeValue),
         page_size: Option<i32>,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression("#k = :k AND #at BETWEEN :since AND :until")
-                .expression_attribute_names("#k", key_name)
-                .expression_attribute_names("#at", "at")
-                .expression_attribute_values(":k", key.clone())
-                .expression_attribute_values(":since", since.clone())
-                .expression_attribute_values(":until", until.clone())
-                .set_limit(page_size)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error(classify(&e)))?;
-            for item in output.items() {
-                events.push(event_from_item(item)?);
-            }
-            match output.last_evaluated_key() {
-                Some(next) if !next.is_empty() => start = Some(next.clone()),
-                _ => return Ok(events),
-            }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#k = :k AND #at BETWEEN :since AND :until")
+            .expression_attribute_names("#k", key_name)
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":k", key)
+            .expression_attribute_values(":since", since.clone())
+            .expression_attribute_values(":until", until.clone())
+            .set_limit(page_size);
+        all_pages(query).await
+    }
+}
+
+/// Every page of a query, read as events.
+async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Event>, StoreError> {
+    let mut events = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let output = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| store_error(classify(&e)))?;
+        for item in output.items() {
+            events.push(event_from_item(item)?);
+        }
+        match output.last_evaluated_key() {
+            Some(next) if !next.is_empty() => start = Some(next.clone()),
+            _ => return Ok(events),
         }
     }
 }
@@ -266,28 +274,14 @@ impl DecisionLog for DynamoDecisionLog {
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
-        let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error(classify(&e)))?;
-            for item in output.items() {
-                events.push(event_from_item(item)?);
-            }
-            match output.last_evaluated_key() {
-                Some(next) if !next.is_empty() => start = Some(next.clone()),
-                _ => return Ok(events),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
+            .consistent_read(true);
+        all_pages(query).await
     }
 }
 

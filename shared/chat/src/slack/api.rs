@@ -276,49 +276,55 @@ impl SlackApi {
 
     /// The e-mail address of a Slack user (`users.info`, scope `users:read.email`).
     pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, ChatError> {
-        if let Some(hit) = cached(&self.emails_by_user, user_id) {
-            return Ok(hit);
-        }
-        let email = match self
-            .call(
-                "users.info",
-                Payload::Form(vec![("user", user_id.to_string())]),
-            )
-            .await
-        {
-            Ok(body) => body
-                .pointer("/user/profile/email")
-                .and_then(Value::as_str)
-                .map(str::to_lowercase),
-            Err(ChatError::Refused(text)) if text.contains("user_not_found") => None,
-            Err(other) => return Err(other),
-        };
-        remember(&self.emails_by_user, user_id, email.clone());
-        Ok(email)
+        self.cached_lookup(
+            &self.emails_by_user,
+            "users.info",
+            ("user", user_id.to_string()),
+            "/user/profile/email",
+        )
+        .await
+        .map(|email| email.map(|e| e.to_lowercase()))
     }
 
     /// The Slack user id of an e-mail address (`users.lookupByEmail`).
     pub async fn user_id(&self, email: &str) -> Result<Option<String>, ChatError> {
-        let key = email.to_lowercase();
-        if let Some(hit) = cached(&self.users_by_email, &key) {
+        self.cached_lookup(
+            &self.users_by_email,
+            "users.lookupByEmail",
+            ("email", email.to_lowercase()),
+            "/user/id",
+        )
+        .await
+    }
+
+    /// One field of a users.* answer, cached with a TTL; "not found" is an answer too.
+    async fn cached_lookup(
+        &self,
+        cache: &Cache,
+        method: &str,
+        (name, key): (&'static str, String),
+        pointer: &str,
+    ) -> Result<Option<String>, ChatError> {
+        if let Some(hit) = cached(cache, &key) {
             return Ok(hit);
         }
-        let id = match self
-            .call(
-                "users.lookupByEmail",
-                Payload::Form(vec![("email", key.clone())]),
-            )
+        let found = match self
+            .call(method, Payload::Form(vec![(name, key.clone())]))
             .await
         {
             Ok(body) => body
-                .pointer("/user/id")
+                .pointer(pointer)
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            Err(ChatError::Refused(text)) if text.contains("users_not_found") => None,
+            Err(ChatError::Refused(text))
+                if text.contains("user_not_found") || text.contains("users_not_found") =>
+            {
+                None
+            }
             Err(other) => return Err(other),
         };
-        remember(&self.users_by_email, &key, id.clone());
-        Ok(id)
+        remember(cache, &key, found.clone());
+        Ok(found)
     }
 }
 
