@@ -71,6 +71,18 @@ impl Demo {
             body["text"].as_str().unwrap_or(""),
             buttons.join(" ")
         );
+        print_sections(&body);
+    }
+
+    /// The latest chat.update of a request's message, printed like the post.
+    async fn update_lines(&self, id: &str) {
+        if let Some(update) = self.stack.calls_about("chat.update", id).await.last() {
+            println!(
+                "  ← Slack chat.update: \"{}\"",
+                update["body"]["text"].as_str().unwrap_or("")
+            );
+            print_sections(&update["body"]);
+        }
     }
 
     async fn click(&self, email: &str, action: &str, id: &str) -> u16 {
@@ -90,6 +102,35 @@ impl Demo {
             _ => String::new(),
         };
         println!("  ← execution {}{extra}", done.status);
+    }
+}
+
+/// The message's text sections (facts, reasons, progress, votes, outcome), as Slack shows them.
+fn print_sections(body: &Value) {
+    for block in body["blocks"].as_array().into_iter().flatten() {
+        let texts: Vec<&str> = match block["type"].as_str() {
+            Some("section") => block["fields"]
+                .as_array()
+                .map(|fields| fields.iter().filter_map(|f| f["text"].as_str()).collect())
+                .unwrap_or_else(|| {
+                    block
+                        .pointer("/text/text")
+                        .and_then(Value::as_str)
+                        .into_iter()
+                        .collect()
+                }),
+            Some("context") => block["elements"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["text"].as_str())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let line = texts.join(" | ").replace('\n', " ");
+        if !line.is_empty() {
+            println!("       │ {line}");
+        }
     }
 }
 
@@ -178,12 +219,7 @@ async fn main() -> ExitCode {
     let status = demo.click("alice@example.com", "approve", &id).await;
     demo.expect(status == 200, "Slack got its answer (HTTP 200)");
     let done = demo.stack.wait_finished(&execution).await;
-    if let Some(update) = demo.stack.calls_about("chat.update", &id).await.last() {
-        println!(
-            "  ← Slack chat.update: \"{}\"",
-            update["body"]["text"].as_str().unwrap_or("")
-        );
-    }
+    demo.update_lines(&id).await;
     demo.finished(&done);
     let approvers = done
         .output
@@ -213,6 +249,7 @@ async fn main() -> ExitCode {
     demo.message_line(&id).await;
     demo.decision_line(&id).await;
     demo.click("alice@example.com", "approve", &id).await;
+    demo.update_lines(&id).await;
     let still = demo.stack.status(&execution).await;
     demo.expect(
         still.status == "RUNNING",
@@ -235,6 +272,7 @@ async fn main() -> ExitCode {
         answer.status
     );
     let done = demo.stack.wait_finished(&execution).await;
+    demo.update_lines(&id).await;
     demo.finished(&done);
     demo.expect(
         done.status == "FAILED" && done.error.as_deref() == Some("ApprovalRejected"),
