@@ -98,16 +98,21 @@ impl DynamoDecisionLog {
         }
     }
 
-    async fn head(&self, request_id: &str) -> Result<Option<Event>, StoreError> {
-        let output = self
-            .client
+    /// A strongly consistent query over one request's events.
+    fn request_query(&self, request_id: &str) -> QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
+            .consistent_read(true)
+    }
+
+    async fn head(&self, request_id: &str) -> Result<Option<Event>, StoreError> {
+        let output = self
+            .request_query(request_id)
             .scan_index_forward(false)
             .limit(1)
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| store_error(classify(&e)))?;
@@ -274,14 +279,7 @@ impl DecisionLog for DynamoDecisionLog {
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
-            .consistent_read(true);
-        all_pages(query).await
+        all_pages(self.request_query(request_id)).await
     }
 }
 
