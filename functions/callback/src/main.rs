@@ -7,17 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regate_aws::config::{millis, or_default, required, secret_string};
-use regate_aws::{DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens};
 use regate_chat::slack::{api::DEFAULT_BASE_URL, SlackApi, SlackChat, SlackSecrets};
-use regate_core::approvals::Approvals;
 use regate_core::ports::SystemClock;
 use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let log_table = required("REGATE_DECISION_LOG_TABLE")?;
-    let pending_table = required("REGATE_PENDING_TABLE")?;
     let secret_id = required("SLACK_SECRET_ID")?;
     let slack_url = or_default("SLACK_API_URL", DEFAULT_BASE_URL);
     // Slack wants an answer within 3 s; chat calls after the vote is recorded share this budget.
@@ -37,14 +33,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         secrets.bot_token,
         slack_budget,
     ));
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let app = Arc::new(handler::App {
-        approvals: Approvals {
-            log: DynamoDecisionLog::new(dynamodb.clone(), log_table),
-            pending: DynamoPendingStore::new(dynamodb, pending_table),
-            tokens: SfnTaskTokens::new(aws_sdk_sfn::Client::new(&config)),
-            policy,
-        },
+        approvals: regate_aws::approvals_from_env(&config, policy)?,
         chat: SlackChat { api: slack.clone() },
         slack,
         signing_secret: secrets.signing_secret,

@@ -8,17 +8,13 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use regate_aws::config::{millis, or_default, required, secret_string};
-use regate_aws::{DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens};
 use regate_chat::slack::{api::DEFAULT_BASE_URL, SlackApi, SlackChat, SlackSecrets};
-use regate_core::approvals::Approvals;
 use regate_core::ports::SystemClock;
 use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let log_table = required("REGATE_DECISION_LOG_TABLE")?;
-    let pending_table = required("REGATE_PENDING_TABLE")?;
     let secret_id = required("SLACK_SECRET_ID")?;
     let slack_url = or_default("SLACK_API_URL", DEFAULT_BASE_URL);
     let slack_budget = millis("SLACK_CALL_BUDGET_MS", Duration::from_secs(20))?;
@@ -31,14 +27,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .build()?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let notifier = Arc::new(handler::Notifier {
-        approvals: Approvals {
-            log: DynamoDecisionLog::new(dynamodb.clone(), log_table),
-            pending: DynamoPendingStore::new(dynamodb, pending_table),
-            tokens: SfnTaskTokens::new(aws_sdk_sfn::Client::new(&config)),
-            policy,
-        },
+        approvals: regate_aws::approvals_from_env(&config, policy)?,
         chat: SlackChat {
             api: Arc::new(SlackApi::new(
                 http,

@@ -14,8 +14,12 @@ pub use decision_log::{DynamoDecisionLog, LogQuery};
 pub use pending::DynamoPendingStore;
 pub use task_tokens::SfnTaskTokens;
 
+use std::sync::Arc;
+
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
+use regate_core::approvals::Approvals;
+use regate_core::PolicyEngine;
 
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode (exponential
 /// backoff with jitter) this many times in all before an adapter sees an error.
@@ -27,4 +31,24 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
         .load()
         .await
+}
+
+/// The approval workflow on AWS: the decision log and pending store in the tables named by
+/// `REGATE_DECISION_LOG_TABLE` and `REGATE_PENDING_TABLE`, task tokens through Step Functions.
+pub type AwsApprovals = Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens>;
+
+pub fn approvals_from_env(
+    config: &aws_config::SdkConfig,
+    policy: Arc<PolicyEngine>,
+) -> Result<AwsApprovals, config::ConfigError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    Ok(Approvals {
+        log: DynamoDecisionLog::new(
+            dynamodb.clone(),
+            config::required("REGATE_DECISION_LOG_TABLE")?,
+        ),
+        pending: DynamoPendingStore::new(dynamodb, config::required("REGATE_PENDING_TABLE")?),
+        tokens: SfnTaskTokens::new(aws_sdk_sfn::Client::new(config)),
+        policy,
+    })
 }
