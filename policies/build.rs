@@ -2,38 +2,25 @@
 //! into the crate, so a deployed function carries exactly the bundle it was built with and its
 //! `policy_revision` says which one.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+#[path = "src/walk.rs"]
+mod walk;
 
-fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() {
-            if name != "src" && name != "examples" && name != "target" {
-                collect(&path, root, out);
-            }
-        } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
-            let relative = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((relative, path));
-        }
-    }
-}
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+const TEST_SUFFIX: &str = "_test.rego";
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let mut files = Vec::new();
-    collect(&root, &root, &mut files);
-    files.sort();
+    let files = match walk::rego_files(&root) {
+        Ok(files) => files,
+        Err(e) => {
+            println!("cargo:warning=cannot read the policy folder: {e}");
+            Vec::new()
+        }
+    };
     let mut code = String::from("pub const FILES: &[(&str, &str)] = &[\n");
-    for (relative, path) in &files {
+    for (relative, path) in files.iter().filter(|(r, _)| !r.ends_with(TEST_SUFFIX)) {
         let _ = writeln!(
             code,
             "    ({relative:?}, include_str!({:?})),",

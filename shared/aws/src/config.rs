@@ -1,5 +1,6 @@
-//! Function configuration from environment variables, read once at cold start. A variable that
-//! is missing or wrong stops initialisation with a message naming it.
+//! Typed settings that functions build once at cold start, from variables their `main.rs`
+//! reads. This module never reads the environment itself: it parses what it is given, so a
+//! missing or malformed variable fails initialisation with a message naming it.
 
 use std::time::Duration;
 
@@ -13,34 +14,118 @@ pub enum ConfigError {
     Secret { id: String, problem: String },
 }
 
-/// A required variable.
-pub fn required(name: &str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ConfigError::Missing(name.to_string()))
-}
+/// Variables by name: the process environment in a function's `main.rs`, a map in tests.
+pub struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-/// An optional variable with a default.
-pub fn or_default(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
+impl<'a> Vars<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self(lookup)
+    }
 
-/// A duration in milliseconds, with a default.
-pub fn millis(name: &str, default: Duration) -> Result<Duration, ConfigError> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_millis)
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A required variable.
+    pub fn required(&self, name: &str) -> Result<String, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| ConfigError::Missing(name.to_string()))
+    }
+
+    /// An optional variable with a default.
+    pub fn or_default(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    /// A duration in milliseconds, with a default.
+    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        Ok(self
+            .number::<u64>(name, "a number of milliseconds")?
+            .map_or(default, Duration::from_millis))
+    }
+
+    /// A whole number of seconds that may be negative (an offset), zero when unset.
+    pub fn seconds(&self, name: &str) -> Result<chrono::Duration, ConfigError> {
+        Ok(chrono::Duration::seconds(
+            self.number::<i64>(name, "a whole number of seconds")?
+                .unwrap_or(0),
+        ))
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ConfigError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        text.trim()
+            .parse::<T>()
+            .map(Some)
             .map_err(|_| ConfigError::Invalid {
                 name: name.to_string(),
-                problem: format!("{text:?} is not a number of milliseconds"),
-            }),
+                problem: format!("{text:?} is not {what}"),
+            })
+    }
+}
+
+/// The two DynamoDB tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub decision_log: String,
+    pub pending: String,
+}
+
+impl Tables {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            decision_log: vars.required("REGATE_DECISION_LOG_TABLE")?,
+            pending: vars.required("REGATE_PENDING_TABLE")?,
+        })
+    }
+}
+
+/// Where the Slack app's secret is, which Web API to call, and how long a call may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackSettings {
+    pub secret_id: String,
+    pub api_url: String,
+    /// Each Web API call's total budget, retries and waits included.
+    pub call_budget: Duration,
+}
+
+impl SlackSettings {
+    /// `default_budget` differs per function: the callback must answer Slack within 3 s.
+    pub fn from_vars(vars: &Vars, default_budget: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secret_id: vars.required("SLACK_SECRET_ID")?,
+            api_url: vars.or_default("SLACK_API_URL", "https://slack.com/api"),
+            call_budget: vars.millis("SLACK_CALL_BUDGET_MS", default_budget)?,
+        })
+    }
+}
+
+/// The clock a function works in: the real one, shifted by `REGATE_CLOCK_OFFSET_SECONDS` (zero
+/// when unset). The local stack sets an offset so its demo and tests see the same dates on any
+/// day they run; a deployment leaves it unset.
+pub fn clock(vars: &Vars) -> Result<regate_core::ports::SystemClock, ConfigError> {
+    Ok(regate_core::ports::SystemClock {
+        offset: vars.seconds("REGATE_CLOCK_OFFSET_SECONDS")?,
+    })
+}
+
+/// The settings of a function that runs the approval workflow (the notifier, the callback).
+#[derive(Debug, Clone)]
+pub struct WorkflowConfig {
+    pub tables: Tables,
+    pub slack: SlackSettings,
+    pub clock: regate_core::ports::SystemClock,
+}
+
+impl WorkflowConfig {
+    pub fn from_vars(vars: &Vars, default_slack_budget: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tables: Tables::from_vars(vars)?,
+            slack: SlackSettings::from_vars(vars, default_slack_budget)?,
+            clock: clock(vars)?,
+        })
     }
 }
 
@@ -65,4 +150,55 @@ pub async fn secret_string(
             id: id.to_string(),
             problem: "it has no SecretString".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with<T>(pairs: &[(&str, &str)], read: impl Fn(&Vars) -> T) -> T {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        read(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn a_missing_table_is_named() {
+        let error = with(&[("REGATE_DECISION_LOG_TABLE", "Log")], Tables::from_vars).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable REGATE_PENDING_TABLE is not set");
+    }
+
+    #[test]
+    fn a_malformed_budget_or_offset_is_named_with_its_value() {
+        let slack = with(
+            &[("SLACK_SECRET_ID", "s"), ("SLACK_CALL_BUDGET_MS", "soon")],
+            |v| SlackSettings::from_vars(v, Duration::from_secs(1)),
+        );
+        let error = slack.unwrap_err().to_string();
+        assert!(error.contains("SLACK_CALL_BUDGET_MS") && error.contains("\"soon\""), "{error}");
+        let negative = with(&[("SLACK_CALL_BUDGET_MS", "-5")], |v| {
+            v.millis("SLACK_CALL_BUDGET_MS", Duration::ZERO)
+        });
+        assert!(negative.is_err());
+        assert_eq!(
+            with(&[("OFFSET", "-90")], |v| v.seconds("OFFSET")).unwrap(),
+            chrono::Duration::seconds(-90)
+        );
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_or_blank() {
+        let slack = with(&[("SLACK_SECRET_ID", "s"), ("SLACK_API_URL", " ")], |v| {
+            SlackSettings::from_vars(v, Duration::from_millis(1500))
+        })
+        .unwrap();
+        assert_eq!(slack.api_url, "https://slack.com/api");
+        assert_eq!(slack.call_budget, Duration::from_millis(1500));
+    }
 }

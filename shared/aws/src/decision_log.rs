@@ -384,8 +384,11 @@ mod tests {
             matches!(error, StoreError::Throttled(ref m) if m.contains("slow down")),
             "{error:?}"
         );
-        assert_eq!(error.kind_name(), "Throttled");
-        assert!(error.is_retryable());
+        assert_eq!(
+            regate_core::ErrorName::decision_log(&error).as_str(),
+            "DecisionLog.Throttled"
+        );
+        assert!(regate_core::ErrorName::decision_log(&error).is_retryable());
     }
 
     #[tokio::test]
@@ -415,7 +418,7 @@ mod tests {
             .append("chg-1", EventDraft::new(EventKind::Requested), at())
             .await
             .unwrap_err();
-        assert_eq!(error.kind_name(), "Conflict");
+        assert!(matches!(error, StoreError::Conflict(_)));
         assert_eq!(put.num_calls(), 3);
     }
 

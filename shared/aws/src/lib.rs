@@ -1,7 +1,7 @@
 //! AWS adapters for the ports of `regate-core`: the DynamoDB decision log and pending store,
-//! and Step Functions task tokens. Endpoints, region and credentials come from the standard
-//! AWS configuration (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the same code talks to AWS and
-//! to the local stack.
+//! and Step Functions task tokens; and the wiring every function shares at cold start. Endpoints,
+//! region and credentials come from the standard AWS configuration (`AWS_ENDPOINT_URL`,
+//! `AWS_REGION`, ...), so the same code talks to AWS and to the local stack.
 
 mod attr;
 pub mod config;
@@ -15,11 +15,16 @@ pub use pending::DynamoPendingStore;
 pub use task_tokens::SfnTaskTokens;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use regate_core::approvals::Approvals;
+use config::{secret_string, ConfigError, SlackSettings, Tables};
+use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
+use regate_core::approvals::{ApprovalError, Approvals};
+use regate_core::ports::SystemClock;
 use regate_core::PolicyEngine;
+use secrecy::SecretString;
 
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode (exponential
 /// backoff with jitter) this many times in all before an adapter sees an error.
@@ -33,22 +38,68 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// The approval workflow on AWS: the decision log and pending store in the tables named by
-/// `REGATE_DECISION_LOG_TABLE` and `REGATE_PENDING_TABLE`, task tokens through Step Functions.
-pub type AwsApprovals = Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens>;
+/// The approval workflow on AWS, asking approvers on Slack.
+pub type AwsApprovals =
+    Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens, SlackChat, SystemClock>;
 
-pub fn approvals_from_env(
-    config: &aws_config::SdkConfig,
+/// What a function that runs the approval workflow is built from.
+pub struct Wired {
+    pub approvals: AwsApprovals,
+    /// For verifying inbound Slack requests (the callback).
+    pub slack_signing_secret: SecretString,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("secret {id}: {problem}")]
+    Secret { id: String, problem: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// The approval workflow over the tables, Step Functions and Slack, with the Slack app's
+/// secrets read once from Secrets Manager. `connect_timeout` bounds each Slack connection.
+pub async fn wire_approvals(
+    sdk: &aws_config::SdkConfig,
+    tables: &Tables,
+    slack: &SlackSettings,
+    clock: SystemClock,
     policy: Arc<PolicyEngine>,
-) -> Result<AwsApprovals, config::ConfigError> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    Ok(Approvals {
-        log: DynamoDecisionLog::new(
-            dynamodb.clone(),
-            config::required("REGATE_DECISION_LOG_TABLE")?,
-        ),
-        pending: DynamoPendingStore::new(dynamodb, config::required("REGATE_PENDING_TABLE")?),
-        tokens: SfnTaskTokens::new(aws_sdk_sfn::Client::new(config)),
+    connect_timeout: Duration,
+) -> Result<Wired, InitError> {
+    let secret_text =
+        secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;
+    let secrets = SlackSecrets::from_json(&secret_text).map_err(|problem| InitError::Secret {
+        id: slack.secret_id.clone(),
+        problem,
+    })?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| InitError::Http(e.to_string()))?;
+    let api = SlackApi::new(http, &slack.api_url, secrets.bot_token, slack.call_budget);
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let approvals = Approvals::new(
+        DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()),
+        DynamoPendingStore::new(dynamodb, tables.pending.clone()),
+        SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
+        SlackChat { api: Arc::new(api) },
+        clock,
         policy,
+    );
+    Ok(Wired {
+        approvals,
+        slack_signing_secret: secrets.signing_secret,
     })
+}
+
+/// A workflow error as Lambda reports it: the stable name (see `regate_core::ErrorName`) as
+/// the error type Step Functions matches, and the message.
+pub fn diagnostic(error: ApprovalError) -> lambda_runtime::Diagnostic {
+    lambda_runtime::Diagnostic {
+        error_type: error.name().as_str().to_string(),
+        error_message: error.to_string(),
+    }
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
-use regate_core::ports::{
-    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, PendingStore, StoreError,
-    TaskToken,
+use regate_core::pending::{
+    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
 };
+use regate_core::ports::{PendingStore, StoreError};
 use regate_core::rules::normalize;
 use regate_core::time::{format_rfc3339_ms, parse_rfc3339};
 use regate_core::Vote;

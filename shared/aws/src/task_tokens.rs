@@ -1,7 +1,8 @@
-//! Step Functions task tokens: resume a paused workflow with success or failure, or heartbeat.
+//! Step Functions task tokens: resume a paused workflow with success or failure.
 
 use aws_sdk_sfn::Client;
-use regate_core::ports::{TaskToken, TaskTokenError, TaskTokens};
+use regate_core::ports::{TaskTokenError, TaskTokens};
+use regate_core::TaskToken;
 
 use crate::error::{classify, Failure};
 
@@ -68,16 +69,6 @@ impl TaskTokens for SfnTaskTokens {
             .task_token(token.expose())
             .error(error)
             .cause(cause)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| token_error(classify(&e)))
-    }
-
-    async fn heartbeat(&self, token: &TaskToken) -> Result<(), TaskTokenError> {
-        self.client
-            .send_task_heartbeat()
-            .task_token(token.expose())
             .send()
             .await
             .map(|_| ())

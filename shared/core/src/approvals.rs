@@ -1,22 +1,28 @@
-//! The approval workflow as the domain sees it, generic over the ports: open an approval for a
-//! paused workflow, count a vote, close and resume the workflow exactly once, expire it.
-//! Handlers call these; they never touch the stores directly.
+//! The approval workflow, generic over the ports: open an approval for a paused workflow and
+//! post its messages, count a vote, close and resume the workflow exactly once, expire it, and
+//! keep every message showing the approval as it is. Handlers call these and map the results;
+//! they never touch the ports themselves.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::decision::{Evaluation, Outcome};
+use crate::decision::{Evaluation, NotifyTarget, Outcome};
+use crate::error::ErrorName;
 use crate::event::{EventDraft, EventKind};
+use crate::pending::{
+    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
+    Voter,
+};
 use crate::policy::{PolicyEngine, PolicyError, PreparedRequest};
 use crate::ports::{
-    ApprovalState, Closing, Conditional, DecisionLog, PendingApproval, PendingStore, StoreError,
-    TaskToken, TaskTokenError, TaskTokens,
+    ChatError, ChatPlatform, Clock, DecisionLog, PendingStore, StoreError, TaskTokenError,
+    TaskTokens,
 };
-use crate::request::Request;
+use crate::request::{Request, RequestError};
 use crate::rules::normalize;
-use crate::vote::{Choice, Vote};
+use crate::vote::{Ballot, Choice, Vote};
 
 /// The error Step Functions sees when approvers reject a change.
 pub const REJECTED_ERROR: &str = "ApprovalRejected";
@@ -27,28 +33,36 @@ const CLOSE_ATTEMPTS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
+    #[error("{0}")]
+    InvalidRequest(#[from] RequestError),
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
     #[error("decision log: {0}")]
     DecisionLog(StoreError),
     #[error("pending store: {0}")]
     PendingStore(StoreError),
-    #[error("policy: {0}")]
-    Policy(#[from] PolicyError),
     #[error("step functions: {0}")]
     TaskToken(TaskTokenError),
+    #[error("{0}")]
+    Chat(ChatError),
+    #[error("no notify target of request {request_id} can be reached: none of {targets} is served by a configured platform")]
+    NoTarget { request_id: String, targets: String },
     #[error("votes kept arriving while closing request {0}; try again")]
     Contended(String),
 }
 
 impl ApprovalError {
-    /// The Step Functions error name (`DecisionLog.Throttled`, `PolicyError`, ...).
-    pub fn name(&self) -> String {
+    /// The name Step Functions sees (see [`ErrorName`]).
+    pub fn name(&self) -> ErrorName {
         match self {
-            Self::DecisionLog(e) => format!("DecisionLog.{}", e.kind_name()),
-            Self::PendingStore(e) => format!("PendingStore.{}", e.kind_name()),
-            Self::Policy(_) => "PolicyError".into(),
-            Self::TaskToken(TaskTokenError::Throttled(_)) => "StepFunctions.Throttled".into(),
-            Self::TaskToken(_) => "StepFunctions.Unavailable".into(),
-            Self::Contended(_) => "PendingStore.Conflict".into(),
+            Self::InvalidRequest(_) => ErrorName::InvalidRequest,
+            Self::Policy(_) => ErrorName::PolicyError,
+            Self::DecisionLog(e) => ErrorName::decision_log(e),
+            Self::PendingStore(e) => ErrorName::pending_store(e),
+            Self::TaskToken(e) => ErrorName::task_tokens(e),
+            Self::Chat(e) => ErrorName::chat(e),
+            Self::NoTarget { .. } => ErrorName::ChatNoTarget,
+            Self::Contended(_) => ErrorName::PendingStoreConflict,
         }
     }
 }
@@ -62,6 +76,9 @@ pub enum VoteResult {
         evaluation: Evaluation,
         closed: Option<Closed>,
     },
+    /// An eligible voter's rejection needs a reason, and the ballot had none: ask for one.
+    /// Nothing was recorded.
+    ReasonRequired { approval: PendingApproval },
     /// The vote does not count; `reason` is for the voter.
     Refused {
         reason: String,
@@ -73,6 +90,29 @@ pub enum VoteResult {
     Unknown,
 }
 
+impl VoteResult {
+    /// What the voter is told privately when their vote does not count.
+    pub fn explanation(&self) -> Option<String> {
+        match self {
+            Self::Counted { .. } => None,
+            Self::ReasonRequired { .. } => Some("Give a reason for the rejection.".into()),
+            Self::Refused { reason, .. } => Some(format!("Your vote was not counted: {reason}.")),
+            Self::AlreadyDecided { approval } => Some(match approval.state {
+                ApprovalState::Expired => {
+                    "This request has expired; votes no longer count.".to_string()
+                }
+                state => format!(
+                    "This request is already decided ({}); your vote was not counted.",
+                    state.as_str()
+                ),
+            }),
+            Self::Unknown => {
+                Some("regate knows no open request with this id; it may have expired.".into())
+            }
+        }
+    }
+}
+
 /// How a request was closed by a vote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
@@ -81,37 +121,101 @@ pub struct Closed {
     pub resumed: bool,
 }
 
-pub struct Approvals<L, P, T> {
-    pub log: L,
-    pub pending: P,
-    pub tokens: T,
-    pub policy: Arc<PolicyEngine>,
+/// What `notify` did: the approval as stored, and the targets no configured platform serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notified {
+    pub approval: PendingApproval,
+    pub skipped: Vec<NotifyTarget>,
 }
 
-impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
-    async fn append(
-        &self,
-        request_id: &str,
-        draft: EventDraft,
-        at: DateTime<Utc>,
-    ) -> Result<(), ApprovalError> {
+/// The approval workflow over its ports: the decision log, the pending store, task tokens, the
+/// chat platform(s) and a clock, with the compiled policy.
+pub struct Approvals<L, P, T, C, K> {
+    log: L,
+    pending: P,
+    tokens: T,
+    chat: C,
+    clock: K,
+    policy: Arc<PolicyEngine>,
+}
+
+impl<L, P, T, C, K> Approvals<L, P, T, C, K>
+where
+    L: DecisionLog,
+    P: PendingStore,
+    T: TaskTokens,
+    C: ChatPlatform,
+    K: Clock,
+{
+    pub fn new(log: L, pending: P, tokens: T, chat: C, clock: K, policy: Arc<PolicyEngine>) -> Self {
+        Self {
+            log,
+            pending,
+            tokens,
+            chat,
+            clock,
+            policy,
+        }
+    }
+
+    /// The time this workflow works in (votes, events and the policy's `now`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    async fn append(&self, request_id: &str, draft: EventDraft) -> Result<(), ApprovalError> {
         self.log
-            .append(request_id, draft, at)
+            .append(request_id, draft, self.clock.now())
             .await
             .map(|_| ())
             .map_err(ApprovalError::DecisionLog)
     }
 
-    /// Stores the pending approval of a workflow that now waits on `token`. A retried
-    /// notifier finds the approval it already opened (with its posted messages) and gives it
-    /// the new token.
-    pub async fn open(
+    /// Opens the approval of a workflow that now waits on `token` and posts its message to each
+    /// notify target, once: a retried step finds the approval it opened, gives it the new token
+    /// and posts only where it has not posted yet. Each posted message is logged `notified`.
+    pub async fn notify(
         &self,
         request: &Request,
         evaluation: &Evaluation,
         token: &TaskToken,
-        now: DateTime<Utc>,
+    ) -> Result<Notified, ApprovalError> {
+        let mut approval = self.open(request, evaluation, token).await?;
+        let mut skipped = Vec::new();
+        for target in &evaluation.decision.notify {
+            if approval.messages.iter().any(|m| m.is_for(target)) {
+                continue;
+            }
+            let view = ApprovalView {
+                approval: &approval,
+                evaluation,
+            };
+            match self.chat.post(target, view).await {
+                Ok(Some(message)) => approval = self.record_message(approval, message).await?,
+                Ok(None) => skipped.push(target.clone()),
+                Err(error) => return Err(ApprovalError::Chat(error)),
+            }
+        }
+        if approval.messages.is_empty() {
+            return Err(ApprovalError::NoTarget {
+                request_id: request.id.clone(),
+                targets: serde_json::to_string(&skipped).unwrap_or_default(),
+            });
+        }
+        Ok(Notified { approval, skipped })
+    }
+
+    async fn open(
+        &self,
+        request: &Request,
+        evaluation: &Evaluation,
+        token: &TaskToken,
     ) -> Result<PendingApproval, ApprovalError> {
+        let now = self.clock.now();
         let timeout = Duration::seconds(
             i64::try_from(evaluation.decision.timeout_seconds).unwrap_or(i64::MAX / 2_000_000),
         );
@@ -129,12 +233,8 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
             decided_by: None,
             decided_at: None,
         };
-        match self
-            .pending
-            .create(&fresh)
-            .await
-            .map_err(ApprovalError::PendingStore)?
-        {
+        let pending_error = ApprovalError::PendingStore;
+        match self.pending.create(&fresh).await.map_err(pending_error)? {
             Conditional::Done(created) => Ok(*created),
             Conditional::Lost(Some(existing))
                 if existing.task_token != *token && existing.state == ApprovalState::Pending =>
@@ -143,7 +243,7 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                     .pending
                     .replace_token(&request.id, token)
                     .await
-                    .map_err(ApprovalError::PendingStore)?
+                    .map_err(pending_error)?
                 {
                     Conditional::Done(updated) | Conditional::Lost(Some(updated)) => Ok(*updated),
                     Conditional::Lost(None) => Ok(*existing),
@@ -156,17 +256,95 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
         }
     }
 
-    /// Counts `voter`'s vote on `request_id` if the policy and the hard rules allow it, and closes
-    /// the request (resuming the workflow exactly once) when the vote decides it.
-    pub async fn cast_vote(
+    /// Stores where a message was posted and logs `notified`.
+    async fn record_message(
         &self,
-        request_id: &str,
-        voter: &str,
-        choice: Choice,
-        reason: Option<String>,
-        platform: &str,
-        now: DateTime<Utc>,
+        approval: PendingApproval,
+        message: MessageRef,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let request_id = approval.request_id.clone();
+        let stored = match self
+            .pending
+            .add_messages(&request_id, std::slice::from_ref(&message))
+            .await
+            .map_err(ApprovalError::PendingStore)?
+        {
+            Conditional::Done(updated) => *updated,
+            Conditional::Lost(_) => approval,
+        };
+        let mut draft = EventDraft::new(EventKind::Notified).platform(message.platform().as_str());
+        draft.data = message.log_fields();
+        self.append(&request_id, draft).await?;
+        tracing::info!(request_id, platform = message.platform().as_str(), "approval message posted");
+        Ok(stored)
+    }
+
+    /// Who a clicking voter is, by their platform's account.
+    pub async fn identify(&self, voter: &Voter) -> Result<Option<String>, ApprovalError> {
+        self.chat.identify(voter).await.map_err(ApprovalError::Chat)
+    }
+
+    /// Tells a voter something privately; best effort (the answer to the click still goes out).
+    pub async fn tell(&self, voter: &Voter, text: &str) {
+        if let Err(error) = self.chat.tell(voter, text).await {
+            tracing::warn!(error = %error, "could not tell the voter privately");
+        }
+    }
+
+    /// Asks an eligible voter for the reason of their rejection.
+    pub async fn ask_reason(
+        &self,
+        voter: &Voter,
+        approval: &PendingApproval,
+    ) -> Result<(), ApprovalError> {
+        self.chat
+            .ask_reason(voter, approval)
+            .await
+            .map_err(ApprovalError::Chat)
+    }
+
+    /// Counts a ballot if the policy and the hard rules allow it, closes the request (resuming
+    /// the workflow exactly once) when it decides it, and shows the result on every message.
+    pub async fn vote(&self, ballot: &Ballot) -> Result<VoteResult, ApprovalError> {
+        let result = self.count(ballot).await?;
+        if let VoteResult::Counted {
+            approval,
+            evaluation,
+            ..
+        } = &result
+        {
+            self.refresh(approval, evaluation).await;
+        }
+        Ok(result)
+    }
+
+    async fn refuse(
+        &self,
+        ballot: &Ballot,
+        reason: String,
+        approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
+        let draft = EventDraft::new(EventKind::VoteRefused)
+            .actor(normalize(&ballot.voter))
+            .platform(ballot.platform.as_str())
+            .reasons(vec![reason.clone()])
+            .data("vote", ballot.choice.as_str());
+        self.append(&ballot.request_id, draft).await?;
+        Ok(VoteResult::Refused { reason, approval })
+    }
+
+    async fn already_decided(
+        &self,
+        ballot: &Ballot,
+        approval: PendingApproval,
+    ) -> Result<VoteResult, ApprovalError> {
+        self.refuse(ballot, already_decided(&approval), approval.clone())
+            .await?;
+        Ok(VoteResult::AlreadyDecided { approval })
+    }
+
+    async fn count(&self, ballot: &Ballot) -> Result<VoteResult, ApprovalError> {
+        let request_id = ballot.request_id.as_str();
         let Some(approval) = self
             .pending
             .get(request_id)
@@ -175,42 +353,35 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
         else {
             return Ok(VoteResult::Unknown);
         };
-        let refuse = |reason: String, approval: PendingApproval| async move {
-            let draft = EventDraft::new(EventKind::VoteRefused)
-                .actor(normalize(voter))
-                .platform(platform)
-                .reasons(vec![reason.clone()])
-                .data("vote", choice.as_str());
-            self.append(request_id, draft, now).await?;
-            Ok::<_, ApprovalError>(VoteResult::Refused { reason, approval })
-        };
         if approval.state != ApprovalState::Pending {
-            refuse(already_decided(&approval), approval.clone()).await?;
-            return Ok(VoteResult::AlreadyDecided { approval });
+            return self.already_decided(ballot, approval).await;
         }
         let prepared = PreparedRequest::new(approval.request.clone())?;
         let check = self
             .policy
-            .check_vote(&prepared, &approval.votes, voter, now)?;
+            .check_vote(&prepared, &approval.votes, &ballot.voter, ballot.at)?;
         if !check.allowed {
-            return refuse(check.reason, approval).await;
+            return self.refuse(ballot, check.reason, approval).await;
         }
-        let reason = reason
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty());
-        if choice == Choice::Reject
+        let reason = ballot
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        if ballot.choice == Choice::Reject
             && reason.is_none()
             && approval.evaluation.decision.reject_reason_required
         {
-            return refuse("this request needs a reason to reject it".into(), approval).await;
+            return Ok(VoteResult::ReasonRequired { approval });
         }
         let vote = Vote {
-            voter: normalize(voter),
-            vote: choice,
+            voter: normalize(&ballot.voter),
+            vote: ballot.choice,
             reason,
-            at: crate::time::format_rfc3339_ms(now),
+            at: crate::time::format_rfc3339_ms(ballot.at),
         };
-        let mut current = match self
+        let current = match self
             .pending
             .record_vote(request_id, &vote)
             .await
@@ -218,25 +389,38 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
         {
             Conditional::Done(item) => *item,
             Conditional::Lost(Some(item)) if item.state != ApprovalState::Pending => {
-                refuse(already_decided(&item), (*item).clone()).await?;
-                return Ok(VoteResult::AlreadyDecided { approval: *item });
+                return self.already_decided(ballot, *item).await;
             }
             Conditional::Lost(Some(item)) => {
-                return refuse(crate::rules::REFUSED_ALREADY_VOTED.into(), *item).await
+                return self
+                    .refuse(ballot, crate::rules::REFUSED_ALREADY_VOTED.into(), *item)
+                    .await
             }
             Conditional::Lost(None) => return Ok(VoteResult::Unknown),
         };
         let mut draft = EventDraft::new(EventKind::Vote)
             .actor(&vote.voter)
-            .platform(platform)
-            .data("vote", choice.as_str());
+            .platform(ballot.platform.as_str())
+            .data("vote", ballot.choice.as_str());
         if let Some(reason) = &vote.reason {
             draft = draft.data("reason", reason.as_str());
         }
-        self.append(request_id, draft, now).await?;
+        self.append(request_id, draft).await?;
+        self.close_if_decided(&prepared, current, &vote.voter, ballot.at)
+            .await
+    }
 
+    /// Evaluates with every vote counted and, on allow or deny, closes the request once.
+    async fn close_if_decided(
+        &self,
+        prepared: &PreparedRequest,
+        mut current: PendingApproval,
+        voter: &str,
+        now: DateTime<Utc>,
+    ) -> Result<VoteResult, ApprovalError> {
+        let request_id = current.request_id.clone();
         for _ in 0..CLOSE_ATTEMPTS {
-            let evaluation = self.policy.evaluate(&prepared, &current.votes, now)?;
+            let evaluation = self.policy.evaluate(prepared, &current.votes, now)?;
             let state = match evaluation.decision.outcome {
                 Outcome::ApprovalRequired => {
                     return Ok(VoteResult::Counted {
@@ -251,17 +435,17 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
             let closing = Closing {
                 state,
                 evaluation: evaluation.clone(),
-                decided_by: Some(vote.voter.clone()),
+                decided_by: Some(voter.to_string()),
                 decided_at: now,
             };
             match self
                 .pending
-                .transition(request_id, current.version, &closing)
+                .transition(&request_id, current.version, &closing)
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
                 Conditional::Done(closed) => {
-                    let resumed = self.resume(&closed, &evaluation, now).await?;
+                    let resumed = self.resume(&closed, &evaluation).await?;
                     return Ok(VoteResult::Counted {
                         approval: *closed,
                         evaluation,
@@ -281,7 +465,7 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),
             }
         }
-        Err(ApprovalError::Contended(request_id.to_string()))
+        Err(ApprovalError::Contended(request_id))
     }
 
     /// Resumes the workflow of a request this caller just closed, and logs `decided`.
@@ -289,7 +473,6 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
         &self,
         closed: &PendingApproval,
         evaluation: &Evaluation,
-        now: DateTime<Utc>,
     ) -> Result<bool, ApprovalError> {
         let result = match closed.state {
             ApprovalState::Approved => {
@@ -313,13 +496,13 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                 let draft = EventDraft::new(EventKind::Error).reasons(vec![format!(
                     "the workflow no longer waited for this decision ({code})"
                 )]);
-                self.append(&closed.request_id, draft, now).await?;
+                self.append(&closed.request_id, draft).await?;
                 false
             }
             Err(other) => {
                 let draft = EventDraft::new(EventKind::Error)
                     .reasons(vec![format!("resuming the workflow failed: {other}")]);
-                self.append(&closed.request_id, draft, now).await?;
+                self.append(&closed.request_id, draft).await?;
                 return Err(ApprovalError::TaskToken(other));
             }
         };
@@ -330,16 +513,24 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
         if let Some(by) = &closed.decided_by {
             draft = draft.actor(by);
         }
-        self.append(&closed.request_id, draft, now).await?;
+        self.append(&closed.request_id, draft).await?;
         Ok(resumed)
     }
 
-    /// Closes a request whose workflow timed out. Returns the approval as it is now (an approval
-    /// a late vote closed first keeps that state; the workflow has expired all the same).
-    pub async fn expire(
+    /// Closes a request whose workflow timed out and shows it on its messages. Returns the
+    /// approval as it is now (one a late vote closed first keeps that state; the workflow has
+    /// expired all the same), or `None` when there is none.
+    pub async fn expire(&self, request_id: &str) -> Result<Option<PendingApproval>, ApprovalError> {
+        let expired = self.close_expired(request_id).await?;
+        if let Some(approval) = &expired {
+            self.refresh(approval, &approval.evaluation).await;
+        }
+        Ok(expired)
+    }
+
+    async fn close_expired(
         &self,
         request_id: &str,
-        now: DateTime<Utc>,
     ) -> Result<Option<PendingApproval>, ApprovalError> {
         for _ in 0..CLOSE_ATTEMPTS {
             let Some(current) = self
@@ -348,13 +539,9 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                 .await
                 .map_err(ApprovalError::PendingStore)?
             else {
-                self.append(
-                    request_id,
-                    EventDraft::new(EventKind::Expired)
-                        .reasons(vec!["no pending approval was found".into()]),
-                    now,
-                )
-                .await?;
+                let draft = EventDraft::new(EventKind::Expired)
+                    .reasons(vec!["no pending approval was found".into()]);
+                self.append(request_id, draft).await?;
                 return Ok(None);
             };
             if current.state != ApprovalState::Pending {
@@ -362,9 +549,10 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                     "the workflow timed out; the approval was already {}",
                     current.state.as_str()
                 )]);
-                self.append(request_id, draft, now).await?;
+                self.append(request_id, draft).await?;
                 return Ok(Some(current));
             }
+            let now = self.clock.now();
             let evaluation = self.policy.evaluate(
                 &PreparedRequest::new(current.request.clone())?,
                 &current.votes,
@@ -388,11 +576,25 @@ impl<L: DecisionLog, P: PendingStore, T: TaskTokens> Approvals<L, P, T> {
                         "no decision within {} seconds",
                         current.evaluation.decision.timeout_seconds
                     )]);
-                self.append(request_id, draft, now).await?;
+                self.append(request_id, draft).await?;
                 return Ok(Some(*expired));
             }
         }
         Err(ApprovalError::Contended(request_id.to_string()))
+    }
+
+    /// Shows the approval as it is now on every message. The state is already stored, so a
+    /// failure is logged and never loses anything.
+    pub async fn refresh(&self, approval: &PendingApproval, evaluation: &Evaluation) {
+        let view = ApprovalView {
+            approval,
+            evaluation,
+        };
+        for message in &approval.messages {
+            if let Err(error) = self.chat.update(message, view).await {
+                tracing::warn!(request_id = %approval.request_id, error = %error, "could not update an approval message");
+            }
+        }
     }
 }
 

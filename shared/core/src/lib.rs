@@ -1,12 +1,15 @@
-//! The regate domain: requests, policy decisions, votes, the hash-chained decision
-//! log and the Rego policy engine. Pure code: no AWS, HTTP or Lambda dependency lives here.
+//! The regate domain: requests, policy decisions, votes, the approval workflow over its ports,
+//! the hash-chained decision log and the Rego policy engine. Pure code: no AWS, HTTP, Lambda,
+//! file system or environment lives here.
 
 pub mod approvals;
 pub mod canonical;
 pub mod chain;
 pub mod decision;
 pub mod error;
+pub mod evaluator;
 pub mod event;
+pub mod pending;
 pub mod policy;
 pub mod ports;
 pub mod request;
@@ -15,8 +18,11 @@ pub mod time;
 pub mod vote;
 
 pub use decision::{Decision, Evaluation, NotifyTarget, Outcome, Requirement};
-pub use error::CoreError;
+pub use error::ErrorName;
 pub use event::{Event, EventDraft, EventKind};
+pub use pending::{
+    ApprovalState, ApprovalView, MessageRef, PendingApproval, Platform, TaskToken, Voter,
+};
 pub use policy::{PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
 pub use request::{Identity, IdentityKind, Request, RequestError};
-pub use vote::{Choice, Vote, VoteCheck};
+pub use vote::{Ballot, Choice, Vote, VoteCheck};

@@ -4,11 +4,12 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::decision::Evaluation;
+use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
-use crate::request::Request;
+use crate::pending::{
+    ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken, Voter,
+};
 use crate::vote::Vote;
 
 /// The current time. Handlers take it as a port so tests can fix it.
@@ -16,18 +17,22 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The real clock.
+/// The real clock, optionally shifted by a fixed offset. In AWS the offset is zero; the local
+/// stack gives every function the same offset so that demos and tests see the same dates
+/// whatever day they run on (see `REGATE_CLOCK_OFFSET_SECONDS` in the README).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub struct SystemClock {
+    pub offset: chrono::Duration,
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now() + self.offset
     }
 }
 
-/// Why a store call failed. The variant names are the suffixes of the Step Functions error
-/// names (`DecisionLog.Throttled`, `PendingStore.Unavailable`, ...).
+/// Why a store call failed. [`crate::error::ErrorName`] names each for Step Functions
+/// (`DecisionLog.Throttled`, `PendingStore.Unavailable`, ...) and says which are retryable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Still throttled after the SDK's own retries; worth retrying later.
@@ -47,26 +52,6 @@ pub enum StoreError {
     Refused(String),
 }
 
-impl StoreError {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Self::Throttled(_) => "Throttled",
-            Self::Unavailable(_) => "Unavailable",
-            Self::Conflict(_) => "Conflict",
-            Self::Corrupt(_) => "Corrupt",
-            Self::Refused(_) => "Refused",
-        }
-    }
-
-    /// Whether Step Functions should retry the step that failed with it.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Throttled(_) | Self::Unavailable(_) | Self::Conflict(_)
-        )
-    }
-}
-
 /// The append-only, hash-chained decision log.
 pub trait DecisionLog: Send + Sync {
     /// Appends `draft` as the next event of the request's chain. Concurrent appends to one
@@ -84,99 +69,6 @@ pub trait DecisionLog: Send + Sync {
         &self,
         request_id: &str,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
-}
-
-/// A Step Functions task token. It can resume a workflow, so it is never printed: `Debug`
-/// shows only its length, and the value is reached through [`TaskToken::expose`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskToken(String);
-
-impl TaskToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for TaskToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TaskToken(<{} chars, redacted>)", self.0.len())
-    }
-}
-
-/// Where an approval message was posted, so it can be updated later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "platform", rename_all = "lowercase")]
-pub enum MessageRef {
-    Slack {
-        channel: String,
-        ts: String,
-    },
-    Teams {
-        conversation: String,
-        activity_id: String,
-        service_url: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApprovalState {
-    Pending,
-    Approved,
-    Rejected,
-    Expired,
-}
-
-impl ApprovalState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Approved, Self::Rejected, Self::Expired]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
-
-/// One open (or closed) approval: what the callback needs to count a vote and resume the
-/// workflow. Lives in the pending store, never in the decision log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingApproval {
-    pub request_id: String,
-    pub task_token: TaskToken,
-    pub request: Request,
-    pub evaluation: Evaluation,
-    pub messages: Vec<MessageRef>,
-    pub votes: Vec<Vote>,
-    pub state: ApprovalState,
-    pub version: u64,
-    pub created_at: DateTime<Utc>,
-    /// When the store may forget the item (DynamoDB TTL); after the workflow's own timeout.
-    pub expires_at: DateTime<Utc>,
-    /// Who cast the deciding vote, and when the request was closed.
-    pub decided_by: Option<String>,
-    pub decided_at: Option<DateTime<Utc>>,
-}
-
-/// The answer to a conditional write on a pending approval.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Conditional {
-    /// The write happened; the item as it is now.
-    Done(Box<PendingApproval>),
-    /// Someone else changed the item first, or it is no longer in the required state; the
-    /// item as it is now (None if it does not exist).
-    Lost(Option<Box<PendingApproval>>),
 }
 
 /// The open approvals, with conditional writes so that concurrent clicks resolve cleanly.
@@ -226,17 +118,7 @@ pub trait PendingStore: Send + Sync {
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 }
 
-/// How a pending approval closes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Closing {
-    pub state: ApprovalState,
-    pub evaluation: Evaluation,
-    pub decided_by: Option<String>,
-    pub decided_at: DateTime<Utc>,
-}
-
-/// Why a chat platform call failed. Variant names are the suffixes of the Step Functions
-/// error names (`Chat.RateLimited`, ...).
+/// Why a chat platform call failed (`Chat.RateLimited`, ... in Step Functions).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
     /// Still rate limited after waiting as long as the platform asked, within a bound.
@@ -251,31 +133,14 @@ pub enum ChatError {
     Refused(String),
 }
 
-impl ChatError {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Self::RateLimited(_) => "RateLimited",
-            Self::Unavailable(_) => "Unavailable",
-            Self::Refused(_) => "Refused",
-        }
-    }
-}
-
-/// What people see about an approval, whatever the platform renders it as.
-#[derive(Debug, Clone, Copy)]
-pub struct ApprovalView<'a> {
-    pub approval: &'a PendingApproval,
-    /// The latest evaluation (with every counted vote).
-    pub evaluation: &'a Evaluation,
-}
-
-/// A chat platform that asks approvers: Slack, Teams.
+/// A chat platform that asks approvers: Slack, Teams. Inbound clicks are verified and parsed
+/// by the platform's own code; everything after that goes through this port.
 pub trait ChatPlatform: Send + Sync {
     /// Posts the approval message to `target`; `None` when this platform does not serve the
     /// target's platform (a Teams target on Slack).
     fn post(
         &self,
-        target: &crate::decision::NotifyTarget,
+        target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> impl Future<Output = Result<Option<MessageRef>, ChatError>> + Send;
 
@@ -285,6 +150,23 @@ pub trait ChatPlatform: Send + Sync {
         &self,
         message: &MessageRef,
         view: ApprovalView<'_>,
+    ) -> impl Future<Output = Result<(), ChatError>> + Send;
+
+    /// The voter's identity (e-mail address), or `None` when the platform cannot tell.
+    fn identify(
+        &self,
+        voter: &Voter,
+    ) -> impl Future<Output = Result<Option<String>, ChatError>> + Send;
+
+    /// Tells the voter something only they see.
+    fn tell(&self, voter: &Voter, text: &str)
+        -> impl Future<Output = Result<(), ChatError>> + Send;
+
+    /// Asks the voter for the reason of their rejection of `approval`.
+    fn ask_reason(
+        &self,
+        voter: &Voter,
+        approval: &PendingApproval,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 }
 
@@ -316,21 +198,4 @@ pub trait TaskTokens: Send + Sync {
         cause: &str,
     ) -> impl Future<Output = Result<(), TaskTokenError>> + Send;
 
-    fn heartbeat(
-        &self,
-        token: &TaskToken,
-    ) -> impl Future<Output = Result<(), TaskTokenError>> + Send;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_token_never_shows_in_debug_output() {
-        let token = TaskToken::new("AQCEAAAAKgAAAA-secret-token");
-        let printed = format!("{token:?} {:?}", Some(&token));
-        assert!(!printed.contains("secret"), "{printed}");
-        assert!(printed.contains("27 chars"));
-    }
 }

@@ -1,6 +1,9 @@
 //! Votes cast by approvers and the policy's answer on whether a voter may vote.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::pending::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,4 +47,16 @@ impl VoteCheck {
             reason: reason.into(),
         }
     }
+}
+
+/// One vote as cast: on which request, by whom (their identity, an e-mail address), which
+/// way, why, on which platform and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ballot {
+    pub request_id: String,
+    pub voter: String,
+    pub choice: Choice,
+    pub reason: Option<String>,
+    pub platform: Platform,
+    pub at: DateTime<Utc>,
 }

@@ -1,6 +1,7 @@
-//! In-memory fakes of the `regate-core` ports and shared fixtures, for unit tests of handlers
-//! and of the domain workflow. They keep the same contracts as the real adapters (conditional
-//! writes, one vote per person, append-only chains) so tests of the callers mean something.
+//! Test support, written once: in-memory fakes of the `regate-core` ports (with the same
+//! contracts as the real adapters: conditional writes, one vote per person, append-only chains,
+//! and faults on demand), a fixed clock, request and ballot builders, an in-memory `Approvals`,
+//! the default policy, and Slack requests signed as Slack signs them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,20 +9,57 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use regate_core::approvals::Approvals;
 use regate_core::chain::next_event;
 use regate_core::decision::NotifyTarget;
 use regate_core::event::{Event, EventDraft};
+use regate_core::pending::{
+    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, Platform,
+    TaskToken, Voter,
+};
 use regate_core::ports::{
-    ApprovalState, ApprovalView, ChatError, ChatPlatform, Closing, Conditional, DecisionLog,
-    MessageRef, PendingApproval, PendingStore, StoreError, TaskToken, TaskTokenError, TaskTokens,
+    ChatError, ChatPlatform, Clock, DecisionLog, PendingStore, StoreError, TaskTokenError,
+    TaskTokens,
 };
 use regate_core::rules::normalize;
-use regate_core::{PolicyBundle, PolicyEngine, Request, Vote};
+use regate_core::{Ballot, Choice, Evaluation, PolicyEngine, PreparedRequest, Request, Vote};
+use serde_json::{json, Value};
+
+mod slack;
+pub use slack::{signed_slack_click, signed_slack_reason, SignedRequest, SLACK_SIGNING_SECRET};
+
+/// A fault to inject: the next calls fail with this error until it is cleared.
+#[derive(Clone)]
+pub struct Fault<E>(Arc<Mutex<Option<E>>>);
+
+impl<E> Default for Fault<E> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<E: Clone> Fault<E> {
+    pub fn set(&self, error: E) {
+        *self.0.lock().unwrap() = Some(error);
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+
+    fn check(&self) -> Result<(), E> {
+        match self.0.lock().unwrap().clone() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The decision log in memory.
 #[derive(Clone, Default)]
 pub struct MemoryLog {
     events: Arc<Mutex<BTreeMap<String, Vec<Event>>>>,
+    pub fault: Fault<StoreError>,
 }
 
 impl MemoryLog {
@@ -42,6 +80,7 @@ impl DecisionLog for MemoryLog {
         draft: EventDraft,
         at: DateTime<Utc>,
     ) -> Result<Event, StoreError> {
+        self.fault.check()?;
         let mut all = self.events.lock().unwrap();
         let chain = all.entry(request_id.to_string()).or_default();
         let event = next_event(request_id, chain.last(), draft, at).unwrap();
@@ -50,6 +89,7 @@ impl DecisionLog for MemoryLog {
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
+        self.fault.check()?;
         Ok(self.of(request_id))
     }
 }
@@ -58,6 +98,7 @@ impl DecisionLog for MemoryLog {
 #[derive(Clone, Default)]
 pub struct MemoryPending {
     items: Arc<Mutex<BTreeMap<String, PendingApproval>>>,
+    pub fault: Fault<StoreError>,
 }
 
 impl MemoryPending {
@@ -66,9 +107,10 @@ impl MemoryPending {
         request_id: &str,
         allowed: impl FnOnce(&PendingApproval) -> bool,
         change: impl FnOnce(&mut PendingApproval),
-    ) -> Conditional {
+    ) -> Result<Conditional, StoreError> {
+        self.fault.check()?;
         let mut items = self.items.lock().unwrap();
-        match items.get_mut(request_id) {
+        Ok(match items.get_mut(request_id) {
             Some(item) if allowed(item) => {
                 change(item);
                 item.version += 1;
@@ -76,12 +118,18 @@ impl MemoryPending {
             }
             Some(item) => Conditional::Lost(Some(Box::new(item.clone()))),
             None => Conditional::Lost(None),
-        }
+        })
+    }
+
+    /// The stored item, as a test sees it.
+    pub fn item(&self, request_id: &str) -> Option<PendingApproval> {
+        self.items.lock().unwrap().get(request_id).cloned()
     }
 }
 
 impl PendingStore for MemoryPending {
     async fn create(&self, approval: &PendingApproval) -> Result<Conditional, StoreError> {
+        self.fault.check()?;
         let mut items = self.items.lock().unwrap();
         if let Some(existing) = items.get(&approval.request_id) {
             return Ok(Conditional::Lost(Some(Box::new(existing.clone()))));
@@ -91,7 +139,8 @@ impl PendingStore for MemoryPending {
     }
 
     async fn get(&self, request_id: &str) -> Result<Option<PendingApproval>, StoreError> {
-        Ok(self.items.lock().unwrap().get(request_id).cloned())
+        self.fault.check()?;
+        Ok(self.item(request_id))
     }
 
     async fn add_messages(
@@ -99,23 +148,23 @@ impl PendingStore for MemoryPending {
         request_id: &str,
         messages: &[MessageRef],
     ) -> Result<Conditional, StoreError> {
-        Ok(self.update(
+        self.update(
             request_id,
             |i| i.state == ApprovalState::Pending,
             |i| i.messages.extend_from_slice(messages),
-        ))
+        )
     }
 
     async fn record_vote(&self, request_id: &str, vote: &Vote) -> Result<Conditional, StoreError> {
         let voter = normalize(&vote.voter);
-        Ok(self.update(
+        self.update(
             request_id,
             |i| {
                 i.state == ApprovalState::Pending
                     && !i.votes.iter().any(|v| normalize(&v.voter) == voter)
             },
             |i| i.votes.push(vote.clone()),
-        ))
+        )
     }
 
     async fn replace_token(
@@ -123,11 +172,11 @@ impl PendingStore for MemoryPending {
         request_id: &str,
         token: &TaskToken,
     ) -> Result<Conditional, StoreError> {
-        Ok(self.update(
+        self.update(
             request_id,
             |i| i.state == ApprovalState::Pending,
             |i| i.task_token = token.clone(),
-        ))
+        )
     }
 
     async fn transition(
@@ -136,7 +185,7 @@ impl PendingStore for MemoryPending {
         expected_version: u64,
         closing: &Closing,
     ) -> Result<Conditional, StoreError> {
-        Ok(self.update(
+        self.update(
             request_id,
             |i| i.state == ApprovalState::Pending && i.version == expected_version,
             |i| {
@@ -145,7 +194,7 @@ impl PendingStore for MemoryPending {
                 i.decided_by = closing.decided_by.clone();
                 i.decided_at = Some(closing.decided_at);
             },
-        ))
+        )
     }
 }
 
@@ -219,18 +268,33 @@ impl TaskTokens for RecordingTokens {
         self.closed.lock().unwrap().push(token.expose().into());
         Ok(())
     }
-
-    async fn heartbeat(&self, token: &TaskToken) -> Result<(), TaskTokenError> {
-        self.check(token)
-    }
 }
 
-/// A chat platform that records posts and updates; `fail_with` makes every call fail.
+/// A chat platform that records every call. It serves Slack targets; `people` maps platform
+/// user ids to identities; `fault` makes posts and updates fail.
 #[derive(Clone, Default)]
 pub struct RecordingChat {
     pub posts: Arc<Mutex<Vec<(NotifyTarget, ApprovalState)>>>,
     pub updates: Arc<Mutex<Vec<(MessageRef, ApprovalState)>>>,
-    pub fail_with: Arc<Mutex<Option<ChatError>>>,
+    pub told: Arc<Mutex<Vec<(String, String)>>>,
+    pub asked_reason: Arc<Mutex<Vec<(String, String)>>>,
+    pub people: Arc<Mutex<BTreeMap<String, String>>>,
+    pub fault: Fault<ChatError>,
+}
+
+impl RecordingChat {
+    /// Knows `user_id` as `identity`.
+    pub fn knows(&self, user_id: &str, identity: &str) {
+        self.people
+            .lock()
+            .unwrap()
+            .insert(user_id.into(), identity.into());
+    }
+
+    /// What each voter was told privately: `(user id, text)`.
+    pub fn told(&self) -> Vec<(String, String)> {
+        self.told.lock().unwrap().clone()
+    }
 }
 
 impl ChatPlatform for RecordingChat {
@@ -239,9 +303,7 @@ impl ChatPlatform for RecordingChat {
         target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        if let Some(error) = self.fail_with.lock().unwrap().clone() {
-            return Err(error);
-        }
+        self.fault.check()?;
         let NotifyTarget::Slack { channel } = target else {
             return Ok(None);
         };
@@ -254,38 +316,191 @@ impl ChatPlatform for RecordingChat {
     }
 
     async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
-        if let Some(error) = self.fail_with.lock().unwrap().clone() {
-            return Err(error);
-        }
+        self.fault.check()?;
         self.updates
             .lock()
             .unwrap()
             .push((message.clone(), view.approval.state));
         Ok(())
     }
+
+    async fn identify(&self, voter: &Voter) -> Result<Option<String>, ChatError> {
+        Ok(self.people.lock().unwrap().get(&voter.user_id).cloned())
+    }
+
+    async fn tell(&self, voter: &Voter, text: &str) -> Result<(), ChatError> {
+        self.told
+            .lock()
+            .unwrap()
+            .push((voter.user_id.clone(), text.into()));
+        Ok(())
+    }
+
+    async fn ask_reason(&self, voter: &Voter, approval: &PendingApproval) -> Result<(), ChatError> {
+        self.asked_reason
+            .lock()
+            .unwrap()
+            .push((voter.user_id.clone(), approval.request_id.clone()));
+        Ok(())
+    }
 }
 
-/// The repository's default policy bundle.
+/// A clock that says what it is told.
+#[derive(Clone)]
+pub struct FixedClock(pub Arc<Mutex<DateTime<Utc>>>);
+
+impl FixedClock {
+    pub fn at(rfc3339: &str) -> Self {
+        Self(Arc::new(Mutex::new(
+            regate_core::time::parse_rfc3339(rfc3339).unwrap(),
+        )))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Default for FixedClock {
+    /// A day no freeze window of the default policy covers.
+    fn default() -> Self {
+        Self::at(CALM_DAY)
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A time outside every freeze window of the default policy.
+pub const CALM_DAY: &str = "2026-06-01T12:00:00Z";
+/// A time inside the default policy's year-end freeze window.
+pub const FROZEN_DAY: &str = "2026-12-24T12:00:00Z";
+
+/// The repository's default policy bundle (the one the functions embed).
 pub fn default_policy() -> PolicyEngine {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    PolicyEngine::compile(&PolicyBundle::load_dir(&dir).unwrap()).unwrap()
+    PolicyEngine::compile(&regate_policies::bundle().unwrap()).unwrap()
 }
 
-/// A request as the evaluator would receive it.
-pub fn request(
-    id: &str,
-    action: &str,
-    environment: &str,
-    resource_type: &str,
-    name: &str,
-) -> Request {
-    Request::from_value(
-        &serde_json::json!({"id": id, "action": action, "environment": environment,
-            "resource": {"type": resource_type, "name": name},
-            "requester": {"id": "dev@example.com", "kind": "human"},
-            "initiator": {"id": "ci-bot", "kind": "service"},
-            "summary": format!("{action} {name}")}),
-        None,
-    )
-    .unwrap()
+/// A request as a workflow would send it, built from the default: a production deploy of
+/// `payments` requested by `dev@example.com` through `ci-bot`.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder(Value);
+
+/// Starts a request with `id`.
+pub fn request(id: &str) -> RequestBuilder {
+    RequestBuilder(json!({"id": id, "action": "deploy", "environment": "production",
+        "resource": {"type": "service", "name": "payments"},
+        "requester": {"id": "dev@example.com", "kind": "human"},
+        "initiator": {"id": "ci-bot", "kind": "service"},
+        "summary": "Deploy payments v1.4.2"}))
+}
+
+impl RequestBuilder {
+    /// What changes: `action` on the `kind` named `name` in `environment`.
+    pub fn change(mut self, action: &str, environment: &str, kind: &str, name: &str) -> Self {
+        self.0["action"] = json!(action);
+        self.0["environment"] = json!(environment);
+        self.0["resource"] = json!({"type": kind, "name": name});
+        self.0["summary"] = json!(format!("{action} {name}"));
+        self
+    }
+
+    pub fn requester(mut self, id: &str) -> Self {
+        self.0["requester"]["id"] = json!(id);
+        self
+    }
+
+    /// Sets any top-level field (`summary`, `details`, `links`, ...).
+    pub fn with(mut self, field: &str, value: Value) -> Self {
+        self.0[field] = value;
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        self.0.clone()
+    }
+
+    pub fn build(&self) -> Request {
+        Request::from_value(&self.0, None).unwrap()
+    }
+}
+
+/// An approve ballot by `voter` on `request_id`, on Slack, now.
+pub fn ballot(request_id: &str, voter: &str) -> Ballot {
+    Ballot {
+        request_id: request_id.into(),
+        voter: voter.into(),
+        choice: Choice::Approve,
+        reason: None,
+        platform: Platform::Slack,
+        at: FixedClock::default().now(),
+    }
+}
+
+/// Turns a ballot into a rejection with `reason`.
+pub fn rejecting(mut ballot: Ballot, reason: Option<&str>) -> Ballot {
+    ballot.choice = Choice::Reject;
+    ballot.reason = reason.map(str::to_string);
+    ballot
+}
+
+/// A Slack voter who clicked in `channel`.
+pub fn slack_voter(user_id: &str) -> Voter {
+    Voter {
+        platform: Platform::Slack,
+        user_id: user_id.into(),
+        conversation: Some("C0PAYMENTS".into()),
+        trigger: Some("trigger-1".into()),
+    }
+}
+
+/// The approval workflow in memory, with a handle on each fake to look at or break.
+pub type MemoryApprovals =
+    Approvals<MemoryLog, MemoryPending, RecordingTokens, RecordingChat, FixedClock>;
+
+#[derive(Clone, Default)]
+pub struct Fakes {
+    pub log: MemoryLog,
+    pub pending: MemoryPending,
+    pub tokens: RecordingTokens,
+    pub chat: RecordingChat,
+    pub clock: FixedClock,
+}
+
+impl Fakes {
+    /// An `Approvals` over these fakes (they share state with it) and the default policy.
+    pub fn approvals(&self) -> MemoryApprovals {
+        Approvals::new(
+            self.log.clone(),
+            self.pending.clone(),
+            self.tokens.clone(),
+            self.chat.clone(),
+            self.clock.clone(),
+            Arc::new(default_policy()),
+        )
+    }
+
+    /// The kinds of a request's events, in order.
+    pub fn kinds(&self, request_id: &str) -> Vec<regate_core::EventKind> {
+        self.log.of(request_id).iter().map(|e| e.kind).collect()
+    }
+}
+
+/// The default policy's first evaluation of `request` at `now`.
+pub fn first_evaluation(request: &Request, now: DateTime<Utc>) -> Evaluation {
+    default_policy()
+        .evaluate(&PreparedRequest::new(request.clone()).unwrap(), &[], now)
+        .unwrap()
+}
+
+/// Opens `request` on `approvals` (as the notifier does) with task token `token`.
+pub async fn open(approvals: &MemoryApprovals, request: &Request, token: &str) {
+    let evaluation = first_evaluation(request, approvals.now());
+    approvals
+        .notify(request, &evaluation, &TaskToken::new(token))
+        .await
+        .unwrap();
 }

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use regate_core::decision::NotifyTarget;
-use regate_core::ports::{ApprovalView, ChatError, ChatPlatform, MessageRef};
+use regate_core::ports::{ChatError, ChatPlatform};
+use regate_core::{ApprovalView, MessageRef, PendingApproval, Voter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::blocks::approval_message;
+use super::blocks::{approval_message, reason_modal};
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
@@ -402,5 +403,31 @@ impl ChatPlatform for SlackChat {
         };
         let (text, blocks) = approval_message(view, &self.mentions(view).await);
         self.api.update(channel, ts, &text, &blocks).await
+    }
+
+    async fn identify(&self, voter: &Voter) -> Result<Option<String>, ChatError> {
+        self.api.user_email(&voter.user_id).await
+    }
+
+    /// An ephemeral message where the voter clicked; nothing when Slack said not where.
+    async fn tell(&self, voter: &Voter, text: &str) -> Result<(), ChatError> {
+        let Some(channel) = &voter.conversation else {
+            return Ok(());
+        };
+        self.api.post_ephemeral(channel, &voter.user_id, text).await
+    }
+
+    /// The reason modal, opened with the click's `trigger_id` (Slack allows 3 s for it).
+    async fn ask_reason(&self, voter: &Voter, approval: &PendingApproval) -> Result<(), ChatError> {
+        match &voter.trigger {
+            Some(trigger) => {
+                let modal = reason_modal(&approval.request_id, &approval.request.summary);
+                self.api.open_view(trigger, &modal).await
+            }
+            None => {
+                let text = "This request needs a reason to reject it; Slack sent no way to ask for one.";
+                self.tell(voter, text).await
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use regate_core::ports::{ApprovalState, ApprovalView};
+use regate_core::{ApprovalState, ApprovalView};
 use regate_core::Choice;
 use serde_json::{json, Value};
 
@@ -257,20 +257,15 @@ pub fn reason_error(message: &str) -> Value {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use regate_core::ports::{PendingApproval, TaskToken};
+    use regate_core::{PendingApproval, TaskToken};
     use regate_core::{PreparedRequest, Request, Vote};
 
     fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
-        let mut request: Request =
-            regate_testkit::request("chg-9", "deploy", "production", "service", "payments");
+        let mut request: Request = regate_testkit::request("chg-9")
+            .change("deploy", "production", "service", "payments")
+            .build();
         request.summary = summary.into();
-        let evaluation = regate_testkit::default_policy()
-            .evaluate(
-                &PreparedRequest::new(request.clone()).unwrap(),
-                &[],
-                Utc::now(),
-            )
-            .unwrap();
+        let evaluation = regate_testkit::first_evaluation(&request, calm());
         let approval = PendingApproval {
             request_id: "chg-9".into(),
             task_token: TaskToken::new("t"),
@@ -286,6 +281,10 @@ mod tests {
             decided_at: None,
         };
         (approval, evaluation)
+    }
+
+    fn calm() -> chrono::DateTime<Utc> {
+        regate_core::time::parse_rfc3339(regate_testkit::CALM_DAY).unwrap()
     }
 
     fn all_text(blocks: &Value) -> String {
@@ -400,7 +399,7 @@ mod tests {
             .evaluate(
                 &PreparedRequest::new(a.request.clone()).unwrap(),
                 &a.votes,
-                Utc::now(),
+                calm(),
             )
             .unwrap();
         let mentions = BTreeMap::from([("alice@example.com".to_string(), "U0ALICE".to_string())]);

@@ -1,7 +1,7 @@
 //! Slack interaction payloads: the form field `payload=<url-encoded JSON>` that Slack POSTs to
 //! the interactivity URL, turned into what regate acts on. Anything else is a clear error.
 
-use regate_core::Choice;
+use regate_core::{Choice, Platform, Voter};
 use serde_json::Value;
 
 /// Largest body regate reads from Slack; interaction payloads are a few KiB.
@@ -17,15 +17,13 @@ pub const REASON_BLOCK: &str = "reason";
 pub enum Interaction {
     /// An Approve or Reject button click on an approval message.
     Vote {
-        user_id: String,
+        voter: Voter,
         choice: Choice,
         request_id: String,
-        trigger_id: Option<String>,
-        channel_id: Option<String>,
     },
     /// The reason modal was submitted.
     ReasonSubmitted {
-        user_id: String,
+        voter: Voter,
         request_id: String,
         reason: String,
     },
@@ -89,11 +87,14 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| malformed("the button carries no request id"))?;
             Ok(Interaction::Vote {
-                user_id,
+                voter: Voter {
+                    platform: Platform::Slack,
+                    user_id,
+                    conversation: text("/channel/id").or_else(|| text("/container/channel_id")),
+                    trigger: text("/trigger_id"),
+                },
                 choice,
                 request_id: request_id.to_string(),
-                trigger_id: text("/trigger_id"),
-                channel_id: text("/channel/id").or_else(|| text("/container/channel_id")),
             })
         }
         Some("view_submission") => {
@@ -112,7 +113,12 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
                 .trim()
                 .to_string();
             Ok(Interaction::ReasonSubmitted {
-                user_id,
+                voter: Voter {
+                    platform: Platform::Slack,
+                    user_id,
+                    conversation: None,
+                    trigger: None,
+                },
                 request_id,
                 reason,
             })
@@ -172,11 +178,14 @@ mod tests {
         assert_eq!(
             parsed,
             Interaction::Vote {
-                user_id: "U1".into(),
+                voter: Voter {
+                    platform: Platform::Slack,
+                    user_id: "U1".into(),
+                    conversation: Some("C1".into()),
+                    trigger: Some("1.2.trigger".into()),
+                },
                 choice: Choice::Approve,
                 request_id: "chg-1".into(),
-                trigger_id: Some("1.2.trigger".into()),
-                channel_id: Some("C1".into())
             }
         );
     }
@@ -187,7 +196,12 @@ mod tests {
         assert_eq!(
             parse(body.as_bytes()).unwrap(),
             Interaction::ReasonSubmitted {
-                user_id: "U1".into(),
+                voter: Voter {
+                    platform: Platform::Slack,
+                    user_id: "U1".into(),
+                    conversation: None,
+                    trigger: None,
+                },
                 request_id: "chg-1".into(),
                 reason: "too broad".into()
             }

@@ -1,10 +1,8 @@
-//! The policy engine on regorus. A bundle (a folder of `.rego` files plus `data.json`) is
-//! compiled once at cold start; every evaluation works on a clone of the prepared engine,
-//! under a time limit, with time given through the input rather than read inside Rego.
+//! The compiled policy: both entry points in one regorus RVM program, evaluated on pooled VMs
+//! under an instruction limit and a timer, with the hard rules applied to what it returns.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,217 +13,19 @@ use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde::de::DeserializeOwned;
 
-use crate::canonical::{canonical_text, sha256_hex};
+use crate::canonical::sha256_hex;
 use crate::decision::{Decision, Evaluation, MAX_TIMEOUT_SECONDS};
-use crate::request::Request;
 use crate::rules::{self, Groups};
 use crate::vote::{Vote, VoteCheck};
+
+use super::input::{policy_input, PreparedRequest};
+use super::{PolicyBundle, PolicyError, PolicyFile};
 
 pub const DECISION_RULE: &str = "data.approvals.decision";
 pub const VOTE_RULE: &str = "data.approvals.vote";
 /// Generous for the default policy (microseconds), strict enough that a runaway policy cannot
 /// hold a Lambda until its own timeout.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(250);
-const TEST_SUFFIX: &str = "_test.rego";
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    #[error("cannot read {path}: {message}")]
-    Io { path: String, message: String },
-    #[error("policy does not compile: {0}")]
-    Compile(String),
-    #[error("data.json is not valid: {0}")]
-    Data(String),
-    #[error("the policy does not define {0}")]
-    MissingRule(String),
-    #[error("evaluating {rule} failed: {message}")]
-    Eval { rule: String, message: String },
-    #[error("{0} is undefined for this input")]
-    Undefined(String),
-    #[error("{rule} returned an unusable value: {message}")]
-    BadOutput { rule: String, message: String },
-}
-
-/// One source file of a bundle, with its path relative to the bundle root (`/`-separated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyFile {
-    pub path: String,
-    pub source: String,
-}
-
-/// The policy files, the test files and the data of a bundle, and the bundle's revision.
-#[derive(Debug, Clone)]
-pub struct PolicyBundle {
-    pub policies: Vec<PolicyFile>,
-    pub tests: Vec<PolicyFile>,
-    pub data_json: String,
-    pub revision: String,
-}
-
-impl PolicyBundle {
-    /// Loads every `.rego` file below `dir` and `dir/data.json` (if present).
-    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
-        let io = |path: &Path, e: std::io::Error| PolicyError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let mut paths = Vec::new();
-        collect_rego_files(dir, &mut paths).map_err(|e| io(dir, e))?;
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let source = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-            let relative = path.strip_prefix(dir).unwrap_or(&path);
-            let relative = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>();
-            files.push(PolicyFile {
-                path: relative.join("/"),
-                source,
-            });
-        }
-        let data_path = dir.join("data.json");
-        let data_json = match std::fs::read_to_string(&data_path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&data_path, e)),
-        };
-        Self::from_files(files, data_json)
-    }
-
-    /// Builds a bundle from sources already in memory (a bundle embedded in a function binary).
-    /// Files ending in `_test.rego` are tests: they are not part of the revision or the deployed
-    /// policy.
-    pub fn from_files(
-        files: Vec<PolicyFile>,
-        data_json: Option<String>,
-    ) -> Result<Self, PolicyError> {
-        let (mut tests, mut policies): (Vec<_>, Vec<_>) = files
-            .into_iter()
-            .partition(|f| f.path.ends_with(TEST_SUFFIX));
-        if policies.is_empty() {
-            return Err(PolicyError::Compile(
-                "the bundle has no .rego policy files".into(),
-            ));
-        }
-        policies.sort_by(|a, b| a.path.cmp(&b.path));
-        tests.sort_by(|a, b| a.path.cmp(&b.path));
-        let data_json = data_json.unwrap_or_else(|| "{}".to_string());
-        let revision = revision_of(&policies, &data_json);
-        Ok(Self {
-            policies,
-            tests,
-            data_json,
-            revision,
-        })
-    }
-}
-
-fn collect_rego_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_rego_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "rego") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// `sha256:` over each file (sorted by path) as `path NUL sha256(content) LF`, then `data.json`
-/// the same way: a file's name and content both matter, and no two bundles collide by concatenation.
-fn revision_of(policies: &[PolicyFile], data_json: &str) -> String {
-    let mut manifest = String::new();
-    let data = PolicyFile {
-        path: "data.json".into(),
-        source: data_json.into(),
-    };
-    for file in policies.iter().chain(std::iter::once(&data)) {
-        manifest.push_str(&file.path);
-        manifest.push('\0');
-        manifest.push_str(&sha256_hex(&file.source));
-        manifest.push('\n');
-    }
-    format!("sha256:{}", sha256_hex(manifest))
-}
-
-/// A validated request turned once into what every evaluation of it needs: its canonical JSON
-/// (for the input digest) and its regorus value (for the VM). A request is evaluated several
-/// times in its life (first, then after each vote), and this work does not change between them.
-#[derive(Debug, Clone)]
-pub struct PreparedRequest {
-    request: Request,
-    canonical: String,
-    value: regorus::Value,
-}
-
-impl PreparedRequest {
-    pub fn new(request: Request) -> Result<Self, PolicyError> {
-        let json = serde_json::to_value(&request).map_err(|e| PolicyError::Eval {
-            rule: "input.request".into(),
-            message: e.to_string(),
-        })?;
-        let canonical = canonical_text(&json).map_err(|e| PolicyError::Eval {
-            rule: "input.request".into(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            request,
-            canonical,
-            value: regorus::Value::from(json),
-        })
-    }
-
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-}
-
-impl std::ops::Deref for PreparedRequest {
-    type Target = Request;
-    fn deref(&self) -> &Request {
-        &self.request
-    }
-}
-
-/// The policy input `{"now", "request", "voter"?, "votes"}`: its canonical text (keys in that
-/// order, which is RFC 8785's) and the same document as a regorus value.
-fn policy_input(
-    request: &PreparedRequest,
-    votes: &[Vote],
-    now: DateTime<Utc>,
-    voter: Option<&str>,
-) -> Result<(String, regorus::Value), String> {
-    let now = crate::time::format_rfc3339_ms(now);
-    let votes_json = serde_json::to_value(votes).map_err(|e| e.to_string())?;
-    let votes_text = canonical_text(&votes_json).map_err(|e| e.to_string())?;
-    let quoted = |text: &str| serde_json::Value::from(text).to_string();
-    let mut canonical = String::with_capacity(request.canonical.len() + votes_text.len() + 64);
-    canonical.push_str("{\"now\":");
-    canonical.push_str(&quoted(&now));
-    canonical.push_str(",\"request\":");
-    canonical.push_str(&request.canonical);
-    if let Some(voter) = voter {
-        canonical.push_str(",\"voter\":");
-        canonical.push_str(&quoted(voter));
-    }
-    canonical.push_str(",\"votes\":");
-    canonical.push_str(&votes_text);
-    canonical.push('}');
-
-    let mut value = std::collections::BTreeMap::new();
-    value.insert(regorus::Value::from("now"), regorus::Value::from(now));
-    value.insert(regorus::Value::from("request"), request.value.clone());
-    value.insert(
-        regorus::Value::from("votes"),
-        regorus::Value::from(votes_json),
-    );
-    if let Some(voter) = voter {
-        value.insert(regorus::Value::from("voter"), regorus::Value::from(voter));
-    }
-    Ok((canonical, regorus::Value::from(value)))
-}
 
 /// Bounds on one evaluation. The instruction limit is deterministic; the time limit is the
 /// backstop for expensive builtins.
@@ -365,6 +165,16 @@ impl PolicyEngine {
         Ok((parsed, digest))
     }
 
+    /// Evaluates `rule` on an input as given, with no hard rules and no digest: for comparing
+    /// engines and for tools. Handlers use [`Self::evaluate`] and [`Self::check_vote`].
+    pub fn evaluate_raw(
+        &self,
+        rule: &str,
+        input: regorus::Value,
+    ) -> Result<regorus::Value, PolicyError> {
+        self.eval_value(rule, input)
+    }
+
     fn eval_value(&self, rule: &str, input: regorus::Value) -> Result<regorus::Value, PolicyError> {
         let mut vm = match self.vms().pop() {
             Some(vm) => vm,
@@ -423,7 +233,7 @@ fn entry_point_error(rule: &str, error: &impl std::fmt::Display) -> PolicyError 
     }
 }
 
-/// An interpreter engine with the policy files and data loaded.
+/// regorus's interpreter with `files` and `data` loaded.
 fn engine_with(
     files: &[PolicyFile],
     data: &regorus::Value,
@@ -438,6 +248,15 @@ fn engine_with(
         .add_data(data.clone())
         .map_err(|e| PolicyError::Data(e.to_string()))?;
     Ok(engine)
+}
+
+/// The bundle on regorus's interpreter: its policy files, and its test files too when
+/// `with_tests` is set. `regate policy test` runs `test_*` rules on it, and a test holds the VM
+/// to agree with it.
+pub fn interpreter(bundle: &PolicyBundle, with_tests: bool) -> Result<regorus::Engine, PolicyError> {
+    let tests: &[PolicyFile] = if with_tests { &bundle.tests } else { &[] };
+    let files: Vec<PolicyFile> = bundle.policies.iter().chain(tests).cloned().collect();
+    engine_with(&files, &prepared_data(bundle)?)
 }
 
 /// `data.json` as the policy sees it: an object, with `data.groups` members in lower case so
@@ -477,11 +296,6 @@ fn one_line(message: &str) -> String {
     }
 }
 
-fn is_rule_head(line: &str, name: &str) -> bool {
-    line.strip_prefix(name)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '{', ':', '=', '[']))
-}
-
 /// `data.groups`, normalised, for the hard rule that counts each person once.
 fn groups_from_data(data: &regorus::Value) -> Groups {
     let mut groups = Groups::new();
@@ -507,88 +321,6 @@ fn groups_from_data(data: &regorus::Value) -> Groups {
     groups
 }
 
-/// The result of one `test_*` rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestOutcome {
-    pub name: String,
-    pub passed: bool,
-    pub message: Option<String>,
-}
-
-/// Runs every `test_*` rule of the bundle's test and policy files (OPA's convention: a test
-/// passes when its rule evaluates to `true`).
-pub fn run_tests(bundle: &PolicyBundle) -> Result<Vec<TestOutcome>, PolicyError> {
-    let all: Vec<PolicyFile> = bundle
-        .policies
-        .iter()
-        .chain(&bundle.tests)
-        .cloned()
-        .collect();
-    let mut engine = engine_with(&all, &prepared_data(bundle)?)?;
-    engine.set_execution_timer_config(ExecutionTimerConfig {
-        limit: Duration::from_secs(5),
-        check_interval: NonZeroU32::MIN,
-    });
-    let mut outcomes = Vec::new();
-    for name in test_rule_names(&all) {
-        let mut run = engine.clone();
-        let outcome = match run.eval_rule(name.clone()) {
-            Ok(regorus::Value::Bool(true)) => TestOutcome {
-                name,
-                passed: true,
-                message: None,
-            },
-            Ok(regorus::Value::Undefined) => TestOutcome {
-                name,
-                passed: false,
-                message: Some("undefined".into()),
-            },
-            Ok(other) => TestOutcome {
-                name,
-                passed: false,
-                message: Some(format!(
-                    "evaluated to {}",
-                    other.to_json_str().unwrap_or_default()
-                )),
-            },
-            Err(e) => TestOutcome {
-                name,
-                passed: false,
-                message: Some(e.to_string()),
-            },
-        };
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
-}
-
-/// `data.<package>.test_<name>` for each test rule head, in file order, once each.
-fn test_rule_names(files: &[PolicyFile]) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut names = Vec::new();
-    for file in files {
-        let mut package = None;
-        for line in file.source.lines() {
-            if let Some(rest) = line.strip_prefix("package ") {
-                package = Some(rest.trim().to_string());
-                continue;
-            }
-            let Some(package) = &package else { continue };
-            if !line.starts_with("test_") {
-                continue;
-            }
-            let rule: String = line
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let full = format!("data.{package}.{rule}");
-            if is_rule_head(line, &rule) && seen.insert(full.clone()) {
-                names.push(full);
-            }
-        }
-    }
-    names
-}
 
 #[cfg(test)]
 mod tests {
@@ -736,69 +468,6 @@ vote := {"allowed": true, "reason": ""}
         assert_eq!(
             evaluation.input_digest,
             format!("sha256:{}", sha256_hex(canonical))
-        );
-    }
-
-    /// The deployed path runs the RVM; `regate policy test` runs the interpreter. Both must agree
-    /// on the default policy for every example input.
-    #[test]
-    fn the_vm_and_the_interpreter_agree_on_every_example() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-        let bundle = PolicyBundle::load_dir(&root).unwrap();
-        let engine = PolicyEngine::compile(&bundle).unwrap();
-        let mut interpreter =
-            engine_with(&bundle.policies, &prepared_data(&bundle).unwrap()).unwrap();
-        let mut checked = 0;
-        for entry in std::fs::read_dir(root.join("examples")).unwrap() {
-            let path = entry.unwrap().path();
-            if path.file_name().unwrap() == "expected.json" {
-                continue;
-            }
-            let example: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let voters = [
-                "alice@example.com",
-                "ivan@example.com",
-                "erin@example.com",
-                "mallory@example.com",
-                "dev@example.com",
-                "ci-bot",
-            ];
-            let inputs = std::iter::once(example.clone()).chain(voters.iter().map(|voter| {
-                let mut with_voter = example.clone();
-                with_voter["voter"] = serde_json::Value::from(*voter);
-                with_voter
-            }));
-            for (input, rule) in inputs.flat_map(|i| [(i.clone(), DECISION_RULE), (i, VOTE_RULE)]) {
-                let input = regorus::Value::from(input);
-                interpreter.set_input(input.clone());
-                let expected = interpreter.eval_rule(rule.to_string()).unwrap();
-                let actual = engine.eval_value(rule, input.clone());
-                match actual {
-                    Ok(actual) => assert_eq!(actual, expected, "{} {rule}", path.display()),
-                    Err(PolicyError::Undefined(_)) => {
-                        assert_eq!(expected, regorus::Value::Undefined)
-                    }
-                    Err(e) => panic!("{}: {e}", path.display()),
-                }
-                checked += 1;
-            }
-        }
-        assert!(checked >= 9 * 14);
-    }
-
-    #[test]
-    fn test_rules_are_found_per_package() {
-        let files = vec![PolicyFile {
-            path: "a_test.rego".into(),
-            source: "package approvals_test\n\ntest_one if { true }\ntest_two := true\nnot_a_test if { true }\ntest_one if { false }\n".into(),
-        }];
-        assert_eq!(
-            test_rule_names(&files),
-            [
-                "data.approvals_test.test_one",
-                "data.approvals_test.test_two"
-            ]
         );
     }
 }

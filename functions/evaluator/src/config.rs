@@ -1,0 +1,20 @@
+//! The evaluator's settings, read once at cold start.
+
+use regate_aws::config::{clock, ConfigError, Vars};
+use regate_core::ports::SystemClock;
+
+pub struct Config {
+    pub decision_log_table: String,
+    pub clock: SystemClock,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let vars = Vars::new(&env);
+        Ok(Self {
+            decision_log_table: vars.required("REGATE_DECISION_LOG_TABLE")?,
+            clock: clock(&vars)?,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! The first step of every approval: validate the request, evaluate the policy, and record
+//! `requested` and `evaluated` once, even when Step Functions retries the step.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::approvals::ApprovalError;
+use crate::decision::Evaluation;
+use crate::event::{EventDraft, EventKind};
+use crate::policy::{PolicyEngine, PreparedRequest};
+use crate::ports::{Clock, DecisionLog};
+use crate::request::Request;
+
+/// The validated request and its decision record, for the state machine's next steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluated {
+    pub request: Request,
+    pub decision: DecisionRecord,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    pub request_id: String,
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+}
+
+pub struct Evaluator<L, K> {
+    log: L,
+    clock: K,
+    policy: Arc<PolicyEngine>,
+}
+
+impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
+    pub fn new(log: L, clock: K, policy: Arc<PolicyEngine>) -> Self {
+        Self { log, clock, policy }
+    }
+
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    /// Evaluates `raw` (its id defaults to `default_id`, the execution name) and logs it.
+    pub async fn evaluate(
+        &self,
+        raw: &Value,
+        default_id: Option<&str>,
+    ) -> Result<Evaluated, ApprovalError> {
+        let request = Request::from_value(raw, default_id)?;
+        let now = self.clock.now();
+        let prepared = PreparedRequest::new(request.clone())?;
+        let evaluation = self.policy.evaluate(&prepared, &[], now)?;
+        let log_error = ApprovalError::DecisionLog;
+        let logged = self.log.events(&request.id).await.map_err(log_error)?;
+        if !logged.iter().any(|e| e.kind == EventKind::Requested) {
+            let requested = EventDraft::new(EventKind::Requested)
+                .actor(&request.requester.id)
+                .data(
+                    "request",
+                    serde_json::to_value(&request).unwrap_or_default(),
+                );
+            self.log
+                .append(&request.id, requested, now)
+                .await
+                .map_err(log_error)?;
+        }
+        let already_evaluated = logged.iter().any(|e| {
+            e.kind == EventKind::Evaluated
+                && e.input_digest.as_deref() == Some(evaluation.input_digest.as_str())
+        });
+        if !already_evaluated {
+            let evaluated = EventDraft::new(EventKind::Evaluated).evaluation(&evaluation);
+            self.log
+                .append(&request.id, evaluated, now)
+                .await
+                .map_err(log_error)?;
+        }
+        tracing::info!(request_id = %request.id, outcome = %evaluation.decision.outcome, "evaluated");
+        Ok(Evaluated {
+            decision: DecisionRecord {
+                request_id: request.id.clone(),
+                evaluation,
+            },
+            request,
+        })
+    }
+}

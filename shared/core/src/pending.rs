@@ -1,0 +1,207 @@
+//! A pending approval and what it refers to: the task token that resumes its workflow, the
+//! messages that show it, its state, and the voters who click on it. These are the values the
+//! ports trade in; the ports themselves are in [`crate::ports`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Evaluation, NotifyTarget};
+use crate::request::Request;
+use crate::vote::Vote;
+
+/// The chat platforms regate asks approvers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Slack,
+    Teams,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Teams => "teams",
+        }
+    }
+}
+
+/// Someone who clicked a button, as their platform knows them: enough to find out who they
+/// are ([`crate::ports::ChatPlatform::identify`]) and to answer them privately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub platform: Platform,
+    /// The platform's id of the user.
+    pub user_id: String,
+    /// Where they clicked (a channel or conversation), for a reply only they see.
+    pub conversation: Option<String>,
+    /// A short-lived handle to open a dialog for them (Slack's `trigger_id`).
+    pub trigger: Option<String>,
+}
+
+/// A Step Functions task token. It can resume a workflow, so it is never printed: `Debug`
+/// shows only its length, and the value is reached through [`TaskToken::expose`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskToken(String);
+
+impl TaskToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskToken(<{} chars, redacted>)", self.0.len())
+    }
+}
+
+/// Where an approval message was posted, so it can be updated later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "lowercase")]
+pub enum MessageRef {
+    Slack {
+        channel: String,
+        ts: String,
+    },
+    Teams {
+        conversation: String,
+        activity_id: String,
+        service_url: String,
+    },
+}
+
+impl MessageRef {
+    pub fn platform(&self) -> Platform {
+        match self {
+            Self::Slack { .. } => Platform::Slack,
+            Self::Teams { .. } => Platform::Teams,
+        }
+    }
+
+    /// Whether this message was posted for `target` (a retried step does not post it again).
+    pub fn is_for(&self, target: &NotifyTarget) -> bool {
+        match (self, target) {
+            (Self::Slack { channel, .. }, NotifyTarget::Slack { channel: wanted }) => {
+                channel == wanted
+            }
+            (
+                Self::Teams { conversation, .. },
+                NotifyTarget::Teams {
+                    conversation: wanted,
+                },
+            ) => conversation == wanted,
+            _ => false,
+        }
+    }
+
+    /// Where the message is, as the `notified` event records it (no service URL: it is not
+    /// needed to find the message in the platform, and the log is exported).
+    pub fn log_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        let (place, id) = match self {
+            Self::Slack { channel, ts } => (("channel", channel), ("ts", ts)),
+            Self::Teams {
+                conversation,
+                activity_id,
+                ..
+            } => (("conversation", conversation), ("activity_id", activity_id)),
+        };
+        for (key, value) in [place, id] {
+            fields.insert(key.into(), value.as_str().into());
+        }
+        fields
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Approved, Self::Rejected, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One open (or closed) approval: what the callback needs to count a vote and resume the
+/// workflow. Lives in the pending store, never in the decision log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingApproval {
+    pub request_id: String,
+    pub task_token: TaskToken,
+    pub request: Request,
+    pub evaluation: Evaluation,
+    pub messages: Vec<MessageRef>,
+    pub votes: Vec<Vote>,
+    pub state: ApprovalState,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    /// When the store may forget the item (DynamoDB TTL); after the workflow's own timeout.
+    pub expires_at: DateTime<Utc>,
+    /// Who cast the deciding vote, and when the request was closed.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a conditional write on a pending approval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conditional {
+    /// The write happened; the item as it is now.
+    Done(Box<PendingApproval>),
+    /// Someone else changed the item first, or it is no longer in the required state; the
+    /// item as it is now (None if it does not exist).
+    Lost(Option<Box<PendingApproval>>),
+}
+
+/// How a pending approval closes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closing {
+    pub state: ApprovalState,
+    pub evaluation: Evaluation,
+    pub decided_by: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// What people see about an approval, whatever the platform renders it as.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalView<'a> {
+    pub approval: &'a PendingApproval,
+    /// The latest evaluation (with every counted vote).
+    pub evaluation: &'a Evaluation,
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_token_never_shows_in_debug_output() {
+        let token = TaskToken::new("AQCEAAAAKgAAAA-secret-token");
+        let printed = format!("{token:?} {:?}", Some(&token));
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(printed.contains("27 chars"));
+    }
+}

@@ -1,0 +1,89 @@
+//! The policy input `{"now", "request", "voter"?, "votes"}`, built once per request where it
+//! can be, in both forms an evaluation needs: canonical text (for the input digest) and a
+//! regorus value (for the VM).
+
+use chrono::{DateTime, Utc};
+
+use crate::canonical::canonical_text;
+use crate::request::Request;
+use crate::vote::Vote;
+
+use super::PolicyError;
+
+/// A validated request turned once into what every evaluation of it needs: its canonical JSON
+/// (for the input digest) and its regorus value (for the VM). A request is evaluated several
+/// times in its life (first, then after each vote), and this work does not change between them.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    request: Request,
+    canonical: String,
+    value: regorus::Value,
+}
+
+impl PreparedRequest {
+    pub fn new(request: Request) -> Result<Self, PolicyError> {
+        let json = serde_json::to_value(&request).map_err(|e| PolicyError::Eval {
+            rule: "input.request".into(),
+            message: e.to_string(),
+        })?;
+        let canonical = canonical_text(&json).map_err(|e| PolicyError::Eval {
+            rule: "input.request".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            request,
+            canonical,
+            value: regorus::Value::from(json),
+        })
+    }
+
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+}
+
+impl std::ops::Deref for PreparedRequest {
+    type Target = Request;
+    fn deref(&self) -> &Request {
+        &self.request
+    }
+}
+
+/// The policy input `{"now", "request", "voter"?, "votes"}`: its canonical text (keys in that
+/// order, which is RFC 8785's) and the same document as a regorus value.
+pub(super) fn policy_input(
+    request: &PreparedRequest,
+    votes: &[Vote],
+    now: DateTime<Utc>,
+    voter: Option<&str>,
+) -> Result<(String, regorus::Value), String> {
+    let now = crate::time::format_rfc3339_ms(now);
+    let votes_json = serde_json::to_value(votes).map_err(|e| e.to_string())?;
+    let votes_text = canonical_text(&votes_json).map_err(|e| e.to_string())?;
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    let mut canonical = String::with_capacity(request.canonical.len() + votes_text.len() + 64);
+    canonical.push_str("{\"now\":");
+    canonical.push_str(&quoted(&now));
+    canonical.push_str(",\"request\":");
+    canonical.push_str(&request.canonical);
+    if let Some(voter) = voter {
+        canonical.push_str(",\"voter\":");
+        canonical.push_str(&quoted(voter));
+    }
+    canonical.push_str(",\"votes\":");
+    canonical.push_str(&votes_text);
+    canonical.push('}');
+
+    let mut value = std::collections::BTreeMap::new();
+    value.insert(regorus::Value::from("now"), regorus::Value::from(now));
+    value.insert(regorus::Value::from("request"), request.value.clone());
+    value.insert(
+        regorus::Value::from("votes"),
+        regorus::Value::from(votes_json),
+    );
+    if let Some(voter) = voter {
+        value.insert(regorus::Value::from("voter"), regorus::Value::from(voter));
+    }
+    Ok((canonical, regorus::Value::from(value)))
+}
+

@@ -1,0 +1,29 @@
+//! The policy engine on regorus. A bundle (the `.rego` files plus `data.json`) is compiled
+//! once at cold start; every evaluation runs on a pooled VM under limits, with time given
+//! through the input rather than read inside Rego. Reading bundles from disk and running a
+//! bundle's `test_*` rules live in the `regate-policies` crate: this one stays pure.
+
+mod bundle;
+mod engine;
+mod input;
+
+pub use bundle::{PolicyBundle, PolicyFile, TEST_SUFFIX};
+pub use engine::{interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE};
+pub use input::PreparedRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy does not compile: {0}")]
+    Compile(String),
+    #[error("data.json is not valid: {0}")]
+    Data(String),
+    #[error("the policy does not define {0}")]
+    MissingRule(String),
+    #[error("evaluating {rule} failed: {message}")]
+    Eval { rule: String, message: String },
+    #[error("{0} is undefined for this input")]
+    Undefined(String),
+    #[error("{rule} returned an unusable value: {message}")]
+    BadOutput { rule: String, message: String },
+}
+
