@@ -1,8 +1,6 @@
 //! The DynamoDB decision log against the local stack: append-only writes, concurrent appends,
 //! and the auditor's queries across GSI shards and pages.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};

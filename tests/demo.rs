@@ -12,13 +12,11 @@
 
 use std::process::ExitCode;
 
+use regate_testkit::request;
 use regate_tests::repo_root;
-use regate_tests::stack::{request, Finished, LocalStack};
+use regate_tests::stack::{Finished, LocalStack};
+use regate_tests::unique;
 
-/// A short request id that no earlier run used.
-fn unique(name: &str) -> String {
-    format!("{name}-{}", chrono::Utc::now().format("%H%M%S%3f"))
-}
 use serde_json::{json, Value};
 
 struct Demo {
@@ -161,14 +159,9 @@ async fn main() -> ExitCode {
 
     println!("\n== 1. A staging deploy: allowed by policy, nobody is asked");
     let id = unique("demo-staging");
-    let mut r = request(
-        &id,
-        "deploy",
-        "staging",
-        "service",
-        "payments",
-        "dev@example.com",
-    );
+    let mut r = request(&id)
+        .change("deploy", "staging", "service", "payments")
+        .json();
     r["summary"] = json!("Deploy payments v1.4.2 to staging");
     println!("  → StartExecution {id}: {}", r["summary"]);
     let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
@@ -182,14 +175,9 @@ async fn main() -> ExitCode {
 
     println!("\n== 2. A production database delete: denied by policy");
     let id = unique("demo-drop");
-    let mut r = request(
-        &id,
-        "delete",
-        "production",
-        "database",
-        "orders-db",
-        "dev@example.com",
-    );
+    let mut r = request(&id)
+        .change("delete", "production", "database", "orders-db")
+        .json();
     r["summary"] = json!("Drop the orders database");
     println!("  → StartExecution {id}: {}", r["summary"]);
     let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
@@ -203,14 +191,9 @@ async fn main() -> ExitCode {
 
     println!("\n== 3. A production deploy: posted to Slack, approved by an owner");
     let id = unique("demo-deploy");
-    let mut r = request(
-        &id,
-        "deploy",
-        "production",
-        "service",
-        "payments",
-        "dev@example.com",
-    );
+    let mut r = request(&id)
+        .change("deploy", "production", "service", "payments")
+        .json();
     r["summary"] = json!("Deploy payments v1.4.2");
     println!("  → StartExecution {id}: {}", r["summary"]);
     let execution = demo.stack.start(&r).await;
@@ -235,14 +218,9 @@ async fn main() -> ExitCode {
 
     println!("\n== 4. A production IAM change: one approval, then a rejection with a reason");
     let id = unique("demo-iam");
-    let mut r = request(
-        &id,
-        "iam_change",
-        "production",
-        "iam_role",
-        "payments",
-        "dev@example.com",
-    );
+    let mut r = request(&id)
+        .change("iam_change", "production", "iam_role", "payments")
+        .json();
     r["summary"] = json!("Grant payments-deployer s3:PutObject on every bucket");
     println!("  → StartExecution {id}: {}", r["summary"]);
     let execution = demo.stack.start(&r).await;

@@ -1,17 +1,15 @@
 //! Pending approvals on DynamoDB against the local stack: idempotent create, one vote per
 //! person, and state changes that exactly one of many racing writers wins.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use regate_aws::DynamoPendingStore;
-use regate_core::ports::{
-    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, PendingStore, TaskToken,
-};
-use regate_core::{Choice, PolicyBundle, PolicyEngine, PreparedRequest, Vote};
-use regate_tests::{local_config, pending_table, repo_root, request, unique};
+use regate_core::pending::{ApprovalState, Closing, Conditional, MessageRef, PendingApproval};
+use regate_core::ports::PendingStore;
+use regate_core::{Choice, TaskToken, Vote};
+use regate_testkit::request;
+use regate_tests::{local_config, pending_table, unique};
 
 async fn store() -> DynamoPendingStore {
     DynamoPendingStore::new(
@@ -20,32 +18,9 @@ async fn store() -> DynamoPendingStore {
     )
 }
 
+/// A fresh pending approval with a task token of Step Functions' maximum length.
 fn approval(id: &str) -> PendingApproval {
-    let request = request(id);
-    let engine =
-        PolicyEngine::compile(&PolicyBundle::load_dir(&repo_root().join("policies")).unwrap())
-            .unwrap();
-    let evaluation = engine
-        .evaluate(
-            &PreparedRequest::new(request.clone()).unwrap(),
-            &[],
-            Utc::now(),
-        )
-        .unwrap();
-    PendingApproval {
-        request_id: id.into(),
-        task_token: TaskToken::new("x".repeat(2048)),
-        request,
-        evaluation,
-        messages: vec![],
-        votes: vec![],
-        state: ApprovalState::Pending,
-        version: 1,
-        created_at: Utc::now(),
-        expires_at: Utc::now() + Duration::hours(2),
-        decided_by: None,
-        decided_at: None,
-    }
+    regate_testkit::pending_approval(&request(id).build(), &"x".repeat(2048))
 }
 
 fn vote(voter: &str, choice: Choice) -> Vote {

@@ -1,8 +1,6 @@
 //! The Slack Web API client against the local Slack stand-in, made to fail on request:
 //! Retry-After honoured within the time budget, 5xx retried, `ok: false` codes typed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::{Duration, Instant};
 
 use regate_chat::slack::SlackApi;

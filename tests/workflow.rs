@@ -1,10 +1,9 @@
 //! End to end on the local stack: the real state machine (moto), the real functions (cargo
 //! lambda watch), the Slack stand-in, and clicks signed as Slack signs them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use regate_core::EventKind;
-use regate_tests::stack::{request, LocalStack};
+use regate_testkit::request;
+use regate_tests::stack::LocalStack;
 use regate_tests::unique;
 use serde_json::json;
 
@@ -19,14 +18,11 @@ async fn a_staging_deploy_is_allowed_without_asking_anyone() {
     let done = stack
         .wait_finished(
             &stack
-                .start(&request(
-                    &id,
-                    "deploy",
-                    "staging",
-                    "service",
-                    "payments",
-                    "dev@example.com",
-                ))
+                .start(
+                    &request(&id)
+                        .change("deploy", "staging", "service", "payments")
+                        .json(),
+                )
                 .await,
         )
         .await;
@@ -56,14 +52,11 @@ async fn a_production_database_delete_is_denied() {
     let done = stack
         .wait_finished(
             &stack
-                .start(&request(
-                    &id,
-                    "delete",
-                    "production",
-                    "database",
-                    "orders-db",
-                    "dev@example.com",
-                ))
+                .start(
+                    &request(&id)
+                        .change("delete", "production", "database", "orders-db")
+                        .json(),
+                )
                 .await,
         )
         .await;
@@ -80,14 +73,11 @@ async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-deploy");
     let execution = stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "payments",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "payments")
+                .json(),
+        )
         .await;
     let (channel, _, message) = stack.message_for(&id).await;
     assert_eq!(channel, "C0PAYMENTS");
@@ -149,14 +139,11 @@ async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_
     let stack = LocalStack::connect().await;
     let id = unique("e2e-iam");
     let execution = stack
-        .start(&request(
-            &id,
-            "iam_change",
-            "production",
-            "iam_role",
-            "payments",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("iam_change", "production", "iam_role", "payments")
+                .json(),
+        )
         .await;
     assert_eq!(
         stack
@@ -206,14 +193,9 @@ async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_
 async fn a_request_nobody_answers_expires_and_its_message_says_so() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-timeout");
-    let mut r = request(
-        &id,
-        "deploy",
-        "production",
-        "service",
-        "payments",
-        "dev@example.com",
-    );
+    let mut r = request(&id)
+        .change("deploy", "production", "service", "payments")
+        .json();
     r["details"] = json!({"timeout_seconds": 3});
     let execution = stack.start(&r).await;
     let done = stack.wait_finished(&execution).await;
@@ -242,14 +224,12 @@ async fn the_requester_clicking_approve_is_refused_and_nothing_resumes() {
     let id = unique("e2e-self");
     // The requester is an owner, so only the hard rule stops them.
     let execution = stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "payments",
-            "bob@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "payments")
+                .requester("bob@example.com")
+                .json(),
+        )
         .await;
     stack.message_for(&id).await;
     let bob = stack.slack_user("bob@example.com").await;
@@ -284,14 +264,11 @@ async fn forged_and_stale_requests_get_401_and_record_nothing() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-forged");
     stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "payments",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "payments")
+                .json(),
+        )
         .await;
     let (channel, ts, _) = stack.message_for(&id).await;
     let alice = stack.slack_user("alice@example.com").await;
@@ -331,14 +308,11 @@ async fn a_double_click_counts_once_and_a_click_after_the_decision_is_already_de
     let stack = LocalStack::connect().await;
     let id = unique("e2e-double");
     let execution = stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "ledger",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "ledger")
+                .json(),
+        )
         .await;
     assert_eq!(
         stack.click("erin@example.com", "approve", &id).await.status,
@@ -428,14 +402,11 @@ async fn a_message_update_that_keeps_failing_never_loses_the_recorded_decision()
     let stack = LocalStack::connect().await;
     let id = unique("e2e-slack-down");
     let execution = stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "payments",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "payments")
+                .json(),
+        )
         .await;
     stack.message_for(&id).await;
     let fault = json!({"method": "chat.update", "match": id, "status": 500, "times": 1000});
@@ -475,14 +446,11 @@ async fn a_reject_without_a_reason_requirement_records_at_once() {
     let stack = LocalStack::connect().await;
     let id = unique("e2e-reject");
     let execution = stack
-        .start(&request(
-            &id,
-            "deploy",
-            "production",
-            "service",
-            "payments",
-            "dev@example.com",
-        ))
+        .start(
+            &request(&id)
+                .change("deploy", "production", "service", "payments")
+                .json(),
+        )
         .await;
     assert_eq!(
         stack.click("bob@example.com", "reject", &id).await.status,

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use regate_core::policy::run_tests;
 use regate_core::{Choice, Evaluation, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote};
+use regate_policies::{load_dir, run_tests};
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -246,7 +246,7 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn load_bundle(dir: &Path) -> Result<PolicyBundle> {
-    Ok(PolicyBundle::load_dir(dir)?)
+    Ok(load_dir(dir)?)
 }
 
 fn compile(dir: &Path) -> Result<PolicyEngine> {

@@ -70,29 +70,13 @@ pub fn pending_table() -> String {
     local_env()["REGATE_PENDING_TABLE"].clone()
 }
 
-/// A name no other test or earlier run has used.
+/// A name no other test, process or earlier run has used, short enough to read in a trace.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
     format!(
-        "{prefix}-{}-{nanos}-{}",
+        "{prefix}-{}-{}-{}",
+        chrono::Utc::now().format("%y%m%d%H%M%S%3f"),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A request for tests.
-pub fn request(id: &str) -> regate_core::Request {
-    regate_core::Request::from_value(
-        &serde_json::json!({"id": id, "action": "deploy", "environment": "production",
-            "resource": {"type": "service", "name": "payments"},
-            "requester": {"id": "dev@example.com", "kind": "human"},
-            "initiator": {"id": "ci-bot", "kind": "service"},
-            "summary": "Deploy payments v1.4.2"}),
-        None,
-    )
-    .unwrap()
 }

@@ -259,21 +259,3 @@ impl LocalStack {
             .unwrap()
     }
 }
-
-/// A request in the contract's shape.
-pub fn request(
-    id: &str,
-    action: &str,
-    environment: &str,
-    kind: &str,
-    name: &str,
-    requester: &str,
-) -> Value {
-    serde_json::json!({"id": id, "action": action, "environment": environment,
-        "resource": {"type": kind, "name": name},
-        "requester": {"id": requester, "kind": "human"},
-        "initiator": {"id": "ci-bot", "kind": "service"},
-        "summary": format!("{action} {name} in {environment}"),
-        "details": {},
-        "links": [{"title": "Pipeline", "url": format!("https://ci.example.com/{id}")}]})
-}

@@ -38,7 +38,10 @@ where
     K: Clock + 'static,
 {
     Router::new()
-        .route("/slack/interactions", post(slack_interactions::<L, P, T, C, K>))
+        .route(
+            "/slack/interactions",
+            post(slack_interactions::<L, P, T, C, K>),
+        )
         .with_state(app)
 }
 
@@ -57,7 +60,13 @@ where
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let timestamp = header("x-slack-request-timestamp");
     let signature = header("x-slack-signature");
-    let interaction = receive(&app.signing_secret, timestamp, signature, &body, app.clock.now());
+    let interaction = receive(
+        &app.signing_secret,
+        timestamp,
+        signature,
+        &body,
+        app.clock.now(),
+    );
     let answer = match interaction {
         Err(Inbound::Unauthorized(error)) => {
             tracing::warn!(error = %error, "refused a Slack request");
@@ -68,12 +77,16 @@ where
             tracing::warn!(error = %error, "malformed Slack interaction");
             return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
         }
-        Ok(Interaction::Vote { voter, choice, request_id }) => {
-            app.click(&voter, &request_id, choice).await
-        }
-        Ok(Interaction::ReasonSubmitted { voter, request_id, reason }) => {
-            app.reason(&voter, &request_id, reason).await
-        }
+        Ok(Interaction::Vote {
+            voter,
+            choice,
+            request_id,
+        }) => app.click(&voter, &request_id, choice).await,
+        Ok(Interaction::ReasonSubmitted {
+            voter,
+            request_id,
+            reason,
+        }) => app.reason(&voter, &request_id, reason).await,
     };
     answer.unwrap_or_else(|error| {
         tracing::error!(error = %error, "vote failed");
@@ -111,7 +124,12 @@ where
         self.approvals.vote(&ballot).await.map(Some)
     }
 
-    async fn click(&self, voter: &Voter, id: &str, choice: Choice) -> Result<Response, ApprovalError> {
+    async fn click(
+        &self,
+        voter: &Voter,
+        id: &str,
+        choice: Choice,
+    ) -> Result<Response, ApprovalError> {
         match self.cast(voter, id, choice, None).await? {
             Some(VoteResult::ReasonRequired { approval }) => {
                 self.approvals.ask_reason(voter, &approval).await?;
@@ -127,7 +145,12 @@ where
     }
 
     /// The reason modal: a vote that does not count keeps it open with the explanation.
-    async fn reason(&self, voter: &Voter, id: &str, reason: String) -> Result<Response, ApprovalError> {
+    async fn reason(
+        &self,
+        voter: &Voter,
+        id: &str,
+        reason: String,
+    ) -> Result<Response, ApprovalError> {
         let result = self.cast(voter, id, Choice::Reject, Some(reason)).await?;
         let explanation = result.map_or(Some(NO_IDENTITY.to_string()), |r| r.explanation());
         Ok(match explanation {

@@ -10,8 +10,8 @@ use axum::http::{Request, StatusCode};
 use regate_core::ports::{Clock, StoreError};
 use regate_core::{Choice, EventKind};
 use regate_testkit::{
-    open, request, signed_slack_click, signed_slack_reason, Fakes, Resumed,
-    SignedRequest, SLACK_SIGNING_SECRET,
+    open, request, signed_slack_click, signed_slack_reason, Fakes, Resumed, SignedRequest,
+    SLACK_SIGNING_SECRET,
 };
 use secrecy::SecretString;
 use tower::ServiceExt;
@@ -28,7 +28,9 @@ async fn opened(id: &str, kind: (&str, &str)) -> Fakes {
     fakes.chat.knows(ALICE, "alice@example.com");
     fakes.chat.knows(IVAN, "ivan@example.com");
     fakes.chat.knows(DEV, "dev@example.com");
-    let request = request(id).change(kind.0, "production", kind.1, "payments").build();
+    let request = request(id)
+        .change(kind.0, "production", kind.1, "payments")
+        .build();
     open(&fakes.approvals(), &request, "token-1").await;
     fakes
 }
@@ -51,7 +53,9 @@ async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
         .unwrap();
     let response = router(app).oneshot(request).await.unwrap();
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
@@ -62,10 +66,17 @@ fn now(fakes: &Fakes) -> chrono::DateTime<chrono::Utc> {
 #[tokio::test]
 async fn a_signed_owner_approval_resumes_the_workflow_once() {
     let fakes = opened("cb-1", DEPLOY).await;
-    let (status, _) = post(&fakes, &signed_slack_click(ALICE, "approve", "cb-1", now(&fakes))).await;
+    let (status, _) = post(
+        &fakes,
+        &signed_slack_click(ALICE, "approve", "cb-1", now(&fakes)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let calls = fakes.tokens.calls();
-    assert!(matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"), "{calls:?}");
+    assert!(
+        matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"),
+        "{calls:?}"
+    );
     assert_eq!(
         fakes.kinds("cb-1"),
         [EventKind::Notified, EventKind::Vote, EventKind::Decided]
@@ -78,28 +89,50 @@ async fn a_signed_owner_approval_resumes_the_workflow_once() {
 #[tokio::test]
 async fn the_requesters_click_is_refused_privately_and_logged() {
     let fakes = opened("cb-2", DEPLOY).await;
-    let (status, _) = post(&fakes, &signed_slack_click(DEV, "approve", "cb-2", now(&fakes))).await;
+    let (status, _) = post(
+        &fakes,
+        &signed_slack_click(DEV, "approve", "cb-2", now(&fakes)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let told = fakes.chat.told();
     assert_eq!(told.len(), 1);
     assert_eq!(told[0].0, DEV);
     assert!(told[0].1.contains("not counted"), "{told:?}");
-    assert_eq!(fakes.kinds("cb-2"), [EventKind::Notified, EventKind::VoteRefused]);
+    assert_eq!(
+        fakes.kinds("cb-2"),
+        [EventKind::Notified, EventKind::VoteRefused]
+    );
     assert!(fakes.tokens.calls().is_empty());
 }
 
 #[tokio::test]
 async fn a_reject_that_needs_a_reason_opens_the_modal_and_its_submission_decides() {
     let fakes = opened("cb-3", IAM).await;
-    let (status, _) = post(&fakes, &signed_slack_click(IVAN, "reject", "cb-3", now(&fakes))).await;
+    let (status, _) = post(
+        &fakes,
+        &signed_slack_click(IVAN, "reject", "cb-3", now(&fakes)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let asked = fakes.chat.asked_reason.lock().unwrap().clone();
     assert_eq!(asked, [(IVAN.to_string(), "cb-3".to_string())]);
-    assert_eq!(fakes.kinds("cb-3"), [EventKind::Notified], "nothing is recorded yet");
+    assert_eq!(
+        fakes.kinds("cb-3"),
+        [EventKind::Notified],
+        "nothing is recorded yet"
+    );
 
-    let (status, body) = post(&fakes, &signed_slack_reason(IVAN, "cb-3", "  ", now(&fakes))).await;
+    let (status, body) = post(
+        &fakes,
+        &signed_slack_reason(IVAN, "cb-3", "  ", now(&fakes)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("response_action") && body.contains("Give a reason"), "{body}");
+    assert!(
+        body.contains("response_action") && body.contains("Give a reason"),
+        "{body}"
+    );
 
     let reason = signed_slack_reason(IVAN, "cb-3", "too broad", now(&fakes));
     let (status, body) = post(&fakes, &reason).await;
@@ -107,7 +140,10 @@ async fn a_reject_that_needs_a_reason_opens_the_modal_and_its_submission_decides
     let item = fakes.pending.item("cb-3").unwrap();
     assert_eq!(item.votes[0].vote, Choice::Reject);
     assert_eq!(item.votes[0].reason.as_deref(), Some("too broad"));
-    assert!(matches!(&fakes.tokens.calls()[..], [Resumed::Failure { .. }]));
+    assert!(matches!(
+        &fakes.tokens.calls()[..],
+        [Resumed::Failure { .. }]
+    ));
 }
 
 #[tokio::test]
@@ -144,19 +180,29 @@ async fn a_malformed_body_or_unknown_action_is_400() {
 #[tokio::test]
 async fn a_store_fault_is_a_500_with_the_generic_message() {
     let fakes = opened("cb-6", DEPLOY).await;
-    fakes
-        .pending
-        .fault
-        .set(StoreError::Unavailable("connection reset by 10.0.0.7".into()));
-    let (status, body) = post(&fakes, &signed_slack_click(ALICE, "approve", "cb-6", now(&fakes))).await;
-    assert_eq!((status, body.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, FAULT));
+    fakes.pending.fault.set(StoreError::Unavailable(
+        "connection reset by 10.0.0.7".into(),
+    ));
+    let (status, body) = post(
+        &fakes,
+        &signed_slack_click(ALICE, "approve", "cb-6", now(&fakes)),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, FAULT)
+    );
     assert!(fakes.tokens.calls().is_empty());
 }
 
 #[tokio::test]
 async fn a_user_without_an_email_is_told_why_and_nothing_is_recorded() {
     let fakes = opened("cb-7", DEPLOY).await;
-    let (status, _) = post(&fakes, &signed_slack_click("U0NOBODY", "approve", "cb-7", now(&fakes))).await;
+    let (status, _) = post(
+        &fakes,
+        &signed_slack_click("U0NOBODY", "approve", "cb-7", now(&fakes)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(fakes.chat.told()[0].1.contains("e-mail address"));
     assert_eq!(fakes.kinds("cb-7"), [EventKind::Notified]);

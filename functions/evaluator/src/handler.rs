@@ -37,7 +37,11 @@ mod tests {
     use std::sync::Arc;
 
     fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock> {
-        Evaluator::new(log.clone(), FixedClock::default(), Arc::new(default_policy()))
+        Evaluator::new(
+            log.clone(),
+            FixedClock::default(),
+            Arc::new(default_policy()),
+        )
     }
 
     fn input(request: Value) -> Input {
@@ -96,8 +100,9 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_log_fails_with_its_retryable_name() {
         let log = MemoryLog::default();
-        log.fault
-            .set(regate_core::ports::StoreError::Throttled("slow down".into()));
+        log.fault.set(regate_core::ports::StoreError::Throttled(
+            "slow down".into(),
+        ));
         let diagnostic = handle(&evaluator(&log), input(deploy())).await.unwrap_err();
         assert_eq!(diagnostic.error_type, "DecisionLog.Throttled");
     }

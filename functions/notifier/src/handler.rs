@@ -77,8 +77,12 @@ mod tests {
     async fn the_message_is_posted_once_even_when_the_step_is_retried() {
         let fakes = Fakes::default();
         let approvals = fakes.approvals();
-        handle(&approvals, notify_input(&fakes, "n1", "t1")).await.unwrap();
-        handle(&approvals, notify_input(&fakes, "n1", "t2")).await.unwrap();
+        handle(&approvals, notify_input(&fakes, "n1", "t1"))
+            .await
+            .unwrap();
+        handle(&approvals, notify_input(&fakes, "n1", "t2"))
+            .await
+            .unwrap();
         assert_eq!(
             fakes.chat.posts.lock().unwrap().len(),
             1,
@@ -112,7 +116,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.error_type, "Chat.RateLimited");
         fakes.chat.fault.clear();
-        handle(&approvals, notify_input(&fakes, "n2", "t2")).await.unwrap();
+        handle(&approvals, notify_input(&fakes, "n2", "t2"))
+            .await
+            .unwrap();
         assert_eq!(fakes.chat.posts.lock().unwrap().len(), 1);
     }
 
@@ -120,7 +126,9 @@ mod tests {
     async fn expire_closes_the_request_and_updates_its_messages() {
         let fakes = Fakes::default();
         let approvals = fakes.approvals();
-        handle(&approvals, notify_input(&fakes, "n3", "t1")).await.unwrap();
+        handle(&approvals, notify_input(&fakes, "n3", "t1"))
+            .await
+            .unwrap();
         let request = request("n3").build();
         let out = handle(&approvals, Input::Expire { request }).await.unwrap();
         assert_eq!(out["state"], "expired");

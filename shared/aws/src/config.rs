@@ -52,7 +52,11 @@ impl<'a> Vars<'a> {
         ))
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ConfigError> {
+    fn number<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, ConfigError> {
         let Some(text) = self.get(name) else {
             return Ok(None);
         };
@@ -171,7 +175,10 @@ mod tests {
     #[test]
     fn a_missing_table_is_named() {
         let error = with(&[("REGATE_DECISION_LOG_TABLE", "Log")], Tables::from_vars).unwrap_err();
-        assert_eq!(error.to_string(), "environment variable REGATE_PENDING_TABLE is not set");
+        assert_eq!(
+            error.to_string(),
+            "environment variable REGATE_PENDING_TABLE is not set"
+        );
     }
 
     #[test]
@@ -181,7 +188,10 @@ mod tests {
             |v| SlackSettings::from_vars(v, Duration::from_secs(1)),
         );
         let error = slack.unwrap_err().to_string();
-        assert!(error.contains("SLACK_CALL_BUDGET_MS") && error.contains("\"soon\""), "{error}");
+        assert!(
+            error.contains("SLACK_CALL_BUDGET_MS") && error.contains("\"soon\""),
+            "{error}"
+        );
         let negative = with(&[("SLACK_CALL_BUDGET_MS", "-5")], |v| {
             v.millis("SLACK_CALL_BUDGET_MS", Duration::ZERO)
         });

@@ -28,7 +28,7 @@ fn example(name: &str) -> (PreparedRequest, Vec<Vote>, DateTime<Utc>) {
 }
 
 fn bundle() -> PolicyBundle {
-    PolicyBundle::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")).unwrap()
+    regate_policies::bundle().unwrap()
 }
 
 const CASES: [(&str, &str); 3] = [

@@ -147,7 +147,14 @@ where
     C: ChatPlatform,
     K: Clock,
 {
-    pub fn new(log: L, pending: P, tokens: T, chat: C, clock: K, policy: Arc<PolicyEngine>) -> Self {
+    pub fn new(
+        log: L,
+        pending: P,
+        tokens: T,
+        chat: C,
+        clock: K,
+        policy: Arc<PolicyEngine>,
+    ) -> Self {
         Self {
             log,
             pending,
@@ -275,7 +282,11 @@ where
         let mut draft = EventDraft::new(EventKind::Notified).platform(message.platform().as_str());
         draft.data = message.log_fields();
         self.append(&request_id, draft).await?;
-        tracing::info!(request_id, platform = message.platform().as_str(), "approval message posted");
+        tracing::info!(
+            request_id,
+            platform = message.platform().as_str(),
+            "approval message posted"
+        );
         Ok(stored)
     }
 

@@ -185,7 +185,9 @@ mod tests {
     #[test]
     fn each_step_raises_its_families_only() {
         assert!(Step::Evaluate.raises().contains(&ErrorName::InvalidRequest));
-        assert!(!Step::Evaluate.raises().contains(&ErrorName::ChatUnavailable));
+        assert!(!Step::Evaluate
+            .raises()
+            .contains(&ErrorName::ChatUnavailable));
         assert!(Step::Notify.raises().contains(&ErrorName::ChatNoTarget));
         assert!(!Step::Notify.raises().contains(&ErrorName::PolicyError));
     }

@@ -192,7 +192,6 @@ pub struct ApprovalView<'a> {
     pub evaluation: &'a Evaluation,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

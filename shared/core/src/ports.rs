@@ -197,5 +197,4 @@ pub trait TaskTokens: Send + Sync {
         error: &str,
         cause: &str,
     ) -> impl Future<Output = Result<(), TaskTokenError>> + Send;
-
 }

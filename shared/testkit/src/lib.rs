@@ -385,17 +385,20 @@ pub fn default_policy() -> PolicyEngine {
 }
 
 /// A request as a workflow would send it, built from the default: a production deploy of
-/// `payments` requested by `dev@example.com` through `ci-bot`.
+/// `payments` requested by `dev@example.com` through `ci-bot`, with a pipeline link.
 #[derive(Debug, Clone)]
 pub struct RequestBuilder(Value);
 
 /// Starts a request with `id`.
 pub fn request(id: &str) -> RequestBuilder {
-    RequestBuilder(json!({"id": id, "action": "deploy", "environment": "production",
+    RequestBuilder(
+        json!({"id": id, "action": "deploy", "environment": "production",
         "resource": {"type": "service", "name": "payments"},
         "requester": {"id": "dev@example.com", "kind": "human"},
         "initiator": {"id": "ci-bot", "kind": "service"},
-        "summary": "Deploy payments v1.4.2"}))
+        "summary": "Deploy payments v1.4.2", "details": {},
+        "links": [{"title": "Pipeline", "url": format!("https://ci.example.com/{id}")}]}),
+    )
 }
 
 impl RequestBuilder {
@@ -404,7 +407,7 @@ impl RequestBuilder {
         self.0["action"] = json!(action);
         self.0["environment"] = json!(environment);
         self.0["resource"] = json!({"type": kind, "name": name});
-        self.0["summary"] = json!(format!("{action} {name}"));
+        self.0["summary"] = json!(format!("{action} {name} in {environment}"));
         self
     }
 
@@ -419,12 +422,40 @@ impl RequestBuilder {
         self
     }
 
+    /// Removes a top-level field (`id`, `initiator`, ...).
+    pub fn without(mut self, field: &str) -> Self {
+        if let Some(fields) = self.0.as_object_mut() {
+            fields.remove(field);
+        }
+        self
+    }
+
     pub fn json(&self) -> Value {
         self.0.clone()
     }
 
     pub fn build(&self) -> Request {
         Request::from_value(&self.0, None).unwrap()
+    }
+}
+
+/// A pending approval of `request` (its first evaluation, no votes, no messages) waiting on
+/// `token`, as a store holds it.
+pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
+    let now = FixedClock::default().now();
+    PendingApproval {
+        request_id: request.id.clone(),
+        task_token: TaskToken::new(token),
+        request: request.clone(),
+        evaluation: first_evaluation(request, now),
+        messages: vec![],
+        votes: vec![],
+        state: ApprovalState::Pending,
+        version: 1,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(2),
+        decided_by: None,
+        decided_at: None,
     }
 }
 

@@ -40,7 +40,13 @@ pub fn signed_slack_click(
     request_id: &str,
     at: DateTime<Utc>,
 ) -> SignedRequest {
-    let payload = click_payload(user_id, action, request_id, "C0PAYMENTS", "1700000000.000001");
+    let payload = click_payload(
+        user_id,
+        action,
+        request_id,
+        "C0PAYMENTS",
+        "1700000000.000001",
+    );
     SignedRequest::new(form_body(&payload), at)
 }
 

@@ -425,7 +425,8 @@ impl ChatPlatform for SlackChat {
                 self.api.open_view(trigger, &modal).await
             }
             None => {
-                let text = "This request needs a reason to reject it; Slack sent no way to ask for one.";
+                let text =
+                    "This request needs a reason to reject it; Slack sent no way to ask for one.";
                 self.tell(voter, text).await
             }
         }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use regate_core::{ApprovalState, ApprovalView};
 use regate_core::Choice;
+use regate_core::{ApprovalState, ApprovalView};
 use serde_json::{json, Value};
 
 use super::interaction::{APPROVE_ACTION, REASON_BLOCK, REASON_VIEW, REJECT_ACTION};
@@ -257,29 +257,15 @@ pub fn reason_error(message: &str) -> Value {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use regate_core::{PendingApproval, TaskToken};
-    use regate_core::{PreparedRequest, Request, Vote};
+    use regate_core::PendingApproval;
+    use regate_core::{PreparedRequest, Vote};
 
     fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
-        let mut request: Request = regate_testkit::request("chg-9")
-            .change("deploy", "production", "service", "payments")
-            .build();
-        request.summary = summary.into();
-        let evaluation = regate_testkit::first_evaluation(&request, calm());
-        let approval = PendingApproval {
-            request_id: "chg-9".into(),
-            task_token: TaskToken::new("t"),
-            request,
-            evaluation: evaluation.clone(),
-            messages: vec![],
-            votes: vec![],
-            state: ApprovalState::Pending,
-            version: 1,
-            created_at: Utc::now(),
-            expires_at: Utc::now(),
-            decided_by: None,
-            decided_at: None,
-        };
+        let mut approval =
+            regate_testkit::pending_approval(&regate_testkit::request("chg-9").build(), "t");
+        // Past the request's own limits on purpose: the message must cope with anything.
+        approval.request.summary = summary.into();
+        let evaluation = approval.evaluation.clone();
         (approval, evaluation)
     }
 

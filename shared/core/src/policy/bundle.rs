@@ -69,4 +69,3 @@ fn revision_of(policies: &[PolicyFile], data_json: &str) -> String {
     }
     format!("sha256:{}", sha256_hex(manifest))
 }
-

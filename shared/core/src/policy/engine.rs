@@ -253,7 +253,10 @@ fn engine_with(
 /// The bundle on regorus's interpreter: its policy files, and its test files too when
 /// `with_tests` is set. `regate policy test` runs `test_*` rules on it, and a test holds the VM
 /// to agree with it.
-pub fn interpreter(bundle: &PolicyBundle, with_tests: bool) -> Result<regorus::Engine, PolicyError> {
+pub fn interpreter(
+    bundle: &PolicyBundle,
+    with_tests: bool,
+) -> Result<regorus::Engine, PolicyError> {
     let tests: &[PolicyFile] = if with_tests { &bundle.tests } else { &[] };
     let files: Vec<PolicyFile> = bundle.policies.iter().chain(tests).cloned().collect();
     engine_with(&files, &prepared_data(bundle)?)
@@ -320,7 +323,6 @@ fn groups_from_data(data: &regorus::Value) -> Groups {
     }
     groups
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -86,4 +86,3 @@ pub(super) fn policy_input(
     }
     Ok((canonical, regorus::Value::from(value)))
 }
-

@@ -8,7 +8,9 @@ mod engine;
 mod input;
 
 pub use bundle::{PolicyBundle, PolicyFile, TEST_SUFFIX};
-pub use engine::{interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE};
+pub use engine::{
+    interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE,
+};
 pub use input::PreparedRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,4 +28,3 @@ pub enum PolicyError {
     #[error("{rule} returned an unusable value: {message}")]
     BadOutput { rule: String, message: String },
 }
-

@@ -1,0 +1,11 @@
+//! regate's integration and end-to-end tests against the local stack (`infra/local/stack up`),
+//! one binary with a module per topic (ripgrep's `tests/tests.rs` pattern). Shared helpers are
+//! in `support/` and in `regate-testkit`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod decision_log;
+mod pending_store;
+mod slack_api;
+mod task_tokens;
+mod workflow;
