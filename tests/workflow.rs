@@ -128,6 +128,15 @@ async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
         ]
     );
     regate_core::chain::verify_chain(&id, &events).unwrap();
+    // The stack works in its own calendar (REGATE_LOCAL_DATE), not today's: the same deploy on
+    // a day inside the default policy's year-end freeze is denied (see regate-policies' tests),
+    // yet here it was asked and approved whatever the real date is.
+    let local = regate_tests::local_date();
+    let at = events[0].at_time().unwrap();
+    assert!(
+        at >= local && at < local + chrono::Duration::days(1),
+        "the functions logged {at}, not a time on the stack's own day {local}"
+    );
     assert!(
         !serde_json::to_string(&events).unwrap().contains("xoxb-"),
         "no bot token in the log"

@@ -83,11 +83,14 @@ fn every_example_gives_the_outcome_of_its_table_row() {
     }
 }
 
+/// A request written from the policy's table alone: no initiator, no links.
 fn request(action: &str, environment: &str, kind: &str, name: &str) -> Value {
-    json!({"id": "new-1", "action": action, "environment": environment,
-        "resource": {"type": kind, "name": name},
-        "requester": {"id": "someone@example.com", "kind": "human"},
-        "summary": "written from the table"})
+    regate_testkit::request("new-1")
+        .change(action, environment, kind, name)
+        .requester("someone@example.com")
+        .without("initiator")
+        .without("links")
+        .json()
 }
 
 #[test]

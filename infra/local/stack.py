@@ -7,6 +7,7 @@ started, by PID.
 """
 
 import argparse
+import datetime
 import io
 import json
 import os
@@ -161,6 +162,25 @@ def tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+CLOCK_OFFSET_FILE = RUN / "clock-offset"
+
+
+def clock_offset() -> str:
+    """Seconds from the real time to the stack's own calendar (REGATE_LOCAL_DATE in local.env),
+    fixed once per stack so every function keeps the same clock across restarts. The functions
+    then see the same dates on any day the demo and tests run: no freeze window or weekday in a
+    policy's data can change their outcome."""
+    if not CLOCK_OFFSET_FILE.exists():
+        local_date = read_env_file().get("REGATE_LOCAL_DATE", "").strip()
+        offset = 0
+        if local_date:
+            anchor = datetime.datetime.fromisoformat(local_date.replace("Z", "+00:00"))
+            offset = int((anchor - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+        RUN.mkdir(parents=True, exist_ok=True)
+        CLOCK_OFFSET_FILE.write_text(str(offset))
+    return CLOCK_OFFSET_FILE.read_text().strip()
+
+
 def start(service: Service) -> None:
     pid = running_pid(service)
     if pid and healthy(service.health_url):
@@ -173,6 +193,8 @@ def start(service: Service) -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **read_env_file()}
+    if service.name == "functions":
+        env["REGATE_CLOCK_OFFSET_SECONDS"] = clock_offset()
     with open(service.log_file, "ab") as log:
         process = subprocess.Popen(
             service.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -414,6 +436,7 @@ def up(_args) -> None:
 def down(_args) -> None:
     for service in reversed(services()):
         stop(service)
+    CLOCK_OFFSET_FILE.unlink(missing_ok=True)
 
 
 def status(_args) -> None:

@@ -174,6 +174,35 @@ mod tests {
         );
     }
 
+    /// The default data's year-end freeze is a real example: a production deploy inside it is
+    /// denied, the same deploy on a calm day waits for approval. The local stack and the tests
+    /// pin their clocks to a calm day, so they never depend on the real date.
+    #[test]
+    fn the_default_freeze_window_denies_production_changes_inside_it_only() {
+        let engine = PolicyEngine::compile(&bundle().unwrap()).unwrap();
+        let example = here().join("examples/03-prod-deploy-known-service.json");
+        let example: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+        let request = regate_core::Request::from_value(&example["request"], None).unwrap();
+        let prepared = regate_core::PreparedRequest::new(request).unwrap();
+        let outcome_at = |when: &str| {
+            let now = regate_core::time::parse_rfc3339(when).unwrap();
+            engine
+                .evaluate(&prepared, &[], now)
+                .unwrap()
+                .decision
+                .outcome
+        };
+        assert_eq!(
+            outcome_at("2026-12-24T12:00:00Z"),
+            regate_core::Outcome::Deny
+        );
+        assert_eq!(
+            outcome_at("2026-06-01T12:00:00Z"),
+            regate_core::Outcome::ApprovalRequired
+        );
+    }
+
     /// The deployed path runs the RVM; `regate policy test` runs the interpreter. Both must agree
     /// on the default policy for every example input.
     #[test]

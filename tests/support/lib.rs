@@ -62,6 +62,12 @@ pub async fn local_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// When the stack's own calendar starts (`REGATE_LOCAL_DATE`): its functions' clocks read this
+/// time when the stack started, and run on from there.
+pub fn local_date() -> chrono::DateTime<chrono::Utc> {
+    regate_core::time::parse_rfc3339(&local_env()["REGATE_LOCAL_DATE"]).unwrap()
+}
+
 pub fn decision_log_table() -> String {
     local_env()["REGATE_DECISION_LOG_TABLE"].clone()
 }

@@ -13,14 +13,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use regate_chat::slack::blocks::reason_error;
 use regate_chat::slack::{receive, Inbound, Interaction};
-use regate_core::approvals::{ApprovalError, Approvals, VoteResult};
+use regate_core::approvals::Approvals;
 use regate_core::ports::{ChatPlatform, Clock, DecisionLog, PendingStore, TaskTokens};
-use regate_core::{Ballot, Choice, Voter};
+use regate_core::Choice;
 use secrecy::SecretString;
 
 pub const FAULT: &str = "regate could not record this; please try again";
-const NO_IDENTITY: &str =
-    "regate cannot see the e-mail address of your Slack account, so it cannot count your vote.";
 
 pub struct App<L, P, T, C, K> {
     pub approvals: Approvals<L, P, T, C, K>,
@@ -29,7 +27,9 @@ pub struct App<L, P, T, C, K> {
     pub clock: K,
 }
 
-pub fn router<L, P, T, C, K>(app: Arc<App<L, P, T, C, K>>) -> Router
+type Shared<L, P, T, C, K> = Arc<App<L, P, T, C, K>>;
+
+pub fn router<L, P, T, C, K>(app: Shared<L, P, T, C, K>) -> Router
 where
     L: DecisionLog + 'static,
     P: PendingStore + 'static,
@@ -46,7 +46,7 @@ where
 }
 
 async fn slack_interactions<L, P, T, C, K>(
-    State(app): State<Arc<App<L, P, T, C, K>>>,
+    State(app): State<Shared<L, P, T, C, K>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response
@@ -81,81 +81,23 @@ where
             voter,
             choice,
             request_id,
-        }) => app.click(&voter, &request_id, choice).await,
+        }) => (app.approvals.click(&voter, &request_id, choice).await)
+            .map(|_| StatusCode::OK.into_response()),
+        // A vote that does not count keeps the modal open, showing why.
         Ok(Interaction::ReasonSubmitted {
             voter,
             request_id,
             reason,
-        }) => app.reason(&voter, &request_id, reason).await,
+        }) => (app.approvals)
+            .vote_as(&voter, &request_id, Choice::Reject, Some(reason))
+            .await
+            .map(|result| match result.explanation() {
+                Some(text) => Json(reason_error(&text)).into_response(),
+                None => StatusCode::OK.into_response(),
+            }),
     };
     answer.unwrap_or_else(|error| {
         tracing::error!(error = %error, "vote failed");
         (StatusCode::INTERNAL_SERVER_ERROR, FAULT).into_response()
     })
-}
-
-impl<L, P, T, C, K> App<L, P, T, C, K>
-where
-    L: DecisionLog,
-    P: PendingStore,
-    T: TaskTokens,
-    C: ChatPlatform,
-    K: Clock,
-{
-    /// Casts the voter's ballot; `None` when their platform account has no identity.
-    async fn cast(
-        &self,
-        voter: &Voter,
-        request_id: &str,
-        choice: Choice,
-        reason: Option<String>,
-    ) -> Result<Option<VoteResult>, ApprovalError> {
-        let Some(identity) = self.approvals.identify(voter).await? else {
-            return Ok(None);
-        };
-        let ballot = Ballot {
-            request_id: request_id.to_string(),
-            voter: identity,
-            choice,
-            reason,
-            platform: voter.platform,
-            at: self.approvals.now(),
-        };
-        self.approvals.vote(&ballot).await.map(Some)
-    }
-
-    async fn click(
-        &self,
-        voter: &Voter,
-        id: &str,
-        choice: Choice,
-    ) -> Result<Response, ApprovalError> {
-        match self.cast(voter, id, choice, None).await? {
-            Some(VoteResult::ReasonRequired { approval }) => {
-                self.approvals.ask_reason(voter, &approval).await?;
-            }
-            Some(result) => {
-                if let Some(text) = result.explanation() {
-                    self.approvals.tell(voter, &text).await;
-                }
-            }
-            None => self.approvals.tell(voter, NO_IDENTITY).await,
-        }
-        Ok(StatusCode::OK.into_response())
-    }
-
-    /// The reason modal: a vote that does not count keeps it open with the explanation.
-    async fn reason(
-        &self,
-        voter: &Voter,
-        id: &str,
-        reason: String,
-    ) -> Result<Response, ApprovalError> {
-        let result = self.cast(voter, id, Choice::Reject, Some(reason)).await?;
-        let explanation = result.map_or(Some(NO_IDENTITY.to_string()), |r| r.explanation());
-        Ok(match explanation {
-            Some(text) => Json(reason_error(&text)).into_response(),
-            None => StatusCode::OK.into_response(),
-        })
-    }
 }

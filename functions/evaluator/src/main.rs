@@ -3,6 +3,8 @@
 
 mod config;
 mod handler;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -88,6 +88,9 @@ pub enum VoteResult {
     AlreadyDecided { approval: PendingApproval },
     /// No approval is open under that id.
     Unknown,
+    /// The voter's platform account has no identity regate can see (an e-mail address), so the
+    /// vote cannot be matched against the policy's approvers. Nothing was recorded.
+    Unidentified,
 }
 
 impl VoteResult {
@@ -109,6 +112,10 @@ impl VoteResult {
             Self::Unknown => {
                 Some("regate knows no open request with this id; it may have expired.".into())
             }
+            Self::Unidentified => Some(
+                "regate cannot see the e-mail address of your account, so it cannot count your vote."
+                    .into(),
+            ),
         }
     }
 }
@@ -290,28 +297,62 @@ where
         Ok(stored)
     }
 
-    /// Who a clicking voter is, by their platform's account.
-    pub async fn identify(&self, voter: &Voter) -> Result<Option<String>, ApprovalError> {
-        self.chat.identify(voter).await.map_err(ApprovalError::Chat)
+    /// A button click: the vote of whoever clicked, answered privately when it does not count,
+    /// or with a request for a reason when their rejection needs one.
+    pub async fn click(
+        &self,
+        voter: &Voter,
+        request_id: &str,
+        choice: Choice,
+    ) -> Result<VoteResult, ApprovalError> {
+        let result = self.vote_as(voter, request_id, choice, None).await?;
+        match &result {
+            VoteResult::ReasonRequired { approval } => self
+                .chat
+                .ask_reason(voter, approval)
+                .await
+                .map_err(ApprovalError::Chat)?,
+            other => {
+                if let Some(text) = other.explanation() {
+                    self.tell(voter, &text).await;
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// The vote of whoever clicked, as their platform account identifies them, cast now.
+    pub async fn vote_as(
+        &self,
+        voter: &Voter,
+        request_id: &str,
+        choice: Choice,
+        reason: Option<String>,
+    ) -> Result<VoteResult, ApprovalError> {
+        let Some(identity) = self
+            .chat
+            .identify(voter)
+            .await
+            .map_err(ApprovalError::Chat)?
+        else {
+            return Ok(VoteResult::Unidentified);
+        };
+        let ballot = Ballot {
+            request_id: request_id.to_string(),
+            voter: identity,
+            choice,
+            reason,
+            platform: voter.platform,
+            at: self.clock.now(),
+        };
+        self.vote(&ballot).await
     }
 
     /// Tells a voter something privately; best effort (the answer to the click still goes out).
-    pub async fn tell(&self, voter: &Voter, text: &str) {
+    async fn tell(&self, voter: &Voter, text: &str) {
         if let Err(error) = self.chat.tell(voter, text).await {
             tracing::warn!(error = %error, "could not tell the voter privately");
         }
-    }
-
-    /// Asks an eligible voter for the reason of their rejection.
-    pub async fn ask_reason(
-        &self,
-        voter: &Voter,
-        approval: &PendingApproval,
-    ) -> Result<(), ApprovalError> {
-        self.chat
-            .ask_reason(voter, approval)
-            .await
-            .map_err(ApprovalError::Chat)
     }
 
     /// Counts a ballot if the policy and the hard rules allow it, closes the request (resuming

@@ -81,7 +81,7 @@ async fn the_requester_is_refused_with_a_logged_reason_and_nothing_resumes() {
     assert!(f.tokens.calls().is_empty());
     let events = f.log.of("r2");
     assert_eq!(events[1].kind, EventKind::VoteRefused);
-    assert_eq!(&events[1].reasons, &[reason.clone()]);
+    assert_eq!(events[1].reasons, std::slice::from_ref(reason));
     assert!(f.pending.item("r2").unwrap().votes.is_empty());
     assert!(
         f.chat.updates.lock().unwrap().is_empty(),

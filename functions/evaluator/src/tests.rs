@@ -1,0 +1,83 @@
+//! The evaluator's handler over an in-memory log: default ids, logging once across retries,
+//! and named errors for Step Functions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::handler::{handle, Input};
+use regate_core::evaluator::Evaluator;
+use regate_core::EventKind;
+use regate_testkit::{default_policy, request, FixedClock, MemoryLog};
+use serde_json::json;
+use serde_json::Value;
+use std::sync::Arc;
+
+fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock> {
+    Evaluator::new(
+        log.clone(),
+        FixedClock::default(),
+        Arc::new(default_policy()),
+    )
+}
+
+fn input(request: Value) -> Input {
+    Input {
+        request,
+        execution_name: Some("exec-7".into()),
+    }
+}
+
+fn deploy() -> Value {
+    let mut request = request("unused").json();
+    request.as_object_mut().unwrap().remove("id");
+    request
+}
+
+#[tokio::test]
+async fn a_request_without_id_takes_the_execution_name_and_is_logged_once() {
+    let log = MemoryLog::default();
+    let e = evaluator(&log);
+    let out = handle(&e, input(deploy())).await.unwrap();
+    assert_eq!(out.decision.request_id, "exec-7");
+    assert_eq!(
+        out.decision.evaluation.decision.outcome,
+        regate_core::Outcome::ApprovalRequired
+    );
+    handle(&e, input(deploy())).await.unwrap();
+    let kinds: Vec<_> = log.of("exec-7").iter().map(|ev| ev.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Requested, EventKind::Evaluated],
+        "a retried step logs nothing twice"
+    );
+    let output = serde_json::to_value(&out).unwrap();
+    assert_eq!(output["decision"]["timeout_seconds"], 3600);
+    assert!(output["decision"]["policy_revision"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+}
+
+#[tokio::test]
+async fn an_invalid_request_fails_with_invalid_request_naming_the_field() {
+    let mut bad = deploy();
+    bad["resource"] = json!({"type": "service"});
+    let diagnostic = handle(&evaluator(&MemoryLog::default()), input(bad))
+        .await
+        .unwrap_err();
+    assert_eq!(diagnostic.error_type, "InvalidRequest");
+    assert!(
+        diagnostic.error_message.contains("resource.name"),
+        "{}",
+        diagnostic.error_message
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_log_fails_with_its_retryable_name() {
+    let log = MemoryLog::default();
+    log.fault.set(regate_core::ports::StoreError::Throttled(
+        "slow down".into(),
+    ));
+    let diagnostic = handle(&evaluator(&log), input(deploy())).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "DecisionLog.Throttled");
+}
