@@ -12,10 +12,9 @@
 
 use std::process::ExitCode;
 
-use regate_testkit::request;
+use regate_testkit::RequestBuilder;
 use regate_tests::repo_root;
 use regate_tests::stack::{Finished, LocalStack};
-use regate_tests::unique;
 
 use serde_json::{json, Value};
 
@@ -26,6 +25,22 @@ struct Demo {
 }
 
 impl Demo {
+    /// Starts a request whose summary is `summary`, shaped by `shape`; prints and remembers it.
+    async fn start(
+        &mut self,
+        prefix: &str,
+        summary: &str,
+        shape: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> (String, String) {
+        let (id, execution) = self
+            .stack
+            .begin(prefix, |r| shape(r).with("summary", json!(summary)))
+            .await;
+        println!("  → StartExecution {id}: {summary:?}");
+        self.ids.push(id.clone());
+        (id, execution)
+    }
+
     fn expect(&mut self, ok: bool, what: &str) {
         if ok {
             println!("    ✓ {what}");
@@ -158,45 +173,39 @@ async fn main() -> ExitCode {
     };
 
     println!("\n== 1. A staging deploy: allowed by policy, nobody is asked");
-    let id = unique("demo-staging");
-    let mut r = request(&id)
-        .change("deploy", "staging", "service", "payments")
-        .json();
-    r["summary"] = json!("Deploy payments v1.4.2 to staging");
-    println!("  → StartExecution {id}: {}", r["summary"]);
-    let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
+    let (id, execution) = demo
+        .start("demo-staging", "Deploy payments v1.4.2 to staging", |r| {
+            r.change("deploy", "staging", "service", "payments")
+        })
+        .await;
+    let done = demo.stack.wait_finished(&execution).await;
     demo.decision_line(&id).await;
     demo.finished(&done);
     demo.expect(
         done.status == "SUCCEEDED",
         "the execution SUCCEEDED without an approval",
     );
-    demo.ids.push(id);
 
     println!("\n== 2. A production database delete: denied by policy");
-    let id = unique("demo-drop");
-    let mut r = request(&id)
-        .change("delete", "production", "database", "orders-db")
-        .json();
-    r["summary"] = json!("Drop the orders database");
-    println!("  → StartExecution {id}: {}", r["summary"]);
-    let done = demo.stack.wait_finished(&demo.stack.start(&r).await).await;
+    let (id, execution) = demo
+        .start("demo-drop", "Drop the orders database", |r| {
+            r.change("delete", "production", "database", "orders-db")
+        })
+        .await;
+    let done = demo.stack.wait_finished(&execution).await;
     demo.decision_line(&id).await;
     demo.finished(&done);
     demo.expect(
         done.status == "FAILED" && done.error.as_deref() == Some("PolicyDenied"),
         "the execution FAILED with PolicyDenied",
     );
-    demo.ids.push(id);
 
     println!("\n== 3. A production deploy: posted to Slack, approved by an owner");
-    let id = unique("demo-deploy");
-    let mut r = request(&id)
-        .change("deploy", "production", "service", "payments")
-        .json();
-    r["summary"] = json!("Deploy payments v1.4.2");
-    println!("  → StartExecution {id}: {}", r["summary"]);
-    let execution = demo.stack.start(&r).await;
+    let (id, execution) = demo
+        .start("demo-deploy", "Deploy payments v1.4.2", |r| {
+            r.change("deploy", "production", "service", "payments")
+        })
+        .await;
     demo.message_line(&id).await;
     demo.decision_line(&id).await;
     let status = demo.click("alice@example.com", "approve", &id).await;
@@ -214,16 +223,15 @@ async fn main() -> ExitCode {
         approvers == json!(["alice@example.com"]),
         "the output names alice@example.com as the approver",
     );
-    demo.ids.push(id);
 
     println!("\n== 4. A production IAM change: one approval, then a rejection with a reason");
-    let id = unique("demo-iam");
-    let mut r = request(&id)
-        .change("iam_change", "production", "iam_role", "payments")
-        .json();
-    r["summary"] = json!("Grant payments-deployer s3:PutObject on every bucket");
-    println!("  → StartExecution {id}: {}", r["summary"]);
-    let execution = demo.stack.start(&r).await;
+    let (id, execution) = demo
+        .start(
+            "demo-iam",
+            "Grant payments-deployer s3:PutObject on every bucket",
+            |r| r.change("iam_change", "production", "iam_role", "payments"),
+        )
+        .await;
     demo.message_line(&id).await;
     demo.decision_line(&id).await;
     demo.click("alice@example.com", "approve", &id).await;
@@ -256,7 +264,6 @@ async fn main() -> ExitCode {
         done.status == "FAILED" && done.error.as_deref() == Some("ApprovalRejected"),
         "the execution FAILED with ApprovalRejected",
     );
-    demo.ids.push(id);
 
     let ids_file = repo_root().join(".local/run/demo-requests.txt");
     std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();

@@ -2,9 +2,7 @@
 //! lambda watch), the Slack stand-in, and clicks signed as Slack signs them.
 
 use regate_core::EventKind;
-use regate_testkit::request;
 use regate_tests::stack::LocalStack;
-use regate_tests::unique;
 use serde_json::json;
 
 fn kinds(events: &[regate_core::Event]) -> Vec<EventKind> {
@@ -14,18 +12,12 @@ fn kinds(events: &[regate_core::Event]) -> Vec<EventKind> {
 #[tokio::test]
 async fn a_staging_deploy_is_allowed_without_asking_anyone() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-staging");
-    let done = stack
-        .wait_finished(
-            &stack
-                .start(
-                    &request(&id)
-                        .change("deploy", "staging", "service", "payments")
-                        .json(),
-                )
-                .await,
-        )
+    let (id, execution) = stack
+        .begin("e2e-staging", |r| {
+            r.change("deploy", "staging", "service", "payments")
+        })
         .await;
+    let done = stack.wait_finished(&execution).await;
     assert_eq!(done.status, "SUCCEEDED");
     let output = done.output.unwrap();
     assert_eq!(output["outcome"], "allow");
@@ -48,22 +40,13 @@ async fn a_staging_deploy_is_allowed_without_asking_anyone() {
 #[tokio::test]
 async fn a_production_database_delete_is_denied() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-drop");
-    let done = stack
-        .wait_finished(
-            &stack
-                .start(
-                    &request(&id)
-                        .change("delete", "production", "database", "orders-db")
-                        .json(),
-                )
-                .await,
-        )
+    let (id, execution) = stack
+        .begin("e2e-drop", |r| {
+            r.change("delete", "production", "database", "orders-db")
+        })
         .await;
-    assert_eq!(
-        (done.status.as_str(), done.error.as_deref()),
-        ("FAILED", Some("PolicyDenied"))
-    );
+    let done = stack.wait_finished(&execution).await;
+    done.assert_failed("PolicyDenied");
     let events = stack.events(&id).await;
     assert!(events[1].reasons[0].contains("destructive production change"));
 }
@@ -71,14 +54,7 @@ async fn a_production_database_delete_is_denied() {
 #[tokio::test]
 async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-deploy");
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "payments")
-                .json(),
-        )
-        .await;
+    let (id, execution) = stack.begin("e2e-deploy", |r| r).await;
     let (channel, _, message) = stack.message_for(&id).await;
     assert_eq!(channel, "C0PAYMENTS");
     assert!(message["blocks"]
@@ -146,31 +122,19 @@ async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
 #[tokio::test]
 async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_rejected() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-iam");
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("iam_change", "production", "iam_role", "payments")
-                .json(),
-        )
+    let (id, execution) = stack
+        .begin("e2e-iam", |r| {
+            r.change("iam_change", "production", "iam_role", "payments")
+        })
         .await;
-    assert_eq!(
-        stack
-            .click("alice@example.com", "approve", &id)
-            .await
-            .status,
-        200
-    );
+    stack.click_ok("alice@example.com", "approve", &id).await;
     assert_eq!(
         stack.status(&execution).await.status,
         "RUNNING",
         "one approval of two"
     );
     // Reject needs a reason here: the click opens Slack's modal instead of voting.
-    assert_eq!(
-        stack.click("ivan@example.com", "reject", &id).await.status,
-        200
-    );
+    stack.click_ok("ivan@example.com", "reject", &id).await;
     let modal = stack.calls_about("views.open", &id).await;
     assert_eq!(modal.len(), 1, "the reason modal was opened");
     assert_eq!(modal[0]["body"]["view"]["private_metadata"], id.as_str());
@@ -185,10 +149,7 @@ async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_
         .await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
     let done = stack.wait_finished(&execution).await;
-    assert_eq!(
-        (done.status.as_str(), done.error.as_deref()),
-        ("FAILED", Some("ApprovalRejected"))
-    );
+    done.assert_failed("ApprovalRejected");
     let events = stack.events(&id).await;
     let rejection = events
         .iter()
@@ -201,17 +162,13 @@ async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_
 #[tokio::test]
 async fn a_request_nobody_answers_expires_and_its_message_says_so() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-timeout");
-    let mut r = request(&id)
-        .change("deploy", "production", "service", "payments")
-        .json();
-    r["details"] = json!({"timeout_seconds": 3});
-    let execution = stack.start(&r).await;
+    let (id, execution) = stack
+        .begin("e2e-timeout", |r| {
+            r.with("details", json!({"timeout_seconds": 3}))
+        })
+        .await;
     let done = stack.wait_finished(&execution).await;
-    assert_eq!(
-        (done.status.as_str(), done.error.as_deref()),
-        ("FAILED", Some("ApprovalExpired"))
-    );
+    done.assert_failed("ApprovalExpired");
     let updates = stack.calls_about("chat.update", &id).await;
     assert!(
         updates.last().unwrap()["body"]
@@ -230,22 +187,13 @@ async fn a_request_nobody_answers_expires_and_its_message_says_so() {
 #[tokio::test]
 async fn the_requester_clicking_approve_is_refused_and_nothing_resumes() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-self");
     // The requester is an owner, so only the hard rule stops them.
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "payments")
-                .requester("bob@example.com")
-                .json(),
-        )
+    let (id, execution) = stack
+        .begin("e2e-self", |r| r.requester("bob@example.com"))
         .await;
     stack.message_for(&id).await;
     let bob = stack.slack_user("bob@example.com").await;
-    assert_eq!(
-        stack.click("bob@example.com", "approve", &id).await.status,
-        200
-    );
+    stack.click_ok("bob@example.com", "approve", &id).await;
     let ephemeral = stack
         .calls()
         .await
@@ -271,14 +219,7 @@ async fn the_requester_clicking_approve_is_refused_and_nothing_resumes() {
 #[tokio::test]
 async fn forged_and_stale_requests_get_401_and_record_nothing() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-forged");
-    stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "payments")
-                .json(),
-        )
-        .await;
+    let (id, _) = stack.begin("e2e-forged", |r| r).await;
     let (channel, ts, _) = stack.message_for(&id).await;
     let alice = stack.slack_user("alice@example.com").await;
     let body = regate_chat::slack::interaction::form_body(
@@ -315,44 +256,26 @@ async fn forged_and_stale_requests_get_401_and_record_nothing() {
 #[tokio::test]
 async fn a_double_click_counts_once_and_a_click_after_the_decision_is_already_decided() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-double");
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "ledger")
-                .json(),
-        )
+    let (id, execution) = stack
+        .begin("e2e-double", |r| {
+            r.change("deploy", "production", "service", "ledger")
+        })
         .await;
-    assert_eq!(
-        stack.click("erin@example.com", "approve", &id).await.status,
-        200
-    );
-    assert_eq!(
-        stack.click("erin@example.com", "approve", &id).await.status,
-        200
-    );
+    stack.click_ok("erin@example.com", "approve", &id).await;
+    stack.click_ok("erin@example.com", "approve", &id).await;
     assert_eq!(
         stack.status(&execution).await.status,
         "RUNNING",
         "one person is one approval of two"
     );
-    assert_eq!(
-        stack
-            .click("frank@example.com", "approve", &id)
-            .await
-            .status,
-        200
-    );
+    stack.click_ok("frank@example.com", "approve", &id).await;
     let done = stack.wait_finished(&execution).await;
     assert_eq!(done.status, "SUCCEEDED");
     assert_eq!(
         done.output.unwrap()["approvers"],
         json!(["erin@example.com", "frank@example.com"])
     );
-    assert_eq!(
-        stack.click("grace@example.com", "reject", &id).await.status,
-        200
-    );
+    stack.click_ok("grace@example.com", "reject", &id).await;
     let grace = stack.slack_user("grace@example.com").await;
     let told = stack.calls().await.into_iter().any(|c| {
         c["method"] == "chat.postEphemeral"
@@ -409,14 +332,7 @@ async fn unknown_actions_and_malformed_payloads_get_400() {
 #[tokio::test]
 async fn a_message_update_that_keeps_failing_never_loses_the_recorded_decision() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-slack-down");
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "payments")
-                .json(),
-        )
-        .await;
+    let (id, execution) = stack.begin("e2e-slack-down", |r| r).await;
     stack.message_for(&id).await;
     let fault = json!({"method": "chat.update", "match": id, "status": 500, "times": 1000});
     stack
@@ -426,13 +342,7 @@ async fn a_message_update_that_keeps_failing_never_loses_the_recorded_decision()
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        stack
-            .click("alice@example.com", "approve", &id)
-            .await
-            .status,
-        200
-    );
+    stack.click_ok("alice@example.com", "approve", &id).await;
     let done = stack.wait_finished(&execution).await;
     assert_eq!(
         done.status, "SUCCEEDED",
@@ -453,23 +363,10 @@ async fn a_message_update_that_keeps_failing_never_loses_the_recorded_decision()
 #[tokio::test]
 async fn a_reject_without_a_reason_requirement_records_at_once() {
     let stack = LocalStack::connect().await;
-    let id = unique("e2e-reject");
-    let execution = stack
-        .start(
-            &request(&id)
-                .change("deploy", "production", "service", "payments")
-                .json(),
-        )
-        .await;
-    assert_eq!(
-        stack.click("bob@example.com", "reject", &id).await.status,
-        200
-    );
+    let (id, execution) = stack.begin("e2e-reject", |r| r).await;
+    stack.click_ok("bob@example.com", "reject", &id).await;
     let done = stack.wait_finished(&execution).await;
-    assert_eq!(
-        (done.status.as_str(), done.error.as_deref()),
-        ("FAILED", Some("ApprovalRejected"))
-    );
+    done.assert_failed("ApprovalRejected");
     assert!(
         stack.calls_about("views.open", &id).await.is_empty(),
         "no modal when no reason is required"

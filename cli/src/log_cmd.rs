@@ -29,8 +29,8 @@ pub enum LogCommand {
 
 #[derive(Args)]
 pub struct TableArg {
-    /// The DecisionLog table name [default: $REGATE_DECISION_LOG_TABLE].
-    #[arg(long = "table")]
+    /// The DecisionLog table name.
+    #[arg(long = "table", env = TABLE_ENV)]
     name: Option<String>,
 }
 
@@ -81,13 +81,11 @@ pub fn run(command: LogCommand) -> Result<ExitCode> {
 }
 
 async fn open(table: &TableArg) -> Result<DynamoDecisionLog> {
-    let name = match &table.name {
-        Some(name) => name.clone(),
-        None => std::env::var(TABLE_ENV)
-            .ok()
-            .filter(|n| !n.is_empty())
-            .with_context(|| format!("no table: pass --table or set {TABLE_ENV}"))?,
-    };
+    let name = table
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .with_context(|| format!("no table: pass --table or set {TABLE_ENV}"))?;
     let config = regate_aws::load_config().await;
     Ok(DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&config),

@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
-use regate_core::policy::{interpreter, PolicyBundle, PolicyError, PolicyFile};
+use regate_core::policy::{interpreter, PolicyBundle, PolicyEngine, PolicyError, PolicyFile};
 use regorus::utils::limits::ExecutionTimerConfig;
 
 include!(concat!(env!("OUT_DIR"), "/bundle.rs"));
@@ -25,6 +25,11 @@ pub fn bundle() -> Result<PolicyBundle, PolicyError> {
         })
         .collect();
     PolicyBundle::from_files(files, DATA_JSON.map(str::to_string))
+}
+
+/// The bundle this crate was built with, compiled: what every function does once at cold start.
+pub fn compiled() -> Result<PolicyEngine, PolicyError> {
+    PolicyEngine::compile(&bundle()?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +143,6 @@ mod tests {
 
     use super::*;
     use regate_core::policy::{DECISION_RULE, VOTE_RULE};
-    use regate_core::PolicyEngine;
 
     fn here() -> &'static Path {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -179,7 +183,7 @@ mod tests {
     /// pin their clocks to a calm day, so they never depend on the real date.
     #[test]
     fn the_default_freeze_window_denies_production_changes_inside_it_only() {
-        let engine = PolicyEngine::compile(&bundle().unwrap()).unwrap();
+        let engine = compiled().unwrap();
         let example = here().join("examples/03-prod-deploy-known-service.json");
         let example: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();

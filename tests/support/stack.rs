@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use regate_aws::DynamoDecisionLog;
 use regate_chat::slack::interaction::{click_payload, form_body, reason_payload};
 use regate_chat::slack::signature::sign;
+use regate_testkit::RequestBuilder;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -32,6 +33,17 @@ pub struct Finished {
     pub status: String,
     pub output: Option<Value>,
     pub error: Option<String>,
+}
+
+impl Finished {
+    /// Asserts the execution failed with `error`.
+    pub fn assert_failed(&self, error: &str) {
+        assert_eq!(
+            (self.status.as_str(), self.error.as_deref()),
+            ("FAILED", Some(error)),
+            "{self:?}"
+        );
+    }
 }
 
 /// The answer of the callback to one HTTP request.
@@ -71,6 +83,20 @@ impl LocalStack {
             chat_url: env["SLACK_API_URL"].trim_end_matches("/api").to_string(),
             signing_secret: SecretString::from(env["SLACK_SIGNING_SECRET"].clone()),
         }
+    }
+
+    /// Starts a request under a fresh id made from `prefix`, shaped by `shape` from the
+    /// testkit's default request; returns the id and the execution.
+    pub async fn begin(
+        &self,
+        prefix: &str,
+        shape: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> (String, String) {
+        let id = crate::unique(prefix);
+        let execution = self
+            .start(&shape(regate_testkit::request(&id)).json())
+            .await;
+        (id, execution)
     }
 
     /// Starts an execution named after the request id.
@@ -244,6 +270,15 @@ impl LocalStack {
         );
         self.post_signed(&form_body(&payload), chrono::Utc::now().timestamp(), None)
             .await
+    }
+
+    /// A signed button click that the callback must answer with 200.
+    pub async fn click_ok(&self, email: &str, action: &str, request_id: &str) {
+        let answer = self.click(email, action, request_id).await;
+        assert_eq!(
+            answer.status, 200,
+            "{email} {action} on {request_id}: {answer:?}"
+        );
     }
 
     /// A signed submission of the rejection-reason modal.

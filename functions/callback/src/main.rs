@@ -10,23 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regate_core::ports::SystemClock;
-use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = config::from_env()?;
-    let policy = Arc::new(PolicyEngine::compile(&regate_policies::bundle()?)?);
-    let sdk = regate_aws::load_config().await;
-    let wired = regate_aws::wire_approvals(
-        &sdk,
-        &config.tables,
-        &config.slack,
-        config.clock,
-        policy,
-        Duration::from_secs(1),
-    )
-    .await?;
+    let policy = regate_policies::compiled()?;
+    let wired = regate_aws::wire_approvals(&config, policy, Duration::from_secs(1)).await?;
     let app = Arc::new(handler::App {
         approvals: wired.approvals,
         signing_secret: wired.slack_signing_secret,

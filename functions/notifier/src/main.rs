@@ -10,23 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = config::from_env()?;
-    let policy = Arc::new(PolicyEngine::compile(&regate_policies::bundle()?)?);
-    let sdk = regate_aws::load_config().await;
-    let wired = regate_aws::wire_approvals(
-        &sdk,
-        &config.tables,
-        &config.slack,
-        config.clock,
-        policy,
-        Duration::from_secs(3),
-    )
-    .await?;
+    let policy = regate_policies::compiled()?;
+    let wired = regate_aws::wire_approvals(&config, policy, Duration::from_secs(3)).await?;
     let approvals = Arc::new(wired.approvals);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
         let approvals = approvals.clone();

@@ -352,6 +352,19 @@ mod tests {
         )
     }
 
+    /// Appends a first event to a log whose `PutItem` answers as `put` says, trying `attempts`
+    /// times against lost races.
+    async fn append_first(
+        put: &aws_smithy_mocks::Rule,
+        attempts: u32,
+    ) -> Result<Event, StoreError> {
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), put]);
+        DynamoDecisionLog::new(client, "DecisionLog")
+            .with_append_attempts(attempts)
+            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+            .await
+    }
+
     fn empty_head() -> aws_smithy_mocks::Rule {
         mock!(Client::query).then_output(|| QueryOutput::builder().build())
     }
@@ -374,10 +387,7 @@ mod tests {
                     .build(),
             )
         });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
-        let log = DynamoDecisionLog::new(client, "DecisionLog");
-        let error = log
-            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+        let error = append_first(&put, DEFAULT_APPEND_ATTEMPTS)
             .await
             .unwrap_err();
         assert!(
@@ -399,12 +409,7 @@ mod tests {
             .times(2)
             .output(|| PutItemOutput::builder().build())
             .build();
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
-        let log = DynamoDecisionLog::new(client, "DecisionLog");
-        let event = log
-            .append("chg-1", EventDraft::new(EventKind::Requested), at())
-            .await
-            .unwrap();
+        let event = append_first(&put, DEFAULT_APPEND_ATTEMPTS).await.unwrap();
         assert_eq!(event.seq, 1);
         assert_eq!(put.num_calls(), 3);
     }
@@ -412,12 +417,7 @@ mod tests {
     #[tokio::test]
     async fn endless_lost_races_end_in_a_conflict_error() {
         let put = mock!(Client::put_item).then_error(condition_failed);
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
-        let log = DynamoDecisionLog::new(client, "DecisionLog").with_append_attempts(3);
-        let error = log
-            .append("chg-1", EventDraft::new(EventKind::Requested), at())
-            .await
-            .unwrap_err();
+        let error = append_first(&put, 3).await.unwrap_err();
         assert!(matches!(error, StoreError::Conflict(_)));
         assert_eq!(put.num_calls(), 3);
     }
@@ -429,10 +429,7 @@ mod tests {
             .http_status(500, None)
             .repeatedly()
             .build();
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), &put]);
-        let log = DynamoDecisionLog::new(client, "DecisionLog");
-        let error = log
-            .append("chg-1", EventDraft::new(EventKind::Requested), at())
+        let error = append_first(&put, DEFAULT_APPEND_ATTEMPTS)
             .await
             .unwrap_err();
         assert!(

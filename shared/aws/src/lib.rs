@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use config::{secret_string, ConfigError, SlackSettings, Tables};
+use config::{secret_string, ConfigError, WorkflowConfig};
 use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_core::approvals::{ApprovalError, Approvals};
 use regate_core::ports::SystemClock;
@@ -59,16 +59,16 @@ pub enum InitError {
     Http(String),
 }
 
-/// The approval workflow over the tables, Step Functions and Slack, with the Slack app's
-/// secrets read once from Secrets Manager. `connect_timeout` bounds each Slack connection.
+/// The approval workflow over the tables, Step Functions and Slack, built once at cold start,
+/// with the Slack app's secrets read once from Secrets Manager. `connect_timeout` bounds each
+/// Slack connection.
 pub async fn wire_approvals(
-    sdk: &aws_config::SdkConfig,
-    tables: &Tables,
-    slack: &SlackSettings,
-    clock: SystemClock,
-    policy: Arc<PolicyEngine>,
+    config: &WorkflowConfig,
+    policy: PolicyEngine,
     connect_timeout: Duration,
 ) -> Result<Wired, InitError> {
+    let sdk = &load_config().await;
+    let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
         secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;
     let secrets = SlackSecrets::from_json(&secret_text).map_err(|problem| InitError::Secret {
@@ -86,8 +86,8 @@ pub async fn wire_approvals(
         DynamoPendingStore::new(dynamodb, tables.pending.clone()),
         SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
         SlackChat { api: Arc::new(api) },
-        clock,
-        policy,
+        config.clock,
+        Arc::new(policy),
     );
     Ok(Wired {
         approvals,

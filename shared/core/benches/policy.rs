@@ -51,6 +51,21 @@ fn three_votes() -> (PreparedRequest, Vec<Vote>, DateTime<Utc>) {
     (request, votes, now)
 }
 
+/// The outcome the benchmarked evaluation gives, checked before it is timed.
+fn outcome_of(
+    engine: &PolicyEngine,
+    request: &PreparedRequest,
+    votes: &[Vote],
+    now: DateTime<Utc>,
+) -> &'static str {
+    engine
+        .evaluate(request, votes, now)
+        .unwrap()
+        .decision
+        .outcome
+        .as_str()
+}
+
 fn main() {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -62,15 +77,7 @@ fn main() {
     let mut group = c.benchmark_group("decision");
     for (outcome, file) in CASES {
         let (request, votes, now) = example(file);
-        assert_eq!(
-            engine
-                .evaluate(&request, &votes, now)
-                .unwrap()
-                .decision
-                .outcome
-                .as_str(),
-            outcome
-        );
+        assert_eq!(outcome_of(&engine, &request, &votes, now), outcome);
         group.bench_function(outcome, |b| {
             b.iter(|| {
                 engine
@@ -80,15 +87,7 @@ fn main() {
         });
     }
     let (request, votes, now) = three_votes();
-    assert_eq!(
-        engine
-            .evaluate(&request, &votes, now)
-            .unwrap()
-            .decision
-            .outcome
-            .as_str(),
-        "allow"
-    );
+    assert_eq!(outcome_of(&engine, &request, &votes, now), "allow");
     group.bench_function("reevaluate_3_votes", |b| {
         b.iter(|| {
             engine

@@ -339,6 +339,18 @@ mod tests {
         .unwrap()
     }
 
+    /// A small valid request (unit tests here cannot use the testkit: it links its own copy of
+    /// this crate).
+    fn dev_deploy() -> crate::Request {
+        crate::Request::from_value(
+            &serde_json::json!({"id": "r", "action": "deploy", "environment": "dev",
+                "resource": {"type": "service", "name": "x"},
+                "requester": {"id": "a@example.com", "kind": "human"}, "summary": "s"}),
+            None,
+        )
+        .unwrap()
+    }
+
     const MINIMAL: &str = r#"package approvals
 
 decision := {"outcome": "allow", "reasons": ["ok"], "timeout_seconds": 60} if input.request.action == "deploy"
@@ -420,13 +432,7 @@ vote := {"allowed": true, "reason": ""}
             time: Duration::from_millis(20),
             instructions: usize::MAX,
         });
-        let request = crate::Request::from_value(
-            &serde_json::json!({"id": "r", "action": "deploy", "environment": "dev",
-                "resource": {"type": "service", "name": "x"},
-                "requester": {"id": "a@example.com", "kind": "human"}, "summary": "s"}),
-            None,
-        )
-        .unwrap();
+        let request = dev_deploy();
         let started = std::time::Instant::now();
         let err = engine
             .evaluate(&PreparedRequest::new(request).unwrap(), &[], Utc::now())
@@ -441,13 +447,7 @@ vote := {"allowed": true, "reason": ""}
 
     #[test]
     fn the_input_digest_is_the_sha256_of_the_canonical_input() {
-        let request = crate::Request::from_value(
-            &serde_json::json!({"id": "r", "action": "deploy", "environment": "dev",
-                "resource": {"type": "service", "name": "x"},
-                "requester": {"id": "a@example.com", "kind": "human"}, "summary": "s"}),
-            None,
-        )
-        .unwrap();
+        let request = dev_deploy();
         let votes = [Vote {
             voter: "b@example.com".into(),
             vote: crate::Choice::Approve,
