@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.models import StateMachine
 
@@ -61,6 +62,20 @@ def _snapshot_without_executions(self, memo):
     return clone
 
 
+def _one_dynamodb_call_at_a_time(call_action):
+    """DynamoDB applies each request atomically: a conditional write checks its condition and
+    writes as one step, so of many racing writers exactly one wins. moto's threaded server runs
+    requests side by side with no such guarantee, and two racing conditional updates can both
+    succeed. Serialising DynamoDB calls gives the local stack DynamoDB's own semantics."""
+    lock = threading.Lock()
+
+    def call(self):
+        with lock:
+            return call_action(self)
+
+    return call
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5005)
@@ -72,6 +87,7 @@ def main() -> None:
     os.environ["MOTO_PORT"] = str(args.port)
     LambdaSimpleBackend.invoke = make_invoke(args.functions_url)
     StateMachine.__deepcopy__ = _snapshot_without_executions
+    DynamoHandler.call_action = _one_dynamodb_call_at_a_time(DynamoHandler.call_action)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     config = json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode()
