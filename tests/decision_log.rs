@@ -117,6 +117,48 @@ async fn twenty_concurrent_appends_get_contiguous_sequence_numbers_and_a_valid_c
 }
 
 #[tokio::test]
+async fn an_append_under_a_used_idempotency_key_returns_the_first_event_even_when_racing() {
+    let log = Arc::new(log().await);
+    let id = unique("once");
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (log, id) = (log.clone(), id.clone());
+            // Ten writers: five race to log the same vote, five log votes of their own.
+            let key = if i % 2 == 0 {
+                "vote#alice".to_string()
+            } else {
+                format!("vote#{i}")
+            };
+            let draft = EventDraft::new(EventKind::Vote)
+                .actor(key.clone())
+                .once(key);
+            tokio::spawn(async move { log.append(&id, draft, now).await })
+        })
+        .collect();
+    let mut alice = Vec::new();
+    for task in tasks {
+        let event = task.await.unwrap().unwrap();
+        if event.actor.as_deref() == Some("vote#alice") {
+            alice.push(event.seq);
+        }
+    }
+    alice.dedup();
+    assert_eq!(
+        alice.len(),
+        1,
+        "every writer of the same key got the one event: {alice:?}"
+    );
+    let events = log.events(&id).await.unwrap();
+    assert_eq!(events.len(), 6, "alice's vote once, and five others");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<u64>>()
+    );
+    verify_chain(&id, &events).unwrap();
+}
+
+#[tokio::test]
 async fn by_actor_returns_every_page_in_time_order() {
     let log = log().await;
     let actor = format!("{}@example.com", unique("auditee"));

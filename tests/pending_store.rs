@@ -39,6 +39,8 @@ fn closing(state: ApprovalState) -> Closing {
         evaluation,
         decided_by: Some("alice@example.com".into()),
         decided_at: Utc::now(),
+        closed_by: "vote:alice@example.com".into(),
+        resumed: false,
     }
 }
 
@@ -178,10 +180,15 @@ async fn of_twenty_racing_state_changes_exactly_one_wins_and_the_others_learn_it
 }
 
 #[tokio::test]
-async fn a_new_task_token_replaces_the_old_one_only_while_pending() {
+async fn a_new_task_token_replaces_the_old_one_until_the_workflow_is_resumed() {
     let store = store().await;
     let id = unique("token");
-    done(store.create(&approval(&id)).await.unwrap());
+    let created = approval(&id);
+    done(store.create(&created).await.unwrap());
+    assert_eq!(
+        created.execution_id,
+        store.get(&id).await.unwrap().unwrap().execution_id
+    );
     let replaced = done(
         store
             .replace_token(&id, &TaskToken::new("retried-token"))
@@ -189,19 +196,50 @@ async fn a_new_task_token_replaces_the_old_one_only_while_pending() {
             .unwrap(),
     );
     assert_eq!(replaced.task_token.expose(), "retried-token");
-    done(
+    let closed = done(
         store
             .transition(&id, replaced.version, &closing(ApprovalState::Rejected))
             .await
             .unwrap(),
     );
-    assert!(matches!(
+    assert_eq!(closed.closed_by.as_deref(), Some("vote:alice@example.com"));
+    assert!(closed.owes_resume());
+    // Closed but not resumed: a retried step's token still replaces the dead one.
+    let retried = TaskToken::new("second-retry");
+    done(store.replace_token(&id, &retried).await.unwrap());
+    assert!(
+        matches!(
+            store
+                .settle(
+                    &id,
+                    &TaskToken::new("retried-token"),
+                    ApprovalState::Rejected
+                )
+                .await
+                .unwrap(),
+            Conditional::Lost(Some(_))
+        ),
+        "only the current token settles it"
+    );
+    let settled = done(
+        store
+            .settle(&id, &retried, ApprovalState::Rejected)
+            .await
+            .unwrap(),
+    );
+    assert!(settled.resumed && !settled.owes_resume());
+    for late in [
         store
             .replace_token(&id, &TaskToken::new("late"))
             .await
             .unwrap(),
-        Conditional::Lost(Some(_))
-    ));
+        store
+            .settle(&id, &retried, ApprovalState::Expired)
+            .await
+            .unwrap(),
+    ] {
+        assert!(matches!(late, Conditional::Lost(Some(_))), "{late:?}");
+    }
 }
 
 #[tokio::test]

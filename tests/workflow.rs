@@ -254,7 +254,7 @@ async fn forged_and_stale_requests_get_401_and_record_nothing() {
 }
 
 #[tokio::test]
-async fn a_double_click_counts_once_and_a_click_after_the_decision_is_already_decided() {
+async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_already_decided() {
     let stack = LocalStack::connect().await;
     let (id, execution) = stack
         .begin("e2e-double", |r| {
@@ -263,6 +263,8 @@ async fn a_double_click_counts_once_and_a_click_after_the_decision_is_already_de
         .await;
     stack.click_ok("erin@example.com", "approve", &id).await;
     stack.click_ok("erin@example.com", "approve", &id).await;
+    // A changed mind is a second vote: refused.
+    stack.click_ok("erin@example.com", "reject", &id).await;
     assert_eq!(
         stack.status(&execution).await.status,
         "RUNNING",
@@ -377,4 +379,45 @@ async fn a_reject_without_a_reason_requirement_records_at_once() {
         last.contains("*Rejected*") && !last.contains("\"actions\""),
         "the buttons are gone: {last}"
     );
+}
+
+#[tokio::test]
+async fn a_second_execution_reusing_a_live_request_id_fails_and_cannot_hijack_the_approval() {
+    let stack = LocalStack::connect().await;
+    let (id, first) = stack.begin("e2e-reuse", |r| r).await;
+    stack.message_for(&id).await;
+    // Same id, another execution, a riskier change that needs security.
+    let hijack = regate_testkit::request(&id)
+        .change("iam_change", "production", "iam_role", "payments")
+        .json();
+    let second = stack.start_named(&hijack, &format!("{id}-again")).await;
+    stack
+        .wait_finished(&second)
+        .await
+        .assert_failed("RequestIdInUse");
+    assert_eq!(stack.status(&first).await.status, "RUNNING");
+    stack.click_ok("alice@example.com", "approve", &id).await;
+    let done = stack.wait_finished(&first).await;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "the approval resumed its own execution"
+    );
+    let posted = stack
+        .calls_about("chat.postMessage", &format!("\"value\":\"{id}\""))
+        .await;
+    assert_eq!(
+        posted.len(),
+        1,
+        "nothing was posted for the second execution"
+    );
+    let events = stack.events(&id).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Decided)
+            .count(),
+        1
+    );
+    assert_eq!(events[0].data["execution"], first.as_str());
+    regate_core::chain::verify_chain(&id, &events).unwrap();
 }

@@ -101,7 +101,12 @@ impl LocalStack {
 
     /// Starts an execution named after the request id.
     pub async fn start(&self, request: &Value) -> String {
-        let name = request["id"].as_str().unwrap();
+        self.start_named(request, request["id"].as_str().unwrap())
+            .await
+    }
+
+    /// Starts an execution named `name`.
+    pub async fn start_named(&self, request: &Value, name: &str) -> String {
         self.sfn
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)

@@ -6,13 +6,14 @@ use regate_core::ports::{Clock, DecisionLog};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// What the state machine passes: the execution input and the execution name (the default
-/// request id).
+/// What the state machine passes: the execution input, the execution name (the default
+/// request id) and the execution id (whose request id this becomes).
 #[derive(Debug, Deserialize)]
 pub struct Input {
     pub request: Value,
     #[serde(default)]
     pub execution_name: Option<String>,
+    pub execution_id: String,
 }
 
 pub async fn handle<L: DecisionLog, K: Clock>(
@@ -20,7 +21,11 @@ pub async fn handle<L: DecisionLog, K: Clock>(
     input: Input,
 ) -> Result<Evaluated, Diagnostic> {
     evaluator
-        .evaluate(&input.request, input.execution_name.as_deref())
+        .evaluate(
+            &input.request,
+            input.execution_name.as_deref(),
+            &input.execution_id,
+        )
         .await
         .map_err(|error| {
             tracing::warn!(error = %error, "evaluation failed");

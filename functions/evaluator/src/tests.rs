@@ -6,7 +6,7 @@
 use crate::handler::{handle, Input};
 use regate_core::evaluator::Evaluator;
 use regate_core::EventKind;
-use regate_testkit::{default_policy, request, FixedClock, MemoryLog};
+use regate_testkit::{default_policy, execution_of, request, FixedClock, MemoryLog};
 use serde_json::json;
 use serde_json::Value;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ fn input(request: Value) -> Input {
     Input {
         request,
         execution_name: Some("exec-7".into()),
+        execution_id: execution_of("exec-7"),
     }
 }
 
@@ -80,4 +81,21 @@ async fn a_throttled_log_fails_with_its_retryable_name() {
     ));
     let diagnostic = handle(&evaluator(&log), input(deploy())).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "DecisionLog.Throttled");
+}
+
+#[tokio::test]
+async fn another_execution_reusing_a_request_id_fails_with_request_id_in_use() {
+    let log = MemoryLog::default();
+    let e = evaluator(&log);
+    handle(&e, input(deploy())).await.unwrap();
+    let mut other = input(deploy());
+    other.execution_id = execution_of("someone-else");
+    let diagnostic = handle(&e, other).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "RequestIdInUse");
+    assert!(diagnostic.error_message.contains(&execution_of("exec-7")));
+    assert_eq!(
+        log.of("exec-7").len(),
+        2,
+        "nothing was logged for the other execution"
+    );
 }

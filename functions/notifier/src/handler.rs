@@ -15,9 +15,11 @@ pub enum Input {
         task_token: TaskToken,
         request: Request,
         decision: Evaluation,
+        execution_id: String,
     },
     Expire {
         request: Request,
+        execution_id: String,
     },
 }
 
@@ -37,8 +39,9 @@ where
             task_token,
             request,
             decision,
+            execution_id,
         } => approvals
-            .notify(&request, &decision, &task_token)
+            .notify(&request, &decision, &task_token, &execution_id)
             .await
             .map(|notified| {
                 if !notified.skipped.is_empty() {
@@ -46,7 +49,10 @@ where
                 }
                 json!({"request_id": request.id, "messages": notified.approval.messages.len()})
             }),
-        Input::Expire { request } => approvals.expire(&request.id).await.map(|approval| {
+        Input::Expire {
+            request,
+            execution_id,
+        } => (approvals.expire(&request.id, &execution_id).await).map(|approval| {
             let state = approval.map_or("unknown", |a| a.state.as_str());
             json!({"request_id": request.id, "state": state})
         }),

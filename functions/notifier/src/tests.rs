@@ -8,13 +8,14 @@ use regate_core::ports::Clock;
 use regate_core::ports::{ChatError, PendingStore};
 use regate_core::TaskToken;
 use regate_core::{ApprovalState, EventKind};
-use regate_testkit::{first_evaluation, request, Fakes};
+use regate_testkit::{execution_of, first_evaluation, request, Fakes};
 
 fn notify_input(fakes: &Fakes, id: &str, token: &str) -> Input {
     let request = request(id).build();
     Input::Notify {
         task_token: TaskToken::new(token),
         decision: first_evaluation(&request, fakes.clock.now()),
+        execution_id: execution_of(id),
         request,
     }
 }
@@ -76,7 +77,11 @@ async fn expire_closes_the_request_and_updates_its_messages() {
         .await
         .unwrap();
     let request = request("n3").build();
-    let out = handle(&approvals, Input::Expire { request }).await.unwrap();
+    let expire = Input::Expire {
+        request,
+        execution_id: execution_of("n3"),
+    };
+    let out = handle(&approvals, expire).await.unwrap();
     assert_eq!(out["state"], "expired");
     let updates = fakes.chat.updates.lock().unwrap().clone();
     assert_eq!(updates.len(), 1);

@@ -1,13 +1,16 @@
 //! The decision log on DynamoDB: `pk = REQ#<id>`, `sk = EV#<seq>`, appended with
 //! `attribute_not_exists(sk)` so the log is append-only and a concurrent writer loses cleanly
-//! (and retries on top of the new head). GSIs `by_actor` and `by_day` answer auditors'
+//! (and retries on top of the new head). An append with an idempotency key writes, in the same
+//! transaction, a marker `sk = KEY#<key>` holding the event's seq: a second append with that key
+//! (an SDK retry of a committed write, a retried step) finds the marker and returns the event
+//! that is already there. GSIs `by_actor` and `by_day` answer auditors'
 //! questions; `by_day` spreads each day over several shards so no partition runs hot.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use regate_core::chain::next_event;
@@ -98,13 +101,88 @@ impl DynamoDecisionLog {
         }
     }
 
-    /// A strongly consistent query over one request's events.
+    /// Writes `event` together with the marker of its idempotency `key`, both only if new.
+    async fn put_keyed_event(&self, event: &Event, key: &str) -> Result<(), StoreError> {
+        let put = |item: HashMap<String, AttributeValue>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(sk)")
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::Refused(e.to_string()))
+        };
+        let marker = HashMap::from([
+            (
+                "pk".to_string(),
+                AttributeValue::S(partition_key(&event.request_id)),
+            ),
+            ("sk".to_string(), AttributeValue::S(key_marker(key))),
+            ("seq".to_string(), AttributeValue::N(event.seq.to_string())),
+        ]);
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(put(self.item(event)?)?)
+            .transact_items(put(marker)?)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(error) => match classify(&error) {
+                // A condition failed: the seq is taken, or the key already has its event.
+                crate::error::Failure::Service { code, .. }
+                    if code == "TransactionCanceledException" =>
+                {
+                    Err(StoreError::Conflict(format!(
+                        "request {} has an event with seq {} or key {key} already",
+                        event.request_id, event.seq
+                    )))
+                }
+                failure => Err(store_error(failure)),
+            },
+        }
+    }
+
+    /// The event appended under idempotency `key`, if there is one.
+    async fn keyed_event(&self, request_id: &str, key: &str) -> Result<Option<Event>, StoreError> {
+        let get = |sk: String| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(partition_key(request_id)))
+                .key("sk", AttributeValue::S(sk))
+                .consistent_read(true)
+                .send()
+        };
+        let marker = get(key_marker(key))
+            .await
+            .map_err(|e| store_error(classify(&e)))?;
+        let Some(AttributeValue::N(seq)) = marker.item().and_then(|m| m.get("seq")) else {
+            return Ok(None);
+        };
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("key marker {key} holds seq {seq:?}")))?;
+        let event = get(sort_key(seq))
+            .await
+            .map_err(|e| store_error(classify(&e)))?;
+        match event.item() {
+            Some(item) => event_from_item(item).map(Some),
+            None => Err(StoreError::Corrupt(format!(
+                "key marker {key} names seq {seq}, which does not exist"
+            ))),
+        }
+    }
+
+    /// A strongly consistent query over one request's events (not its key markers).
     fn request_query(&self, request_id: &str) -> QueryFluentBuilder {
         self.client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :events)")
             .expression_attribute_values(":pk", AttributeValue::S(partition_key(request_id)))
+            .expression_attribute_values(":events", AttributeValue::S("EV#".into()))
             .consistent_read(true)
     }
 
@@ -255,11 +333,22 @@ impl DecisionLog for DynamoDecisionLog {
         draft: EventDraft,
         at: DateTime<Utc>,
     ) -> Result<Event, StoreError> {
+        let key = draft.once.clone();
         for attempt in 0..self.append_attempts {
+            // After a lost race or a lost answer, the event may be there under its key already.
+            if let (Some(key), true) = (&key, attempt > 0) {
+                if let Some(event) = self.keyed_event(request_id, key).await? {
+                    return Ok(event);
+                }
+            }
             let head = self.head(request_id).await?;
             let event = next_event(request_id, head.as_ref(), draft.clone(), at)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            match self.put_event(&event).await {
+            let written = match &key {
+                Some(key) => self.put_keyed_event(&event, key).await,
+                None => self.put_event(&event).await,
+            };
+            match written {
                 Ok(()) => return Ok(event),
                 Err(StoreError::Conflict(_)) => {
                     tracing::debug!(
@@ -285,6 +374,11 @@ impl DecisionLog for DynamoDecisionLog {
 
 pub fn partition_key(request_id: &str) -> String {
     format!("REQ#{request_id}")
+}
+
+/// The sort key of the marker that an idempotency key was used.
+pub fn key_marker(key: &str) -> String {
+    format!("KEY#{key}")
 }
 
 pub fn sort_key(seq: u64) -> String {

@@ -162,14 +162,30 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression("SET task_token = :token, version = version + :one")
-            .condition_expression("#state = :pending")
-            .expression_attribute_names("#state", "state")
+            .condition_expression("resumed = :false")
             .expression_attribute_values(":token", AttributeValue::S(token.expose().to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":pending",
-                AttributeValue::S(ApprovalState::Pending.as_str().into()),
-            );
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn settle(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+        state: ApprovalState,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET resumed = :true, #state = :to, version = version + :one")
+            .condition_expression("resumed = :false AND task_token = :token")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":token", AttributeValue::S(token.expose().to_string()))
+            .expression_attribute_values(":to", AttributeValue::S(state.as_str().into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
         self.conditional_update(request_id, update).await
     }
 
@@ -187,7 +203,7 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, version = version + :one",
+                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -195,6 +211,8 @@ impl PendingStore for DynamoPendingStore {
             .expression_attribute_values(":evaluation", json_attr(&closing.evaluation)?)
             .expression_attribute_values(":by", decided_by)
             .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(closing.decided_at)))
+            .expression_attribute_values(":closer", AttributeValue::S(closing.closed_by.clone()))
+            .expression_attribute_values(":resumed", AttributeValue::Bool(closing.resumed))
             .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":pending", AttributeValue::S(ApprovalState::Pending.as_str().into()));
@@ -223,6 +241,14 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
         (
             "request_id".to_string(),
             AttributeValue::S(approval.request_id.clone()),
+        ),
+        (
+            "execution_id".to_string(),
+            AttributeValue::S(approval.execution_id.clone()),
+        ),
+        (
+            "resumed".to_string(),
+            AttributeValue::Bool(approval.resumed),
         ),
         (
             "task_token".to_string(),
@@ -282,8 +308,15 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
     };
     let state = text("state")?;
     let created_at = text("created_at")?;
+    let optional_text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    };
     Ok(PendingApproval {
         request_id: text("request_id")?.to_string(),
+        execution_id: optional_text("execution_id").unwrap_or_default(),
+        closed_by: optional_text("closed_by"),
+        resumed: matches!(item.get("resumed"), Some(AttributeValue::Bool(true))),
         task_token: TaskToken::new(text("task_token")?),
         request: parse_json(text("request")?)?,
         evaluation: parse_json(text("evaluation")?)?,
@@ -297,10 +330,7 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("created_at {created_at:?}")))?,
         expires_at: chrono::DateTime::from_timestamp(number("expires_at")?, 0)
             .ok_or_else(|| StoreError::Corrupt("expires_at out of range".into()))?,
-        decided_by: match item.get("decided_by") {
-            Some(AttributeValue::S(by)) => Some(by.clone()),
-            _ => None,
-        },
+        decided_by: optional_text("decided_by"),
         decided_at: match item.get("decided_at") {
             Some(AttributeValue::S(at)) => Some(
                 parse_rfc3339(at)

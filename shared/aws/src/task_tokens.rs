@@ -1,7 +1,8 @@
 //! Step Functions task tokens: resume a paused workflow with success or failure.
 
+use aws_sdk_sfn::types::ExecutionStatus as SfnStatus;
 use aws_sdk_sfn::Client;
-use regate_core::ports::{TaskTokenError, TaskTokens};
+use regate_core::ports::{ExecutionStatus, TaskTokenError, TaskTokens};
 use regate_core::TaskToken;
 
 use crate::error::{classify, Failure};
@@ -36,6 +37,36 @@ fn token_error(failure: Failure) -> TaskTokenError {
 }
 
 impl TaskTokens for SfnTaskTokens {
+    async fn execution_status(
+        &self,
+        execution_id: &str,
+    ) -> Result<ExecutionStatus, TaskTokenError> {
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_id)
+            .send()
+            .await;
+        let output = match described {
+            Ok(output) => output,
+            Err(error) => {
+                return match classify(&error) {
+                    Failure::Service { code, .. }
+                        if code == "ExecutionDoesNotExist" || code == "InvalidArn" =>
+                    {
+                        Ok(ExecutionStatus::Gone)
+                    }
+                    failure => Err(token_error(failure)),
+                }
+            }
+        };
+        Ok(match output.status() {
+            SfnStatus::Running | SfnStatus::PendingRedrive => ExecutionStatus::Running,
+            SfnStatus::Succeeded => ExecutionStatus::Succeeded,
+            _ => ExecutionStatus::Failed(output.error().map(str::to_string)),
+        })
+    }
+
     async fn succeed(
         &self,
         token: &TaskToken,

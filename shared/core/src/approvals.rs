@@ -17,8 +17,8 @@ use crate::pending::{
 };
 use crate::policy::{PolicyEngine, PolicyError, PreparedRequest};
 use crate::ports::{
-    ChatError, ChatPlatform, Clock, DecisionLog, PendingStore, StoreError, TaskTokenError,
-    TaskTokens,
+    ChatError, ChatPlatform, Clock, DecisionLog, ExecutionStatus, PendingStore, StoreError,
+    TaskTokenError, TaskTokens,
 };
 use crate::request::{Request, RequestError};
 use crate::rules::normalize;
@@ -49,6 +49,10 @@ pub enum ApprovalError {
     NoTarget { request_id: String, targets: String },
     #[error("votes kept arriving while closing request {0}; try again")]
     Contended(String),
+    #[error(
+        "request id {request_id} belongs to execution {held_by}; start this change with a new id"
+    )]
+    RequestIdInUse { request_id: String, held_by: String },
 }
 
 impl ApprovalError {
@@ -63,6 +67,7 @@ impl ApprovalError {
             Self::Chat(e) => ErrorName::chat(e),
             Self::NoTarget { .. } => ErrorName::ChatNoTarget,
             Self::Contended(_) => ErrorName::PendingStoreConflict,
+            Self::RequestIdInUse { .. } => ErrorName::RequestIdInUse,
         }
     }
 }
@@ -97,6 +102,14 @@ impl VoteResult {
     /// What the voter is told privately when their vote does not count.
     pub fn explanation(&self) -> Option<String> {
         match self {
+            Self::Counted {
+                closed: Some(Closed { resumed: false, .. }),
+                ..
+            } => Some(
+                "Your vote decided this request, but its workflow no longer waited for the decision \
+                 (it may have timed out); the message will show how it ends."
+                    .into(),
+            ),
             Self::Counted { .. } => None,
             Self::ReasonRequired { .. } => Some("Give a reason for the rejection.".into()),
             Self::Refused { reason, .. } => Some(format!("Your vote was not counted: {reason}.")),
@@ -124,7 +137,8 @@ impl VoteResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
     pub state: ApprovalState,
-    /// False when Step Functions no longer waited (the request had already timed out).
+    /// False while the workflow has not taken the outcome: resuming failed for now, or the
+    /// workflow no longer waited (then the approval ends `expired`).
     pub resumed: bool,
 }
 
@@ -189,16 +203,26 @@ where
             .map_err(ApprovalError::DecisionLog)
     }
 
-    /// Opens the approval of a workflow that now waits on `token` and posts its message to each
-    /// notify target, once: a retried step finds the approval it opened, gives it the new token
-    /// and posts only where it has not posted yet. Each posted message is logged `notified`.
+    /// Opens the approval of workflow `execution_id`, which now waits on `token`, and posts its
+    /// message to each notify target, once: a retried step finds the approval it opened, gives it
+    /// the new token and posts only where it has not posted yet. When a vote closed it before the
+    /// retry, the retry resumes the workflow with its new token instead. Each posted message is
+    /// logged `notified`. Another execution reusing the request id fails with `RequestIdInUse`.
     pub async fn notify(
         &self,
         request: &Request,
         evaluation: &Evaluation,
         token: &TaskToken,
+        execution_id: &str,
     ) -> Result<Notified, ApprovalError> {
-        let mut approval = self.open(request, evaluation, token).await?;
+        let mut approval = self.open(request, evaluation, token, execution_id).await?;
+        if approval.state != ApprovalState::Pending {
+            let approval = self.finish(approval).await?.0;
+            return Ok(Notified {
+                approval,
+                skipped: Vec::new(),
+            });
+        }
         let mut skipped = Vec::new();
         for target in &evaluation.decision.notify {
             if approval.messages.iter().any(|m| m.is_for(target)) {
@@ -228,6 +252,7 @@ where
         request: &Request,
         evaluation: &Evaluation,
         token: &TaskToken,
+        execution_id: &str,
     ) -> Result<PendingApproval, ApprovalError> {
         let now = self.clock.now();
         let timeout = Duration::seconds(
@@ -235,6 +260,7 @@ where
         );
         let fresh = PendingApproval {
             request_id: request.id.clone(),
+            execution_id: execution_id.to_string(),
             task_token: token.clone(),
             request: request.clone(),
             evaluation: evaluation.clone(),
@@ -246,27 +272,37 @@ where
             expires_at: now + timeout + KEEP_AFTER_TIMEOUT,
             decided_by: None,
             decided_at: None,
+            closed_by: None,
+            resumed: false,
         };
         let pending_error = ApprovalError::PendingStore;
-        match self.pending.create(&fresh).await.map_err(pending_error)? {
-            Conditional::Done(created) => Ok(*created),
-            Conditional::Lost(Some(existing))
-                if existing.task_token != *token && existing.state == ApprovalState::Pending =>
-            {
-                match self
-                    .pending
-                    .replace_token(&request.id, token)
-                    .await
-                    .map_err(pending_error)?
-                {
-                    Conditional::Done(updated) | Conditional::Lost(Some(updated)) => Ok(*updated),
-                    Conditional::Lost(None) => Ok(*existing),
-                }
+        let existing = match self.pending.create(&fresh).await.map_err(pending_error)? {
+            Conditional::Done(created) => return Ok(*created),
+            Conditional::Lost(Some(existing)) => *existing,
+            Conditional::Lost(None) => {
+                return Err(ApprovalError::PendingStore(StoreError::Conflict(format!(
+                    "approval {} neither created nor found",
+                    request.id
+                ))))
             }
-            Conditional::Lost(Some(existing)) => Ok(*existing),
-            Conditional::Lost(None) => Err(ApprovalError::PendingStore(StoreError::Conflict(
-                format!("approval {} neither created nor found", request.id),
-            ))),
+        };
+        if existing.execution_id != execution_id {
+            return Err(ApprovalError::RequestIdInUse {
+                request_id: request.id.clone(),
+                held_by: existing.execution_id,
+            });
+        }
+        if existing.task_token == *token || existing.resumed {
+            return Ok(existing);
+        }
+        match self
+            .pending
+            .replace_token(&request.id, token)
+            .await
+            .map_err(pending_error)?
+        {
+            Conditional::Done(updated) | Conditional::Lost(Some(updated)) => Ok(*updated),
+            Conditional::Lost(None) => Ok(existing),
         }
     }
 
@@ -286,14 +322,15 @@ where
             Conditional::Done(updated) => *updated,
             Conditional::Lost(_) => approval,
         };
-        let mut draft = EventDraft::new(EventKind::Notified).platform(message.platform().as_str());
-        draft.data = message.log_fields();
+        let platform = message.platform().as_str();
+        let fields = message.log_fields();
+        let place = fields.values().next().and_then(Value::as_str).unwrap_or("");
+        let mut draft = EventDraft::new(EventKind::Notified)
+            .platform(platform)
+            .once(format!("notified#{platform}#{place}"));
+        draft.data = fields.clone();
         self.append(&request_id, draft).await?;
-        tracing::info!(
-            request_id,
-            platform = message.platform().as_str(),
-            "approval message posted"
-        );
+        tracing::info!(request_id, platform, "approval message posted");
         Ok(stored)
     }
 
@@ -376,20 +413,25 @@ where
         reason: String,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
+        let voter = normalize(&ballot.voter);
+        let at = crate::time::format_rfc3339_ms(ballot.at);
         let draft = EventDraft::new(EventKind::VoteRefused)
-            .actor(normalize(&ballot.voter))
+            .actor(&voter)
             .platform(ballot.platform.as_str())
             .reasons(vec![reason.clone()])
-            .data("vote", ballot.choice.as_str());
+            .data("vote", ballot.choice.as_str())
+            .once(format!("refused#{voter}#{at}"));
         self.append(&ballot.request_id, draft).await?;
         Ok(VoteResult::Refused { reason, approval })
     }
 
+    /// A ballot on a closed request: carries out a resume still owed, then refuses it.
     async fn already_decided(
         &self,
         ballot: &Ballot,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
+        let approval = self.finish(approval).await?.0;
         self.refuse(ballot, already_decided(&approval), approval.clone())
             .await?;
         Ok(VoteResult::AlreadyDecided { approval })
@@ -405,6 +447,18 @@ where
         else {
             return Ok(VoteResult::Unknown);
         };
+        let voter = normalize(&ballot.voter);
+        let same_vote = |item: &PendingApproval| {
+            item.votes
+                .iter()
+                .find(|v| normalize(&v.voter) == voter && v.vote == ballot.choice)
+                .cloned()
+        };
+        // A repeated identical vote completes what its first click may have left undone (the
+        // log entry, closing, resuming); the log's idempotency keys keep it from counting twice.
+        if let Some(vote) = same_vote(&approval) {
+            return self.complete(ballot, &vote, approval).await;
+        }
         if approval.state != ApprovalState::Pending {
             return self.already_decided(ballot, approval).await;
         }
@@ -428,7 +482,7 @@ where
             return Ok(VoteResult::ReasonRequired { approval });
         }
         let vote = Vote {
-            voter: normalize(&ballot.voter),
+            voter: voter.clone(),
             vote: ballot.choice,
             reason,
             at: crate::time::format_rfc3339_ms(ballot.at),
@@ -440,6 +494,8 @@ where
             .map_err(ApprovalError::PendingStore)?
         {
             Conditional::Done(item) => *item,
+            // The write committed but its answer was lost, or a double click raced this one.
+            Conditional::Lost(Some(item)) if same_vote(&item).is_some() => *item,
             Conditional::Lost(Some(item)) if item.state != ApprovalState::Pending => {
                 return self.already_decided(ballot, *item).await;
             }
@@ -450,14 +506,37 @@ where
             }
             Conditional::Lost(None) => return Ok(VoteResult::Unknown),
         };
+        self.complete(ballot, &vote, current).await
+    }
+
+    /// Logs a recorded vote (once) and closes the request if the vote decides it.
+    async fn complete(
+        &self,
+        ballot: &Ballot,
+        vote: &Vote,
+        current: PendingApproval,
+    ) -> Result<VoteResult, ApprovalError> {
         let mut draft = EventDraft::new(EventKind::Vote)
             .actor(&vote.voter)
             .platform(ballot.platform.as_str())
-            .data("vote", ballot.choice.as_str());
+            .data("vote", vote.vote.as_str())
+            .once(format!("vote#{}", vote.voter));
         if let Some(reason) = &vote.reason {
             draft = draft.data("reason", reason.as_str());
         }
-        self.append(request_id, draft).await?;
+        self.append(&current.request_id, draft).await?;
+        if current.state != ApprovalState::Pending {
+            let (approval, closed) = self.finish(current).await?;
+            let evaluation = approval.evaluation.clone();
+            // It closed earlier; it is this voter's close only if their vote decided it.
+            let closed = closed.filter(|_| approval.decided_by.as_deref() == Some(&vote.voter));
+            return Ok(VoteResult::Counted {
+                approval,
+                evaluation,
+                closed,
+            });
+        }
+        let prepared = PreparedRequest::new(current.request.clone())?;
         self.close_if_decided(&prepared, current, &vote.voter, ballot.at)
             .await
     }
@@ -471,6 +550,7 @@ where
         now: DateTime<Utc>,
     ) -> Result<VoteResult, ApprovalError> {
         let request_id = current.request_id.clone();
+        let attempt = format!("vote:{voter}:{}", crate::time::format_rfc3339_ms(now));
         for _ in 0..CLOSE_ATTEMPTS {
             let evaluation = self.policy.evaluate(prepared, &current.votes, now)?;
             let state = match evaluation.decision.outcome {
@@ -489,91 +569,172 @@ where
                 evaluation: evaluation.clone(),
                 decided_by: Some(voter.to_string()),
                 decided_at: now,
+                closed_by: attempt.clone(),
+                resumed: false,
             };
-            match self
+            let closed = match self
                 .pending
                 .transition(&request_id, current.version, &closing)
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
-                Conditional::Done(closed) => {
-                    let resumed = self.resume(&closed, &evaluation).await?;
-                    return Ok(VoteResult::Counted {
-                        approval: *closed,
-                        evaluation,
-                        closed: Some(Closed { state, resumed }),
-                    });
+                Conditional::Done(closed) => *closed,
+                // Our own close whose answer was lost: the retry sees its own name on it.
+                Conditional::Lost(Some(item)) if item.closed_by.as_deref() == Some(&attempt) => {
+                    *item
                 }
-                // Someone else closed it: our vote counted, the decision was theirs.
+                // Someone else closed it: our vote counted, the decision was theirs; a resume
+                // they still owe is ours to carry out too.
                 Conditional::Lost(Some(other)) if other.state != ApprovalState::Pending => {
+                    let approval = self.finish(*other).await?.0;
                     return Ok(VoteResult::Counted {
-                        approval: *other,
+                        approval,
                         evaluation,
                         closed: None,
                     });
                 }
                 // Another vote arrived in between: decide again with it counted.
-                Conditional::Lost(Some(newer)) => current = *newer,
+                Conditional::Lost(Some(newer)) => {
+                    current = *newer;
+                    continue;
+                }
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),
-            }
+            };
+            let (approval, closed) = self.finish(closed).await?;
+            return Ok(VoteResult::Counted {
+                approval,
+                evaluation,
+                closed,
+            });
         }
         Err(ApprovalError::Contended(request_id))
     }
 
-    /// Resumes the workflow of a request this caller just closed, and logs `decided`.
-    async fn resume(
+    /// Carries out the durable duty of a closed approval: tells its workflow the outcome with
+    /// the current token, logs `decided` (once per request), and records that it was resumed.
+    /// A token that answers "closed" is checked against the execution: if it took this outcome,
+    /// it was resumed; if it ended otherwise, the approval ends `expired`; if it is still
+    /// running (a retried step, or the timeout path on its way), the duty stays for the next
+    /// path. Returns the approval as it is now, and how it closed.
+    async fn finish(
         &self,
-        closed: &PendingApproval,
-        evaluation: &Evaluation,
-    ) -> Result<bool, ApprovalError> {
-        let result = match closed.state {
+        approval: PendingApproval,
+    ) -> Result<(PendingApproval, Option<Closed>), ApprovalError> {
+        if !approval.owes_resume() {
+            let closed = (approval.state != ApprovalState::Pending).then_some(Closed {
+                state: approval.state,
+                resumed: approval.resumed,
+            });
+            return Ok((approval, closed));
+        }
+        let evaluation = &approval.evaluation;
+        let sent = match approval.state {
             ApprovalState::Approved => {
-                self.tokens
-                    .succeed(&closed.task_token, &approved_output(closed, evaluation))
-                    .await
+                let output = approved_output(&approval, evaluation);
+                self.tokens.succeed(&approval.task_token, &output).await
             }
-            _ => {
-                self.tokens
-                    .fail(
-                        &closed.task_token,
-                        REJECTED_ERROR,
-                        &evaluation.decision.reasons.join("; "),
-                    )
-                    .await
+            ApprovalState::Rejected => {
+                let cause = evaluation.decision.reasons.join("; ");
+                let token = &approval.task_token;
+                self.tokens.fail(token, REJECTED_ERROR, &cause).await
             }
+            ApprovalState::Expired | ApprovalState::Pending => Ok(()),
         };
-        let resumed = match result {
+        let took_it = match sent {
             Ok(()) => true,
             Err(TaskTokenError::AlreadyClosed(code)) => {
-                let draft = EventDraft::new(EventKind::Error).reasons(vec![format!(
-                    "the workflow no longer waited for this decision ({code})"
-                )]);
-                self.append(&closed.request_id, draft).await?;
-                false
+                match self.execution_took(&approval).await? {
+                    Some(took) => took,
+                    None => {
+                        tracing::warn!(request_id = %approval.request_id, code, "the workflow is not waiting on this token now; a later path resumes it");
+                        let closed = Closed {
+                            state: approval.state,
+                            resumed: false,
+                        };
+                        return Ok((approval, Some(closed)));
+                    }
+                }
             }
             Err(other) => {
+                let name = ErrorName::task_tokens(&other).as_str();
+                let at = crate::time::format_rfc3339_ms(self.clock.now());
                 let draft = EventDraft::new(EventKind::Error)
-                    .reasons(vec![format!("resuming the workflow failed: {other}")]);
-                self.append(&closed.request_id, draft).await?;
+                    .reasons(vec![format!(
+                        "resuming the workflow failed ({name}); it will be retried"
+                    )])
+                    .once(format!("error#resume#{at}"));
+                self.append(&approval.request_id, draft).await?;
                 return Err(ApprovalError::TaskToken(other));
             }
         };
-        let mut draft = EventDraft::new(EventKind::Decided)
-            .evaluation(evaluation)
-            .data("state", closed.state.as_str())
-            .data("resumed", resumed);
-        if let Some(by) = &closed.decided_by {
-            draft = draft.actor(by);
-        }
-        self.append(&closed.request_id, draft).await?;
-        Ok(resumed)
+        let state = if took_it {
+            let mut draft = EventDraft::new(EventKind::Decided)
+                .evaluation(evaluation)
+                .data("state", approval.state.as_str())
+                .once("decided");
+            if let Some(by) = &approval.decided_by {
+                draft = draft.actor(by);
+            }
+            self.append(&approval.request_id, draft).await?;
+            approval.state
+        } else {
+            let draft = EventDraft::new(EventKind::Expired)
+                .reasons(vec![format!(
+                    "the approvers decided ({}), but the workflow had already timed out",
+                    approval.state.as_str()
+                )])
+                .once("expired");
+            self.append(&approval.request_id, draft).await?;
+            ApprovalState::Expired
+        };
+        let settled = self
+            .pending
+            .settle(&approval.request_id, &approval.task_token, state)
+            .await
+            .map_err(ApprovalError::PendingStore)?;
+        let approval = match settled {
+            Conditional::Done(item) | Conditional::Lost(Some(item)) => *item,
+            Conditional::Lost(None) => approval,
+        };
+        let closed = Closed {
+            state: approval.state,
+            resumed: took_it && approval.resumed,
+        };
+        Ok((approval, Some(closed)))
     }
 
-    /// Closes a request whose workflow timed out and shows it on its messages. Returns the
-    /// approval as it is now (one a late vote closed first keeps that state; the workflow has
-    /// expired all the same), or `None` when there is none.
-    pub async fn expire(&self, request_id: &str) -> Result<Option<PendingApproval>, ApprovalError> {
-        let expired = self.close_expired(request_id).await?;
+    /// Whether the execution took this approval's outcome (`Some(true)`), ended otherwise
+    /// (`Some(false)`), or still runs (`None`).
+    async fn execution_took(
+        &self,
+        approval: &PendingApproval,
+    ) -> Result<Option<bool>, ApprovalError> {
+        let status = self
+            .tokens
+            .execution_status(&approval.execution_id)
+            .await
+            .map_err(ApprovalError::TaskToken)?;
+        Ok(match status {
+            ExecutionStatus::Running => None,
+            ExecutionStatus::Succeeded => Some(approval.state == ApprovalState::Approved),
+            ExecutionStatus::Failed(error) => Some(
+                approval.state == ApprovalState::Rejected
+                    && error.as_deref() == Some(REJECTED_ERROR),
+            ),
+            ExecutionStatus::Gone => Some(false),
+        })
+    }
+
+    /// Closes the approval of workflow `execution_id`, which timed out, and shows it on its
+    /// messages; it never asks the policy, so a broken policy cannot keep it open. An approval
+    /// a late vote closed first ends `expired` too (the workflow took no outcome). Returns the
+    /// approval as it is now, or `None` when the workflow has none.
+    pub async fn expire(
+        &self,
+        request_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<PendingApproval>, ApprovalError> {
+        let expired = self.close_expired(request_id, execution_id).await?;
         if let Some(approval) = &expired {
             self.refresh(approval, &approval.evaluation).await;
         }
@@ -583,56 +744,91 @@ where
     async fn close_expired(
         &self,
         request_id: &str,
+        execution_id: &str,
     ) -> Result<Option<PendingApproval>, ApprovalError> {
+        let attempt = format!("expire:{execution_id}");
         for _ in 0..CLOSE_ATTEMPTS {
-            let Some(current) = self
+            let current = self
                 .pending
                 .get(request_id)
                 .await
                 .map_err(ApprovalError::PendingStore)?
-            else {
+                .filter(|item| item.execution_id == execution_id);
+            let Some(current) = current else {
                 let draft = EventDraft::new(EventKind::Expired)
-                    .reasons(vec!["no pending approval was found".into()]);
+                    .reasons(vec![
+                        "the workflow timed out; it had no pending approval".into()
+                    ])
+                    .once(format!("expired#{execution_id}"));
                 self.append(request_id, draft).await?;
                 return Ok(None);
             };
             if current.state != ApprovalState::Pending {
-                let draft = EventDraft::new(EventKind::Expired).reasons(vec![format!(
-                    "the workflow timed out; the approval was already {}",
-                    current.state.as_str()
-                )]);
-                self.append(request_id, draft).await?;
-                return Ok(Some(current));
+                let settled = match current.resumed {
+                    true => current,
+                    false => self.settle_expired(current).await?,
+                };
+                return Ok(Some(settled));
             }
             let now = self.clock.now();
-            let evaluation = self.policy.evaluate(
-                &PreparedRequest::new(current.request.clone())?,
-                &current.votes,
-                now,
-            )?;
             let closing = Closing {
                 state: ApprovalState::Expired,
-                evaluation,
+                evaluation: current.evaluation.clone(),
                 decided_by: None,
                 decided_at: now,
+                closed_by: attempt.clone(),
+                resumed: true,
             };
-            if let Conditional::Done(expired) = self
+            match self
                 .pending
                 .transition(request_id, current.version, &closing)
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
-                let draft = EventDraft::new(EventKind::Expired)
-                    .evaluation(&expired.evaluation)
-                    .reasons(vec![format!(
-                        "no decision within {} seconds",
-                        current.evaluation.decision.timeout_seconds
-                    )]);
-                self.append(request_id, draft).await?;
-                return Ok(Some(*expired));
+                Conditional::Done(expired) => return self.log_expired(*expired).await.map(Some),
+                Conditional::Lost(Some(item)) if item.closed_by.as_deref() == Some(&attempt) => {
+                    return self.log_expired(*item).await.map(Some)
+                }
+                _ => continue,
             }
         }
         Err(ApprovalError::Contended(request_id.to_string()))
+    }
+
+    /// A late vote closed it, but the workflow timed out: it ends expired.
+    async fn settle_expired(
+        &self,
+        current: PendingApproval,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let settled = self
+            .pending
+            .settle(
+                &current.request_id,
+                &current.task_token,
+                ApprovalState::Expired,
+            )
+            .await
+            .map_err(ApprovalError::PendingStore)?;
+        match settled {
+            Conditional::Done(item) => self.log_expired(*item).await,
+            Conditional::Lost(Some(item)) => Ok(*item),
+            Conditional::Lost(None) => Ok(current),
+        }
+    }
+
+    async fn log_expired(
+        &self,
+        expired: PendingApproval,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let draft = EventDraft::new(EventKind::Expired)
+            .evaluation(&expired.evaluation)
+            .reasons(vec![format!(
+                "no decision reached the workflow within {} seconds",
+                expired.evaluation.decision.timeout_seconds
+            )])
+            .once("expired");
+        self.append(&expired.request_id, draft).await?;
+        Ok(expired)
     }
 
     /// Shows the approval as it is now on every message. The state is already stored, so a

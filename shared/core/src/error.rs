@@ -8,6 +8,7 @@ use crate::ports::{ChatError, StoreError, TaskTokenError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorName {
     InvalidRequest,
+    RequestIdInUse,
     PolicyError,
     DecisionLogThrottled,
     DecisionLogUnavailable,
@@ -39,8 +40,9 @@ pub enum Step {
 }
 
 impl ErrorName {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::InvalidRequest,
+        Self::RequestIdInUse,
         Self::PolicyError,
         Self::DecisionLogThrottled,
         Self::DecisionLogUnavailable,
@@ -64,6 +66,7 @@ impl ErrorName {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "InvalidRequest",
+            Self::RequestIdInUse => "RequestIdInUse",
             Self::PolicyError => "PolicyError",
             Self::DecisionLogThrottled => "DecisionLog.Throttled",
             Self::DecisionLogUnavailable => "DecisionLog.Unavailable",
@@ -153,9 +156,20 @@ impl Step {
     /// The names this step's code can raise, from the ports and checks it uses.
     pub fn raises(self) -> Vec<ErrorName> {
         let families: &[&str] = match self {
-            Self::Evaluate => &["InvalidRequest", "PolicyError", "DecisionLog"],
-            Self::Notify => &["DecisionLog", "PendingStore", "Chat"],
-            Self::Expire => &["PolicyError", "DecisionLog", "PendingStore"],
+            Self::Evaluate => &[
+                "InvalidRequest",
+                "RequestIdInUse",
+                "PolicyError",
+                "DecisionLog",
+            ],
+            Self::Notify => &[
+                "RequestIdInUse",
+                "DecisionLog",
+                "PendingStore",
+                "StepFunctions",
+                "Chat",
+            ],
+            Self::Expire => &["DecisionLog", "PendingStore"],
         };
         ErrorName::ALL
             .into_iter()

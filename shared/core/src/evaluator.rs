@@ -42,11 +42,14 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
         &self.policy
     }
 
-    /// Evaluates `raw` (its id defaults to `default_id`, the execution name) and logs it.
+    /// Evaluates `raw` for workflow `execution_id` (the request id defaults to
+    /// `default_id`, the execution name) and logs it. A request id that another execution
+    /// already used fails with `RequestIdInUse`.
     pub async fn evaluate(
         &self,
         raw: &Value,
         default_id: Option<&str>,
+        execution_id: &str,
     ) -> Result<Evaluated, ApprovalError> {
         let request = Request::from_value(raw, default_id)?;
         let now = self.clock.now();
@@ -54,26 +57,30 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
         let evaluation = self.policy.evaluate(&prepared, &[], now)?;
         let log_error = ApprovalError::DecisionLog;
         let logged = self.log.events(&request.id).await.map_err(log_error)?;
-        if !logged.iter().any(|e| e.kind == EventKind::Requested) {
-            let requested = EventDraft::new(EventKind::Requested)
-                .actor(&request.requester.id)
-                .data(
-                    "request",
-                    serde_json::to_value(&request).unwrap_or_default(),
-                );
-            self.log
-                .append(&request.id, requested, now)
-                .await
-                .map_err(log_error)?;
+        let holder = logged
+            .iter()
+            .find(|e| e.kind == EventKind::Requested)
+            .and_then(|e| e.data.get("execution").and_then(Value::as_str));
+        if let Some(holder) = holder.filter(|h| *h != execution_id) {
+            return Err(ApprovalError::RequestIdInUse {
+                request_id: request.id.clone(),
+                held_by: holder.to_string(),
+            });
         }
-        let already_evaluated = logged.iter().any(|e| {
-            e.kind == EventKind::Evaluated
-                && e.input_digest.as_deref() == Some(evaluation.input_digest.as_str())
-        });
-        if !already_evaluated {
-            let evaluated = EventDraft::new(EventKind::Evaluated).evaluation(&evaluation);
+        let requested = EventDraft::new(EventKind::Requested)
+            .actor(&request.requester.id)
+            .data(
+                "request",
+                serde_json::to_value(&request).unwrap_or_default(),
+            )
+            .data("execution", execution_id)
+            .once("requested");
+        let evaluated = EventDraft::new(EventKind::Evaluated)
+            .evaluation(&evaluation)
+            .once(format!("evaluated#{}", evaluation.input_digest));
+        for draft in [requested, evaluated] {
             self.log
-                .append(&request.id, evaluated, now)
+                .append(&request.id, draft, now)
                 .await
                 .map_err(log_error)?;
         }

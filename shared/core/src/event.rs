@@ -99,6 +99,10 @@ pub struct EventDraft {
     pub policy_revision: Option<String>,
     pub input_digest: Option<String>,
     pub data: Map<String, Value>,
+    /// The idempotency key: a log appends at most one event per key and request, so a retried
+    /// write (an SDK retry of a committed write, a retried step, a repeated click) does not
+    /// record the same thing twice. Not part of the event or its hash.
+    pub once: Option<String>,
 }
 
 impl EventDraft {
@@ -140,6 +144,12 @@ impl EventDraft {
 
     pub fn data(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.data.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Appends this at most once per `key` and request (see [`Self::once`]).
+    pub fn once(mut self, key: impl Into<String>) -> Self {
+        self.once = Some(key.into());
         self
     }
 }

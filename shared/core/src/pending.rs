@@ -150,6 +150,9 @@ impl ApprovalState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingApproval {
     pub request_id: String,
+    /// The Step Functions execution that opened it and waits on `task_token`. Another execution
+    /// reusing the request id never touches it (`RequestIdInUse`).
+    pub execution_id: String,
     pub task_token: TaskToken,
     pub request: Request,
     pub evaluation: Evaluation,
@@ -163,6 +166,18 @@ pub struct PendingApproval {
     /// Who cast the deciding vote, and when the request was closed.
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// Which attempt closed it: a retried close recognises its own win by this.
+    pub closed_by: Option<String>,
+    /// Whether the workflow has taken the outcome (or was found no longer waiting). A closed,
+    /// unresumed approval is a duty every path that meets it carries out.
+    pub resumed: bool,
+}
+
+impl PendingApproval {
+    /// Closed, but the workflow has not been told.
+    pub fn owes_resume(&self) -> bool {
+        self.state != ApprovalState::Pending && !self.resumed
+    }
 }
 
 /// The answer to a conditional write on a pending approval.
@@ -182,6 +197,10 @@ pub struct Closing {
     pub evaluation: Evaluation,
     pub decided_by: Option<String>,
     pub decided_at: DateTime<Utc>,
+    /// Names this attempt (see [`PendingApproval::closed_by`]).
+    pub closed_by: String,
+    /// Set when closing needs no resume (the workflow itself timed out).
+    pub resumed: bool,
 }
 
 /// What people see about an approval, whatever the platform renders it as.

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
 use crate::pending::{
-    ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken, Voter,
+    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
+    Voter,
 };
 use crate::vote::Vote;
 
@@ -99,8 +100,9 @@ pub trait PendingStore: Send + Sync {
         vote: &Vote,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
-    /// Replaces the task token of a pending approval (a retried `.waitForTaskToken` step gets a
-    /// new token; the old one is dead).
+    /// Replaces the task token of an approval whose workflow has not been resumed (a retried
+    /// `.waitForTaskToken` step gets a new token; the old one is dead), even when a vote closed
+    /// it in between: the new token is the one to resume.
     fn replace_token(
         &self,
         request_id: &str,
@@ -108,13 +110,22 @@ pub trait PendingStore: Send + Sync {
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Moves a pending approval to a final state if it still has `expected_version`: of many
-    /// concurrent callers exactly one gets `Done`. The closing evaluation and who decided are
-    /// stored with it.
+    /// concurrent callers exactly one gets `Done`. The closing evaluation, who decided and which
+    /// attempt closed it are stored with it.
     fn transition(
         &self,
         request_id: &str,
         expected_version: u64,
         closing: &Closing,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Records that the workflow waiting on `token` has taken the outcome (or no longer waits),
+    /// ending in `state`: only while unresumed and still on that token.
+    fn settle(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+        state: ApprovalState,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 }
 
@@ -183,6 +194,17 @@ pub enum TaskTokenError {
     Unavailable(String),
 }
 
+/// An execution as `DescribeExecution` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    /// Failed, timed out or aborted, with its error name when there is one.
+    Failed(Option<String>),
+    /// No such execution (or it is too old to describe).
+    Gone,
+}
+
 /// Resumes a workflow paused on a task token.
 pub trait TaskTokens: Send + Sync {
     fn succeed(
@@ -197,4 +219,11 @@ pub trait TaskTokens: Send + Sync {
         error: &str,
         cause: &str,
     ) -> impl Future<Output = Result<(), TaskTokenError>> + Send;
+
+    /// Where an execution is: it tells apart "already took our outcome" from "timed out" when a
+    /// token answers that it is closed.
+    fn execution_status(
+        &self,
+        execution_id: &str,
+    ) -> impl Future<Output = Result<ExecutionStatus, TaskTokenError>> + Send;
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use regate_core::approvals::{Closed, VoteResult, REJECTED_ERROR};
 use regate_core::event::EventKind;
+use regate_core::ports::{ExecutionStatus, StoreError, TaskTokenError};
 use regate_core::{ApprovalState, TaskToken};
 use regate_testkit::{
-    ballot, first_evaluation, open, rejecting, request, Fakes, MemoryApprovals, Resumed,
+    ballot, execution_of, first_evaluation, open, rejecting, request, Fakes, MemoryApprovals,
+    Resumed,
 };
 
 const DEPLOY: (&str, &str, &str) = ("deploy", "service", "payments");
@@ -90,14 +92,22 @@ async fn the_requester_is_refused_with_a_logged_reason_and_nothing_resumes() {
 }
 
 #[tokio::test]
-async fn a_second_click_counts_once_and_a_click_after_the_decision_is_already_decided() {
+async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_already_decided() {
     let (f, s) = opened("r3", LEDGER).await;
     let first = s.vote(&ballot("r3", "erin@example.com")).await.unwrap();
     assert!(matches!(first, VoteResult::Counted { closed: None, .. }));
+    // A double click is the same vote again: it counts once and is not refused.
     let again = s.vote(&ballot("r3", "erin@example.com")).await.unwrap();
     assert!(
-        matches!(again, VoteResult::Refused { ref reason, .. } if reason.contains("already voted")),
+        matches!(again, VoteResult::Counted { closed: None, .. }),
         "{again:?}"
+    );
+    assert_eq!(f.pending.item("r3").unwrap().votes.len(), 1);
+    let changed = rejecting(ballot("r3", "erin@example.com"), Some("changed my mind"));
+    let changed = s.vote(&changed).await.unwrap();
+    assert!(
+        matches!(changed, VoteResult::Refused { ref reason, .. } if reason.contains("already voted")),
+        "{changed:?}"
     );
     let deciding = s.vote(&ballot("r3", "frank@example.com")).await.unwrap();
     assert!(matches!(
@@ -160,8 +170,9 @@ async fn an_iam_rejection_asks_for_a_reason_and_fails_the_workflow_with_approval
 }
 
 #[tokio::test]
-async fn a_decision_after_the_workflow_timed_out_is_recorded_and_reported() {
+async fn a_vote_after_the_timeout_ends_expired_and_the_voter_is_told() {
     let (f, s) = opened("r5", DEPLOY).await;
+    // The task timed out: its token is closed and the Expire step has not run yet.
     f.tokens.closed.lock().unwrap().push("token-1".into());
     let result = s.vote(&ballot("r5", "bob@example.com")).await.unwrap();
     assert!(
@@ -174,15 +185,238 @@ async fn a_decision_after_the_workflow_timed_out_is_recorded_and_reported() {
         ),
         "{result:?}"
     );
+    assert!(result.explanation().unwrap().contains("no longer waited"));
+    assert!(
+        !f.kinds("r5").contains(&EventKind::Decided),
+        "nobody took the decision"
+    );
+    let expired = s.expire("r5", &execution_of("r5")).await.unwrap().unwrap();
+    assert_eq!(expired.state, ApprovalState::Expired);
+    assert!(expired.resumed);
     assert_eq!(
         f.kinds("r5"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Error,
-            EventKind::Decided
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Expired]
     );
+    let updates = f.chat.updates.lock().unwrap().clone();
+    assert_eq!(updates.last().unwrap().1, ApprovalState::Expired);
+    assert!(f.tokens.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_vote_on_a_workflow_that_ended_otherwise_ends_expired_at_once() {
+    let (f, s) = opened("r11", DEPLOY).await;
+    f.tokens.closed.lock().unwrap().push("token-1".into());
+    let failed = ExecutionStatus::Failed(Some("ApprovalExpired".into()));
+    f.tokens
+        .executions
+        .lock()
+        .unwrap()
+        .insert(execution_of("r11"), failed);
+    let result = s.vote(&ballot("r11", "bob@example.com")).await.unwrap();
+    let VoteResult::Counted { approval, .. } = &result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(approval.state, ApprovalState::Expired);
+    assert_eq!(
+        f.kinds("r11"),
+        [EventKind::Notified, EventKind::Vote, EventKind::Expired]
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_resume_is_owed_and_a_later_click_carries_it_out_once() {
+    let (f, s) = opened("r12", DEPLOY).await;
+    f.tokens.fault.set(TaskTokenError::Throttled(
+        "Rate exceeded for arn:aws:states:secret".into(),
+    ));
+    let error = s
+        .vote(&ballot("r12", "alice@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name().as_str(), "StepFunctions.Throttled");
+    let item = f.pending.item("r12").unwrap();
+    assert!(item.owes_resume(), "closed, not resumed: {item:?}");
+    let logged = serde_json::to_string(&f.log.of("r12")).unwrap();
+    assert!(logged.contains("StepFunctions.Throttled"), "{logged}");
+    assert!(
+        !logged.contains("Rate exceeded"),
+        "no raw service text in the log"
+    );
+    f.tokens.fault.clear();
+    let later = s.vote(&ballot("r12", "bob@example.com")).await.unwrap();
+    assert!(
+        matches!(later, VoteResult::AlreadyDecided { .. }),
+        "{later:?}"
+    );
+    assert_eq!(f.tokens.calls().len(), 1);
+    assert!(f.pending.item("r12").unwrap().resumed);
+    let decided = f
+        .kinds("r12")
+        .iter()
+        .filter(|k| **k == EventKind::Decided)
+        .count();
+    assert_eq!(decided, 1);
+    // Nothing is owed any more: another click resumes nothing and logs no second decision.
+    s.vote(&ballot("r12", "carol@example.com")).await.unwrap();
+    assert_eq!(f.tokens.calls().len(), 1);
+    regate_core::chain::verify_chain("r12", &f.log.of("r12")).unwrap();
+}
+
+#[tokio::test]
+async fn a_close_whose_answer_was_lost_is_recognised_as_its_own() {
+    let (f, s) = opened("r13", DEPLOY).await;
+    f.pending.lose_next_answer_after(1);
+    let result = s.vote(&ballot("r13", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(
+            result,
+            VoteResult::Counted {
+                closed: Some(Closed { resumed: true, .. }),
+                ..
+            }
+        ),
+        "{result:?}"
+    );
+    assert_eq!(f.tokens.calls().len(), 1);
+    assert_eq!(f.kinds("r13").last(), Some(&EventKind::Decided));
+}
+
+#[tokio::test]
+async fn a_vote_between_a_failed_notifier_and_its_retry_resumes_the_retrys_token() {
+    let (f, s) = opened("r14", DEPLOY).await;
+    // The first notifier attempt failed after opening: its token died with it.
+    f.tokens.closed.lock().unwrap().push("token-1".into());
+    let first = s.vote(&ballot("r14", "alice@example.com")).await.unwrap();
+    assert!(matches!(
+        first,
+        VoteResult::Counted {
+            closed: Some(Closed { resumed: false, .. }),
+            ..
+        }
+    ));
+    let r = request("r14").build();
+    let retried = s
+        .notify(
+            &r,
+            &first_evaluation(&r, s.now()),
+            &TaskToken::new("token-2"),
+            &execution_of("r14"),
+        )
+        .await
+        .unwrap();
+    assert!(retried.approval.resumed);
+    let calls = f.tokens.calls();
+    assert!(
+        matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-2"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        f.chat.posts.lock().unwrap().len(),
+        1,
+        "the retry posts nothing new"
+    );
+    let decided = f
+        .kinds("r14")
+        .iter()
+        .filter(|k| **k == EventKind::Decided)
+        .count();
+    assert_eq!(decided, 1);
+}
+
+#[tokio::test]
+async fn another_execution_reusing_a_live_request_id_is_refused_and_changes_nothing() {
+    let (f, s) = opened("r15", DEPLOY).await;
+    let r = request("r15")
+        .change("iam_change", "production", "iam_role", "payments")
+        .build();
+    let hijack = s
+        .notify(
+            &r,
+            &first_evaluation(&r, s.now()),
+            &TaskToken::new("token-b"),
+            "execution-b",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(hijack.name().as_str(), "RequestIdInUse");
+    assert!(
+        hijack.to_string().contains(&execution_of("r15")),
+        "{hijack}"
+    );
+    let item = f.pending.item("r15").unwrap();
+    assert_eq!(item.task_token.expose(), "token-1");
+    assert_eq!(f.chat.posts.lock().unwrap().len(), 1);
+    s.vote(&ballot("r15", "alice@example.com")).await.unwrap();
+    let calls = f.tokens.calls();
+    assert!(matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"));
+    assert!(s.expire("r15", "execution-b").await.unwrap().is_none());
+    assert_eq!(
+        f.pending.item("r15").unwrap().state,
+        ApprovalState::Approved
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_vote_completes_a_vote_whose_log_entry_failed() {
+    let (f, s) = opened("r16", DEPLOY).await;
+    f.log
+        .fail_kind(EventKind::Vote, StoreError::Throttled("busy".into()));
+    let error = s
+        .vote(&ballot("r16", "alice@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name().as_str(), "DecisionLog.Throttled");
+    assert_eq!(
+        f.pending.item("r16").unwrap().votes.len(),
+        1,
+        "the vote is stored"
+    );
+    f.log.fault.clear();
+    let again = s.vote(&ballot("r16", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(
+            again,
+            VoteResult::Counted {
+                closed: Some(_),
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(
+        f.kinds("r16"),
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
+    );
+    assert_eq!(f.tokens.calls().len(), 1);
+    let once_more = s.vote(&ballot("r16", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(once_more, VoteResult::Counted { .. }),
+        "{once_more:?}"
+    );
+    assert_eq!(f.kinds("r16").len(), 3, "a third click adds nothing");
+}
+
+#[tokio::test]
+async fn expiry_does_not_need_the_policy() {
+    let f = Fakes::default();
+    let r = request("r17").build();
+    open(&f.approvals(), &r, "token-1").await;
+    let broken = regate_core::PolicyBundle::from_files(
+        vec![regate_core::policy::PolicyFile {
+            path: "approvals.rego".into(),
+            source: "package approvals\n\ndecision := input.nothing.here\nvote := input.nothing\n"
+                .into(),
+        }],
+        None,
+    )
+    .unwrap();
+    let s = f.approvals_with(regate_core::PolicyEngine::compile(&broken).unwrap());
+    let expired = s
+        .expire("r17", &execution_of("r17"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expired.state, ApprovalState::Expired);
 }
 
 #[tokio::test]
@@ -219,7 +453,12 @@ async fn a_retried_notifier_keeps_the_approval_posts_nothing_new_and_takes_the_n
     let r = request("r7").build();
     let evaluation = first_evaluation(&r, s.now());
     let again = s
-        .notify(&r, &evaluation, &TaskToken::new("token-2"))
+        .notify(
+            &r,
+            &evaluation,
+            &TaskToken::new("token-2"),
+            &execution_of("r7"),
+        )
         .await
         .unwrap();
     assert_eq!(again.approval.task_token.expose(), "token-2");
@@ -239,7 +478,7 @@ async fn a_request_no_platform_serves_fails_with_chat_no_target() {
         .notify
         .retain(|t| matches!(t, regate_core::NotifyTarget::Teams { .. }));
     let error = s
-        .notify(&r, &evaluation, &TaskToken::new("t"))
+        .notify(&r, &evaluation, &TaskToken::new("t"), &execution_of("r9"))
         .await
         .unwrap_err();
     assert_eq!(error.name().as_str(), "Chat.NoTarget");
@@ -249,7 +488,7 @@ async fn a_request_no_platform_serves_fails_with_chat_no_target() {
 #[tokio::test]
 async fn expiry_closes_a_pending_request_logs_it_and_shows_it() {
     let (f, s) = opened("r8", DEPLOY).await;
-    let expired = s.expire("r8").await.unwrap().unwrap();
+    let expired = s.expire("r8", &execution_of("r8")).await.unwrap().unwrap();
     assert_eq!(expired.state, ApprovalState::Expired);
     assert_eq!(f.kinds("r8"), [EventKind::Notified, EventKind::Expired]);
     assert_eq!(f.chat.updates.lock().unwrap()[0].1, ApprovalState::Expired);

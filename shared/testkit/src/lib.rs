@@ -18,8 +18,8 @@ use regate_core::pending::{
     TaskToken, Voter,
 };
 use regate_core::ports::{
-    ChatError, ChatPlatform, Clock, DecisionLog, PendingStore, StoreError, TaskTokenError,
-    TaskTokens,
+    ChatError, ChatPlatform, Clock, DecisionLog, ExecutionStatus, PendingStore, StoreError,
+    TaskTokenError, TaskTokens,
 };
 use regate_core::rules::normalize;
 use regate_core::{Ballot, Choice, Evaluation, PolicyEngine, PreparedRequest, Request, Vote};
@@ -59,10 +59,20 @@ impl<E: Clone> Fault<E> {
 #[derive(Clone, Default)]
 pub struct MemoryLog {
     events: Arc<Mutex<BTreeMap<String, Vec<Event>>>>,
+    /// `(request id, idempotency key)` to the seq of the event appended under it.
+    keys: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     pub fault: Fault<StoreError>,
+    /// When set, `fault` applies to appends of this kind only.
+    fault_kind: Arc<Mutex<Option<regate_core::EventKind>>>,
 }
 
 impl MemoryLog {
+    /// Appends of `kind` fail with `error` until `fault` is cleared.
+    pub fn fail_kind(&self, kind: regate_core::EventKind, error: StoreError) {
+        *self.fault_kind.lock().unwrap() = Some(kind);
+        self.fault.set(error);
+    }
+
     pub fn of(&self, request_id: &str) -> Vec<Event> {
         self.events
             .lock()
@@ -80,16 +90,29 @@ impl DecisionLog for MemoryLog {
         draft: EventDraft,
         at: DateTime<Utc>,
     ) -> Result<Event, StoreError> {
-        self.fault.check()?;
+        let only = *self.fault_kind.lock().unwrap();
+        if only.is_none() || only == draft.kind {
+            self.fault.check()?;
+        }
         let mut all = self.events.lock().unwrap();
         let chain = all.entry(request_id.to_string()).or_default();
+        let mut keys = self.keys.lock().unwrap();
+        let key = draft.once.clone().map(|k| (request_id.to_string(), k));
+        if let Some(seq) = key.as_ref().and_then(|k| keys.get(k)) {
+            return Ok(chain[usize::try_from(*seq).unwrap() - 1].clone());
+        }
         let event = next_event(request_id, chain.last(), draft, at).unwrap();
+        if let Some(key) = key {
+            keys.insert(key, event.seq);
+        }
         chain.push(event.clone());
         Ok(event)
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
-        self.fault.check()?;
+        if self.fault_kind.lock().unwrap().is_none() {
+            self.fault.check()?;
+        }
         Ok(self.of(request_id))
     }
 }
@@ -99,6 +122,8 @@ impl DecisionLog for MemoryLog {
 pub struct MemoryPending {
     items: Arc<Mutex<BTreeMap<String, PendingApproval>>>,
     pub fault: Fault<StoreError>,
+    /// Updates to let through before one whose answer is lost (see `lose_next_answer_after`).
+    lose_answer: Arc<Mutex<Option<usize>>>,
 }
 
 impl MemoryPending {
@@ -109,16 +134,43 @@ impl MemoryPending {
         change: impl FnOnce(&mut PendingApproval),
     ) -> Result<Conditional, StoreError> {
         self.fault.check()?;
+        let lost = {
+            let mut countdown = self.lose_answer.lock().unwrap();
+            match *countdown {
+                Some(0) => {
+                    *countdown = None;
+                    true
+                }
+                Some(n) => {
+                    *countdown = Some(n - 1);
+                    false
+                }
+                None => false,
+            }
+        };
         let mut items = self.items.lock().unwrap();
         Ok(match items.get_mut(request_id) {
             Some(item) if allowed(item) => {
                 change(item);
                 item.version += 1;
-                Conditional::Done(Box::new(item.clone()))
+                let now = Box::new(item.clone());
+                // A lost answer: the write commits, the SDK's retry then fails its condition
+                // and reads the item as it is now.
+                if lost {
+                    Conditional::Lost(Some(now))
+                } else {
+                    Conditional::Done(now)
+                }
             }
             Some(item) => Conditional::Lost(Some(Box::new(item.clone()))),
             None => Conditional::Lost(None),
         })
+    }
+
+    /// After `updates` more conditional updates, the next one commits but answers as if it
+    /// lost (a committed write whose response was lost, retried by the SDK).
+    pub fn lose_next_answer_after(&self, updates: usize) {
+        *self.lose_answer.lock().unwrap() = Some(updates);
     }
 
     /// The stored item, as a test sees it.
@@ -172,10 +224,22 @@ impl PendingStore for MemoryPending {
         request_id: &str,
         token: &TaskToken,
     ) -> Result<Conditional, StoreError> {
+        self.update(request_id, |i| !i.resumed, |i| i.task_token = token.clone())
+    }
+
+    async fn settle(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+        state: ApprovalState,
+    ) -> Result<Conditional, StoreError> {
         self.update(
             request_id,
-            |i| i.state == ApprovalState::Pending,
-            |i| i.task_token = token.clone(),
+            |i| !i.resumed && i.task_token == *token,
+            |i| {
+                i.resumed = true;
+                i.state = state;
+            },
         )
     }
 
@@ -193,6 +257,8 @@ impl PendingStore for MemoryPending {
                 i.evaluation = closing.evaluation.clone();
                 i.decided_by = closing.decided_by.clone();
                 i.decided_at = Some(closing.decided_at);
+                i.closed_by = Some(closing.closed_by.clone());
+                i.resumed = closing.resumed;
             },
         )
     }
@@ -212,11 +278,14 @@ pub enum Resumed {
     },
 }
 
-/// Task tokens that record every call; tokens listed in `closed` answer "already closed".
+/// Task tokens that record every call; tokens listed in `closed` answer "already closed", and
+/// `executions` says how each execution stands (running when not listed).
 #[derive(Clone, Default)]
 pub struct RecordingTokens {
     pub calls: Arc<Mutex<Vec<Resumed>>>,
     pub closed: Arc<Mutex<Vec<String>>>,
+    pub executions: Arc<Mutex<BTreeMap<String, ExecutionStatus>>>,
+    pub fault: Fault<TaskTokenError>,
 }
 
 impl RecordingTokens {
@@ -225,6 +294,7 @@ impl RecordingTokens {
     }
 
     fn check(&self, token: &TaskToken) -> Result<(), TaskTokenError> {
+        self.fault.check()?;
         if self
             .closed
             .lock()
@@ -239,6 +309,19 @@ impl RecordingTokens {
 }
 
 impl TaskTokens for RecordingTokens {
+    async fn execution_status(
+        &self,
+        execution_id: &str,
+    ) -> Result<ExecutionStatus, TaskTokenError> {
+        Ok(self
+            .executions
+            .lock()
+            .unwrap()
+            .get(execution_id)
+            .cloned()
+            .unwrap_or(ExecutionStatus::Running))
+    }
+
     async fn succeed(
         &self,
         token: &TaskToken,
@@ -445,6 +528,7 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
     let now = FixedClock::default().now();
     PendingApproval {
         request_id: request.id.clone(),
+        execution_id: execution_of(&request.id),
         task_token: TaskToken::new(token),
         request: request.clone(),
         evaluation: first_evaluation(request, now),
@@ -456,7 +540,14 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
         expires_at: now + chrono::Duration::hours(2),
         decided_by: None,
         decided_at: None,
+        closed_by: None,
+        resumed: false,
     }
+}
+
+/// The execution tests open request `request_id` from.
+pub fn execution_of(request_id: &str) -> String {
+    format!("arn:aws:states:us-east-1:123456789012:execution:regate-approval:{request_id}")
 }
 
 /// An approve ballot by `voter` on `request_id`, on Slack, now.
@@ -504,13 +595,18 @@ pub struct Fakes {
 impl Fakes {
     /// An `Approvals` over these fakes (they share state with it) and the default policy.
     pub fn approvals(&self) -> MemoryApprovals {
+        self.approvals_with(default_policy())
+    }
+
+    /// The same with another policy.
+    pub fn approvals_with(&self, policy: PolicyEngine) -> MemoryApprovals {
         Approvals::new(
             self.log.clone(),
             self.pending.clone(),
             self.tokens.clone(),
             self.chat.clone(),
             self.clock.clone(),
-            Arc::new(default_policy()),
+            Arc::new(policy),
         )
     }
 
@@ -527,11 +623,13 @@ pub fn first_evaluation(request: &Request, now: DateTime<Utc>) -> Evaluation {
         .unwrap()
 }
 
-/// Opens `request` on `approvals` (as the notifier does) with task token `token`.
+/// Opens `request` on `approvals` (as the notifier does) with task token `token`, for the
+/// execution named after it ([`execution_of`]).
 pub async fn open(approvals: &MemoryApprovals, request: &Request, token: &str) {
     let evaluation = first_evaluation(request, approvals.now());
+    let execution = execution_of(&request.id);
     approvals
-        .notify(request, &evaluation, &TaskToken::new(token))
+        .notify(request, &evaluation, &TaskToken::new(token), &execution)
         .await
         .unwrap();
 }
