@@ -101,6 +101,23 @@ async fn a_retry_after_beyond_the_budget_gives_up_at_once_as_rate_limited() {
 }
 
 #[tokio::test]
+async fn a_huge_retry_after_is_clamped_and_gives_up_without_a_panic() {
+    let channel = fresh_channel();
+    let huge = u64::MAX.to_string();
+    fail(
+        "chat.postMessage",
+        &channel,
+        json!({"status": 429, "retry_after": huge, "times": 1}),
+    )
+    .await;
+    let error = api(Duration::from_secs(2))
+        .post_message(&channel, "hello", &json!([]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ChatError::RateLimited(ref m) if m.contains("3600")), "{error:?}");
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_with_backoff_within_the_budget() {
     let channel = fresh_channel();
     fail(

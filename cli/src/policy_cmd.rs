@@ -191,7 +191,10 @@ impl LoadedInput {
         let json = read_json(&args.input)?;
         let whole_input = json.get("request").is_some();
         let request_json = if whole_input { &json["request"] } else { &json };
-        let request = Request::from_value(request_json, None)
+        // As in the workflow, where the execution name stands in, a request without an id
+        // gets one: the input file's name.
+        let default_id = default_id(&args.input);
+        let request = Request::from_value(request_json, Some(&default_id))
             .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
         let now_text = args
             .now
@@ -219,6 +222,27 @@ impl LoadedInput {
             now,
             voter,
         })
+    }
+}
+
+/// The input file's name as a request id (characters an id may not hold become `-`).
+fn default_id(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id: String = stem
+        .chars()
+        .take(regate_core::request::MAX_ID_CHARS)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' | ':' => c,
+            _ => '-',
+        })
+        .collect();
+    if id.is_empty() {
+        "cli-request".into()
+    } else {
+        id
     }
 }
 

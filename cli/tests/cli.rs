@@ -232,6 +232,19 @@ fn a_failing_policy_test_fails_the_command() {
 }
 
 #[test]
+fn a_request_without_an_id_is_named_after_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my change.json");
+    let r = regate_testkit::request("unused").without("id").json();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let out = regate(&["policy", "eval", "--input", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = regate(&["simulate", "--input", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("start: "), "{}", stdout(&out));
+}
+
+#[test]
 fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
     assert_clean_failure(
         &regate(&["policy", "eval", "--input", "no/such/file.json"]),
@@ -254,6 +267,14 @@ fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
         &regate(&["policy", "eval", "--input", invalid.to_str().unwrap()]),
         "resource.name",
     );
+    // Every invalid field is named in the one line, not only the first.
+    r["summary"] = json!("");
+    r["requester"] = json!({"id": "someone", "kind": "human"});
+    std::fs::write(&invalid, r.to_string()).unwrap();
+    let out = regate(&["simulate", "--input", invalid.to_str().unwrap()]);
+    for field in ["resource.name", "requester.id", "summary"] {
+        assert_clean_failure(&out, field);
+    }
 
     let broken = dir.path().join("broken");
     std::fs::create_dir(&broken).unwrap();

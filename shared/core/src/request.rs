@@ -11,6 +11,25 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub const MAX_ID_CHARS: usize = 128;
 const MAX_TEXT_CHARS: usize = 4096;
 const MAX_LINKS: usize = 20;
+/// How deep `details` may nest. The request is stored inside a decision-log event
+/// (`data.request.details`), and DynamoDB holds at most 32 levels in an item.
+pub const MAX_DETAILS_DEPTH: usize = 24;
+/// DynamoDB's number range: magnitudes from 1E-130 to below 1E+126.
+const DYNAMODB_MAX_NUMBER: f64 = 1e126;
+const DYNAMODB_MIN_NUMBER: f64 = 1e-130;
+
+/// One field of a request and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field `{}` {}", self.field, self.problem)
+    }
+}
 
 /// Why a request was refused. Crosses the Step Functions boundary as `InvalidRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,23 +38,47 @@ pub enum RequestError {
     TooLarge { size: usize, limit: usize },
     #[error("request is not valid JSON: {0}")]
     NotJson(String),
-    #[error("field `{field}` {problem}")]
-    Field { field: String, problem: String },
+    /// Every invalid field, in the order of the contract, so a caller fixes them all at once.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldProblem>),
 }
 
 impl RequestError {
     fn field(field: &str, problem: impl Into<String>) -> Self {
-        Self::Field {
+        Self::Fields(vec![FieldProblem {
             field: field.to_string(),
             problem: problem.into(),
-        }
+        }])
     }
 
-    /// The offending field, when the problem is with one field.
+    /// The first offending field, when the problem is with fields.
     pub fn field_name(&self) -> Option<&str> {
         match self {
-            Self::Field { field, .. } => Some(field),
+            Self::Fields(problems) => problems.first().map(|p| p.field.as_str()),
             _ => None,
+        }
+    }
+}
+
+/// Collects the problems of every field instead of stopping at the first.
+#[derive(Default)]
+struct Problems(Vec<FieldProblem>);
+
+impl Problems {
+    fn check<T>(&mut self, result: Result<T, RequestError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(RequestError::Fields(problems)) => {
+                self.0.extend(problems);
+                None
+            }
+            Err(other) => {
+                self.0.push(FieldProblem {
+                    field: "(root)".into(),
+                    problem: other.to_string(),
+                });
+                None
+            }
         }
     }
 }
@@ -117,42 +160,71 @@ impl Request {
         let root = value
             .as_object()
             .ok_or_else(|| RequestError::field("(root)", "must be a JSON object"))?;
+        let mut problems = Problems::default();
         let id = match root.get("id") {
             None | Some(Value::Null) => default_id
                 .map(str::to_string)
-                .ok_or_else(|| RequestError::field("id", "is missing and no default was given"))?,
-            Some(_) => text(root, "id", "id")?,
-        };
-        check_id(&id)?;
-        let resource = object(root, "resource", "resource")?;
-        let links = match root.get("links") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => parse_links(items)?,
-            Some(_) => return Err(RequestError::field("links", "must be an array")),
-        };
-        let details = match root.get("details") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(_) => return Err(RequestError::field("details", "must be an object")),
-        };
-        let initiator = match root.get("initiator") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(identity(root, "initiator")?),
-        };
-        Ok(Self {
-            id,
-            action: text(root, "action", "action")?,
-            environment: text(root, "environment", "environment")?,
-            resource: Resource {
-                kind: text(resource, "type", "resource.type")?,
-                name: text(resource, "name", "resource.name")?,
-            },
-            requester: identity(root, "requester")?,
-            initiator,
-            summary: text(root, "summary", "summary")?,
-            details,
-            links,
-        })
+                .ok_or_else(|| RequestError::field("id", "is missing and no default was given")),
+            Some(_) => text(root, "id", "id"),
+        }
+        .and_then(|id| check_id(&id).map(|()| id));
+        let id = problems.check(id);
+        let action = problems.check(text(root, "action", "action"));
+        let environment = problems.check(text(root, "environment", "environment"));
+        let resource = problems.check(object(root, "resource", "resource").and_then(|r| {
+            let kind = text(r, "type", "resource.type");
+            let name = text(r, "name", "resource.name");
+            match (kind, name) {
+                (Ok(kind), Ok(name)) => Ok(Resource { kind, name }),
+                (Err(a), Err(b)) => Err(RequestError::Fields(
+                    [a, b].into_iter().flat_map(into_problems).collect(),
+                )),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }));
+        let requester = problems.check(identity(root, "requester"));
+        let initiator = problems.check(match root.get("initiator") {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => identity(root, "initiator").map(Some),
+        });
+        let summary = problems.check(text(root, "summary", "summary"));
+        let details = problems.check(match root.get("details") {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(map)) => storable(&Value::Object(map.clone()), "details", 1)
+                .map(|()| map.clone()),
+            Some(_) => Err(RequestError::field("details", "must be an object")),
+        });
+        let links = problems.check(match root.get("links") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => parse_links(items),
+            Some(_) => Err(RequestError::field("links", "must be an array")),
+        });
+        match (
+            id, action, environment, resource, requester, initiator, summary, details, links,
+        ) {
+            (
+                Some(id),
+                Some(action),
+                Some(environment),
+                Some(resource),
+                Some(requester),
+                Some(initiator),
+                Some(summary),
+                Some(details),
+                Some(links),
+            ) if problems.0.is_empty() => Ok(Self {
+                id,
+                action,
+                environment,
+                resource,
+                requester,
+                initiator,
+                summary,
+                details,
+                links,
+            }),
+            _ => Err(RequestError::Fields(problems.0)),
+        }
     }
 
     /// The identities that may never vote on this request (the requester and the initiator).
@@ -208,9 +280,20 @@ fn text(map: &Map<String, Value>, key: &str, path: &str) -> Result<String, Reque
     }
 }
 
+fn into_problems(error: RequestError) -> Vec<FieldProblem> {
+    match error {
+        RequestError::Fields(problems) => problems,
+        other => vec![FieldProblem {
+            field: "(root)".into(),
+            problem: other.to_string(),
+        }],
+    }
+}
+
 fn identity(root: &Map<String, Value>, key: &str) -> Result<Identity, RequestError> {
     let map = object(root, key, key)?;
     let kind_path = format!("{key}.kind");
+    let id_path = format!("{key}.id");
     let kind = match text(map, "kind", &kind_path)?.as_str() {
         "human" => IdentityKind::Human,
         "service" => IdentityKind::Service,
@@ -221,10 +304,60 @@ fn identity(root: &Map<String, Value>, key: &str) -> Result<Identity, RequestErr
             ))
         }
     };
-    Ok(Identity {
-        id: text(map, "id", &format!("{key}.id"))?,
-        kind,
-    })
+    let id = text(map, "id", &id_path)?;
+    // People are their e-mail addresses: the rule that the requester never votes compares
+    // voters' addresses with this one, so anything else would silently disable it.
+    if kind == IdentityKind::Human && !is_email(&id) {
+        return Err(RequestError::field(
+            &id_path,
+            "must be the person's e-mail address (kind is \"human\")",
+        ));
+    }
+    Ok(Identity { id, kind })
+}
+
+/// `local@domain.tld`, ASCII-printable without spaces: enough to be an address, not a full
+/// RFC 5322 parser.
+fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && text.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// Whether `value` fits in DynamoDB at `path`, `depth` levels down: not nested too deep, and
+/// every number within DynamoDB's range.
+fn storable(value: &Value, path: &str, depth: usize) -> Result<(), RequestError> {
+    match value {
+        Value::Object(_) | Value::Array(_) if depth > MAX_DETAILS_DEPTH => Err(RequestError::field(
+            path,
+            format!("nests deeper than {MAX_DETAILS_DEPTH} levels, more than DynamoDB can store"),
+        )),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(key, inner)| storable(inner, &format!("{path}.{key}"), depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, inner)| storable(inner, &format!("{path}[{i}]"), depth + 1)),
+        Value::Number(number) => {
+            let magnitude = number.as_f64().map_or(0.0, f64::abs);
+            if magnitude >= DYNAMODB_MAX_NUMBER || (magnitude > 0.0 && magnitude < DYNAMODB_MIN_NUMBER) {
+                Err(RequestError::field(
+                    path,
+                    format!("is {number}, outside the numbers DynamoDB can store (1E-130 to 1E+126)"),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_links(items: &[Value]) -> Result<Vec<Link>, RequestError> {
@@ -276,6 +409,56 @@ mod tests {
             .field_name()
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_in_one_error() {
+        let mut v = valid();
+        v["action"] = json!(7);
+        v["resource"] = json!({});
+        v["links"] = json!([{"title": "x", "url": "ftp://nope"}]);
+        let error = Request::from_value(&v, None).unwrap_err();
+        let RequestError::Fields(problems) = &error else {
+            panic!("{error:?}")
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["action", "resource.type", "resource.name", "links[0].url"]
+        );
+        assert!(error.to_string().contains("field `action` must be a string; field `resource.type`"));
+    }
+
+    #[test]
+    fn a_person_is_an_email_address_and_a_service_is_any_name() {
+        let mut v = valid();
+        v["requester"] = json!({"id": "dev", "kind": "human"});
+        assert_eq!(error_field(v.clone()), "requester.id");
+        v["requester"] = json!({"id": "deploy-bot", "kind": "service"});
+        assert!(Request::from_value(&v, None).is_ok());
+        v["initiator"] = json!({"id": "Dev Person <dev@example.com>", "kind": "human"});
+        assert_eq!(error_field(v), "initiator.id");
+    }
+
+    #[test]
+    fn details_dynamodb_cannot_store_are_refused_naming_the_field() {
+        let mut deep = json!("leaf");
+        for _ in 0..=MAX_DETAILS_DEPTH {
+            deep = json!({"n": deep});
+        }
+        let mut v = valid();
+        v["details"] = deep;
+        let error = Request::from_value(&v, None).unwrap_err().to_string();
+        assert!(error.contains("details.n.n") && error.contains("deeper"), "{error}");
+        let mut v = valid();
+        v["details"] = json!({"ok": [1, 2.5, -3], "size": {"bytes": 1e200}});
+        assert_eq!(error_field(v), "details.size.bytes");
+        let mut v = valid();
+        v["details"] = json!({"tiny": 1e-200});
+        assert_eq!(error_field(v), "details.tiny");
+        let mut fine = valid();
+        fine["details"] = json!({"a": {"b": [{"c": 12345678901234_i64}]}, "zero": 0.0});
+        assert!(Request::from_value(&fine, None).is_ok());
     }
 
     #[test]

@@ -15,9 +15,11 @@ pub type Groups = BTreeMap<String, BTreeSet<String>>;
 /// the matching below expensive.
 const MAX_SEATS: u32 = 64;
 
-/// Identities compare without case or surrounding space: `Dev@Example.com` is `dev@example.com`.
+/// Identities compare without ASCII case or surrounding space: `Dev@Example.com` is
+/// `dev@example.com`. Only ASCII letters fold, as e-mail domains do: Unicode lowercasing would
+/// make distinct addresses (`ǅ`, `K` the Kelvin sign) the same person.
 pub fn normalize(identity: &str) -> String {
-    identity.trim().to_lowercase()
+    identity.trim().to_ascii_lowercase()
 }
 
 pub const REFUSED_SELF_APPROVAL: &str =
@@ -216,6 +218,14 @@ mod tests {
             min,
             have: min,
         }
+    }
+
+    #[test]
+    fn identities_fold_ascii_case_only() {
+        assert_eq!(normalize(" Dev@Example.COM "), "dev@example.com");
+        // The Kelvin sign lowercases to "k" in Unicode: it must not pass for kim@.
+        assert_ne!(normalize("\u{212A}im@example.com"), normalize("kim@example.com"));
+        assert_ne!(normalize("ÄLICE@example.com"), normalize("älice@example.com"));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A longer `Retry-After` is read as this: any wait past the budget gives up at once anyway,
+/// and an absurd value must not overflow the arithmetic.
+const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
 
 /// The Slack app's secrets, as stored in Secrets Manager: `{"signing_secret", "bot_token"}`.
 pub struct SlackSecrets {
@@ -170,7 +173,8 @@ impl SlackApi {
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
-                        .unwrap_or(1);
+                        .unwrap_or(1)
+                        .min(MAX_RETRY_AFTER_SECONDS);
                     Retry::After(
                         Duration::from_secs(seconds),
                         ChatError::RateLimited(format!("{method}: Retry-After {seconds} s")),
@@ -210,7 +214,7 @@ impl SlackApi {
                 }
             };
             let Retry::After(delay, error) = wait;
-            if started.elapsed() + delay >= self.budget {
+            if started.elapsed().saturating_add(delay) >= self.budget {
                 tracing::warn!(method, error = %error, "Slack call gave up within its time budget");
                 return Err(error);
             }
@@ -284,7 +288,7 @@ impl SlackApi {
             "/user/profile/email",
         )
         .await
-        .map(|email| email.map(|e| e.to_lowercase()))
+        .map(|email| email.map(|e| regate_core::rules::normalize(&e)))
     }
 
     /// The Slack user id of an e-mail address (`users.lookupByEmail`).
@@ -292,7 +296,7 @@ impl SlackApi {
         self.cached_lookup(
             &self.users_by_email,
             "users.lookupByEmail",
-            ("email", email.to_lowercase()),
+            ("email", regate_core::rules::normalize(email)),
             "/user/id",
         )
         .await
@@ -376,7 +380,7 @@ impl SlackChat {
             .chain(view.approval.votes.iter().map(|v| &v.voter));
         for email in people {
             if let Ok(Some(id)) = self.api.user_id(email).await {
-                mentions.insert(email.to_lowercase(), id);
+                mentions.insert(regate_core::rules::normalize(email), id);
             }
         }
         mentions

@@ -52,7 +52,7 @@ fn plain(text: &str, max: usize) -> Value {
 
 /// A person as Slack should show them: a mention when their Slack id is known.
 fn person(identity: &str, mentions: &BTreeMap<String, String>) -> String {
-    match mentions.get(&identity.to_lowercase()) {
+    match mentions.get(&regate_core::rules::normalize(identity)) {
         Some(id) => format!("<@{id}>"),
         None => escape(identity),
     }
