@@ -114,7 +114,10 @@ async fn a_huge_retry_after_is_clamped_and_gives_up_without_a_panic() {
         .post_message(&channel, "hello", &json!([]))
         .await
         .unwrap_err();
-    assert!(matches!(error, ChatError::RateLimited(ref m) if m.contains("3600")), "{error:?}");
+    assert!(
+        matches!(error, ChatError::RateLimited(ref m) if m.contains("3600")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -220,12 +223,13 @@ async fn user_lookups_are_cached() {
         .unwrap()
         .to_string();
     let before = calls_of("users.info", &eve).await;
+    let email = |user: Option<regate_chat::slack::api::SlackUser>| user.unwrap().email;
     assert_eq!(
-        api.user_email(&eve).await.unwrap().as_deref(),
+        email(api.user(&eve).await.unwrap()).as_deref(),
         Some("eve@example.com")
     );
     assert_eq!(
-        api.user_email(&eve).await.unwrap().as_deref(),
+        email(api.user(&eve).await.unwrap()).as_deref(),
         Some("eve@example.com")
     );
     assert_eq!(calls_of("users.info", &eve).await, before + 1);
@@ -233,6 +237,6 @@ async fn user_lookups_are_cached() {
         api.user_id("EVE@example.com").await.unwrap().as_deref(),
         Some(eve.as_str())
     );
-    assert_eq!(api.user_email("U0NOBODY").await.unwrap(), None);
+    assert_eq!(api.user("U0NOBODY").await.unwrap(), None);
     assert_eq!(api.user_id("nobody@example.com").await.unwrap(), None);
 }

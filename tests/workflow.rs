@@ -421,3 +421,46 @@ async fn a_second_execution_reusing_a_live_request_id_fails_and_cannot_hijack_th
     assert_eq!(events[0].data["execution"], first.as_str());
     regate_core::chain::verify_chain(&id, &events).unwrap();
 }
+
+#[tokio::test]
+async fn deactivated_bot_guest_and_stranger_accounts_are_refused_privately_and_logged() {
+    let stack = LocalStack::connect().await;
+    // Production deploys of ledger need sre approvals; each account has an sre member's address.
+    let (id, execution) = stack
+        .begin("e2e-accounts", |r| {
+            r.change("deploy", "production", "service", "ledger")
+        })
+        .await;
+    let accounts = [
+        ("U0DEACTIVATED", "deactivated"),
+        ("U0BOT", "bots cannot vote"),
+        ("U0GUEST", "guest accounts cannot vote"),
+        ("U0SINGLEGUEST", "guest accounts cannot vote"),
+        ("U0STRANGER", "another Slack organisation"),
+    ];
+    for (user, _) in accounts {
+        assert_eq!(stack.click_as(user, "approve", &id).await.status, 200);
+    }
+    let calls = stack.calls().await;
+    let events = stack.events(&id).await;
+    for (user, reason) in accounts {
+        let told = calls.iter().any(|c| {
+            c["method"] == "chat.postEphemeral"
+                && c["body"]["user"] == user
+                && c["body"]["text"].as_str().unwrap().contains(reason)
+        });
+        assert!(told, "{user} was not told {reason:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == EventKind::VoteRefused && e.reasons[0].contains(reason)),
+            "no vote_refused for {user}"
+        );
+    }
+    assert!(!events.iter().any(|e| e.kind == EventKind::Vote));
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    // The same people with their own accounts do count.
+    stack.click_ok("erin@example.com", "approve", &id).await;
+    stack.click_ok("frank@example.com", "approve", &id).await;
+    assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
+}

@@ -3,7 +3,8 @@
 It answers the methods regate uses in Slack's documented format (`ok`, `channel`, `ts`,
 `error`, ...), checks the bot token (a wrong one gets `invalid_auth`), records every call
 (`GET /_calls` -> [{method, body}]), and knows a fixed set of users built from
-policies/data.json plus a few outsiders (`GET /_users`). Faults can be injected:
+policies/data.json plus a few outsiders, and accounts that must never vote (deactivated, bot,
+guests, a Slack Connect stranger: SPECIAL_ACCOUNTS) (`GET /_users`). Faults can be injected:
 `POST /_fail {"method": "chat.update", "status": 429, "retry_after": 1, "times": 2,
 "match": "C0SOMETHING"}` makes the next two chat.update calls whose body contains "C0SOMETHING"
 answer 429 (`match` is optional; `status` 5xx answers an HTTP error, `error` an `ok: false`).
@@ -22,6 +23,17 @@ from stack import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDERS = ["dev@example.com", "mallory@example.com", "eve@example.com"]
+TEAM_ID = "T0REGATE"
+# Accounts that must never vote, each with the address of an eligible approver: a deactivated
+# account, a bot, a multi- and a single-channel guest, and a Slack Connect user from another
+# organisation.
+SPECIAL_ACCOUNTS = [
+    {"id": "U0DEACTIVATED", "email": "erin@example.com", "deleted": True},
+    {"id": "U0BOT", "email": "frank@example.com", "is_bot": True},
+    {"id": "U0GUEST", "email": "grace@example.com", "is_restricted": True},
+    {"id": "U0SINGLEGUEST", "email": "heidi@example.com", "is_restricted": True, "is_ultra_restricted": True},
+    {"id": "U0STRANGER", "email": "alice@example.com", "team_id": "T0ELSEWHERE"},
+]
 
 
 def slack_id(email: str) -> str:
@@ -32,7 +44,9 @@ def build_users() -> list:
     data = json.loads((ROOT / "policies" / "data.json").read_text())
     emails = {m.lower() for members in data.get("groups", {}).values() for m in members}
     emails.update(OUTSIDERS)
-    return [{"id": slack_id(e), "name": e.split("@")[0], "email": e} for e in sorted(emails)]
+    users = [{"id": slack_id(e), "name": e.split("@")[0], "email": e} for e in sorted(emails)]
+    special = [{"name": a["id"].lower(), **a} for a in SPECIAL_ACCOUNTS]
+    return users + special
 
 
 class State:
@@ -63,7 +77,10 @@ class State:
 
 
 def user_json(user: dict) -> dict:
-    return {"id": user["id"], "name": user["name"], "real_name": user["name"].title(),
+    return {"id": user["id"], "team_id": user.get("team_id", TEAM_ID), "name": user["name"],
+            "real_name": user["name"].title(), "deleted": user.get("deleted", False),
+            "is_bot": user.get("is_bot", False), "is_restricted": user.get("is_restricted", False),
+            "is_ultra_restricted": user.get("is_ultra_restricted", False),
             "profile": {"email": user["email"], "real_name": user["name"].title()}}
 
 
@@ -94,6 +111,7 @@ def answer(state: State, method: str, body: dict) -> dict:
         return {"ok": False, "error": "user_not_found"}
     if method == "users.lookupByEmail":
         for user in state.users:
+            # Regular accounts come first, so an address finds its person, not a special account.
             if user["email"] == str(body.get("email", "")).lower():
                 return {"ok": True, "user": user_json(user)}
         return {"ok": False, "error": "users_not_found"}

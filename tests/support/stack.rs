@@ -265,14 +265,14 @@ impl LocalStack {
 
     /// A signed button click by `email` on the request's message.
     pub async fn click(&self, email: &str, action: &str, request_id: &str) -> Answer {
+        self.click_as(&self.slack_user(email).await, action, request_id)
+            .await
+    }
+
+    /// A signed button click by Slack user `user_id` on the request's message.
+    pub async fn click_as(&self, user_id: &str, action: &str, request_id: &str) -> Answer {
         let (channel, ts, _) = self.message_for(request_id).await;
-        let payload = click_payload(
-            &self.slack_user(email).await,
-            action,
-            request_id,
-            &channel,
-            &ts,
-        );
+        let payload = click_payload(user_id, action, request_id, &channel, &ts);
         self.post_signed(&form_body(&payload), chrono::Utc::now().timestamp(), None)
             .await
     }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use regate_chat::slack::blocks::reason_error;
-use regate_chat::slack::{receive, Inbound, Interaction};
+use regate_chat::slack::{receive, Inbound, Interaction, SlackWorkspace};
 use regate_core::approvals::Approvals;
 use regate_core::ports::{ChatPlatform, Clock, DecisionLog, PendingStore, TaskTokens};
 use regate_core::Choice;
@@ -23,6 +23,8 @@ pub const FAULT: &str = "regate could not record this; please try again";
 pub struct App<L, P, T, C, K> {
     pub approvals: Approvals<L, P, T, C, K>,
     pub signing_secret: SecretString,
+    /// The app and workspace whose clicks count.
+    pub workspace: SlackWorkspace,
     /// The real time, for checking signature timestamps.
     pub clock: K,
 }
@@ -62,6 +64,7 @@ where
     let signature = header("x-slack-signature");
     let interaction = receive(
         &app.signing_secret,
+        &app.workspace,
         timestamp,
         signature,
         &body,
@@ -76,6 +79,10 @@ where
         Err(Inbound::Malformed(error)) => {
             tracing::warn!(error = %error, "malformed Slack interaction");
             return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
+        }
+        Err(Inbound::Foreign(error)) => {
+            tracing::warn!(error = %error, "a Slack interaction for another app or workspace");
+            return (StatusCode::FORBIDDEN, error).into_response();
         }
         Ok(Interaction::Vote {
             voter,

@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let app = Arc::new(handler::App {
         approvals: wired.approvals,
         signing_secret: wired.slack_signing_secret,
+        workspace: config.slack.workspace.clone(),
         // Slack signs with the real time, whatever clock the workflow works in.
         clock: SystemClock::default(),
     });

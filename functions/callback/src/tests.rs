@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use regate_chat::slack::SlackWorkspace;
 use regate_core::ports::{Clock, StoreError};
 use regate_core::{Choice, EventKind};
 use regate_testkit::{
     open, request, signed_slack_click, signed_slack_reason, Fakes, Resumed, SignedRequest,
-    SLACK_SIGNING_SECRET,
+    SLACK_APP_ID, SLACK_SIGNING_SECRET, SLACK_TEAM_ID,
 };
 use secrecy::SecretString;
 use tower::ServiceExt;
@@ -43,6 +44,11 @@ async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
     let app = Arc::new(App {
         approvals: fakes.approvals(),
         signing_secret: SecretString::from(SLACK_SIGNING_SECRET),
+        workspace: SlackWorkspace {
+            app_id: SLACK_APP_ID.into(),
+            team_id: SLACK_TEAM_ID.into(),
+            enterprise_id: None,
+        },
         clock: fakes.clock.clone(),
     });
     let request = Request::post("/slack/interactions")
@@ -206,4 +212,50 @@ async fn a_user_without_an_email_is_told_why_and_nothing_is_recorded() {
     assert_eq!(status, StatusCode::OK);
     assert!(fakes.chat.told()[0].1.contains("e-mail address"));
     assert_eq!(fakes.kinds("cb-7"), [EventKind::Notified]);
+}
+
+#[tokio::test]
+async fn a_click_from_another_workspace_or_app_is_403_and_records_nothing() {
+    let fakes = opened("cb-8", DEPLOY).await;
+    for (pointer, value) in [("/team/id", "T0ELSEWHERE"), ("/api_app_id", "A0OTHERAPP")] {
+        let mut payload = regate_chat::slack::interaction::click_payload(
+            ALICE,
+            "approve",
+            "cb-8",
+            "C0PAYMENTS",
+            "1.1",
+        );
+        *payload.pointer_mut(pointer).unwrap() = value.into();
+        let body = regate_chat::slack::interaction::form_body(&payload);
+        let mut foreign = signed_slack_click(ALICE, "approve", "cb-8", now(&fakes));
+        foreign.signature = regate_chat::slack::signature::sign(
+            &SecretString::from(SLACK_SIGNING_SECRET),
+            &foreign.timestamp,
+            body.as_bytes(),
+        );
+        foreign.body = body;
+        let (status, text) = post(&fakes, &foreign).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{pointer}: {text}");
+        assert!(text.contains(value), "{text}");
+    }
+    assert_eq!(fakes.kinds("cb-8"), [EventKind::Notified]);
+}
+
+#[tokio::test]
+async fn an_account_that_may_not_vote_is_told_why_and_the_refusal_is_logged() {
+    let fakes = opened("cb-9", DEPLOY).await;
+    fakes
+        .chat
+        .refuses("U0GUEST", "alice@example.com", "guest accounts cannot vote");
+    let click = signed_slack_click("U0GUEST", "approve", "cb-9", now(&fakes));
+    let (status, _) = post(&fakes, &click).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fakes.chat.told()[0]
+        .1
+        .contains("guest accounts cannot vote"));
+    let refused = fakes.log.of("cb-9").pop().unwrap();
+    assert_eq!(refused.kind, EventKind::VoteRefused);
+    assert_eq!(refused.actor.as_deref(), Some("alice@example.com"));
+    assert!(fakes.pending.item("cb-9").unwrap().votes.is_empty());
+    assert!(fakes.tokens.calls().is_empty());
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use regate_chat::slack::SlackWorkspace;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -30,6 +32,11 @@ impl<'a> Vars<'a> {
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
         self.get(name)
             .ok_or_else(|| ConfigError::Missing(name.to_string()))
+    }
+
+    /// An optional variable.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name)
     }
 
     /// An optional variable with a default.
@@ -86,10 +93,12 @@ impl Tables {
     }
 }
 
-/// Where the Slack app's secret is, which Web API to call, and how long a call may take.
+/// Where the Slack app's secret is, which app and workspace it is, which Web API to call, and
+/// how long a call may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlackSettings {
     pub secret_id: String,
+    pub workspace: SlackWorkspace,
     pub api_url: String,
     /// Each Web API call's total budget, retries and waits included.
     pub call_budget: Duration,
@@ -100,6 +109,11 @@ impl SlackSettings {
     pub fn from_vars(vars: &Vars, default_budget: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             secret_id: vars.required("SLACK_SECRET_ID")?,
+            workspace: SlackWorkspace {
+                app_id: vars.required("SLACK_APP_ID")?,
+                team_id: vars.required("SLACK_TEAM_ID")?,
+                enterprise_id: vars.optional("SLACK_ENTERPRISE_ID"),
+            },
             api_url: vars.or_default("SLACK_API_URL", "https://slack.com/api"),
             call_budget: vars.millis("SLACK_CALL_BUDGET_MS", default_budget)?,
         })
@@ -184,7 +198,12 @@ mod tests {
     #[test]
     fn a_malformed_budget_or_offset_is_named_with_its_value() {
         let slack = with(
-            &[("SLACK_SECRET_ID", "s"), ("SLACK_CALL_BUDGET_MS", "soon")],
+            &[
+                ("SLACK_SECRET_ID", "s"),
+                ("SLACK_APP_ID", "A1"),
+                ("SLACK_TEAM_ID", "T1"),
+                ("SLACK_CALL_BUDGET_MS", "soon"),
+            ],
             |v| SlackSettings::from_vars(v, Duration::from_secs(1)),
         );
         let error = slack.unwrap_err().to_string();
@@ -204,7 +223,13 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_unset_or_blank() {
-        let slack = with(&[("SLACK_SECRET_ID", "s"), ("SLACK_API_URL", " ")], |v| {
+        let vars = [
+            ("SLACK_SECRET_ID", "s"),
+            ("SLACK_APP_ID", "A1"),
+            ("SLACK_TEAM_ID", "T1"),
+            ("SLACK_API_URL", " "),
+        ];
+        let slack = with(&vars, |v| {
             SlackSettings::from_vars(v, Duration::from_millis(1500))
         })
         .unwrap();

@@ -85,7 +85,10 @@ pub async fn wire_approvals(
         DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()),
         DynamoPendingStore::new(dynamodb, tables.pending.clone()),
         SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
-        SlackChat { api: Arc::new(api) },
+        SlackChat {
+            api: Arc::new(api),
+            workspace: slack.workspace.clone(),
+        },
         config.clock,
         Arc::new(policy),
     );

@@ -12,8 +12,8 @@ use crate::decision::{Evaluation, NotifyTarget, Outcome};
 use crate::error::ErrorName;
 use crate::event::{EventDraft, EventKind};
 use crate::pending::{
-    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
-    Voter,
+    ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
+    TaskToken, Voter,
 };
 use crate::policy::{PolicyEngine, PolicyError, PreparedRequest};
 use crate::ports::{
@@ -366,13 +366,21 @@ where
         choice: Choice,
         reason: Option<String>,
     ) -> Result<VoteResult, ApprovalError> {
-        let Some(identity) = self
+        let identity = match self
             .chat
             .identify(voter)
             .await
             .map_err(ApprovalError::Chat)?
-        else {
-            return Ok(VoteResult::Unidentified);
+        {
+            Identified::Person(identity) => identity,
+            Identified::Unknown => return Ok(VoteResult::Unidentified),
+            Identified::Ineligible { identity, reason } => {
+                let who = identity
+                    .unwrap_or_else(|| format!("{}:{}", voter.platform.as_str(), voter.user_id));
+                return self
+                    .refuse_account(request_id, &who, voter, choice, reason)
+                    .await;
+            }
         };
         let ballot = Ballot {
             request_id: request_id.to_string(),
@@ -383,6 +391,34 @@ where
             at: self.clock.now(),
         };
         self.vote(&ballot).await
+    }
+
+    /// A click from an account that may not vote: logged as refused, whoever it claims to be.
+    async fn refuse_account(
+        &self,
+        request_id: &str,
+        who: &str,
+        voter: &Voter,
+        choice: Choice,
+        reason: String,
+    ) -> Result<VoteResult, ApprovalError> {
+        let Some(approval) = self
+            .pending
+            .get(request_id)
+            .await
+            .map_err(ApprovalError::PendingStore)?
+        else {
+            return Ok(VoteResult::Unknown);
+        };
+        let ballot = Ballot {
+            request_id: request_id.to_string(),
+            voter: who.to_string(),
+            choice,
+            reason: None,
+            platform: voter.platform,
+            at: self.clock.now(),
+        };
+        self.refuse(&ballot, reason, approval).await
     }
 
     /// Tells a voter something privately; best effort (the answer to the click still goes out).

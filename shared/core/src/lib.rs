@@ -21,7 +21,8 @@ pub use decision::{Decision, Evaluation, NotifyTarget, Outcome, Requirement};
 pub use error::ErrorName;
 pub use event::{Event, EventDraft, EventKind};
 pub use pending::{
-    ApprovalState, ApprovalView, MessageRef, PendingApproval, Platform, TaskToken, Voter,
+    ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, TaskToken,
+    Voter,
 };
 pub use policy::{PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
 pub use request::{Identity, IdentityKind, Request, RequestError};

@@ -37,6 +37,23 @@ pub struct Voter {
     pub conversation: Option<String>,
     /// A short-lived handle to open a dialog for them (Slack's `trigger_id`).
     pub trigger: Option<String>,
+    /// The workspace or tenant the click came from (Slack's team id).
+    pub tenant: Option<String>,
+}
+
+/// Who a voter is, by their platform account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identified {
+    /// A person, by e-mail address.
+    Person(String),
+    /// An account that may not vote whoever it is (deactivated, a bot, a guest, from another
+    /// organisation), with the identity when the platform gave one.
+    Ineligible {
+        identity: Option<String>,
+        reason: String,
+    },
+    /// The platform cannot say who it is (no e-mail address visible to regate).
+    Unknown,
 }
 
 /// A Step Functions task token. It can resume a workflow, so it is never printed: `Debug`

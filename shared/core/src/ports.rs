@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
 use crate::pending::{
-    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
-    Voter,
+    ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
+    TaskToken, Voter,
 };
 use crate::vote::Vote;
 
@@ -163,11 +163,9 @@ pub trait ChatPlatform: Send + Sync {
         view: ApprovalView<'_>,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 
-    /// The voter's identity (e-mail address), or `None` when the platform cannot tell.
-    fn identify(
-        &self,
-        voter: &Voter,
-    ) -> impl Future<Output = Result<Option<String>, ChatError>> + Send;
+    /// Who the voter is, and whether their account may vote at all.
+    fn identify(&self, voter: &Voter)
+        -> impl Future<Output = Result<Identified, ChatError>> + Send;
 
     /// Tells the voter something only they see.
     fn tell(&self, voter: &Voter, text: &str)

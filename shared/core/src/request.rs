@@ -190,8 +190,9 @@ impl Request {
         let summary = problems.check(text(root, "summary", "summary"));
         let details = problems.check(match root.get("details") {
             None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(map)) => storable(&Value::Object(map.clone()), "details", 1)
-                .map(|()| map.clone()),
+            Some(Value::Object(map)) => {
+                storable(&Value::Object(map.clone()), "details", 1).map(|()| map.clone())
+            }
             Some(_) => Err(RequestError::field("details", "must be an object")),
         });
         let links = problems.check(match root.get("links") {
@@ -200,7 +201,15 @@ impl Request {
             Some(_) => Err(RequestError::field("links", "must be an array")),
         });
         match (
-            id, action, environment, resource, requester, initiator, summary, details, links,
+            id,
+            action,
+            environment,
+            resource,
+            requester,
+            initiator,
+            summary,
+            details,
+            links,
         ) {
             (
                 Some(id),
@@ -334,10 +343,14 @@ fn is_email(text: &str) -> bool {
 /// every number within DynamoDB's range.
 fn storable(value: &Value, path: &str, depth: usize) -> Result<(), RequestError> {
     match value {
-        Value::Object(_) | Value::Array(_) if depth > MAX_DETAILS_DEPTH => Err(RequestError::field(
-            path,
-            format!("nests deeper than {MAX_DETAILS_DEPTH} levels, more than DynamoDB can store"),
-        )),
+        Value::Object(_) | Value::Array(_) if depth > MAX_DETAILS_DEPTH => {
+            Err(RequestError::field(
+                path,
+                format!(
+                    "nests deeper than {MAX_DETAILS_DEPTH} levels, more than DynamoDB can store"
+                ),
+            ))
+        }
         Value::Object(map) => map
             .iter()
             .try_for_each(|(key, inner)| storable(inner, &format!("{path}.{key}"), depth + 1)),
@@ -347,10 +360,14 @@ fn storable(value: &Value, path: &str, depth: usize) -> Result<(), RequestError>
             .try_for_each(|(i, inner)| storable(inner, &format!("{path}[{i}]"), depth + 1)),
         Value::Number(number) => {
             let magnitude = number.as_f64().map_or(0.0, f64::abs);
-            if magnitude >= DYNAMODB_MAX_NUMBER || (magnitude > 0.0 && magnitude < DYNAMODB_MIN_NUMBER) {
+            if magnitude >= DYNAMODB_MAX_NUMBER
+                || (magnitude > 0.0 && magnitude < DYNAMODB_MIN_NUMBER)
+            {
                 Err(RequestError::field(
                     path,
-                    format!("is {number}, outside the numbers DynamoDB can store (1E-130 to 1E+126)"),
+                    format!(
+                        "is {number}, outside the numbers DynamoDB can store (1E-130 to 1E+126)"
+                    ),
                 ))
             } else {
                 Ok(())
@@ -426,7 +443,9 @@ mod tests {
             fields,
             ["action", "resource.type", "resource.name", "links[0].url"]
         );
-        assert!(error.to_string().contains("field `action` must be a string; field `resource.type`"));
+        assert!(error
+            .to_string()
+            .contains("field `action` must be a string; field `resource.type`"));
     }
 
     #[test]
@@ -449,7 +468,10 @@ mod tests {
         let mut v = valid();
         v["details"] = deep;
         let error = Request::from_value(&v, None).unwrap_err().to_string();
-        assert!(error.contains("details.n.n") && error.contains("deeper"), "{error}");
+        assert!(
+            error.contains("details.n.n") && error.contains("deeper"),
+            "{error}"
+        );
         let mut v = valid();
         v["details"] = json!({"ok": [1, 2.5, -3], "size": {"bytes": 1e200}});
         assert_eq!(error_field(v), "details.size.bytes");

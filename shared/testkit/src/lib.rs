@@ -14,8 +14,8 @@ use regate_core::chain::next_event;
 use regate_core::decision::NotifyTarget;
 use regate_core::event::{Event, EventDraft};
 use regate_core::pending::{
-    ApprovalState, ApprovalView, Closing, Conditional, MessageRef, PendingApproval, Platform,
-    TaskToken, Voter,
+    ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
+    Platform, TaskToken, Voter,
 };
 use regate_core::ports::{
     ChatError, ChatPlatform, Clock, DecisionLog, ExecutionStatus, PendingStore, StoreError,
@@ -26,7 +26,10 @@ use regate_core::{Ballot, Choice, Evaluation, PolicyEngine, PreparedRequest, Req
 use serde_json::{json, Value};
 
 mod slack;
-pub use slack::{signed_slack_click, signed_slack_reason, SignedRequest, SLACK_SIGNING_SECRET};
+pub use slack::{
+    signed_slack_click, signed_slack_reason, SignedRequest, SLACK_APP_ID, SLACK_SIGNING_SECRET,
+    SLACK_TEAM_ID,
+};
 
 /// A fault to inject: the next calls fail with this error until it is cleared.
 #[derive(Clone)]
@@ -361,17 +364,24 @@ pub struct RecordingChat {
     pub updates: Arc<Mutex<Vec<(MessageRef, ApprovalState)>>>,
     pub told: Arc<Mutex<Vec<(String, String)>>>,
     pub asked_reason: Arc<Mutex<Vec<(String, String)>>>,
-    pub people: Arc<Mutex<BTreeMap<String, String>>>,
+    pub people: Arc<Mutex<BTreeMap<String, Identified>>>,
     pub fault: Fault<ChatError>,
 }
 
 impl RecordingChat {
     /// Knows `user_id` as `identity`.
     pub fn knows(&self, user_id: &str, identity: &str) {
-        self.people
-            .lock()
-            .unwrap()
-            .insert(user_id.into(), identity.into());
+        let person = Identified::Person(identity.into());
+        self.people.lock().unwrap().insert(user_id.into(), person);
+    }
+
+    /// Knows `user_id` as an account that may not vote, for `reason`.
+    pub fn refuses(&self, user_id: &str, identity: &str, reason: &str) {
+        let account = Identified::Ineligible {
+            identity: Some(identity.into()),
+            reason: reason.into(),
+        };
+        self.people.lock().unwrap().insert(user_id.into(), account);
     }
 
     /// What each voter was told privately: `(user id, text)`.
@@ -407,8 +417,12 @@ impl ChatPlatform for RecordingChat {
         Ok(())
     }
 
-    async fn identify(&self, voter: &Voter) -> Result<Option<String>, ChatError> {
-        Ok(self.people.lock().unwrap().get(&voter.user_id).cloned())
+    async fn identify(&self, voter: &Voter) -> Result<Identified, ChatError> {
+        let people = self.people.lock().unwrap();
+        Ok(people
+            .get(&voter.user_id)
+            .cloned()
+            .unwrap_or(Identified::Unknown))
     }
 
     async fn tell(&self, voter: &Voter, text: &str) -> Result<(), ChatError> {
@@ -576,6 +590,7 @@ pub fn slack_voter(user_id: &str) -> Voter {
         user_id: user_id.into(),
         conversation: Some("C0PAYMENTS".into()),
         trigger: Some("trigger-1".into()),
+        tenant: Some(SLACK_TEAM_ID.into()),
     }
 }
 

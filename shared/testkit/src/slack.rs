@@ -8,6 +8,9 @@ use secrecy::SecretString;
 
 /// The signing secret the fixtures sign with (not a real one).
 pub const SLACK_SIGNING_SECRET: &str = "testkit-signing-secret-0123456789";
+/// The Slack app and workspace the fixtures' clicks come from (`click_payload`'s).
+pub const SLACK_APP_ID: &str = "A0REGATE";
+pub const SLACK_TEAM_ID: &str = "T0REGATE";
 
 /// A signed request: its body and the two headers Slack sends with it.
 #[derive(Debug, Clone)]

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
-use regate_core::{ApprovalView, MessageRef, PendingApproval, Voter};
+use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Voter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::blocks::{approval_message, reason_modal};
+use super::SlackWorkspace;
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
@@ -113,14 +114,51 @@ enum Payload {
     Form(Vec<(&'static str, String)>),
 }
 
-type Cache = Mutex<HashMap<String, (Option<String>, Instant)>>;
+/// Users by lookup key (`users.info`'s user id, `users.lookupByEmail`'s address): the answer's
+/// `user` object, or `None` when Slack knows no such user.
+type Cache = Mutex<HashMap<String, (Option<Value>, Instant)>>;
+
+/// What regate needs to know of a Slack account before it counts a vote from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlackUser {
+    pub email: Option<String>,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub deleted: bool,
+    pub is_bot: bool,
+    /// A multi-channel (`is_restricted`) or single-channel (`is_ultra_restricted`) guest.
+    pub is_guest: bool,
+}
+
+impl SlackUser {
+    fn from_json(user: &Value) -> Self {
+        let flag = |name: &str| user.get(name).and_then(Value::as_bool).unwrap_or(false);
+        Self {
+            email: user
+                .pointer("/profile/email")
+                .and_then(Value::as_str)
+                .map(regate_core::rules::normalize),
+            team_id: user
+                .get("team_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            enterprise_id: user
+                .pointer("/enterprise_user/enterprise_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            deleted: flag("deleted"),
+            is_bot: flag("is_bot") || user.get("id").and_then(Value::as_str) == Some("USLACKBOT"),
+            is_guest: flag("is_restricted") || flag("is_ultra_restricted"),
+        }
+    }
+}
 
 pub struct SlackApi {
     http: reqwest::Client,
     base_url: String,
     token: SecretString,
     budget: Duration,
-    emails_by_user: Cache,
+    users_by_id: Cache,
     users_by_email: Cache,
 }
 
@@ -137,7 +175,7 @@ impl SlackApi {
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             budget,
-            emails_by_user: Mutex::default(),
+            users_by_id: Mutex::default(),
             users_by_email: Mutex::default(),
         }
     }
@@ -279,37 +317,31 @@ impl SlackApi {
         .map(|_| ())
     }
 
-    /// The e-mail address of a Slack user (`users.info`, scope `users:read.email`).
-    pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, ChatError> {
-        self.cached_lookup(
-            &self.emails_by_user,
-            "users.info",
-            ("user", user_id.to_string()),
-            "/user/profile/email",
-        )
-        .await
-        .map(|email| email.map(|e| regate_core::rules::normalize(&e)))
+    /// A Slack user's account (`users.info`, scopes `users:read` and `users:read.email`).
+    pub async fn user(&self, user_id: &str) -> Result<Option<SlackUser>, ChatError> {
+        let key = ("user", user_id.to_string());
+        let user = self
+            .cached_lookup(&self.users_by_id, "users.info", key)
+            .await?;
+        Ok(user.as_ref().map(SlackUser::from_json))
     }
 
     /// The Slack user id of an e-mail address (`users.lookupByEmail`).
     pub async fn user_id(&self, email: &str) -> Result<Option<String>, ChatError> {
-        self.cached_lookup(
-            &self.users_by_email,
-            "users.lookupByEmail",
-            ("email", regate_core::rules::normalize(email)),
-            "/user/id",
-        )
-        .await
+        let key = ("email", regate_core::rules::normalize(email));
+        let user = self
+            .cached_lookup(&self.users_by_email, "users.lookupByEmail", key)
+            .await?;
+        Ok(user.and_then(|u| u.get("id").and_then(Value::as_str).map(str::to_string)))
     }
 
-    /// One field of a users.* answer, cached with a TTL; "not found" is an answer too.
+    /// A users.* answer's `user`, cached with a TTL; "not found" is an answer too.
     async fn cached_lookup(
         &self,
         cache: &Cache,
         method: &str,
         (name, key): (&'static str, String),
-        pointer: &str,
-    ) -> Result<Option<String>, ChatError> {
+    ) -> Result<Option<Value>, ChatError> {
         if let Some(hit) = cached(cache, &key) {
             return Ok(hit);
         }
@@ -317,10 +349,7 @@ impl SlackApi {
             .call(method, Payload::Form(vec![(name, key.clone())]))
             .await
         {
-            Ok(body) => body
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            Ok(body) => body.get("user").cloned(),
             Err(ChatError::Refused(text))
                 if text.contains("user_not_found") || text.contains("users_not_found") =>
             {
@@ -345,7 +374,7 @@ fn without_url(error: reqwest::Error) -> String {
     error.without_url().to_string()
 }
 
-fn cached(cache: &Cache, key: &str) -> Option<Option<String>> {
+fn cached(cache: &Cache, key: &str) -> Option<Option<Value>> {
     let cache = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -355,16 +384,17 @@ fn cached(cache: &Cache, key: &str) -> Option<Option<String>> {
         .map(|(value, _)| value.clone())
 }
 
-fn remember(cache: &Cache, key: &str, value: Option<String>) {
+fn remember(cache: &Cache, key: &str, value: Option<Value>) {
     let mut cache = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     cache.insert(key.to_string(), (value, Instant::now()));
 }
 
-/// Slack as regate's chat platform.
+/// Slack as regate's chat platform, for one app in one workspace.
 pub struct SlackChat {
     pub api: Arc<SlackApi>,
+    pub workspace: SlackWorkspace,
 }
 
 impl SlackChat {
@@ -409,8 +439,33 @@ impl ChatPlatform for SlackChat {
         self.api.update(channel, ts, &text, &blocks).await
     }
 
-    async fn identify(&self, voter: &Voter) -> Result<Option<String>, ChatError> {
-        self.api.user_email(&voter.user_id).await
+    /// Deactivated accounts, bots, guests and people from other organisations (Slack Connect)
+    /// never vote, whatever their e-mail address says.
+    async fn identify(&self, voter: &Voter) -> Result<Identified, ChatError> {
+        let Some(user) = self.api.user(&voter.user_id).await? else {
+            return Ok(Identified::Unknown);
+        };
+        let ineligible = |reason: &str| Identified::Ineligible {
+            identity: user.email.clone(),
+            reason: reason.to_string(),
+        };
+        let in_org = self.workspace.enterprise_id.is_some()
+            && user.enterprise_id == self.workspace.enterprise_id;
+        let ours = in_org || user.team_id.as_deref() == Some(self.workspace.team_id.as_str());
+        Ok(if user.deleted {
+            ineligible("this Slack account is deactivated")
+        } else if user.is_bot {
+            ineligible("bots cannot vote")
+        } else if user.is_guest {
+            ineligible("guest accounts cannot vote")
+        } else if !ours {
+            ineligible("accounts from another Slack organisation cannot vote")
+        } else {
+            match &user.email {
+                Some(email) => Identified::Person(email.clone()),
+                None => Identified::Unknown,
+            }
+        })
     }
 
     /// An ephemeral message where the voter clicked; nothing when Slack said not where.

@@ -2,6 +2,15 @@
 //! the interactivity URL, turned into what regate acts on. Anything else is a clear error.
 
 use regate_core::{Choice, Platform, Voter};
+
+/// Where an interaction comes from: the app it was sent to and the workspace (and Enterprise
+/// Grid organisation) it was clicked in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub app_id: Option<String>,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+}
 use serde_json::Value;
 
 /// Largest body regate reads from Slack; interaction payloads are a few KiB.
@@ -45,6 +54,11 @@ fn malformed(what: &str) -> InteractionError {
 
 /// Parses a form-encoded interaction body.
 pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
+    parse_with_origin(body).map(|(interaction, _)| interaction)
+}
+
+/// Parses a form-encoded interaction body, with where it comes from.
+pub fn parse_with_origin(body: &[u8]) -> Result<(Interaction, Origin), InteractionError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(InteractionError::Malformed(format!(
             "body is larger than {MAX_BODY_BYTES} bytes"
@@ -63,7 +77,13 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
             .map(str::to_string)
     };
     let user_id = text("/user/id").ok_or_else(|| malformed("no user.id"))?;
-    match text("/type").as_deref() {
+    let origin = Origin {
+        app_id: text("/api_app_id"),
+        team_id: text("/team/id").or_else(|| text("/user/team_id")),
+        enterprise_id: text("/enterprise/id"),
+    };
+    let tenant = origin.team_id.clone();
+    let interaction = match text("/type").as_deref() {
         Some("block_actions") => {
             let action = payload
                 .pointer("/actions/0")
@@ -86,16 +106,17 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
                 .and_then(Value::as_str)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| malformed("the button carries no request id"))?;
-            Ok(Interaction::Vote {
+            Interaction::Vote {
                 voter: Voter {
                     platform: Platform::Slack,
                     user_id,
                     conversation: text("/channel/id").or_else(|| text("/container/channel_id")),
                     trigger: text("/trigger_id"),
+                    tenant,
                 },
                 choice,
                 request_id: request_id.to_string(),
-            })
+            }
         }
         Some("view_submission") => {
             let callback = text("/view/callback_id").unwrap_or_default();
@@ -112,20 +133,22 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            Ok(Interaction::ReasonSubmitted {
+            Interaction::ReasonSubmitted {
                 voter: Voter {
                     platform: Platform::Slack,
                     user_id,
                     conversation: None,
                     trigger: None,
+                    tenant,
                 },
                 request_id,
                 reason,
-            })
+            }
         }
-        Some(other) => Err(InteractionError::UnsupportedType(other.to_string())),
-        None => Err(malformed("no type")),
-    }
+        Some(other) => return Err(InteractionError::UnsupportedType(other.to_string())),
+        None => return Err(malformed("no type")),
+    };
+    Ok((interaction, origin))
 }
 
 /// A form body as Slack sends it, for tests and the demo.
@@ -161,6 +184,8 @@ pub fn click_payload(
 pub fn reason_payload(user_id: &str, request_id: &str, reason: &str) -> Value {
     serde_json::json!({
         "type": "view_submission",
+        "api_app_id": "A0REGATE",
+        "team": {"id": "T0REGATE", "domain": "regate"},
         "user": {"id": user_id, "username": user_id, "team_id": "T0REGATE"},
         "view": {"id": "V0REGATE", "callback_id": REASON_VIEW, "private_metadata": request_id,
                  "state": {"values": {REASON_BLOCK: {REASON_BLOCK: {"type": "plain_text_input", "value": reason}}}}}
@@ -183,6 +208,7 @@ mod tests {
                     user_id: "U1".into(),
                     conversation: Some("C1".into()),
                     trigger: Some("1.2.trigger".into()),
+                    tenant: Some("T0REGATE".into()),
                 },
                 choice: Choice::Approve,
                 request_id: "chg-1".into(),
@@ -201,6 +227,7 @@ mod tests {
                     user_id: "U1".into(),
                     conversation: None,
                     trigger: None,
+                    tenant: Some("T0REGATE".into()),
                 },
                 request_id: "chg-1".into(),
                 reason: "too broad".into()
