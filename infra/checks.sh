@@ -57,9 +57,9 @@ if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; the
   fi
 fi
 PATH="$root/.local/venv/bin:$PATH" cargo lambda build --release $arch_flag --output-format zip --locked \
-  --bin evaluator --bin notifier --bin callback || fail "cargo lambda build"
+  --bin evaluator --bin notifier --bin callback --bin sweeper || fail "cargo lambda build"
 limit=$((6 * 1024 * 1024))
-for function in evaluator notifier callback; do
+for function in evaluator notifier callback sweeper; do
   zip="target/lambda/$function/bootstrap.zip"
   if [ -f "$zip" ]; then
     size=$(stat -c %s "$zip")

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod decision_log;
+mod faults;
 mod pending_store;
 mod slack_api;
 mod task_tokens;

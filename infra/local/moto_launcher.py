@@ -18,6 +18,10 @@ import urllib.request
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb.responses import DynamoHandler
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackConsumerTimeout
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.models import StateMachine
 
@@ -76,6 +80,22 @@ def _one_dynamodb_call_at_a_time(call_action):
     return call
 
 
+def _timed_out_tokens_answer_task_timed_out(wait):
+    """Step Functions answers SendTaskSuccess/Failure on a token whose task timed out with
+    TaskTimedOut. moto's interpreter leaves the timed-out token in its pool, so such a call
+    succeeds silently and the caller believes the workflow took its outcome. Reporting the
+    timeout on the token, as the interpreter does for other consumer errors, restores the real
+    answer."""
+
+    def wait_and_report(self, timeout_seconds, callback_endpoint):
+        outcome = wait(self, timeout_seconds, callback_endpoint)
+        if outcome is None:
+            callback_endpoint.report(CallbackConsumerTimeout())
+        return outcome
+
+    return wait_and_report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5005)
@@ -88,6 +108,9 @@ def main() -> None:
     LambdaSimpleBackend.invoke = make_invoke(args.functions_url)
     StateMachine.__deepcopy__ = _snapshot_without_executions
     DynamoHandler.call_action = _one_dynamodb_call_at_a_time(DynamoHandler.call_action)
+    StateTaskServiceCallback._wait_for_task_token_timeout = _timed_out_tokens_answer_task_timed_out(
+        StateTaskServiceCallback._wait_for_task_token_timeout
+    )
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     config = json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode()

@@ -38,7 +38,7 @@ START_TIMEOUT_SECONDS = 90
 STACK_NAME = "regate"
 ACCOUNT = "123456789012"
 FUNCTIONS_URL = "http://127.0.0.1:9000"
-FUNCTION_BINARIES = ["evaluator", "notifier", "callback"]
+FUNCTION_BINARIES = ["evaluator", "notifier", "callback", "sweeper"]
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict:
@@ -72,9 +72,19 @@ def services() -> list:
         Service(
             name="moto",
             port=5005,
-            health_url="http://127.0.0.1:5005/moto-api/data.json",
+            # /moto-api/data.json fails (it asks Docker) once a function exists; the dashboard
+            # does not.
+            health_url="http://127.0.0.1:5005/moto-api/",
             command=[str(VENV_PYTHON), str(ROOT / "infra/local/moto_launcher.py"), "--port", "5005",
                      "--functions-url", FUNCTIONS_URL],
+        ),
+        # The functions reach moto through this proxy, which tests can tell to fail on purpose.
+        Service(
+            name="proxy",
+            port=5006,
+            health_url="http://127.0.0.1:5006/_faults",
+            command=[str(VENV_PYTHON), str(ROOT / "infra/local/fault_proxy.py"), "--port", "5006",
+                     "--upstream", "http://127.0.0.1:5005"],
         ),
         Service(
             name="chat",
@@ -89,7 +99,7 @@ def services() -> list:
             port=9000,
             health_url=f"{FUNCTIONS_URL}/",
             command=[str(LOCAL / "venv" / "bin" / "cargo-lambda"), "lambda", "watch", "-A", "127.0.0.1", "-P", "9000",
-                     "--ignore-changes", "--env-file", str(ENV_FILE)],
+                     "--ignore-changes"],
         ),
     ]
 
@@ -163,6 +173,7 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 CLOCK_OFFSET_FILE = RUN / "clock-offset"
+FAULT_PROXY_URL = "http://127.0.0.1:5006"
 
 
 def clock_offset() -> str:
@@ -195,6 +206,7 @@ def start(service: Service) -> None:
     env = {**os.environ, **read_env_file()}
     if service.name == "functions":
         env["REGATE_CLOCK_OFFSET_SECONDS"] = clock_offset()
+        env["AWS_ENDPOINT_URL"] = FAULT_PROXY_URL
     with open(service.log_file, "ab") as log:
         process = subprocess.Popen(
             service.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

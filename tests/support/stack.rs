@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::{decision_log_table, local_config, local_env, repo_root};
 
+/// The fault-injecting proxy between the functions and moto (infra/local/stack).
+const FAULT_PROXY: &str = "http://127.0.0.1:5006";
+
 /// Upper bound on any wait for the stack.
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -291,6 +294,66 @@ impl LocalStack {
         let payload = reason_payload(&self.slack_user(email).await, request_id, reason);
         self.post_signed(&form_body(&payload), chrono::Utc::now().timestamp(), None)
             .await
+    }
+
+    /// Tells the fault proxy between the functions and moto to fail `operation` (an
+    /// X-Amz-Target such as "AWSStepFunctions.SendTaskSuccess") in `mode`, `times` times, for
+    /// requests whose body holds every text in `matching` (see infra/local/fault_proxy.py).
+    pub async fn inject(&self, operation: &str, mode: &str, times: u32, matching: &[&str]) {
+        let fault = serde_json::json!({"operation": operation, "mode": mode, "times": times,
+            "match": matching, "delay_ms": 4000});
+        self.http
+            .post(format!("{FAULT_PROXY}/_faults"))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+
+    /// How often the faults whose match includes `needle` fired.
+    pub async fn fired(&self, needle: &str) -> u64 {
+        let faults: Vec<Value> = self
+            .http
+            .get(format!("{FAULT_PROXY}/_faults"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        faults
+            .iter()
+            .filter(|f| f["match"].to_string().contains(needle))
+            .filter_map(|f| f["fired"].as_u64())
+            .sum()
+    }
+
+    /// Removes the faults whose match includes `needle` (a test's request id).
+    pub async fn heal(&self, needle: &str) {
+        // Request ids need no escaping in a query (letters, digits, '-', '_', '.', ':').
+        self.http
+            .delete(format!("{FAULT_PROXY}/_faults?match={needle}"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+
+    /// Runs the sweeper once, as its schedule would; returns its report.
+    pub async fn sweep(&self) -> Value {
+        let base = self.interactivity_url.split("/lambda-url/").next().unwrap();
+        self.http
+            .post(format!("{base}/2015-03-31/functions/sweeper/invocations"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn events(&self, request_id: &str) -> Vec<regate_core::Event> {

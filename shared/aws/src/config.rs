@@ -51,6 +51,13 @@ impl<'a> Vars<'a> {
             .map_or(default, Duration::from_millis))
     }
 
+    /// A whole number, with a default.
+    pub fn whole_number(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        Ok(self
+            .number::<u64>(name, "a whole number")?
+            .unwrap_or(default))
+    }
+
     /// A whole number of seconds that may be negative (an offset), zero when unset.
     pub fn seconds(&self, name: &str) -> Result<chrono::Duration, ConfigError> {
         Ok(chrono::Duration::seconds(

@@ -1,7 +1,9 @@
 //! Pending approvals on DynamoDB: one item per request, keyed by `request_id`, holding the task
 //! token, the request, the last evaluation, the posted messages, the votes (a map keyed by
 //! voter, so a second vote by the same person fails its condition) and the state with a version
-//! for conditional updates. TTL on `expires_at` lets DynamoDB forget closed items.
+//! for conditional updates. TTL on `expires_at` lets DynamoDB forget closed items. While the
+//! workflow has not been resumed, an item carries `sweep = "due"`: the sparse index `by_sweep`
+//! holds exactly those items, so the sweeper finds its work without a scan.
 
 use std::collections::HashMap;
 
@@ -18,6 +20,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{classify, is_condition_failure, store_error};
+
+/// The sparse index of unresumed approvals, and the attribute that puts an item in it.
+pub const SWEEP_INDEX: &str = "by_sweep";
+const SWEEP_ATTRIBUTE: &str = "sweep";
+const SWEEP_DUE: &str = "due";
 
 pub struct DynamoPendingStore {
     client: Client,
@@ -169,6 +176,43 @@ impl PendingStore for DynamoPendingStore {
         self.conditional_update(request_id, update).await
     }
 
+    async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(SWEEP_INDEX)
+                .key_condition_expression("#sweep = :due")
+                .expression_attribute_names("#sweep", SWEEP_ATTRIBUTE)
+                .expression_attribute_values(":due", AttributeValue::S(SWEEP_DUE.into()))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error(classify(&e)))?;
+            for key in page.items() {
+                let Some(AttributeValue::S(request_id)) = key.get("request_id") else {
+                    return Err(StoreError::Corrupt(
+                        "a by_sweep entry has no request_id".into(),
+                    ));
+                };
+                // The index holds keys only and is eventually consistent: read the item now.
+                if let Some(now) = self.get(request_id).await? {
+                    found.push(now);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(next) if !next.is_empty() => start = Some(next.clone()),
+                _ => break,
+            }
+        }
+        found.retain(|item| !item.resumed);
+        Ok(found)
+    }
+
     async fn settle(
         &self,
         request_id: &str,
@@ -178,7 +222,9 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET resumed = :true, #state = :to, version = version + :one")
+            .update_expression(
+                "SET resumed = :true, #state = :to, version = version + :one REMOVE sweep",
+            )
             .condition_expression("resumed = :false AND task_token = :token")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":token", AttributeValue::S(token.expose().to_string()))
@@ -203,7 +249,11 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one",
+                if closing.resumed {
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one REMOVE sweep"
+                } else {
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one"
+                },
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -227,6 +277,14 @@ fn json_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
 }
 
 fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
+    let mut item = approval_attributes(approval)?;
+    if !approval.resumed {
+        item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
+    }
+    Ok(item)
+}
+
+fn approval_attributes(approval: &PendingApproval) -> Result<Item, StoreError> {
     let votes = approval
         .votes
         .iter()

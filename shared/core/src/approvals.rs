@@ -106,8 +106,8 @@ impl VoteResult {
                 closed: Some(Closed { resumed: false, .. }),
                 ..
             } => Some(
-                "Your vote decided this request, but its workflow no longer waited for the decision \
-                 (it may have timed out); the message will show how it ends."
+                "Your vote decided this request; regate is still handing the decision to its \
+                 workflow (which may have timed out), and the message will show how it ends."
                     .into(),
             ),
             Self::Counted { .. } => None,
@@ -147,6 +147,21 @@ pub struct Closed {
 pub struct Notified {
     pub approval: PendingApproval,
     pub skipped: Vec<NotifyTarget>,
+}
+
+/// What one sweep did, for its logs and its result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Unresumed approvals looked at.
+    pub checked: usize,
+    /// Closed approvals whose workflow now has the outcome.
+    pub resumed: usize,
+    /// Approvals closed as expired: their workflow is gone, or timed out before taking a vote.
+    pub expired: usize,
+    /// Approvals whose workflow still waits: nothing to do yet.
+    pub waiting: usize,
+    /// Approvals that failed this time (retried on the next sweep), by request id.
+    pub failed: Vec<String>,
 }
 
 /// The approval workflow over its ports: the decision log, the pending store, task tokens, the
@@ -691,6 +706,8 @@ where
                     }
                 }
             }
+            // Throttled or unreachable: the approval stays closed and owed, and the next path
+            // that meets it (a click, a retried step, the sweeper) resumes it.
             Err(other) => {
                 let name = ErrorName::task_tokens(&other).as_str();
                 let at = crate::time::format_rfc3339_ms(self.clock.now());
@@ -700,7 +717,12 @@ where
                     )])
                     .once(format!("error#resume#{at}"));
                 self.append(&approval.request_id, draft).await?;
-                return Err(ApprovalError::TaskToken(other));
+                tracing::warn!(request_id = %approval.request_id, error = name, "resuming the workflow failed; it stays owed");
+                let closed = Closed {
+                    state: approval.state,
+                    resumed: false,
+                };
+                return Ok((approval, Some(closed)));
             }
         };
         let state = if took_it {
@@ -761,6 +783,65 @@ where
         })
     }
 
+    /// The durable backstop, run on a schedule: resumes every closed approval whose workflow has
+    /// not taken its outcome, and expires open approvals whose workflow is gone (so no message
+    /// keeps live buttons for a workflow that will never read them). Looks at `limit` at most.
+    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, ApprovalError> {
+        let due = self
+            .pending
+            .unresumed(limit)
+            .await
+            .map_err(ApprovalError::PendingStore)?;
+        let mut report = SweepReport {
+            checked: due.len(),
+            ..SweepReport::default()
+        };
+        for approval in due {
+            let request_id = approval.request_id.clone();
+            match self.sweep_one(approval).await {
+                Ok(Swept::Resumed) => report.resumed += 1,
+                Ok(Swept::Expired) => report.expired += 1,
+                Ok(Swept::Waiting) => report.waiting += 1,
+                Err(error) => {
+                    tracing::warn!(request_id, error = %error, "sweeping an approval failed; the next sweep retries it");
+                    report.failed.push(request_id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn sweep_one(&self, approval: PendingApproval) -> Result<Swept, ApprovalError> {
+        if approval.state != ApprovalState::Pending {
+            let (now, closed) = self.finish(approval).await?;
+            self.refresh(&now, &now.evaluation).await;
+            return Ok(match closed {
+                Some(Closed {
+                    state: ApprovalState::Expired,
+                    ..
+                }) => Swept::Expired,
+                Some(Closed { resumed: true, .. }) => Swept::Resumed,
+                _ => Swept::Waiting,
+            });
+        }
+        let status = self
+            .tokens
+            .execution_status(&approval.execution_id)
+            .await
+            .map_err(ApprovalError::TaskToken)?;
+        if status == ExecutionStatus::Running {
+            return Ok(Swept::Waiting);
+        }
+        let reason = format!("the workflow ended ({status:?}) while the approval was open");
+        let closed = self
+            .close_expired(&approval.request_id, &approval.execution_id, &reason)
+            .await?;
+        if let Some(closed) = &closed {
+            self.refresh(closed, &closed.evaluation).await;
+        }
+        Ok(Swept::Expired)
+    }
+
     /// Closes the approval of workflow `execution_id`, which timed out, and shows it on its
     /// messages; it never asks the policy, so a broken policy cannot keep it open. An approval
     /// a late vote closed first ends `expired` too (the workflow took no outcome). Returns the
@@ -770,7 +851,10 @@ where
         request_id: &str,
         execution_id: &str,
     ) -> Result<Option<PendingApproval>, ApprovalError> {
-        let expired = self.close_expired(request_id, execution_id).await?;
+        let timed_out = "no decision reached the workflow within its timeout";
+        let expired = self
+            .close_expired(request_id, execution_id, timed_out)
+            .await?;
         if let Some(approval) = &expired {
             self.refresh(approval, &approval.evaluation).await;
         }
@@ -781,6 +865,7 @@ where
         &self,
         request_id: &str,
         execution_id: &str,
+        reason: &str,
     ) -> Result<Option<PendingApproval>, ApprovalError> {
         let attempt = format!("expire:{execution_id}");
         for _ in 0..CLOSE_ATTEMPTS {
@@ -802,7 +887,7 @@ where
             if current.state != ApprovalState::Pending {
                 let settled = match current.resumed {
                     true => current,
-                    false => self.settle_expired(current).await?,
+                    false => self.settle_expired(current, reason).await?,
                 };
                 return Ok(Some(settled));
             }
@@ -821,9 +906,11 @@ where
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
-                Conditional::Done(expired) => return self.log_expired(*expired).await.map(Some),
+                Conditional::Done(expired) => {
+                    return self.log_expired(*expired, reason).await.map(Some)
+                }
                 Conditional::Lost(Some(item)) if item.closed_by.as_deref() == Some(&attempt) => {
-                    return self.log_expired(*item).await.map(Some)
+                    return self.log_expired(*item, reason).await.map(Some)
                 }
                 _ => continue,
             }
@@ -835,6 +922,7 @@ where
     async fn settle_expired(
         &self,
         current: PendingApproval,
+        reason: &str,
     ) -> Result<PendingApproval, ApprovalError> {
         let settled = self
             .pending
@@ -846,7 +934,7 @@ where
             .await
             .map_err(ApprovalError::PendingStore)?;
         match settled {
-            Conditional::Done(item) => self.log_expired(*item).await,
+            Conditional::Done(item) => self.log_expired(*item, reason).await,
             Conditional::Lost(Some(item)) => Ok(*item),
             Conditional::Lost(None) => Ok(current),
         }
@@ -855,13 +943,11 @@ where
     async fn log_expired(
         &self,
         expired: PendingApproval,
+        reason: &str,
     ) -> Result<PendingApproval, ApprovalError> {
         let draft = EventDraft::new(EventKind::Expired)
             .evaluation(&expired.evaluation)
-            .reasons(vec![format!(
-                "no decision reached the workflow within {} seconds",
-                expired.evaluation.decision.timeout_seconds
-            )])
+            .reasons(vec![reason.to_string()])
             .once("expired");
         self.append(&expired.request_id, draft).await?;
         Ok(expired)
@@ -880,6 +966,13 @@ where
             }
         }
     }
+}
+
+/// What a sweep did with one approval.
+enum Swept {
+    Resumed,
+    Expired,
+    Waiting,
 }
 
 fn already_decided(approval: &PendingApproval) -> String {

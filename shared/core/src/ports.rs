@@ -119,6 +119,14 @@ pub trait PendingStore: Send + Sync {
         closing: &Closing,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
+    /// Up to `limit` approvals whose workflow has not been resumed: open ones, and closed ones
+    /// that still owe their workflow the outcome. The sweeper's work list, read from an index
+    /// that holds nothing else (never a table scan).
+    fn unresumed(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingApproval>, StoreError>> + Send;
+
     /// Records that the workflow waiting on `token` has taken the outcome (or no longer waits),
     /// ending in `state`: only while unresumed and still on that token.
     fn settle(

@@ -230,6 +230,17 @@ impl PendingStore for MemoryPending {
         self.update(request_id, |i| !i.resumed, |i| i.task_token = token.clone())
     }
 
+    async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
+        self.fault.check()?;
+        let items = self.items.lock().unwrap();
+        Ok(items
+            .values()
+            .filter(|i| !i.resumed)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn settle(
         &self,
         request_id: &str,

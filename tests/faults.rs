@@ -1,0 +1,156 @@
+//! The approval gate under faults, on the local stack: the functions reach moto through a
+//! proxy that fails chosen calls on purpose (infra/local/fault_proxy.py). Each test ends with
+//! the right execution status, exactly one `decided` (or none, for an expiry), a valid chain
+//! and no live buttons left behind.
+
+use std::time::Duration;
+
+use regate_core::EventKind;
+use regate_tests::stack::LocalStack;
+
+const SEND_TASK_SUCCESS: &str = "AWSStepFunctions.SendTaskSuccess";
+const UPDATE_ITEM: &str = "DynamoDB_20120810.UpdateItem";
+const TRANSACT_WRITE: &str = "DynamoDB_20120810.TransactWriteItems";
+const GET_ITEM: &str = "DynamoDB_20120810.GetItem";
+
+fn count(events: &[regate_core::Event], kind: EventKind) -> usize {
+    events.iter().filter(|e| e.kind == kind).count()
+}
+
+/// Every chat.update of the request's message, the last one first.
+async fn last_update(stack: &LocalStack, id: &str) -> String {
+    let updates = stack.calls_about("chat.update", id).await;
+    updates
+        .last()
+        .map(|u| u["body"].to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_approval_whose_resume_keeps_failing_is_resumed_by_the_sweeper_once() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("fault-resume", |r| r).await;
+    stack.message_for(&id).await;
+    stack
+        .inject(SEND_TASK_SUCCESS, "throttle", 50, &[&id])
+        .await;
+    stack.click_ok("alice@example.com", "approve", &id).await;
+    assert!(stack.fired(&id).await >= 1, "the throttling was hit");
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 0);
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::Error
+            && e.reasons[0].contains("StepFunctions.Throttled")
+            && !e.reasons[0].contains("Rate exceeded")),
+        "the error is recorded by name, without the service's text: {events:?}"
+    );
+    stack.heal(&id).await;
+    let report = stack.sweep().await;
+    assert!(report["resumed"].as_u64().unwrap() >= 1, "{report}");
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    stack.sweep().await;
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 1);
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+    assert!(last_update(&stack, &id).await.contains("*Approved*"));
+}
+
+#[tokio::test]
+async fn a_closing_write_whose_answer_is_lost_still_resumes_once() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("fault-lost", |r| r).await;
+    stack.message_for(&id).await;
+    // Only the closing transition writes `closed_by`.
+    stack
+        .inject(UPDATE_ITEM, "drop", 1, &[&id, "closed_by"])
+        .await;
+    stack.click_ok("alice@example.com", "approve", &id).await;
+    assert_eq!(
+        stack.fired(&id).await,
+        1,
+        "the answer of the closing write was lost"
+    );
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 1);
+    assert_eq!(count(&events, EventKind::Vote), 1);
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+    stack.heal(&id).await;
+}
+
+#[tokio::test]
+async fn a_vote_whose_log_entry_was_throttled_completes_on_the_next_click() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("fault-append", |r| r).await;
+    stack.message_for(&id).await;
+    stack
+        .inject(TRANSACT_WRITE, "throttle", 50, &[&id, "KEY#vote#"])
+        .await;
+    let first = stack.click("alice@example.com", "approve", &id).await;
+    assert_eq!(
+        first.status, 500,
+        "the vote is stored, its log entry is not: {first:?}"
+    );
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    stack.heal(&id).await;
+    stack.click_ok("alice@example.com", "approve", &id).await;
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Vote), 1);
+    assert_eq!(count(&events, EventKind::Decided), 1);
+    assert_eq!(
+        count(&events, EventKind::VoteRefused),
+        0,
+        "the second click was not refused"
+    );
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+}
+
+#[tokio::test]
+async fn a_vote_after_the_timeout_ends_expired_and_the_message_says_so() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack
+        .begin("fault-late", |r| {
+            r.with("details", serde_json::json!({"timeout_seconds": 2}))
+        })
+        .await;
+    stack.message_for(&id).await;
+    // Hold the Expire step's first read, so a click lands between the timeout and the expiry.
+    stack
+        .inject(GET_ITEM, "slow", 1, &[&id, "request_id"])
+        .await;
+    let started = std::time::Instant::now();
+    while stack.fired(&id).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the Expire step never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = stack.click("alice@example.com", "approve", &id).await;
+    assert_eq!(late.status, 200);
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("ApprovalExpired"))
+    );
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 0);
+    assert_eq!(count(&events, EventKind::Expired), 1);
+    assert!(last_update(&stack, &id).await.contains("*Expired*"));
+    let alice = stack.slack_user("alice@example.com").await;
+    let told = stack.calls().await.into_iter().any(|c| {
+        c["method"] == "chat.postEphemeral"
+            && c["body"]["user"] == alice.as_str()
+            && c["body"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("still handing")
+    });
+    assert!(told, "the late voter was told privately");
+    stack.heal(&id).await;
+}
