@@ -70,7 +70,7 @@ async fn a_429_waits_for_retry_after_and_then_succeeds() {
     .await;
     let started = Instant::now();
     let (posted, ts) = api(Duration::from_secs(5))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap();
     assert_eq!(posted, channel);
@@ -93,7 +93,7 @@ async fn a_retry_after_beyond_the_budget_gives_up_at_once_as_rate_limited() {
     .await;
     let started = Instant::now();
     let error = api(Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(matches!(error, ChatError::RateLimited(_)), "{error:?}");
@@ -111,7 +111,7 @@ async fn a_huge_retry_after_is_clamped_and_gives_up_without_a_panic() {
     )
     .await;
     let error = api(Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -130,7 +130,7 @@ async fn server_errors_are_retried_with_backoff_within_the_budget() {
     )
     .await;
     api(Duration::from_secs(5))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap();
     assert_eq!(calls_of("chat.postMessage", &channel).await, 3);
@@ -143,7 +143,7 @@ async fn server_errors_are_retried_with_backoff_within_the_budget() {
     )
     .await;
     let error = api(Duration::from_millis(900))
-        .post_message(&down, "hello", &json!([]))
+        .post_message(&down, "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(matches!(error, ChatError::Unavailable(_)), "{error:?}");
@@ -157,7 +157,7 @@ async fn server_errors_are_retried_with_backoff_within_the_budget() {
 #[tokio::test]
 async fn slack_error_codes_become_typed_errors_with_a_hint() {
     let error = api(Duration::from_secs(2))
-        .post_message("nonsense", "hello", &json!([]))
+        .post_message("nonsense", "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -172,7 +172,7 @@ async fn slack_error_codes_become_typed_errors_with_a_hint() {
     )
     .await;
     let error = api(Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -180,7 +180,7 @@ async fn slack_error_codes_become_typed_errors_with_a_hint() {
         "{error:?}"
     );
     let error = api_with_token("xoxb-wrong", Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]))
+        .post_message(&channel, "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -199,7 +199,7 @@ async fn an_unreachable_slack_is_unavailable_within_the_budget() {
     );
     let started = Instant::now();
     let error = dead
-        .post_message("C1", "hello", &json!([]))
+        .post_message("C1", "hello", &json!([]), &json!({}))
         .await
         .unwrap_err();
     assert!(matches!(error, ChatError::Unavailable(_)), "{error:?}");

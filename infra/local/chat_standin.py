@@ -100,6 +100,19 @@ def answer(state: State, method: str, body: dict) -> dict:
                 return {"ok": False, "error": "message_not_found"}
             state.messages[key] = body
         return {"ok": True, "channel": key[0], "ts": key[1], "text": body.get("text", "")}
+    if method == "conversations.history":
+        channel = body.get("channel", "")
+        with state.lock:
+            found = [(ts, message) for (c, ts), message in state.messages.items() if c == channel]
+        found.sort(key=lambda item: item[0], reverse=True)
+        with_metadata = str(body.get("include_all_metadata", "")).lower() == "true"
+        messages = []
+        for ts, message in found[: int(body.get("limit") or 100)]:
+            entry = {"type": "message", "ts": ts, "text": message.get("text", "")}
+            if with_metadata and message.get("metadata"):
+                entry["metadata"] = message["metadata"]
+            messages.append(entry)
+        return {"ok": True, "messages": messages, "has_more": False}
     if method == "chat.postEphemeral":
         if not body.get("channel") or not body.get("user"):
             return {"ok": False, "error": "invalid_arguments"}

@@ -17,6 +17,10 @@ use crate::{decision_log_table, local_config, local_env, repo_root};
 /// The fault-injecting proxy between the functions and moto (infra/local/stack).
 const FAULT_PROXY: &str = "http://127.0.0.1:5006";
 
+/// How long a "slow" fault holds a call: long enough for a test to act in between, even while
+/// the other tests keep the one-at-a-time functions busy.
+const SLOW_MS: u64 = 8000;
+
 /// Upper bound on any wait for the stack.
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -301,7 +305,7 @@ impl LocalStack {
     /// requests whose body holds every text in `matching` (see infra/local/fault_proxy.py).
     pub async fn inject(&self, operation: &str, mode: &str, times: u32, matching: &[&str]) {
         let fault = serde_json::json!({"operation": operation, "mode": mode, "times": times,
-            "match": matching, "delay_ms": 4000});
+            "match": matching, "delay_ms": SLOW_MS});
         self.http
             .post(format!("{FAULT_PROXY}/_faults"))
             .json(&fault)

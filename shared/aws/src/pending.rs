@@ -143,6 +143,32 @@ impl PendingStore for DynamoPendingStore {
         self.conditional_update(request_id, update).await
     }
 
+    async fn mark_posting(
+        &self,
+        request_id: &str,
+        target_key: &str,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET posting = list_append(if_not_exists(posting, :none), :key), version = version + :one",
+            )
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":key",
+                AttributeValue::L(vec![AttributeValue::S(target_key.to_string())]),
+            )
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
     async fn record_vote(&self, request_id: &str, vote: &Vote) -> Result<Conditional, StoreError> {
         let update = self
             .client
@@ -315,6 +341,16 @@ fn approval_attributes(approval: &PendingApproval) -> Result<Item, StoreError> {
         ("request".to_string(), json_attr(&approval.request)?),
         ("evaluation".to_string(), json_attr(&approval.evaluation)?),
         ("messages".to_string(), AttributeValue::L(messages)),
+        (
+            "posting".to_string(),
+            AttributeValue::L(
+                approval
+                    .posting
+                    .iter()
+                    .map(|key| AttributeValue::S(key.clone()))
+                    .collect(),
+            ),
+        ),
         ("votes".to_string(), AttributeValue::M(votes)),
         (
             "state".to_string(),
@@ -379,6 +415,13 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         request: parse_json(text("request")?)?,
         evaluation: parse_json(text("evaluation")?)?,
         messages,
+        posting: match item.get("posting") {
+            Some(AttributeValue::L(keys)) => keys
+                .iter()
+                .filter_map(|key| key.as_s().ok().cloned())
+                .collect(),
+            _ => Vec::new(),
+        },
         votes,
         state: ApprovalState::parse(state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,

@@ -243,6 +243,23 @@ where
             if approval.messages.iter().any(|m| m.is_for(target)) {
                 continue;
             }
+            // An attempt that posted but did not live to record it left its intent: adopt
+            // the message it posted instead of leaving a second one with live buttons.
+            let key = target.key();
+            if approval.posting.contains(&key) {
+                let found = self.chat.find_posted(target, &request.id).await;
+                if let Some(message) = found.map_err(ApprovalError::Chat)? {
+                    approval = self.record_message(approval, message).await?;
+                    continue;
+                }
+            } else if let Conditional::Done(marked) = self
+                .pending
+                .mark_posting(&request.id, &key)
+                .await
+                .map_err(ApprovalError::PendingStore)?
+            {
+                approval = *marked;
+            }
             let view = ApprovalView {
                 approval: &approval,
                 evaluation,
@@ -280,6 +297,7 @@ where
             request: request.clone(),
             evaluation: evaluation.clone(),
             messages: Vec::new(),
+            posting: Vec::new(),
             votes: Vec::new(),
             state: ApprovalState::Pending,
             version: 1,

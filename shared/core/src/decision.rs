@@ -53,6 +53,16 @@ pub enum NotifyTarget {
     Teams { conversation: String },
 }
 
+impl NotifyTarget {
+    /// The target as one stable text (`slack:C0PAYMENTS`), for recording an intent to post.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Slack { channel } => format!("slack:{channel}"),
+            Self::Teams { conversation } => format!("teams:{conversation}"),
+        }
+    }
+}
+
 /// `data.approvals.decision`, as the policy returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {

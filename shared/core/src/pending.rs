@@ -174,6 +174,9 @@ pub struct PendingApproval {
     pub request: Request,
     pub evaluation: Evaluation,
     pub messages: Vec<MessageRef>,
+    /// Targets ([`NotifyTarget::key`]) a message was about to be posted to: one with no
+    /// message in `messages` may have been posted by an attempt that did not live to record it.
+    pub posting: Vec<String>,
     pub votes: Vec<Vote>,
     pub state: ApprovalState,
     pub version: u64,

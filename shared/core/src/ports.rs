@@ -93,6 +93,13 @@ pub trait PendingStore: Send + Sync {
         messages: &[MessageRef],
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
+    /// Records that a message is about to be posted to `target_key` (only while pending).
+    fn mark_posting(
+        &self,
+        request_id: &str,
+        target_key: &str,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
     /// Records a vote once per voter, only while the approval is pending.
     fn record_vote(
         &self,
@@ -161,6 +168,14 @@ pub trait ChatPlatform: Send + Sync {
         &self,
         target: &NotifyTarget,
         view: ApprovalView<'_>,
+    ) -> impl Future<Output = Result<Option<MessageRef>, ChatError>> + Send;
+
+    /// The message an earlier attempt posted to `target` for `request_id` but did not live to
+    /// record, if there is one.
+    fn find_posted(
+        &self,
+        target: &NotifyTarget,
+        request_id: &str,
     ) -> impl Future<Output = Result<Option<MessageRef>, ChatError>> + Send;
 
     /// Rewrites a posted message to show the approval as it is now. Messages of other

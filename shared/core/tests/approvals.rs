@@ -530,3 +530,34 @@ async fn a_message_update_that_fails_never_loses_the_recorded_decision() {
     ));
     assert_eq!(f.tokens.calls().len(), 1);
 }
+
+#[tokio::test]
+async fn a_notifier_that_posted_but_died_before_recording_it_is_not_posted_twice() {
+    let (f, s) = opened("r18", DEPLOY).await;
+    // The first attempt posted and recorded its intent, then died before recording the message.
+    f.pending.edit("r18", |item| item.messages.clear());
+    let r = request("r18").build();
+    let retried = s
+        .notify(
+            &r,
+            &first_evaluation(&r, s.now()),
+            &TaskToken::new("token-2"),
+            &execution_of("r18"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.chat.posts.lock().unwrap().len(),
+        1,
+        "no second live message"
+    );
+    assert_eq!(
+        retried.approval.messages.len(),
+        1,
+        "the first message is adopted"
+    );
+    assert!(retried
+        .approval
+        .posting
+        .contains(&"slack:C0PAYMENTS".to_string()));
+}

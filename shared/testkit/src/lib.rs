@@ -176,6 +176,11 @@ impl MemoryPending {
         *self.lose_answer.lock().unwrap() = Some(updates);
     }
 
+    /// Changes the stored item behind the workflow's back (a crash's leftovers, say).
+    pub fn edit(&self, request_id: &str, change: impl FnOnce(&mut PendingApproval)) {
+        change(self.items.lock().unwrap().get_mut(request_id).unwrap());
+    }
+
     /// The stored item, as a test sees it.
     pub fn item(&self, request_id: &str) -> Option<PendingApproval> {
         self.items.lock().unwrap().get(request_id).cloned()
@@ -207,6 +212,18 @@ impl PendingStore for MemoryPending {
             request_id,
             |i| i.state == ApprovalState::Pending,
             |i| i.messages.extend_from_slice(messages),
+        )
+    }
+
+    async fn mark_posting(
+        &self,
+        request_id: &str,
+        target_key: &str,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending,
+            |i| i.posting.push(target_key.to_string()),
         )
     }
 
@@ -372,6 +389,8 @@ impl TaskTokens for RecordingTokens {
 #[derive(Clone, Default)]
 pub struct RecordingChat {
     pub posts: Arc<Mutex<Vec<(NotifyTarget, ApprovalState)>>>,
+    /// Every message posted, by target key and request id, as `find_posted` finds them.
+    pub posted: Arc<Mutex<BTreeMap<(String, String), MessageRef>>>,
     pub updates: Arc<Mutex<Vec<(MessageRef, ApprovalState)>>>,
     pub told: Arc<Mutex<Vec<(String, String)>>>,
     pub asked_reason: Arc<Mutex<Vec<(String, String)>>>,
@@ -413,10 +432,23 @@ impl ChatPlatform for RecordingChat {
         };
         let mut posts = self.posts.lock().unwrap();
         posts.push((target.clone(), view.approval.state));
-        Ok(Some(MessageRef::Slack {
+        let message = MessageRef::Slack {
             channel: channel.clone(),
             ts: format!("1700000000.{:06}", posts.len()),
-        }))
+        };
+        let key = (target.key(), view.approval.request_id.clone());
+        self.posted.lock().unwrap().insert(key, message.clone());
+        Ok(Some(message))
+    }
+
+    async fn find_posted(
+        &self,
+        target: &NotifyTarget,
+        request_id: &str,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        self.fault.check()?;
+        let key = (target.key(), request_id.to_string());
+        Ok(self.posted.lock().unwrap().get(&key).cloned())
     }
 
     async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
@@ -558,6 +590,7 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
         request: request.clone(),
         evaluation: first_evaluation(request, now),
         messages: vec![],
+        posting: vec![],
         votes: vec![],
         state: ApprovalState::Pending,
         version: 1,

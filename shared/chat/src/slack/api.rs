@@ -262,13 +262,16 @@ impl SlackApi {
     }
 
     /// Posts a message; returns the channel id and the message `ts`.
+    /// Posts a message with `metadata` (Slack's message metadata: `event_type` and
+    /// `event_payload`); returns the channel id and the message `ts`.
     pub async fn post_message(
         &self,
         channel: &str,
         text: &str,
         blocks: &Value,
+        metadata: &Value,
     ) -> Result<(String, String), ChatError> {
-        let body = self.call("chat.postMessage", Payload::Json(json!({"channel": channel, "text": text, "blocks": blocks, "unfurl_links": false}))).await?;
+        let body = self.call("chat.postMessage", Payload::Json(json!({"channel": channel, "text": text, "blocks": blocks, "unfurl_links": false, "metadata": metadata}))).await?;
         let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
         match (field("channel"), field("ts")) {
             (Some(channel), Some(ts)) => Ok((channel, ts)),
@@ -291,6 +294,43 @@ impl SlackApi {
         )
         .await
         .map(|_| ())
+    }
+
+    /// The `ts` of the newest of the channel's recent messages whose metadata is of
+    /// `event_type` with `key` = `value` (`conversations.history`, scopes `channels:history`
+    /// and `groups:history`).
+    pub async fn find_message(
+        &self,
+        channel: &str,
+        event_type: &str,
+        (key, value): (&str, &str),
+    ) -> Result<Option<String>, ChatError> {
+        let body = self
+            .call(
+                "conversations.history",
+                Payload::Form(vec![
+                    ("channel", channel.to_string()),
+                    ("limit", "100".into()),
+                    ("include_all_metadata", "true".into()),
+                ]),
+            )
+            .await?;
+        let messages = body.get("messages").and_then(Value::as_array);
+        Ok(messages.into_iter().flatten().find_map(|message| {
+            let metadata = message.get("metadata")?;
+            let ours = metadata.get("event_type").and_then(Value::as_str) == Some(event_type)
+                && metadata
+                    .pointer(&format!("/event_payload/{key}"))
+                    .and_then(Value::as_str)
+                    == Some(value);
+            ours.then(|| {
+                message
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .flatten()
+        }))
     }
 
     /// A message only `user` sees in `channel`.
@@ -391,6 +431,9 @@ fn remember(cache: &Cache, key: &str, value: Option<Value>) {
     cache.insert(key.to_string(), (value, Instant::now()));
 }
 
+/// The metadata `event_type` of approval messages, by which a retry finds one it posted.
+pub const APPROVAL_EVENT_TYPE: &str = "regate_approval";
+
 /// Slack as regate's chat platform, for one app in one workspace.
 pub struct SlackChat {
     pub api: Arc<SlackApi>,
@@ -427,8 +470,31 @@ impl ChatPlatform for SlackChat {
             return Ok(None);
         };
         let (text, blocks) = approval_message(view, &self.mentions(view).await);
-        let (channel, ts) = self.api.post_message(channel, &text, &blocks).await?;
+        let metadata = json!({"event_type": APPROVAL_EVENT_TYPE,
+            "event_payload": {"request_id": view.approval.request_id}});
+        let (channel, ts) = self
+            .api
+            .post_message(channel, &text, &blocks, &metadata)
+            .await?;
         Ok(Some(MessageRef::Slack { channel, ts }))
+    }
+
+    async fn find_posted(
+        &self,
+        target: &NotifyTarget,
+        request_id: &str,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let NotifyTarget::Slack { channel } = target else {
+            return Ok(None);
+        };
+        let found = self
+            .api
+            .find_message(channel, APPROVAL_EVENT_TYPE, ("request_id", request_id))
+            .await?;
+        Ok(found.map(|ts| MessageRef::Slack {
+            channel: channel.clone(),
+            ts,
+        }))
     }
 
     async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
