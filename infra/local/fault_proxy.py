@@ -5,7 +5,8 @@ unless a fault names its operation (the X-Amz-Target header, e.g.
 
   POST   /_faults {"operation": "...", "mode": "...", "times": 3, "match": ["text", "in the body"],
                    "delay_ms": 2000}
-  GET    /_faults   the faults and how often each fired
+  GET    /_faults   the faults, how often each fired, and for "slow" ones the most calls they
+                    held at once (max_in_flight: proof that callers ran in parallel)
   DELETE /_faults   clears them (?match=TEXT: only those whose match holds TEXT)
 
 Modes: "throttle" answers 400 ThrottlingException without forwarding; "error" answers 500
@@ -31,6 +32,9 @@ class Faults:
     def __init__(self):
         self.lock = threading.Lock()
         self.faults = []
+        # Requests each "slow" fault holds right now: how many calls overlap.
+        self.in_flight = {}
+        self.next_id = 0
 
     def take(self, operation: str, body: bytes):
         text = body.decode("utf-8", "replace")
@@ -67,6 +71,8 @@ def make_handler(upstream: str, faults: Faults):
                 fault = json.loads(body or b"{}")
                 fault.setdefault("times", 1)
                 with faults.lock:
+                    faults.next_id += 1
+                    fault["id"] = faults.next_id
                     faults.faults.append(fault)
             elif method == "DELETE":
                 # DELETE /_faults?match=TEXT removes the faults whose match holds TEXT.
@@ -108,7 +114,15 @@ def make_handler(upstream: str, faults: Faults):
                 return self.answer(500, json.dumps(error).encode(),
                                    [("content-type", "application/x-amz-json-1.0")])
             if mode == "slow":
+                with faults.lock:
+                    live = faults.in_flight.get(fault["id"], 0) + 1
+                    faults.in_flight[fault["id"]] = live
+                    for f in faults.faults:
+                        if f["id"] == fault["id"]:
+                            f["max_in_flight"] = max(f.get("max_in_flight", 0), live)
                 time.sleep(fault.get("delay_ms", 1000) / 1000)
+                with faults.lock:
+                    faults.in_flight[fault["id"]] -= 1
             status, answer, headers = self.forward(method, body)
             if mode == "drop":
                 self.close_connection = True

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -99,7 +100,7 @@ def services() -> list:
             port=9000,
             health_url=f"{FUNCTIONS_URL}/",
             command=[str(LOCAL / "venv" / "bin" / "cargo-lambda"), "lambda", "watch", "-A", "127.0.0.1", "-P", "9000",
-                     "--ignore-changes"],
+                     "--ignore-changes", "--concurrency", str(FUNCTION_CONCURRENCY)],
         ),
     ]
 
@@ -124,8 +125,10 @@ def functions_are_stale(service: Service) -> bool:
 
 
 def warm_functions() -> None:
-    """Starts each function once, so the first real invocation does not pay for its start."""
-    for binary in FUNCTION_BINARIES:
+    """Starts each function's instances, so the first real invocations do not pay for their
+    start: one of each, and for the callback as many as may run at once (clicks arrive
+    together)."""
+    def warm(binary: str) -> None:
         url = f"{FUNCTIONS_URL}/2015-03-31/functions/{binary}/invocations"
         request = urllib.request.Request(url, data=b'{"warm": true}', method="POST")
         try:
@@ -134,7 +137,15 @@ def warm_functions() -> None:
             pass  # the function answered (with an error for the empty event): it is running
         except (urllib.error.URLError, OSError) as error:
             sys.exit(f"up: the {binary} function did not start: {error}; see {LOGS / 'functions.log'}")
-    print(f"functions: {', '.join(FUNCTION_BINARIES)} started")
+
+    for binary in FUNCTION_BINARIES:
+        warm(binary)
+    callbacks = [threading.Thread(target=warm, args=("callback",)) for _ in range(FUNCTION_CONCURRENCY)]
+    for thread in callbacks:
+        thread.start()
+    for thread in callbacks:
+        thread.join()
+    print(f"functions: {', '.join(FUNCTION_BINARIES)} started ({FUNCTION_CONCURRENCY} callback instances)")
 
 
 def port_is_taken(port: int) -> bool:
@@ -174,6 +185,9 @@ def tail(path: Path, lines: int = 15) -> str:
 
 CLOCK_OFFSET_FILE = RUN / "clock-offset"
 FAULT_PROXY_URL = "http://127.0.0.1:5006"
+# Instances of each function `cargo lambda watch` runs at once, as Lambda runs concurrent
+# invocations in separate instances: concurrent clicks overlap as they do on AWS.
+FUNCTION_CONCURRENCY = 16
 
 
 def clock_offset() -> str:
@@ -207,6 +221,7 @@ def start(service: Service) -> None:
     if service.name == "functions":
         env["REGATE_CLOCK_OFFSET_SECONDS"] = clock_offset()
         env["AWS_ENDPOINT_URL"] = FAULT_PROXY_URL
+
     with open(service.log_file, "ab") as log:
         process = subprocess.Popen(
             service.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

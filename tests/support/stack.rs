@@ -304,8 +304,46 @@ impl LocalStack {
     /// X-Amz-Target such as "AWSStepFunctions.SendTaskSuccess") in `mode`, `times` times, for
     /// requests whose body holds every text in `matching` (see infra/local/fault_proxy.py).
     pub async fn inject(&self, operation: &str, mode: &str, times: u32, matching: &[&str]) {
-        let fault = serde_json::json!({"operation": operation, "mode": mode, "times": times,
-            "match": matching, "delay_ms": SLOW_MS});
+        self.inject_fault(serde_json::json!({"operation": operation, "mode": mode,
+            "times": times, "match": matching, "delay_ms": SLOW_MS}))
+            .await;
+    }
+
+    /// Delays `operation` by `delay_ms`, `times` times, for requests holding every text in
+    /// `matching`; the proxy counts how many such calls it held at once (`max_in_flight`).
+    pub async fn delay(&self, operation: &str, delay_ms: u64, times: u32, matching: &[&str]) {
+        self.inject_fault(serde_json::json!({"operation": operation, "mode": "slow",
+            "times": times, "match": matching, "delay_ms": delay_ms}))
+            .await;
+    }
+
+    /// The most calls a delay whose match includes `needle` held at once.
+    pub async fn max_in_flight(&self, needle: &str) -> u64 {
+        self.faults(needle)
+            .await
+            .iter()
+            .filter_map(|f| f["max_in_flight"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }
+
+    async fn faults(&self, needle: &str) -> Vec<Value> {
+        let faults: Vec<Value> = self
+            .http
+            .get(format!("{FAULT_PROXY}/_faults"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        faults
+            .into_iter()
+            .filter(|f| f["match"].to_string().contains(needle))
+            .collect()
+    }
+
+    async fn inject_fault(&self, fault: Value) {
         self.http
             .post(format!("{FAULT_PROXY}/_faults"))
             .json(&fault)
@@ -318,18 +356,9 @@ impl LocalStack {
 
     /// How often the faults whose match includes `needle` fired.
     pub async fn fired(&self, needle: &str) -> u64 {
-        let faults: Vec<Value> = self
-            .http
-            .get(format!("{FAULT_PROXY}/_faults"))
-            .send()
+        self.faults(needle)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        faults
             .iter()
-            .filter(|f| f["match"].to_string().contains(needle))
             .filter_map(|f| f["fired"].as_u64())
             .sum()
     }

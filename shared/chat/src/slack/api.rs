@@ -13,11 +13,13 @@ use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Voter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::blocks::{approval_message, reason_modal};
+use super::blocks::{approval_message, reason_modal, MAX_NAMED_APPROVERS};
 use super::SlackWorkspace;
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
+/// All the user lookups for one message's mentions share this much time.
+const MENTION_BUDGET: Duration = Duration::from_millis(800);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A longer `Retry-After` is read as this: any wait past the budget gives up at once anyway,
@@ -443,6 +445,8 @@ pub struct SlackChat {
 impl SlackChat {
     /// Slack ids of the eligible approvers, for mentions; people Slack does not know are left
     /// as e-mail addresses.
+    /// Only the approvers the message names are looked up, and only within a time budget:
+    /// a large group or a slow Slack must not hold up a post or the answer to a click.
     async fn mentions(&self, view: ApprovalView<'_>) -> BTreeMap<String, String> {
         let mut mentions = BTreeMap::new();
         let people = view
@@ -450,11 +454,17 @@ impl SlackChat {
             .decision
             .approvers
             .iter()
+            .take(MAX_NAMED_APPROVERS)
             .chain(view.approval.votes.iter().map(|v| &v.voter));
-        for email in people {
-            if let Ok(Some(id)) = self.api.user_id(email).await {
-                mentions.insert(regate_core::rules::normalize(email), id);
+        let lookups = async {
+            for email in people {
+                if let Ok(Some(id)) = self.api.user_id(email).await {
+                    mentions.insert(regate_core::rules::normalize(email), id);
+                }
             }
+        };
+        if tokio::time::timeout(MENTION_BUDGET, lookups).await.is_err() {
+            tracing::warn!(request_id = %view.approval.request_id, "user lookups for mentions ran out of time; the rest are shown as addresses");
         }
         mentions
     }

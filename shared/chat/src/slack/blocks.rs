@@ -18,6 +18,9 @@ pub const MAX_FIELD_TEXT: usize = 2000;
 pub const MAX_FIELDS: usize = 10;
 pub const MAX_BUTTON_TEXT: usize = 75;
 pub const MAX_BUTTON_VALUE: usize = 2000;
+/// Approvers named (and mentioned) in a message; a long list ends "and N more", so a group of
+/// hundreds neither floods the message nor costs a user lookup each.
+pub const MAX_NAMED_APPROVERS: usize = 10;
 /// The `text` fallback shown in notifications.
 pub const MAX_FALLBACK_TEXT: usize = 3000;
 
@@ -108,11 +111,16 @@ pub fn approval_message(
             .collect();
         let mut text = format!("*Approvals*\n{}", lines.join("\n"));
         if approval.state == ApprovalState::Pending && !decision.approvers.is_empty() {
-            let who: Vec<String> = decision
+            let mut who: Vec<String> = decision
                 .approvers
                 .iter()
+                .take(MAX_NAMED_APPROVERS)
                 .map(|a| person(a, mentions))
                 .collect();
+            let more = decision.approvers.len().saturating_sub(MAX_NAMED_APPROVERS);
+            if more > 0 {
+                who.push(format!("and {more} more"));
+            }
             text.push_str(&format!("\nCan approve: {}", who.join(", ")));
         }
         blocks.push(section(&text));
@@ -301,6 +309,22 @@ mod tests {
         assert_eq!(actions["elements"][0]["value"], "chg-9");
         assert_eq!(actions["elements"][1]["style"], "danger");
         assert!(actions["elements"][1]["confirm"].is_object());
+    }
+
+    #[test]
+    fn a_large_group_names_ten_approvers_and_counts_the_rest() {
+        let (approval, mut evaluation) = approval("Deploy");
+        evaluation.decision.approvers = (1..=50).map(|i| format!("c{i}@example.com")).collect();
+        let (_, blocks) = approval_message(
+            ApprovalView {
+                approval: &approval,
+                evaluation: &evaluation,
+            },
+            &BTreeMap::new(),
+        );
+        let text = all_text(&blocks);
+        assert!(text.contains("c10@example.com, and 40 more"), "{text}");
+        assert!(!text.contains("c11@example.com"));
     }
 
     #[test]
