@@ -6,16 +6,13 @@
 use std::time::Duration;
 
 use regate_core::EventKind;
+use regate_tests::count;
 use regate_tests::stack::{LocalStack, WAIT};
 
 const SEND_TASK_SUCCESS: &str = "AWSStepFunctions.SendTaskSuccess";
 const UPDATE_ITEM: &str = "DynamoDB_20120810.UpdateItem";
 const TRANSACT_WRITE: &str = "DynamoDB_20120810.TransactWriteItems";
 const GET_ITEM: &str = "DynamoDB_20120810.GetItem";
-
-fn count(events: &[regate_core::Event], kind: EventKind) -> usize {
-    events.iter().filter(|e| e.kind == kind).count()
-}
 
 /// Every chat.update of the request's message, the last one first.
 async fn last_update(stack: &LocalStack, id: &str) -> String {

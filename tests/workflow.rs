@@ -2,6 +2,7 @@
 //! lambda watch), the Slack stand-in, and clicks signed as Slack signs them.
 
 use regate_core::EventKind;
+use regate_tests::count;
 use regate_tests::stack::LocalStack;
 use serde_json::json;
 
@@ -289,17 +290,8 @@ async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_
     });
     assert!(told);
     let events = stack.events(&id).await;
-    assert_eq!(
-        events.iter().filter(|e| e.kind == EventKind::Vote).count(),
-        2
-    );
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.kind == EventKind::Decided)
-            .count(),
-        1
-    );
+    assert_eq!(count(&events, EventKind::Vote), 2);
+    assert_eq!(count(&events, EventKind::Decided), 1);
     let refusals: Vec<_> = events
         .iter()
         .filter(|e| e.kind == EventKind::VoteRefused)
@@ -411,13 +403,7 @@ async fn a_second_execution_reusing_a_live_request_id_fails_and_cannot_hijack_th
         "nothing was posted for the second execution"
     );
     let events = stack.events(&id).await;
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.kind == EventKind::Decided)
-            .count(),
-        1
-    );
+    assert_eq!(count(&events, EventKind::Decided), 1);
     assert_eq!(events[0].data["execution"], first.as_str());
     regate_core::chain::verify_chain(&id, &events).unwrap();
 }

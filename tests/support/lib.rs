@@ -86,3 +86,8 @@ pub fn unique(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// How many of `events` are of `kind`.
+pub fn count(events: &[regate_core::Event], kind: regate_core::EventKind) -> usize {
+    events.iter().filter(|e| e.kind == kind).count()
+}
