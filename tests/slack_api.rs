@@ -59,24 +59,33 @@ fn fresh_channel() -> String {
     format!("C{}", unique("T").replace('-', "").to_uppercase())
 }
 
+/// What posting "hello" to a fresh channel gave, within `budget`, when the stand-in answers
+/// chat.postMessage there with `fault`: the channel, the time it took, and the result.
+async fn post_through(
+    fault: Value,
+    budget: Duration,
+) -> (String, Duration, Result<(String, String), ChatError>) {
+    let channel = fresh_channel();
+    fail("chat.postMessage", &channel, fault).await;
+    let started = Instant::now();
+    let result = api(budget)
+        .post_message(&channel, "hello", &json!([]), &json!({}))
+        .await;
+    (channel, started.elapsed(), result)
+}
+
 #[tokio::test]
 async fn a_429_waits_for_retry_after_and_then_succeeds() {
-    let channel = fresh_channel();
-    fail(
-        "chat.postMessage",
-        &channel,
+    let (channel, elapsed, result) = post_through(
         json!({"status": 429, "retry_after": 1, "times": 1}),
+        Duration::from_secs(5),
     )
     .await;
-    let started = Instant::now();
-    let (posted, ts) = api(Duration::from_secs(5))
-        .post_message(&channel, "hello", &json!([]), &json!({}))
-        .await
-        .unwrap();
+    let (posted, ts) = result.unwrap();
     assert_eq!(posted, channel);
     assert!(!ts.is_empty());
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
+        elapsed >= Duration::from_secs(1),
         "it waited as Slack asked"
     );
     assert_eq!(calls_of("chat.postMessage", &channel).await, 2);
@@ -84,20 +93,14 @@ async fn a_429_waits_for_retry_after_and_then_succeeds() {
 
 #[tokio::test]
 async fn a_retry_after_beyond_the_budget_gives_up_at_once_as_rate_limited() {
-    let channel = fresh_channel();
-    fail(
-        "chat.postMessage",
-        &channel,
+    let (_, elapsed, result) = post_through(
         json!({"status": 429, "retry_after": 30, "times": 1}),
+        Duration::from_secs(2),
     )
     .await;
-    let started = Instant::now();
-    let error = api(Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]), &json!({}))
-        .await
-        .unwrap_err();
+    let error = result.unwrap_err();
     assert!(matches!(error, ChatError::RateLimited(_)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(elapsed < Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -122,30 +125,17 @@ async fn a_huge_retry_after_is_clamped_and_gives_up_without_a_panic() {
 
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_within_the_budget() {
-    let channel = fresh_channel();
-    fail(
-        "chat.postMessage",
-        &channel,
-        json!({"status": 503, "times": 2}),
-    )
-    .await;
-    api(Duration::from_secs(5))
-        .post_message(&channel, "hello", &json!([]), &json!({}))
-        .await
-        .unwrap();
+    let (channel, _, result) =
+        post_through(json!({"status": 503, "times": 2}), Duration::from_secs(5)).await;
+    let _ = result.unwrap();
     assert_eq!(calls_of("chat.postMessage", &channel).await, 3);
 
-    let down = fresh_channel();
-    fail(
-        "chat.postMessage",
-        &down,
+    let (down, _, result) = post_through(
         json!({"status": 500, "times": 100}),
+        Duration::from_millis(900),
     )
     .await;
-    let error = api(Duration::from_millis(900))
-        .post_message(&down, "hello", &json!([]), &json!({}))
-        .await
-        .unwrap_err();
+    let error = result.unwrap_err();
     assert!(matches!(error, ChatError::Unavailable(_)), "{error:?}");
     let attempts = calls_of("chat.postMessage", &down).await;
     assert!(
@@ -164,17 +154,9 @@ async fn slack_error_codes_become_typed_errors_with_a_hint() {
         matches!(&error, ChatError::Refused(text) if text.contains("channel_not_found")),
         "{error:?}"
     );
-    let channel = fresh_channel();
-    fail(
-        "chat.postMessage",
-        &channel,
-        json!({"error": "not_in_channel"}),
-    )
-    .await;
-    let error = api(Duration::from_secs(2))
-        .post_message(&channel, "hello", &json!([]), &json!({}))
-        .await
-        .unwrap_err();
+    let (channel, _, result) =
+        post_through(json!({"error": "not_in_channel"}), Duration::from_secs(2)).await;
+    let error = result.unwrap_err();
     assert!(
         matches!(&error, ChatError::Refused(text) if text.contains("invite the regate app")),
         "{error:?}"

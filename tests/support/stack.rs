@@ -169,16 +169,16 @@ impl LocalStack {
         panic!("execution {execution} still running after {WAIT:?}");
     }
 
+    /// A local service's JSON answer to GET `url`.
+    async fn get_json(&self, url: &str) -> Value {
+        let answer = self.http.get(url).send().await.unwrap();
+        answer.error_for_status().unwrap().json().await.unwrap()
+    }
+
     /// Every Slack Web API call the stand-in received.
     pub async fn calls(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/_calls", self.chat_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let calls = self.get_json(&format!("{}/_calls", self.chat_url)).await;
+        serde_json::from_value(calls).unwrap()
     }
 
     /// Calls of one method that mention `needle` anywhere in their body.
@@ -228,15 +228,8 @@ impl LocalStack {
 
     /// The Slack user id the stand-in gives an e-mail address.
     pub async fn slack_user(&self, email: &str) -> String {
-        let users: Vec<Value> = self
-            .http
-            .get(format!("{}/_users", self.chat_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let users = self.get_json(&format!("{}/_users", self.chat_url)).await;
+        let users = users.as_array().unwrap();
         users
             .iter()
             .find(|u| u["email"] == email)
@@ -328,15 +321,8 @@ impl LocalStack {
     }
 
     async fn faults(&self, needle: &str) -> Vec<Value> {
-        let faults: Vec<Value> = self
-            .http
-            .get(format!("{FAULT_PROXY}/_faults"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let faults = self.get_json(&format!("{FAULT_PROXY}/_faults")).await;
+        let faults: Vec<Value> = serde_json::from_value(faults).unwrap();
         faults
             .into_iter()
             .filter(|f| f["match"].to_string().contains(needle))

@@ -398,9 +398,12 @@ fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, Stor
 /// A short, growing wait with jitter derived from the request and the clock, so racing writers
 /// spread out without a random number generator.
 fn race_backoff(request_id: &str, attempt: u32) -> Duration {
+    // Exponential backoff with full jitter: writers that keep colliding spread out, so a burst
+    // of appends to one chain drains in about as many rounds as there are writers instead of
+    // colliding again and again.
     let nanos = Utc::now().timestamp_subsec_nanos();
-    let jitter = u64::from((fnv1a(request_id) ^ nanos) % 10);
-    Duration::from_millis(2 * u64::from(attempt.min(10)) + jitter)
+    let spread = 4_u64 << attempt.min(6);
+    Duration::from_millis(1 + u64::from(fnv1a(request_id) ^ nanos) % spread)
 }
 
 /// The `by_day` shard of a request.
