@@ -303,14 +303,6 @@ fn json_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
 }
 
 fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
-    let mut item = approval_attributes(approval)?;
-    if !approval.resumed {
-        item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
-    }
-    Ok(item)
-}
-
-fn approval_attributes(approval: &PendingApproval) -> Result<Item, StoreError> {
     let votes = approval
         .votes
         .iter()
@@ -321,7 +313,7 @@ fn approval_attributes(approval: &PendingApproval) -> Result<Item, StoreError> {
         .iter()
         .map(json_attr)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         (
             "request_id".to_string(),
             AttributeValue::S(approval.request_id.clone()),
@@ -368,7 +360,11 @@ fn approval_attributes(approval: &PendingApproval) -> Result<Item, StoreError> {
             "expires_at".to_string(),
             AttributeValue::N(approval.expires_at.timestamp().to_string()),
         ),
-    ]))
+    ]);
+    if !approval.resumed {
+        item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
+    }
+    Ok(item)
 }
 
 fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {

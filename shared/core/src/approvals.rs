@@ -206,8 +206,11 @@ where
         self.clock.now()
     }
 
-    pub fn policy(&self) -> &PolicyEngine {
-        &self.policy
+    async fn load(&self, request_id: &str) -> Result<Option<PendingApproval>, ApprovalError> {
+        self.pending
+            .get(request_id)
+            .await
+            .map_err(ApprovalError::PendingStore)
     }
 
     async fn append(&self, request_id: &str, draft: EventDraft) -> Result<(), ApprovalError> {
@@ -356,12 +359,10 @@ where
             Conditional::Lost(_) => approval,
         };
         let platform = message.platform().as_str();
-        let fields = message.log_fields();
-        let place = fields.values().next().and_then(Value::as_str).unwrap_or("");
         let mut draft = EventDraft::new(EventKind::Notified)
             .platform(platform)
-            .once(format!("notified#{platform}#{place}"));
-        draft.data = fields.clone();
+            .once(format!("notified#{}", message.target_key()));
+        draft.data = message.log_fields();
         self.append(&request_id, draft).await?;
         tracing::info!(request_id, platform, "approval message posted");
         Ok(stored)
@@ -435,12 +436,7 @@ where
         choice: Choice,
         reason: String,
     ) -> Result<VoteResult, ApprovalError> {
-        let Some(approval) = self
-            .pending
-            .get(request_id)
-            .await
-            .map_err(ApprovalError::PendingStore)?
-        else {
+        let Some(approval) = self.load(request_id).await? else {
             return Ok(VoteResult::Unknown);
         };
         let ballot = Ballot {
@@ -508,12 +504,7 @@ where
 
     async fn count(&self, ballot: &Ballot) -> Result<VoteResult, ApprovalError> {
         let request_id = ballot.request_id.as_str();
-        let Some(approval) = self
-            .pending
-            .get(request_id)
-            .await
-            .map_err(ApprovalError::PendingStore)?
-        else {
+        let Some(approval) = self.load(request_id).await? else {
             return Ok(VoteResult::Unknown);
         };
         let voter = normalize(&ballot.voter);
@@ -888,10 +879,8 @@ where
         let attempt = format!("expire:{execution_id}");
         for _ in 0..CLOSE_ATTEMPTS {
             let current = self
-                .pending
-                .get(request_id)
-                .await
-                .map_err(ApprovalError::PendingStore)?
+                .load(request_id)
+                .await?
                 .filter(|item| item.execution_id == execution_id);
             let Some(current) = current else {
                 let draft = EventDraft::new(EventKind::Expired)

@@ -101,20 +101,22 @@ impl MessageRef {
         }
     }
 
+    /// The target it was posted to, as [`NotifyTarget::key`] names it.
+    pub fn target_key(&self) -> String {
+        match self {
+            Self::Slack { channel, .. } => NotifyTarget::Slack {
+                channel: channel.clone(),
+            },
+            Self::Teams { conversation, .. } => NotifyTarget::Teams {
+                conversation: conversation.clone(),
+            },
+        }
+        .key()
+    }
+
     /// Whether this message was posted for `target` (a retried step does not post it again).
     pub fn is_for(&self, target: &NotifyTarget) -> bool {
-        match (self, target) {
-            (Self::Slack { channel, .. }, NotifyTarget::Slack { channel: wanted }) => {
-                channel == wanted
-            }
-            (
-                Self::Teams { conversation, .. },
-                NotifyTarget::Teams {
-                    conversation: wanted,
-                },
-            ) => conversation == wanted,
-            _ => false,
-        }
+        self.target_key() == target.key()
     }
 
     /// Where the message is, as the `notified` event records it (no service URL: it is not
@@ -234,6 +236,28 @@ pub struct ApprovalView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_knows_the_target_it_was_posted_to_on_either_platform() {
+        let teams = MessageRef::Teams {
+            conversation: "19:approvals@thread.tacv2".into(),
+            activity_id: "1700000000001".into(),
+            service_url: "https://smba.trafficmanager.net/emea/".into(),
+        };
+        let target = NotifyTarget::Teams {
+            conversation: "19:approvals@thread.tacv2".into(),
+        };
+        assert_eq!(teams.target_key(), "teams:19:approvals@thread.tacv2");
+        assert!(teams.is_for(&target));
+        let slack = MessageRef::Slack {
+            channel: "C0PAYMENTS".into(),
+            ts: "1.2".into(),
+        };
+        assert!(!slack.is_for(&target));
+        assert!(slack.is_for(&NotifyTarget::Slack {
+            channel: "C0PAYMENTS".into()
+        }));
+    }
 
     #[test]
     fn a_task_token_never_shows_in_debug_output() {
