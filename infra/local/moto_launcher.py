@@ -17,6 +17,9 @@ import urllib.error
 import urllib.request
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
@@ -80,6 +83,63 @@ def _one_dynamodb_call_at_a_time(call_action):
     return call
 
 
+def _item_restorer(backend, entry: dict):
+    """Saves one item that a TransactWriteItems entry names, as it is now, and returns a function
+    that puts it back (or removes it, if it did not exist)."""
+    op = next(iter(entry.values()), {})
+    table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+    attrs = (op.get("Item") or op.get("Key")) if table is not None else None
+    if not attrs or table.hash_key_attr not in attrs:
+        return lambda: None
+    hash_key = DynamoType(attrs[table.hash_key_attr])
+    range_key = None
+    if table.has_range_key:
+        if table.range_key_attr not in attrs:
+            return lambda: None
+        range_key = DynamoType(attrs[table.range_key_attr])
+    before = copy.deepcopy(table.get_item(hash_key, range_key))
+
+    def restore() -> None:
+        if range_key is None:
+            table.items.pop(hash_key, None)
+            if before is not None:
+                table.items[hash_key] = before
+        else:
+            table.items[hash_key].pop(range_key, None)
+            if before is not None:
+                table.items[hash_key][range_key] = before
+
+    return restore
+
+
+def _transactions_save_only_their_items(transact_write_items):
+    """moto 5.2.1's TransactWriteItems deep-copies every table it touches so that it can roll
+    back a cancelled transaction. The copy grows with the table: once the decision log holds a
+    few thousand events, each append takes tens of milliseconds under the one-call-at-a-time
+    lock, and a burst of clicks waits seconds on copies. A transaction only changes the items it
+    names, so this saves those, lets moto's whole-table copy be the table itself, and puts the
+    saved items back when moto cancels or refuses the transaction."""
+    no_copy = object()
+
+    def transact(self, transact_items):
+        restorers = [_item_restorer(self, entry) for entry in transact_items]
+        earlier = Table.__dict__.get("__deepcopy__", no_copy)
+        Table.__deepcopy__ = lambda table, memo: table
+        try:
+            return transact_write_items(self, transact_items)
+        except Exception:
+            for restore in reversed(restorers):
+                restore()
+            raise
+        finally:
+            if earlier is no_copy:
+                del Table.__deepcopy__
+            else:
+                Table.__deepcopy__ = earlier
+
+    return transact
+
+
 def _timed_out_tokens_answer_task_timed_out(wait):
     """Step Functions answers SendTaskSuccess/Failure on a token whose task timed out with
     TaskTimedOut. moto's interpreter leaves the timed-out token in its pool, so such a call
@@ -108,6 +168,9 @@ def main() -> None:
     LambdaSimpleBackend.invoke = make_invoke(args.functions_url)
     StateMachine.__deepcopy__ = _snapshot_without_executions
     DynamoHandler.call_action = _one_dynamodb_call_at_a_time(DynamoHandler.call_action)
+    DynamoDBBackend.transact_write_items = _transactions_save_only_their_items(
+        DynamoDBBackend.transact_write_items
+    )
     StateTaskServiceCallback._wait_for_task_token_timeout = _timed_out_tokens_answer_task_timed_out(
         StateTaskServiceCallback._wait_for_task_token_timeout
     )
