@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod concurrency;
 mod decision_log;
 mod faults;
 mod pending_store;

@@ -9,10 +9,14 @@ unless a fault names its operation (the X-Amz-Target header, e.g.
                     held at once (max_in_flight: proof that callers ran in parallel)
   DELETE /_faults   clears them (?match=TEXT: only those whose match holds TEXT)
 
-Modes: "throttle" answers 400 ThrottlingException without forwarding; "error" answers 500
+Modes: "watch" only forwards; "throttle" answers 400 ThrottlingException without forwarding; "error" answers 500
 without forwarding; "slow" waits delay_ms, then forwards; "drop" forwards (so moto commits the
 write) and then closes the connection without answering: a committed write whose answer was
 lost, which the SDK retries.
+
+Every fault that forwards a call tallies moto's answers by status ("answers": {"200": 1}) and
+the time moto took ("upstream_ms"), so a "watch" proves, for instance, that exactly one
+SendTaskSuccess was accepted.
 """
 
 import argparse
@@ -49,6 +53,14 @@ class Faults:
                 fault["fired"] = fault.get("fired", 0) + 1
                 return dict(fault)
         return None
+
+    def tally(self, fault_id: int, status: int, seconds: float) -> None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["id"] == fault_id:
+                    answers = fault.setdefault("answers", {})
+                    answers[str(status)] = answers.get(str(status), 0) + 1
+                    fault["upstream_ms"] = fault.get("upstream_ms", 0) + round(seconds * 1000)
 
 
 def make_handler(upstream: str, faults: Faults):
@@ -123,7 +135,10 @@ def make_handler(upstream: str, faults: Faults):
                 time.sleep(fault.get("delay_ms", 1000) / 1000)
                 with faults.lock:
                     faults.in_flight[fault["id"]] -= 1
+            started = time.monotonic()
             status, answer, headers = self.forward(method, body)
+            if fault:
+                faults.tally(fault["id"], status, time.monotonic() - started)
             if mode == "drop":
                 self.close_connection = True
                 return

@@ -310,6 +310,25 @@ impl LocalStack {
             .await;
     }
 
+    /// Watches `operation` for requests holding every text in `matching`: the proxy forwards
+    /// them unchanged and tallies moto's answers (see [`LocalStack::accepted`]).
+    pub async fn watch(&self, operation: &str, matching: &[&str]) {
+        self.inject_fault(serde_json::json!({"operation": operation, "mode": "watch",
+            "times": 1_000_000, "match": matching}))
+            .await;
+    }
+
+    /// How many `operation` calls, among the faults whose match includes `needle`, moto
+    /// answered with 200.
+    pub async fn accepted(&self, operation: &str, needle: &str) -> u64 {
+        self.faults(needle)
+            .await
+            .iter()
+            .filter(|f| f["operation"] == operation)
+            .filter_map(|f| f["answers"]["200"].as_u64())
+            .sum()
+    }
+
     /// The most calls a delay whose match includes `needle` held at once.
     pub async fn max_in_flight(&self, needle: &str) -> u64 {
         self.faults(needle)
@@ -320,6 +339,9 @@ impl LocalStack {
             .unwrap_or(0)
     }
 
+    pub async fn faults_of(&self, needle: &str) -> Vec<Value> {
+        self.faults(needle).await
+    }
     async fn faults(&self, needle: &str) -> Vec<Value> {
         let faults = self.get_json(&format!("{FAULT_PROXY}/_faults")).await;
         let faults: Vec<Value> = serde_json::from_value(faults).unwrap();

@@ -9,8 +9,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use regate_core::chain::next_event;
@@ -20,7 +24,7 @@ use regate_core::time::format_rfc3339_ms;
 use regate_core::Outcome;
 
 use crate::attr::{attrs_to_map, map_to_attrs};
-use crate::error::{classify, is_condition_failure, store_error};
+use crate::error::{classify, store_error};
 
 /// Shards per day in the `by_day` index. A request always lands in the same shard.
 pub const DEFAULT_DAY_SHARDS: u32 = 8;
@@ -77,37 +81,50 @@ impl DynamoDecisionLog {
     /// Writes exactly this event if its sequence number is free. An event that already exists
     /// is never overwritten: the write fails with `Conflict` and the log is unchanged.
     pub async fn put_event(&self, event: &Event) -> Result<(), StoreError> {
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.item(event)?))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let failure = classify(&error);
-                if is_condition_failure(&failure) {
-                    Err(StoreError::Conflict(format!(
-                        "request {} already has an event with seq {}",
-                        event.request_id, event.seq
-                    )))
-                } else {
-                    Err(store_error(failure))
-                }
-            }
-        }
+        self.write(event, None).await.map_err(|lost| {
+            lost.into_store_error(&format!(
+                "request {} already has an event with seq {}",
+                event.request_id, event.seq
+            ))
+        })
     }
 
-    /// Writes `event` together with the marker of its idempotency `key`, both only if new.
-    async fn put_keyed_event(&self, event: &Event, key: &str) -> Result<(), StoreError> {
+    /// Writes `event` if its seq is free, and with a `key`, in the same transaction, the marker
+    /// of that idempotency key if the key is new. A lost condition comes back with the event
+    /// that holds the seq (DynamoDB returns it: `ReturnValuesOnConditionCheckFailure`), so a
+    /// writer that lost a race builds on it without reading the head again.
+    async fn write(&self, event: &Event, key: Option<&str>) -> Result<(), WriteLost> {
+        let item = self.item(event)?;
+        let Some(key) = key else {
+            let written = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(sk)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match written {
+                Ok(_) => Ok(()),
+                Err(error) => match error.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                        Err(WriteLost::Seq(holder(failed.item())))
+                    }
+                    _ => Err(WriteLost::Store(store_error(classify(&error)))),
+                },
+            };
+        };
         let put = |item: HashMap<String, AttributeValue>| {
             Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(sk)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .build()
                 .map(|put| TransactWriteItem::builder().put(put).build())
                 .map_err(|e| StoreError::Refused(e.to_string()))
@@ -123,23 +140,29 @@ impl DynamoDecisionLog {
         let written = self
             .client
             .transact_write_items()
-            .transact_items(put(self.item(event)?)?)
+            .transact_items(put(item)?)
             .transact_items(put(marker)?)
             .send()
             .await;
         match written {
             Ok(_) => Ok(()),
-            Err(error) => match classify(&error) {
-                // A condition failed: the seq is taken, or the key already has its event.
-                crate::error::Failure::Service { code, .. }
-                    if code == "TransactionCanceledException" =>
-                {
-                    Err(StoreError::Conflict(format!(
-                        "request {} has an event with seq {} or key {key} already",
-                        event.request_id, event.seq
-                    )))
+            Err(error) => match error.as_service_error() {
+                // Reasons come in the order of the items: the event, then the key's marker.
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let failed = |reason: Option<&CancellationReason>| {
+                        reason.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+                    };
+                    let reasons = cancelled.cancellation_reasons();
+                    if failed(reasons.get(1)) {
+                        Err(WriteLost::Key)
+                    } else if failed(reasons.first()) {
+                        Err(WriteLost::Seq(holder(reasons[0].item())))
+                    } else {
+                        // Cancelled for another reason (a conflicting transaction): try again.
+                        Err(WriteLost::Seq(None))
+                    }
                 }
-                failure => Err(store_error(failure)),
+                _ => Err(WriteLost::Store(store_error(classify(&error)))),
             },
         }
     }
@@ -333,32 +356,44 @@ impl DecisionLog for DynamoDecisionLog {
         draft: EventDraft,
         at: DateTime<Utc>,
     ) -> Result<Event, StoreError> {
-        let key = draft.once.clone();
+        let key = draft.once.as_deref();
+        let mut head = self.head(request_id).await?;
+        // Whether `head` was read from the table (not taken from a lost write's answer).
+        let mut head_was_read = true;
         for attempt in 0..self.append_attempts {
-            // After a lost race or a lost answer, the event may be there under its key already.
-            if let (Some(key), true) = (&key, attempt > 0) {
-                if let Some(event) = self.keyed_event(request_id, key).await? {
-                    return Ok(event);
-                }
-            }
-            let head = self.head(request_id).await?;
             let event = next_event(request_id, head.as_ref(), draft.clone(), at)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let written = match &key {
-                Some(key) => self.put_keyed_event(&event, key).await,
-                None => self.put_event(&event).await,
-            };
-            match written {
+            match self.write(&event, key).await {
                 Ok(()) => return Ok(event),
-                Err(StoreError::Conflict(_)) => {
+                // The key has its event already: an SDK retry of a committed write, a retried
+                // step, or a racing double.
+                Err(WriteLost::Key) => {
+                    let found = match key {
+                        Some(key) => self.keyed_event(request_id, key).await?,
+                        None => None,
+                    };
+                    if let Some(event) = found {
+                        return Ok(event);
+                    }
+                    head = self.head(request_id).await?;
+                    head_was_read = true;
+                }
+                Err(WriteLost::Seq(holder)) => {
                     tracing::debug!(
                         request_id,
                         attempt,
                         "decision log append lost a race; retrying"
                     );
                     tokio::time::sleep(race_backoff(request_id, attempt)).await;
+                    // The winner of a race over a fresh head is usually the head now; a writer
+                    // that loses again is further behind and reads the head instead of walking
+                    // the chain one event at a time.
+                    (head, head_was_read) = match holder {
+                        Some(event) if head_was_read => (Some(event), false),
+                        _ => (self.head(request_id).await?, true),
+                    };
                 }
-                Err(other) => return Err(other),
+                Err(WriteLost::Store(error)) => return Err(error),
             }
         }
         Err(StoreError::Conflict(format!(
@@ -393,6 +428,36 @@ fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, Stor
     }
     serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Why a conditional write of an event did not happen.
+enum WriteLost {
+    /// Its seq is taken, by this event when DynamoDB returned it.
+    Seq(Option<Event>),
+    /// Its idempotency key has an event already.
+    Key,
+    Store(StoreError),
+}
+
+impl WriteLost {
+    fn into_store_error(self, conflict: &str) -> StoreError {
+        match self {
+            Self::Seq(_) | Self::Key => StoreError::Conflict(conflict.to_string()),
+            Self::Store(error) => error,
+        }
+    }
+}
+
+impl From<StoreError> for WriteLost {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// The event a failed condition returned, if it is one (an unreadable item is read again by
+/// the caller from the head).
+fn holder(item: Option<&HashMap<String, AttributeValue>>) -> Option<Event> {
+    item.and_then(|item| event_from_item(item).ok())
 }
 
 /// A short, growing wait with jitter derived from the request and the clock, so racing writers

@@ -490,15 +490,23 @@ where
         Ok(VoteResult::Refused { reason, approval })
     }
 
-    /// A ballot on a closed request: carries out a resume still owed, then refuses it.
+    /// A ballot on a closed request: carries out a resume still owed, then refuses it. It
+    /// changes nothing, so it is not a step of the decision: the voter is told privately and
+    /// the click is traced in the function's log, not appended to the request's chain (a storm
+    /// of late clicks would otherwise queue on that chain and answer after Slack's 3 s).
     async fn already_decided(
         &self,
         ballot: &Ballot,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
         let approval = self.finish(approval).await?.0;
-        self.refuse(ballot, already_decided(&approval), approval.clone())
-            .await?;
+        tracing::info!(
+            request_id = %approval.request_id,
+            voter = %normalize(&ballot.voter),
+            vote = ballot.choice.as_str(),
+            state = approval.state.as_str(),
+            "late click refused: the request is already decided"
+        );
         Ok(VoteResult::AlreadyDecided { approval })
     }
 
@@ -980,14 +988,6 @@ enum Swept {
     Resumed,
     Expired,
     Waiting,
-}
-
-fn already_decided(approval: &PendingApproval) -> String {
-    match approval.state {
-        ApprovalState::Expired => "this request has expired".into(),
-        ApprovalState::Pending => "this request is still open".into(),
-        state => format!("this request is already decided ({})", state.as_str()),
-    }
 }
 
 /// The workflow's output when approvers approve: what was decided, by whom, under which policy.
