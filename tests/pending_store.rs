@@ -41,6 +41,7 @@ fn closing(state: ApprovalState) -> Closing {
         decided_at: Utc::now(),
         closed_by: "vote:alice@example.com".into(),
         resumed: false,
+        resume_until: Utc::now() + chrono::Duration::seconds(90),
     }
 }
 
@@ -270,4 +271,60 @@ async fn a_state_change_on_a_stale_version_loses() {
             .unwrap(),
         Conditional::Lost(None)
     ));
+}
+
+#[tokio::test]
+async fn the_closing_write_holds_the_resume_claim_and_of_twenty_later_claims_one_wins() {
+    let store = Arc::new(store().await);
+    let id = unique("claim");
+    done(store.create(&approval(&id)).await.unwrap());
+    let closed = done(
+        store
+            .transition(&id, 1, &closing(ApprovalState::Approved))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(closed.resume_claims, 1, "the closing attempt holds claim 1");
+    let now = Utc::now();
+    let lease = chrono::Duration::seconds(90);
+    // While the closer's claim is live, nobody else may take it.
+    let early = store.claim_resume(&id, 1, now, now + lease).await.unwrap();
+    assert!(matches!(early, Conditional::Lost(Some(ref item)) if item.resume_claims == 1));
+    // Released (its resume did not settle): twenty paths race for it and one wins.
+    done(store.release_resume(&id, 1, now).await.unwrap());
+    let later = now + chrono::Duration::milliseconds(1);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.claim_resume(&id, 1, later, later + lease).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if let Conditional::Done(item) = task.await.unwrap().unwrap() {
+            assert_eq!(item.resume_claims, 2);
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one path holds the duty to resume");
+    // A lapsed claim can be taken over; a claim on a resumed approval cannot.
+    let lapsed = later + lease;
+    done(
+        store
+            .claim_resume(&id, 2, lapsed, lapsed + lease)
+            .await
+            .unwrap(),
+    );
+    done(
+        store
+            .settle(&id, &closed.task_token, ApprovalState::Approved)
+            .await
+            .unwrap(),
+    );
+    let after = lapsed + lease + lease;
+    let settled = store
+        .claim_resume(&id, 3, after, after + lease)
+        .await
+        .unwrap();
+    assert!(matches!(settled, Conditional::Lost(Some(ref item)) if item.resumed));
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 use regate_core::pending::{
     ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
 };
@@ -239,6 +240,53 @@ impl PendingStore for DynamoPendingStore {
         Ok(found)
     }
 
+    async fn claim_resume(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        // Times are stored as fixed-width RFC 3339 UTC text, so they compare as strings.
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET resume_claims = :next, resume_until = :until")
+            .condition_expression(
+                "resumed = :false AND #state <> :pending \
+                 AND (attribute_not_exists(resume_claims) OR resume_claims = :seen) \
+                 AND (attribute_not_exists(resume_until) OR resume_until <= :now)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":next", AttributeValue::N((claims_seen + 1).to_string()))
+            .expression_attribute_values(":seen", AttributeValue::N(claims_seen.to_string()))
+            .expression_attribute_values(":until", AttributeValue::S(format_rfc3339_ms(until)))
+            .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn release_resume(
+        &self,
+        request_id: &str,
+        claim: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET resume_until = :now")
+            .condition_expression("resumed = :false AND resume_claims = :claim")
+            .expression_attribute_values(":claim", AttributeValue::N(claim.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        self.conditional_update(request_id, update).await
+    }
+
     async fn settle(
         &self,
         request_id: &str,
@@ -276,9 +324,9 @@ impl PendingStore for DynamoPendingStore {
             .update_item()
             .update_expression(
                 if closing.resumed {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one REMOVE sweep"
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one REMOVE sweep"
                 } else {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, version = version + :one"
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one"
                 },
             )
             .condition_expression("#state = :pending AND version = :expected")
@@ -289,6 +337,8 @@ impl PendingStore for DynamoPendingStore {
             .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(closing.decided_at)))
             .expression_attribute_values(":closer", AttributeValue::S(closing.closed_by.clone()))
             .expression_attribute_values(":resumed", AttributeValue::Bool(closing.resumed))
+            .expression_attribute_values(":until", AttributeValue::S(format_rfc3339_ms(closing.resume_until)))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":pending", AttributeValue::S(ApprovalState::Pending.as_str().into()));
@@ -325,6 +375,10 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
         (
             "resumed".to_string(),
             AttributeValue::Bool(approval.resumed),
+        ),
+        (
+            "resume_claims".to_string(),
+            AttributeValue::N(approval.resume_claims.to_string()),
         ),
         (
             "task_token".to_string(),
@@ -364,6 +418,12 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
     if !approval.resumed {
         item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
     }
+    if let Some(until) = approval.resume_until {
+        item.insert(
+            "resume_until".into(),
+            AttributeValue::S(format_rfc3339_ms(until)),
+        );
+    }
     Ok(item)
 }
 
@@ -402,11 +462,24 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         Some(AttributeValue::S(value)) => Some(value.clone()),
         _ => None,
     };
+    let optional_time = |name: &str| {
+        optional_text(name)
+            .map(|at| {
+                parse_rfc3339(&at).ok_or_else(|| StoreError::Corrupt(format!("{name} {at:?}")))
+            })
+            .transpose()
+    };
     Ok(PendingApproval {
         request_id: text("request_id")?.to_string(),
         execution_id: optional_text("execution_id").unwrap_or_default(),
         closed_by: optional_text("closed_by"),
         resumed: matches!(item.get("resumed"), Some(AttributeValue::Bool(true))),
+        resume_claims: match item.get("resume_claims") {
+            Some(_) => u64::try_from(number("resume_claims")?)
+                .map_err(|e| StoreError::Corrupt(format!("resume_claims: {e}")))?,
+            None => 0,
+        },
+        resume_until: optional_time("resume_until")?,
         task_token: TaskToken::new(text("task_token")?),
         request: parse_json(text("request")?)?,
         evaluation: parse_json(text("evaluation")?)?,
@@ -428,13 +501,7 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         expires_at: chrono::DateTime::from_timestamp(number("expires_at")?, 0)
             .ok_or_else(|| StoreError::Corrupt("expires_at out of range".into()))?,
         decided_by: optional_text("decided_by"),
-        decided_at: match item.get("decided_at") {
-            Some(AttributeValue::S(at)) => Some(
-                parse_rfc3339(at)
-                    .ok_or_else(|| StoreError::Corrupt(format!("decided_at {at:?}")))?,
-            ),
-            _ => None,
-        },
+        decided_at: optional_time("decided_at")?,
     })
 }
 

@@ -30,6 +30,10 @@ pub const REJECTED_ERROR: &str = "ApprovalRejected";
 const KEEP_AFTER_TIMEOUT: Duration = Duration::days(1);
 /// Rounds of "evaluate, try to close" when other votes keep arriving concurrently.
 const CLOSE_ATTEMPTS: usize = 20;
+/// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
+/// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
+/// minute) takes the duty over.
+const RESUME_LEASE: Duration = Duration::seconds(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -235,7 +239,7 @@ where
     ) -> Result<Notified, ApprovalError> {
         let mut approval = self.open(request, evaluation, token, execution_id).await?;
         if approval.state != ApprovalState::Pending {
-            let approval = self.finish(approval).await?.0;
+            let approval = self.finish(approval, None).await?.0;
             return Ok(Notified {
                 approval,
                 skipped: Vec::new(),
@@ -310,6 +314,8 @@ where
             decided_at: None,
             closed_by: None,
             resumed: false,
+            resume_claims: 0,
+            resume_until: None,
         };
         let pending_error = ApprovalError::PendingStore;
         let existing = match self.pending.create(&fresh).await.map_err(pending_error)? {
@@ -499,7 +505,7 @@ where
         ballot: &Ballot,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
-        let approval = self.finish(approval).await?.0;
+        let approval = self.finish(approval, None).await?.0;
         tracing::info!(
             request_id = %approval.request_id,
             voter = %normalize(&ballot.voter),
@@ -594,7 +600,7 @@ where
         }
         self.append(&current.request_id, draft).await?;
         if current.state != ApprovalState::Pending {
-            let (approval, closed) = self.finish(current).await?;
+            let (approval, closed) = self.finish(current, None).await?;
             let evaluation = approval.evaluation.clone();
             // It closed earlier; it is this voter's close only if their vote decided it.
             let closed = closed.filter(|_| approval.decided_by.as_deref() == Some(&vote.voter));
@@ -618,7 +624,11 @@ where
         now: DateTime<Utc>,
     ) -> Result<VoteResult, ApprovalError> {
         let request_id = current.request_id.clone();
-        let attempt = format!("vote:{voter}:{}", crate::time::format_rfc3339_ms(now));
+        let attempt = format!(
+            "vote:{voter}:{}:{}",
+            crate::time::format_rfc3339_ms(now),
+            attempt_tag()
+        );
         for _ in 0..CLOSE_ATTEMPTS {
             let evaluation = self.policy.evaluate(prepared, &current.votes, now)?;
             let state = match evaluation.decision.outcome {
@@ -639,6 +649,7 @@ where
                 decided_at: now,
                 closed_by: attempt.clone(),
                 resumed: false,
+                resume_until: now + RESUME_LEASE,
             };
             let closed = match self
                 .pending
@@ -654,7 +665,7 @@ where
                 // Someone else closed it: our vote counted, the decision was theirs; a resume
                 // they still owe is ours to carry out too.
                 Conditional::Lost(Some(other)) if other.state != ApprovalState::Pending => {
-                    let approval = self.finish(*other).await?.0;
+                    let approval = self.finish(*other, None).await?.0;
                     return Ok(VoteResult::Counted {
                         approval,
                         evaluation,
@@ -668,7 +679,9 @@ where
                 }
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),
             };
-            let (approval, closed) = self.finish(closed).await?;
+            // The closing write is the first claim to resume: this attempt holds it.
+            let claim = closed.resume_claims;
+            let (approval, closed) = self.finish(closed, Some(claim)).await?;
             return Ok(VoteResult::Counted {
                 approval,
                 evaluation,
@@ -683,18 +696,85 @@ where
     /// A token that answers "closed" is checked against the execution: if it took this outcome,
     /// it was resumed; if it ended otherwise, the approval ends `expired`; if it is still
     /// running (a retried step, or the timeout path on its way), the duty stays for the next
-    /// path. Returns the approval as it is now, and how it closed.
+    /// path. Only the holder of a live claim does this: `held` is the caller's claim, if it
+    /// has one (the closing attempt); otherwise it claims the duty first, and when another path
+    /// holds it, leaves it to that path. Returns the approval as it is now, and how it closed.
     async fn finish(
         &self,
         approval: PendingApproval,
+        held: Option<u64>,
     ) -> Result<(PendingApproval, Option<Closed>), ApprovalError> {
-        if !approval.owes_resume() {
+        let unresumed = |approval: PendingApproval| {
             let closed = (approval.state != ApprovalState::Pending).then_some(Closed {
                 state: approval.state,
                 resumed: approval.resumed,
             });
-            return Ok((approval, closed));
+            (approval, closed)
+        };
+        if !approval.owes_resume() {
+            return Ok(unresumed(approval));
         }
+        let (approval, claim) = match held {
+            Some(claim) => (approval, claim),
+            None => match self.claim_resume(approval).await? {
+                Ok(claimed) => claimed,
+                Err(as_it_is) => return Ok(unresumed(as_it_is)),
+            },
+        };
+        let settled = self.resume(approval, claim).await?;
+        let (approval, _) = &settled;
+        if approval.owes_resume() {
+            // Not settled: give the claim up so the next path need not wait for it to lapse.
+            let released = self
+                .pending
+                .release_resume(&approval.request_id, claim, self.clock.now())
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(request_id = %approval.request_id, error = %error, "could not release the claim to resume; it lapses");
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Claims the duty to resume `approval`: the claimed item and its claim number, or the item
+    /// as it is now when another path holds a live claim (or it no longer owes a resume).
+    async fn claim_resume(
+        &self,
+        approval: PendingApproval,
+    ) -> Result<Result<(PendingApproval, u64), PendingApproval>, ApprovalError> {
+        let now = self.clock.now();
+        let claimed = self
+            .pending
+            .claim_resume(
+                &approval.request_id,
+                approval.resume_claims,
+                now,
+                now + RESUME_LEASE,
+            )
+            .await
+            .map_err(ApprovalError::PendingStore)?;
+        Ok(match claimed {
+            Conditional::Done(item) => {
+                let claim = item.resume_claims;
+                Ok((*item, claim))
+            }
+            Conditional::Lost(Some(item)) => {
+                if item.owes_resume() {
+                    tracing::debug!(request_id = %item.request_id, "another path holds the claim to resume this workflow");
+                }
+                Err(*item)
+            }
+            Conditional::Lost(None) => Err(approval),
+        })
+    }
+
+    /// Tells the workflow the outcome, as the holder of `claim` (see [`Self::finish`]).
+    async fn resume(
+        &self,
+        approval: PendingApproval,
+        claim: u64,
+    ) -> Result<(PendingApproval, Option<Closed>), ApprovalError> {
+        tracing::debug!(request_id = %approval.request_id, claim, "resuming the workflow");
         let evaluation = &approval.evaluation;
         let sent = match approval.state {
             ApprovalState::Approved => {
@@ -830,7 +910,7 @@ where
 
     async fn sweep_one(&self, approval: PendingApproval) -> Result<Swept, ApprovalError> {
         if approval.state != ApprovalState::Pending {
-            let (now, closed) = self.finish(approval).await?;
+            let (now, closed) = self.finish(approval, None).await?;
             self.refresh(&now, &now.evaluation).await;
             return Ok(match closed {
                 Some(Closed {
@@ -914,6 +994,7 @@ where
                 decided_at: now,
                 closed_by: attempt.clone(),
                 resumed: true,
+                resume_until: now,
             };
             match self
                 .pending
@@ -1008,4 +1089,15 @@ pub fn approved_output(approval: &PendingApproval, evaluation: &Evaluation) -> V
         "policy_revision": evaluation.policy_revision,
         "input_digest": evaluation.input_digest,
     })
+}
+
+/// A tag no other attempt shares, even one by the same voter in the same millisecond on another
+/// instance: a per-process counter hashed with process-random keys.
+fn attempt_tag() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let next = NEXT.fetch_add(1, Ordering::Relaxed);
+    let keys = std::collections::hash_map::RandomState::new();
+    format!("{:016x}", keys.hash_one(next))
 }

@@ -193,6 +193,11 @@ pub struct PendingApproval {
     /// Whether the workflow has taken the outcome (or was found no longer waiting). A closed,
     /// unresumed approval is a duty every path that meets it carries out.
     pub resumed: bool,
+    /// How many paths have claimed that duty so far (the closing write is the first claim), and
+    /// until when the latest claim holds. Only the holder of a live claim calls Step Functions,
+    /// so many paths meeting one closed approval at once resume it once.
+    pub resume_claims: u64,
+    pub resume_until: Option<DateTime<Utc>>,
 }
 
 impl PendingApproval {
@@ -223,6 +228,8 @@ pub struct Closing {
     pub closed_by: String,
     /// Set when closing needs no resume (the workflow itself timed out).
     pub resumed: bool,
+    /// The closing attempt claims the resume until then (see [`PendingApproval::resume_claims`]).
+    pub resume_until: DateTime<Utc>,
 }
 
 /// What people see about an approval, whatever the platform renders it as.

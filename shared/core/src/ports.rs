@@ -134,6 +134,26 @@ pub trait PendingStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<PendingApproval>, StoreError>> + Send;
 
+    /// Claims the duty to resume a closed, unresumed approval until `until`: only if it has had
+    /// `claims_seen` claims and the latest one has lapsed (its end is not after `now`). Of many callers with the
+    /// same view, exactly one gets `Done` (holding claim `claims_seen + 1`).
+    fn claim_resume(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Gives up claim number `claim` at `now` (its resume did not settle), so the next path
+    /// need not wait for it to lapse.
+    fn release_resume(
+        &self,
+        request_id: &str,
+        claim: u64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
     /// Records that the workflow waiting on `token` has taken the outcome (or no longer waits),
     /// ending in `state`: only while unresumed and still on that token.
     fn settle(

@@ -273,6 +273,37 @@ async fn a_throttled_resume_is_owed_and_a_later_click_carries_it_out_once() {
 }
 
 #[tokio::test]
+async fn a_live_claim_to_resume_keeps_other_paths_off_until_it_lapses() {
+    let (f, s) = opened("r19", DEPLOY).await;
+    f.tokens
+        .fault
+        .set(TaskTokenError::Unavailable("connection reset".into()));
+    s.vote(&ballot("r19", "alice@example.com")).await.unwrap();
+    f.tokens.fault.clear();
+    // A path took the duty over and died mid-call (a Lambda timeout): its claim is live.
+    f.pending.edit("r19", |i| {
+        i.resume_claims += 1;
+        i.resume_until = Some(s.now() + chrono::Duration::seconds(90));
+    });
+    let late = s.vote(&ballot("r19", "bob@example.com")).await.unwrap();
+    assert!(
+        matches!(late, VoteResult::AlreadyDecided { .. }),
+        "{late:?}"
+    );
+    let report = s.sweep(10).await.unwrap();
+    assert_eq!(report.waiting, 1, "{report:?}");
+    assert!(
+        f.tokens.calls().is_empty(),
+        "nobody calls Step Functions while another path holds the claim"
+    );
+    f.clock.advance(chrono::Duration::seconds(91));
+    let report = s.sweep(10).await.unwrap();
+    assert_eq!(report.resumed, 1, "{report:?}");
+    assert_eq!(f.tokens.calls().len(), 1);
+    assert!(f.pending.item("r19").unwrap().resumed);
+}
+
+#[tokio::test]
 async fn a_close_whose_answer_was_lost_is_recognised_as_its_own() {
     let (f, s) = opened("r13", DEPLOY).await;
     f.pending.lose_next_answer_after(1);

@@ -258,6 +258,40 @@ impl PendingStore for MemoryPending {
             .collect())
     }
 
+    async fn claim_resume(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| {
+                i.owes_resume()
+                    && i.resume_claims == claims_seen
+                    && i.resume_until.is_none_or(|held| held <= now)
+            },
+            |i| {
+                i.resume_claims = claims_seen + 1;
+                i.resume_until = Some(until);
+            },
+        )
+    }
+
+    async fn release_resume(
+        &self,
+        request_id: &str,
+        claim: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| !i.resumed && i.resume_claims == claim,
+            |i| i.resume_until = Some(now),
+        )
+    }
+
     async fn settle(
         &self,
         request_id: &str,
@@ -290,6 +324,8 @@ impl PendingStore for MemoryPending {
                 i.decided_at = Some(closing.decided_at);
                 i.closed_by = Some(closing.closed_by.clone());
                 i.resumed = closing.resumed;
+                i.resume_claims += 1;
+                i.resume_until = Some(closing.resume_until);
             },
         )
     }
@@ -600,6 +636,8 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
         decided_at: None,
         closed_by: None,
         resumed: false,
+        resume_claims: 0,
+        resume_until: None,
     }
 }
 
