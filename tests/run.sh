@@ -19,6 +19,12 @@ if ! infra/local/stack status >/dev/null 2>&1; then
   started_stack=yes
 fi
 stop_stack() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    # CI keeps only this output: the functions' warnings and errors say why a stack test failed.
+    echo "== the functions' last warnings and errors (.local/logs/functions.log)"
+    grep -E " (WARN|ERROR) " .local/logs/functions.log 2>/dev/null | tail -n 40 | cut -c1-400 || true
+  fi
   if [ "$started_stack" = yes ]; then
     echo "== stopping the local stack"
     infra/local/stack down || true
