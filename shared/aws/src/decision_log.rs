@@ -389,7 +389,7 @@ impl DecisionLog for DynamoDecisionLog {
                     // that loses again is further behind and reads the head instead of walking
                     // the chain one event at a time.
                     (head, head_was_read) = match holder {
-                        Some(event) if head_was_read => (Some(event), false),
+                        Some(event) if head_was_read => (Some(*event), false),
                         _ => (self.head(request_id).await?, true),
                     };
                 }
@@ -433,7 +433,7 @@ fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, Stor
 /// Why a conditional write of an event did not happen.
 enum WriteLost {
     /// Its seq is taken, by this event when DynamoDB returned it.
-    Seq(Option<Event>),
+    Seq(Option<Box<Event>>),
     /// Its idempotency key has an event already.
     Key,
     Store(StoreError),
@@ -456,8 +456,8 @@ impl From<StoreError> for WriteLost {
 
 /// The event a failed condition returned, if it is one (an unreadable item is read again by
 /// the caller from the head).
-fn holder(item: Option<&HashMap<String, AttributeValue>>) -> Option<Event> {
-    item.and_then(|item| event_from_item(item).ok())
+fn holder(item: Option<&HashMap<String, AttributeValue>>) -> Option<Box<Event>> {
+    item.and_then(|item| event_from_item(item).ok().map(Box::new))
 }
 
 /// A short, growing wait with jitter derived from the request and the clock, so racing writers
