@@ -178,7 +178,18 @@ async fn a_notifier_that_dies_after_posting_leaves_one_message_and_the_approval_
     stack.click_ok("alice@example.com", "approve", &id).await;
     assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
     let events = stack.events(&id).await;
-    assert_eq!(count(&events, EventKind::Notified), 1);
+    let notified_on = |platform: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Notified && e.platform.as_deref() == Some(platform))
+            .count()
+    };
+    assert_eq!(notified_on("slack"), 1);
+    assert_eq!(
+        notified_on("teams"),
+        1,
+        "each platform's message logged once"
+    );
     assert_eq!(count(&events, EventKind::Decided), 1);
     stack.heal(&id).await;
 }

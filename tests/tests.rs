@@ -9,4 +9,5 @@ mod faults;
 mod pending_store;
 mod slack_api;
 mod task_tokens;
+mod teams;
 mod workflow;

@@ -1,4 +1,5 @@
-"""A local stand-in for the Slack Web API, for tests and the demo.
+"""A local stand-in for the Slack Web API and Microsoft Teams (teams_standin.py), for tests and
+the demo.
 
 It answers the methods regate uses in Slack's documented format (`ok`, `channel`, `ts`,
 `error`, ...), checks the bot token (a wrong one gets `invalid_auth`), records every call
@@ -19,6 +20,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import teams_standin
 from stack import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,11 +42,15 @@ def slack_id(email: str) -> str:
     return "U" + hashlib.sha1(email.encode()).hexdigest()[:10].upper()
 
 
-def build_users() -> list:
+def known_emails() -> list:
     data = json.loads((ROOT / "policies" / "data.json").read_text())
     emails = {m.lower() for members in data.get("groups", {}).values() for m in members}
     emails.update(OUTSIDERS)
-    users = [{"id": slack_id(e), "name": e.split("@")[0], "email": e} for e in sorted(emails)]
+    return sorted(emails)
+
+
+def build_users() -> list:
+    users = [{"id": slack_id(e), "name": e.split("@")[0], "email": e} for e in known_emails()]
     special = [{"name": a["id"].lower(), **a} for a in SPECIAL_ACCOUNTS]
     return users + special
 
@@ -63,6 +69,10 @@ class State:
         with self.lock:
             self.counter += 1
             return f"{int(time.time())}.{self.counter:06d}"
+
+    def record(self, method: str, body: dict) -> None:
+        with self.lock:
+            self.calls.append({"method": method, "body": body, "at": time.time()})
 
     def take_fault(self, method: str, body: dict):
         text = json.dumps(body)
@@ -135,10 +145,25 @@ def answer(state: State, method: str, body: dict) -> dict:
     return {"ok": False, "error": "unknown_method"}
 
 
-def make_handler(state: State):
+def make_handler(state: State, teams: teams_standin.TeamsState):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
             pass
+
+        def teams(self, method: str) -> bool:
+            """Answers a Teams request; False when the path is not Teams'."""
+            path = urllib.parse.urlparse(self.path).path
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0)) if method != "GET" else b""
+            answered = teams_standin.handle(state, teams, method, path, self.headers, raw)
+            if answered is None:
+                self.send_json(404, {"ok": False, "error": "not_found"})
+                return True
+            status, body, headers = answered
+            self.send_json(status, body, headers)
+            return True
+
+        def do_PUT(self):
+            self.teams("PUT")
 
         def send_json(self, status: int, value, headers=None) -> None:
             data = json.dumps(value).encode()
@@ -165,7 +190,7 @@ def make_handler(state: State):
                     return self.send_json(200, list(state.calls))
             if path == "/_users":
                 return self.send_json(200, state.users)
-            self.send_json(404, {"ok": False, "error": "not_found"})
+            self.teams("GET")
 
         def do_POST(self):
             path = urllib.parse.urlparse(self.path).path
@@ -181,14 +206,13 @@ def make_handler(state: State):
                     state.faults.append(fault)
                 return self.send_json(200, {"ok": True})
             if not path.startswith("/api/"):
-                return self.send_json(404, {"ok": False, "error": "not_found"})
+                return self.teams("POST")
             method = path[len("/api/"):]
             try:
                 body = self.read_body()
             except (ValueError, json.JSONDecodeError):
                 return self.send_json(200, {"ok": False, "error": "invalid_json"})
-            with state.lock:
-                state.calls.append({"method": method, "body": body, "at": time.time()})
+            state.record(method, body)
             if self.headers.get("authorization") != f"Bearer {state.token}":
                 return self.send_json(200, {"ok": False, "error": "invalid_auth"})
             fault = state.take_fault(method, body)
@@ -209,8 +233,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5010)
     args = parser.parse_args()
     env = read_env_file()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"])))
-    print(f"Slack stand-in listening on http://127.0.0.1:{args.port}/api", flush=True)
+    teams = teams_standin.TeamsState(env, known_emails(), args.port)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"]), teams))
+    print(f"Slack and Teams stand-in listening on http://127.0.0.1:{args.port} (Slack under /api)", flush=True)
     server.serve_forever()
 
 

@@ -333,17 +333,26 @@ def create_table(dynamodb, logical_id: str, properties: dict) -> str:
     return f"table {name} ({state})"
 
 
-def create_slack_secret() -> str:
-    env = read_env_file()
+def create_secret(name: str, fields: dict) -> str:
     secrets = client("secretsmanager")
-    value = json.dumps({"signing_secret": env["SLACK_SIGNING_SECRET"], "bot_token": env["SLACK_BOT_TOKEN"]})
+    value = json.dumps(fields)
     try:
-        secrets.create_secret(Name=env["SLACK_SECRET_ID"], SecretString=value)
+        secrets.create_secret(Name=name, SecretString=value)
         state = "created"
     except secrets.exceptions.ResourceExistsException:
-        secrets.put_secret_value(SecretId=env["SLACK_SECRET_ID"], SecretString=value)
+        secrets.put_secret_value(SecretId=name, SecretString=value)
         state = "exists"
-    return f"secret {env['SLACK_SECRET_ID']} ({state})"
+    return f"secret {name} ({state})"
+
+
+def create_chat_secrets() -> str:
+    """The Slack app's and the Teams bot's secrets, as the template's secrets hold them."""
+    env = read_env_file()
+    slack = create_secret(env["SLACK_SECRET_ID"], {"signing_secret": env["SLACK_SIGNING_SECRET"],
+                                                  "bot_token": env["SLACK_BOT_TOKEN"]})
+    teams = create_secret(env["TEAMS_SECRET_ID"], {"app_id": env["TEAMS_APP_ID"], "tenant_id": env["TEAMS_TENANT_ID"],
+                                                  "client_secret": env["TEAMS_CLIENT_SECRET"]})
+    return f"{slack}, {teams}"
 
 
 def local_role() -> str:
@@ -416,7 +425,7 @@ def create_resources() -> None:
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::DynamoDB::Table":
             print("resources:", create_table(dynamodb, logical_id, resource.get("Properties", {})))
-    print("resources:", create_slack_secret())
+    print("resources:", create_chat_secrets())
     role = local_role()
     lambda_client = client("lambda")
     functions = {}
@@ -433,12 +442,14 @@ def create_resources() -> None:
     summary = {
         "state_machine_arn": machines.get("ApprovalStateMachine"),
         "slack_interactivity_url": f"{FUNCTIONS_URL}/lambda-url/callback/slack/interactions",
+        "teams_messaging_endpoint": f"{FUNCTIONS_URL}/lambda-url/callback/teams/messages",
         "functions": functions,
     }
     RUN.mkdir(parents=True, exist_ok=True)
     RESOURCES_FILE.write_text(json.dumps(summary, indent=2))
     print(f"resources: state machine {summary['state_machine_arn']}")
     print(f"resources: Slack interactivity URL {summary['slack_interactivity_url']}")
+    print(f"resources: Teams messaging endpoint {summary['teams_messaging_endpoint']}")
 
 
 # ---------------------------------------------------------------- commands

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod stack;
+pub mod teams;
 
 use std::collections::HashMap;
 use std::net::TcpStream;

@@ -30,6 +30,7 @@ pub struct LocalStack {
     pub http: reqwest::Client,
     pub state_machine_arn: String,
     pub interactivity_url: String,
+    pub teams_endpoint: String,
     pub chat_url: String,
     signing_secret: SecretString,
 }
@@ -84,6 +85,10 @@ impl LocalStack {
             http: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
             state_machine_arn: resources["state_machine_arn"].as_str().unwrap().to_string(),
             interactivity_url: resources["slack_interactivity_url"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            teams_endpoint: resources["teams_messaging_endpoint"]
                 .as_str()
                 .unwrap()
                 .to_string(),
@@ -170,7 +175,7 @@ impl LocalStack {
     }
 
     /// A local service's JSON answer to GET `url`.
-    async fn get_json(&self, url: &str) -> Value {
+    pub(crate) async fn get_json(&self, url: &str) -> Value {
         let answer = self.http.get(url).send().await.unwrap();
         answer.error_for_status().unwrap().json().await.unwrap()
     }
@@ -215,10 +220,9 @@ impl LocalStack {
             let events = regate_core::ports::DecisionLog::events(&self.log, request_id)
                 .await
                 .unwrap();
-            if let Some(notified) = events
-                .iter()
-                .find(|e| e.kind == regate_core::EventKind::Notified)
-            {
+            if let Some(notified) = events.iter().find(|e| {
+                e.kind == regate_core::EventKind::Notified && e.platform.as_deref() == Some("slack")
+            }) {
                 return notified.data["ts"].as_str().unwrap().to_string();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

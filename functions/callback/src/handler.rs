@@ -2,6 +2,12 @@
 //! ballot to the core, and map its result to Slack's answer: 401 for a bad signature or
 //! timestamp, 400 for a malformed body, 200 with a private explanation (an ephemeral message,
 //! or the modal's error) for votes that do not count, 500 only for real faults.
+//!
+//! `POST /teams/messages`: verify the Bot Framework token, parse the activity and hand a card
+//! click to the same core path; the answer is the invoke response Teams documents (the card
+//! for the clicker). 401 for a missing or bad token, 403 for another channel or an unendorsed
+//! key, 400 for a malformed activity, 200 with nothing for activities regate ignores, 501 for
+//! other invokes.
 
 use std::sync::Arc;
 
@@ -13,6 +19,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use regate_chat::slack::blocks::reason_error;
 use regate_chat::slack::{receive, Inbound, Interaction, SlackWorkspace};
+use regate_chat::teams::activity::{self, error_response};
+use regate_chat::teams::{click_answer, Activity, AuthError, BotAuthenticator, TeamsChat};
 use regate_core::approvals::Approvals;
 use regate_core::ports::{ChatPlatform, Clock, DecisionLog, PendingStore, TaskTokens};
 use regate_core::Choice;
@@ -27,6 +35,8 @@ pub struct App<L, P, T, C, K> {
     pub workspace: SlackWorkspace,
     /// The real time, for checking signature timestamps.
     pub clock: K,
+    /// Checks inbound Teams tokens; `None` when Teams is not configured.
+    pub teams_auth: Option<BotAuthenticator>,
 }
 
 type Shared<L, P, T, C, K> = Arc<App<L, P, T, C, K>>;
@@ -44,6 +54,7 @@ where
             "/slack/interactions",
             post(slack_interactions::<L, P, T, C, K>),
         )
+        .route("/teams/messages", post(teams_messages::<L, P, T, C, K>))
         .with_state(app)
 }
 
@@ -107,4 +118,69 @@ where
         tracing::error!(error = %error, "vote failed");
         (StatusCode::INTERNAL_SERVER_ERROR, FAULT).into_response()
     })
+}
+
+async fn teams_messages<L, P, T, C, K>(
+    State(app): State<Shared<L, P, T, C, K>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response
+where
+    L: DecisionLog,
+    P: PendingStore,
+    T: TaskTokens,
+    C: ChatPlatform,
+    K: Clock,
+{
+    let Some(auth) = &app.teams_auth else {
+        return (StatusCode::NOT_FOUND, "Teams is not configured").into_response();
+    };
+    let envelope = match activity::envelope(&body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(error = %error, "malformed Teams activity");
+            return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
+        }
+    };
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if let Err(error) = auth.verify(authorization, &envelope).await {
+        tracing::warn!(error = %error, "refused a Teams request");
+        let status = match error {
+            AuthError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return (status, error.to_string()).into_response();
+    }
+    let click = match activity::parse(&body) {
+        Ok(Activity::Click(click)) => click,
+        Ok(Activity::Ignored(kind)) => {
+            tracing::debug!(kind, "ignored a Teams activity");
+            return StatusCode::OK.into_response();
+        }
+        Ok(Activity::UnknownInvoke(name)) => {
+            tracing::warn!(name, "an invoke regate does not handle");
+            return StatusCode::NOT_IMPLEMENTED.into_response();
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "malformed Teams activity");
+            return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
+        }
+    };
+    let voter = TeamsChat::voter(&click);
+    let result = (app.approvals)
+        .vote_as(
+            &voter,
+            &click.request_id,
+            click.choice,
+            click.reason.clone(),
+        )
+        .await;
+    match result {
+        Ok(result) => Json(click_answer(&result)).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "vote failed");
+            Json(error_response(500, "InternalServerError", FAULT)).into_response()
+        }
+    }
 }

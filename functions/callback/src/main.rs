@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         workspace: config.slack.workspace.clone(),
         // Slack signs with the real time, whatever clock the workflow works in.
         clock: SystemClock::default(),
+        teams_auth: wired.teams_auth,
     });
     lambda_http::run(handler::router(app)).await
 }

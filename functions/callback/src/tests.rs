@@ -50,6 +50,7 @@ async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
             enterprise_id: None,
         },
         clock: fakes.clock.clone(),
+        teams_auth: None,
     });
     let request = Request::post("/slack/interactions")
         .header("content-type", "application/x-www-form-urlencoded")

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use regate_chat::slack::SlackWorkspace;
+use regate_chat::teams::{self, auth, connector};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -127,6 +128,62 @@ impl SlackSettings {
     }
 }
 
+/// Where the Teams bot's secret is (app id, tenant id, client secret), where it logs in and
+/// posts, which connector hosts may receive its token, and how long a call may take. Teams is
+/// configured when `TEAMS_SECRET_ID` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamsSettings {
+    pub secret_id: String,
+    pub service_url: String,
+    pub service_hosts: Vec<String>,
+    pub login_url: String,
+    pub metadata_url: String,
+    /// How often an unknown signing key id may make the callback fetch the keys again.
+    pub key_refetch: Duration,
+    pub call_budget: Duration,
+}
+
+impl TeamsSettings {
+    pub fn from_vars(vars: &Vars, default_budget: Duration) -> Result<Option<Self>, ConfigError> {
+        let Some(secret_id) = vars.optional("TEAMS_SECRET_ID") else {
+            return Ok(None);
+        };
+        let service_hosts: Vec<String> = match vars.optional("TEAMS_SERVICE_HOSTS") {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => connector::SERVICE_HOSTS.map(str::to_string).to_vec(),
+        };
+        let service_url = vars.or_default("TEAMS_SERVICE_URL", teams::DEFAULT_SERVICE_URL);
+        let host = reqwest::Url::parse(&service_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        if !host.is_some_and(|host| service_hosts.contains(&host)) {
+            return Err(ConfigError::Invalid {
+                name: "TEAMS_SERVICE_URL".into(),
+                problem: format!(
+                    "{service_url:?} is not a URL on an allowed host ({}; TEAMS_SERVICE_HOSTS)",
+                    service_hosts.join(", ")
+                ),
+            });
+        }
+        Ok(Some(Self {
+            secret_id,
+            service_url,
+            service_hosts,
+            login_url: vars.or_default("TEAMS_LOGIN_URL", connector::LOGIN_BASE),
+            metadata_url: vars.or_default("TEAMS_METADATA_URL", auth::BOT_FRAMEWORK_METADATA),
+            key_refetch: match vars.optional("TEAMS_KEY_REFETCH_SECONDS") {
+                Some(_) => Duration::from_secs(vars.whole_number("TEAMS_KEY_REFETCH_SECONDS", 0)?),
+                None => auth::UNKNOWN_KEY_REFETCH,
+            },
+            call_budget: vars.millis("TEAMS_CALL_BUDGET_MS", default_budget)?,
+        }))
+    }
+}
+
 /// The clock a function works in: the real one, shifted by `REGATE_CLOCK_OFFSET_SECONDS` (zero
 /// when unset). The local stack sets an offset so its demo and tests see the same dates on any
 /// day they run; a deployment leaves it unset.
@@ -141,14 +198,17 @@ pub fn clock(vars: &Vars) -> Result<regate_core::ports::SystemClock, ConfigError
 pub struct WorkflowConfig {
     pub tables: Tables,
     pub slack: SlackSettings,
+    pub teams: Option<TeamsSettings>,
     pub clock: regate_core::ports::SystemClock,
 }
 
 impl WorkflowConfig {
-    pub fn from_vars(vars: &Vars, default_slack_budget: Duration) -> Result<Self, ConfigError> {
+    /// `default_chat_budget` bounds each Slack or Teams call unless configured otherwise.
+    pub fn from_vars(vars: &Vars, default_chat_budget: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             tables: Tables::from_vars(vars)?,
-            slack: SlackSettings::from_vars(vars, default_slack_budget)?,
+            slack: SlackSettings::from_vars(vars, default_chat_budget)?,
+            teams: TeamsSettings::from_vars(vars, default_chat_budget)?,
             clock: clock(vars)?,
         })
     }
@@ -191,6 +251,33 @@ mod tests {
             .collect();
         let lookup = move |name: &str| map.get(name).cloned();
         read(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn teams_is_optional_and_its_service_url_must_be_on_an_allowed_host() {
+        let none = with(&[], |v| TeamsSettings::from_vars(v, Duration::from_secs(1)));
+        assert_eq!(none.unwrap(), None);
+        let default = with(&[("TEAMS_SECRET_ID", "regate/teams")], |v| {
+            TeamsSettings::from_vars(v, Duration::from_secs(1))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(default.service_url, teams::DEFAULT_SERVICE_URL);
+        assert!(default
+            .service_hosts
+            .contains(&"smba.trafficmanager.net".to_string()));
+        let elsewhere = with(
+            &[
+                ("TEAMS_SECRET_ID", "regate/teams"),
+                ("TEAMS_SERVICE_URL", "https://evil.example/teams/"),
+            ],
+            |v| TeamsSettings::from_vars(v, Duration::from_secs(1)),
+        );
+        let error = elsewhere.unwrap_err().to_string();
+        assert!(
+            error.contains("TEAMS_SERVICE_URL") && error.contains("allowed host"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use config::{secret_string, ConfigError, WorkflowConfig};
 use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
+use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
+use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
 use regate_core::ports::SystemClock;
 use regate_core::PolicyEngine;
@@ -38,15 +40,17 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// The approval workflow on AWS, asking approvers on Slack.
+/// The approval workflow on AWS, asking approvers on the configured chat platforms.
 pub type AwsApprovals =
-    Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens, SlackChat, SystemClock>;
+    Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens, Chats, SystemClock>;
 
 /// What a function that runs the approval workflow is built from.
 pub struct Wired {
     pub approvals: AwsApprovals,
     /// For verifying inbound Slack requests (the callback).
     pub slack_signing_secret: SecretString,
+    /// For verifying inbound Teams activities (the callback), when Teams is configured.
+    pub teams_auth: Option<BotAuthenticator>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,15 +83,53 @@ pub async fn wire_approvals(
         .connect_timeout(connect_timeout)
         .build()
         .map_err(|e| InitError::Http(e.to_string()))?;
-    let api = SlackApi::new(http, &slack.api_url, secrets.bot_token, slack.call_budget);
+    let api = SlackApi::new(
+        http.clone(),
+        &slack.api_url,
+        secrets.bot_token,
+        slack.call_budget,
+    );
+    let (teams, teams_auth) = match &config.teams {
+        Some(settings) => {
+            let text = secret_string(
+                &aws_sdk_secretsmanager::Client::new(sdk),
+                &settings.secret_id,
+            )
+            .await?;
+            let credentials =
+                BotCredentials::from_json(&text).map_err(|problem| InitError::Secret {
+                    id: settings.secret_id.clone(),
+                    problem,
+                })?;
+            let auth =
+                BotAuthenticator::new(&credentials.app_id, &settings.metadata_url, http.clone())
+                    .with_unknown_key_refetch(settings.key_refetch);
+            let connector = Connector::new(
+                http,
+                credentials,
+                &settings.login_url,
+                settings.service_hosts.clone(),
+                settings.call_budget,
+            );
+            let chat = TeamsChat {
+                connector: Arc::new(connector),
+                service_url: settings.service_url.clone(),
+            };
+            (Some(chat), Some(auth))
+        }
+        None => (None, None),
+    };
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let approvals = Approvals::new(
         DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()),
         DynamoPendingStore::new(dynamodb, tables.pending.clone()),
         SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
-        SlackChat {
-            api: Arc::new(api),
-            workspace: slack.workspace.clone(),
+        Chats {
+            slack: Some(SlackChat {
+                api: Arc::new(api),
+                workspace: slack.workspace.clone(),
+            }),
+            teams,
         },
         config.clock,
         Arc::new(policy),
@@ -95,6 +137,7 @@ pub async fn wire_approvals(
     Ok(Wired {
         approvals,
         slack_signing_secret: secrets.signing_secret,
+        teams_auth,
     })
 }
 

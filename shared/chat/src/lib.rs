@@ -1,4 +1,87 @@
-//! Chat platforms for regate: approval messages, verification of inbound clicks, and Web API
-//! clients. Slack today; Teams arrives with its own module.
+//! Chat platforms for regate: approval messages, verification of inbound clicks, and API
+//! clients for Slack and Microsoft Teams, and [`Chats`], which serves both through one port.
 
 pub mod slack;
+pub mod teams;
+
+use regate_core::decision::NotifyTarget;
+use regate_core::ports::{ChatError, ChatPlatform};
+use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Platform, Voter};
+
+pub use slack::SlackChat;
+pub use teams::TeamsChat;
+
+/// Every configured chat platform behind the one port: each call goes to the platform of its
+/// target, message or voter; a platform that is not configured posts nothing and updates
+/// nothing (the notifier reports such targets as skipped).
+#[derive(Default)]
+pub struct Chats {
+    pub slack: Option<SlackChat>,
+    pub teams: Option<TeamsChat>,
+}
+
+fn not_configured(platform: Platform) -> ChatError {
+    ChatError::Refused(format!("{} is not configured", platform.as_str()))
+}
+
+impl ChatPlatform for Chats {
+    async fn post(
+        &self,
+        target: &NotifyTarget,
+        view: ApprovalView<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        match (target, &self.slack, &self.teams) {
+            (NotifyTarget::Slack { .. }, Some(slack), _) => slack.post(target, view).await,
+            (NotifyTarget::Teams { .. }, _, Some(teams)) => teams.post(target, view).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn find_posted(
+        &self,
+        target: &NotifyTarget,
+        request_id: &str,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        match (target, &self.slack, &self.teams) {
+            (NotifyTarget::Slack { .. }, Some(slack), _) => {
+                slack.find_posted(target, request_id).await
+            }
+            (NotifyTarget::Teams { .. }, _, Some(teams)) => {
+                teams.find_posted(target, request_id).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
+        match (message.platform(), &self.slack, &self.teams) {
+            (Platform::Slack, Some(slack), _) => slack.update(message, view).await,
+            (Platform::Teams, _, Some(teams)) => teams.update(message, view).await,
+            (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+
+    async fn identify(&self, voter: &Voter) -> Result<Identified, ChatError> {
+        match (voter.platform, &self.slack, &self.teams) {
+            (Platform::Slack, Some(slack), _) => slack.identify(voter).await,
+            (Platform::Teams, _, Some(teams)) => teams.identify(voter).await,
+            (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+
+    async fn tell(&self, voter: &Voter, text: &str) -> Result<(), ChatError> {
+        match (voter.platform, &self.slack, &self.teams) {
+            (Platform::Slack, Some(slack), _) => slack.tell(voter, text).await,
+            (Platform::Teams, _, Some(teams)) => teams.tell(voter, text).await,
+            (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+
+    async fn ask_reason(&self, voter: &Voter, approval: &PendingApproval) -> Result<(), ChatError> {
+        match (voter.platform, &self.slack, &self.teams) {
+            (Platform::Slack, Some(slack), _) => slack.ask_reason(voter, approval).await,
+            (Platform::Teams, _, Some(teams)) => teams.ask_reason(voter, approval).await,
+            (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+}

@@ -412,7 +412,12 @@ where
             .await
             .map_err(ApprovalError::Chat)?
         {
-            Identified::Person(identity) => identity,
+            Identified::Person(addresses) => {
+                match self.address_to_count(request_id, addresses).await? {
+                    Some(address) => address,
+                    None => return Ok(VoteResult::Unidentified),
+                }
+            }
             Identified::Unknown => return Ok(VoteResult::Unidentified),
             Identified::Ineligible { identity, reason } => {
                 let who = identity
@@ -431,6 +436,29 @@ where
             at: self.clock.now(),
         };
         self.vote(&ballot).await
+    }
+
+    /// Which of a person's addresses votes: the one the request lists among its approvers,
+    /// or else the first.
+    async fn address_to_count(
+        &self,
+        request_id: &str,
+        addresses: Vec<String>,
+    ) -> Result<Option<String>, ApprovalError> {
+        if addresses.len() > 1 {
+            if let Some(approval) = self.load(request_id).await? {
+                let approvers = &approval.evaluation.decision.approvers;
+                let listed = addresses.iter().find(|address| {
+                    approvers
+                        .iter()
+                        .any(|approver| normalize(approver) == normalize(address))
+                });
+                if let Some(address) = listed {
+                    return Ok(Some(address.clone()));
+                }
+            }
+        }
+        Ok(addresses.into_iter().next())
     }
 
     /// A click from an account that may not vote: logged as refused, whoever it claims to be.

@@ -37,15 +37,19 @@ pub struct Voter {
     pub conversation: Option<String>,
     /// A short-lived handle to open a dialog for them (Slack's `trigger_id`).
     pub trigger: Option<String>,
-    /// The workspace or tenant the click came from (Slack's team id).
+    /// The workspace or tenant the click came from (Slack's team id, Teams' tenant id).
     pub tenant: Option<String>,
+    /// The platform endpoint that serves this voter (Teams' `serviceUrl`).
+    pub endpoint: Option<String>,
 }
 
 /// Who a voter is, by their platform account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identified {
-    /// A person, by e-mail address.
-    Person(String),
+    /// A person, by their e-mail addresses (Teams knows an e-mail address and a UPN, which
+    /// may differ): the first is the one shown; the request's approvers are matched against
+    /// each.
+    Person(Vec<String>),
     /// An account that may not vote whoever it is (deactivated, a bot, a guest, from another
     /// organisation), with the identity when the platform gave one.
     Ineligible {

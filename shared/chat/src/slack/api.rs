@@ -538,7 +538,7 @@ impl ChatPlatform for SlackChat {
             ineligible("accounts from another Slack organisation cannot vote")
         } else {
             match &user.email {
-                Some(email) => Identified::Person(email.clone()),
+                Some(email) => Identified::Person(vec![email.clone()]),
                 None => Identified::Unknown,
             }
         })
