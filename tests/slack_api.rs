@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use regate_chat::slack::SlackApi;
 use regate_core::ports::ChatError;
-use regate_tests::{local_env, unique};
+use regate_tests::{fail_chat as fail, local_env, unique};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -26,20 +26,6 @@ fn api_with_token(token: &str, budget: Duration) -> SlackApi {
         SecretString::from(token.to_string()),
         budget,
     )
-}
-
-/// Makes the stand-in fail the next `times` calls of `method` whose body contains `matching`.
-async fn fail(method: &str, matching: &str, fault: Value) {
-    let mut body = fault;
-    body["method"] = json!(method);
-    body["match"] = json!(matching);
-    let answer = reqwest::Client::new()
-        .post(format!("{}/_fail", chat_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success());
 }
 
 async fn calls_of(method: &str, matching: &str) -> usize {

@@ -10,4 +10,5 @@ mod pending_store;
 mod slack_api;
 mod task_tokens;
 mod teams;
+mod teams_api;
 mod workflow;

@@ -12,10 +12,10 @@ It speaks what regate's bot uses, in the documented formats:
   13-digit id), update it (PUT), and look a member up (users from policies/data.json, plus a
   person whose e-mail address differs from their UPN, a guest and an anonymous user). It
   demands a token it issued, and answers 413 `MessageSizeTooBig` above 100 KB (UTF-16).
-Faults use the stand-in's `/_fail` with a `method` of `teams.token`, `teams.send`,
+`POST /_revoke {"token": fingerprint}` makes that token invalid. Faults use the stand-in's `/_fail` with a `method` of `teams.token`, `teams.send`,
 `teams.update` or `teams.member`: `status` 429 (with or without `retry_after`), 412, 5xx, or
 403 (answered `MessageWritesBlocked`), 413. Every call is recorded (`GET /_calls`), with the
-bearer token replaced by whether it was valid.
+bearer token replaced by whether it was valid and a fingerprint (which token it was).
 """
 
 import hashlib
@@ -104,6 +104,14 @@ def handle(stand_in, teams: TeamsState, method: str, path: str, headers, raw: by
             known = {k["kid"] for k in teams.keys}
             teams.keys.extend(k for k in posted.get("keys", []) if k["kid"] not in known)
             return 200, {"keys": len(teams.keys), "fetches": teams.key_fetches}, {}
+    if method == "POST" and path == "/_revoke":
+        # The token with this fingerprint (see the recorded calls) stops working, as a token
+        # revoked before it expires does.
+        fingerprint = json.loads(raw or b"{}").get("token", "")
+        with teams.lock:
+            revoked = {t for t in teams.tokens if hashlib.sha1(t.encode()).hexdigest()[:8] == fingerprint}
+            teams.tokens -= revoked
+            return 200, {"revoked": len(revoked)}, {}
     if method == "GET" and path == "/_teams":
         with teams.lock:
             return 200, {"app_id": teams.app_id, "tenant_id": teams.tenant_id, "members": teams.listing(),
@@ -155,8 +163,9 @@ def connector(stand_in, teams: TeamsState, method: str, rest: list, headers, raw
         name = "teams.member"
     else:
         return 404, {"error": {"code": "NotFound", "message": "unknown connector path"}}, {}
+    fingerprint = hashlib.sha1(bearer.encode()).hexdigest()[:8]
     stand_in.record(name, {"conversation": conversation, "path": "/".join(rest), "authorized": authorized,
-                           "activity": body or None})
+                           "token": fingerprint, "activity": body or None})
     if not authorized:
         return 401, {"error": {"code": "Unauthorized", "message": "Authorization has been denied for this request."}}, {}
     fault = stand_in.take_fault(name, {"conversation": conversation, **body})

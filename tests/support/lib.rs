@@ -92,3 +92,22 @@ pub fn unique(prefix: &str) -> String {
 pub fn count(events: &[regate_core::Event], kind: regate_core::EventKind) -> usize {
     events.iter().filter(|e| e.kind == kind).count()
 }
+
+/// Makes the chat stand-in fail the next calls of `method` (a Slack method, or `teams.send`,
+/// `teams.update`, `teams.member`, `teams.token`) whose body contains `matching`, as `fault`
+/// says (`status`, `retry_after`, `times`, or a Slack `error`).
+pub async fn fail_chat(method: &str, matching: &str, fault: serde_json::Value) {
+    let mut body = fault;
+    body["method"] = serde_json::json!(method);
+    body["match"] = serde_json::json!(matching);
+    let chat_url = local_env()["SLACK_API_URL"]
+        .trim_end_matches("/api")
+        .to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("{chat_url}/_fail"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+}

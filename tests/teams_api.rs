@@ -1,0 +1,288 @@
+//! The Bot Connector client against the Teams stand-in: the bot's token (refused for a wrong
+//! secret or the multi-tenant endpoint, cached, renewed once on a 401), posting and updating a
+//! card, member lookups, and faults: 429 with and without Retry-After, 412/502/504 retried,
+//! 403 `MessageWritesBlocked` and 413 typed, hosts that may not receive the token.
+
+use std::time::{Duration, Instant};
+
+use regate_chat::teams::connector::BotCredentials;
+use regate_chat::teams::{card_activity, Connector};
+use regate_core::ports::ChatError;
+use regate_tests::teams::bot;
+use regate_tests::{fail_chat, local_env, unique};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+fn chat_url() -> String {
+    local_env()["TEAMS_LOGIN_URL"].clone()
+}
+
+fn connector_with(tenant: &str, secret: &str, budget: Duration) -> Connector {
+    let env = local_env();
+    Connector::new(
+        reqwest::Client::new(),
+        BotCredentials {
+            app_id: env["TEAMS_APP_ID"].clone(),
+            tenant_id: tenant.to_string(),
+            secret: SecretString::from(secret.to_string()),
+        },
+        &env["TEAMS_LOGIN_URL"],
+        vec!["127.0.0.1".into()],
+        budget,
+    )
+}
+
+fn connector(budget: Duration) -> Connector {
+    let env = local_env();
+    connector_with(&env["TEAMS_TENANT_ID"], &env["TEAMS_CLIENT_SECRET"], budget)
+}
+
+fn conversation() -> String {
+    format!("19:{}@thread.tacv2", unique("conv"))
+}
+
+fn card(text: &str) -> Value {
+    card_activity(json!({"type": "AdaptiveCard", "version": "1.5",
+        "body": [{"type": "TextBlock", "text": text}]}))
+}
+
+/// The stand-in's record of each call of `method` about `matching`: whether its token was
+/// valid, and which token it was.
+async fn calls(method: &str, matching: &str) -> Vec<(bool, String)> {
+    let calls: Vec<Value> = reqwest::get(format!("{}/_calls", chat_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    calls
+        .iter()
+        .filter(|c| c["method"] == method && c["body"].to_string().contains(matching))
+        .map(|c| {
+            let body = &c["body"];
+            let token = body["token"].as_str().unwrap_or("").to_string();
+            (body["authorized"] == true, token)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_card_is_posted_and_updated_with_one_token() {
+    let c = connector(Duration::from_secs(5));
+    let conversation = conversation();
+    let service = bot().service_url;
+    let id = c
+        .send(&service, &conversation, &card("first"))
+        .await
+        .unwrap();
+    assert_eq!(id.len(), 13, "{id}");
+    c.update(&service, &conversation, &id, &card("second"))
+        .await
+        .unwrap();
+    let sent = [
+        calls("teams.send", &conversation).await,
+        calls("teams.update", &conversation).await,
+    ]
+    .concat();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|(valid, token)| *valid && *token == sent[0].1),
+        "one cached token for both calls: {sent:?}"
+    );
+    let missing = c
+        .update(&service, &conversation, "1234567890123", &card("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, ChatError::Refused(ref m) if m.contains("404")),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_the_multi_tenant_endpoint_is_refused_with_a_hint() {
+    let tenant = local_env()["TEAMS_TENANT_ID"].clone();
+    let service = bot().service_url;
+    let wrong = connector_with(&tenant, "not-the-secret", Duration::from_secs(2));
+    let error = wrong
+        .send(&service, &conversation(), &card("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ChatError::Refused(ref m) if m.contains("invalid_client") && m.contains("secret")),
+        "{error}"
+    );
+    let secret = local_env()["TEAMS_CLIENT_SECRET"].clone();
+    let legacy = connector_with("botframework.com", &secret, Duration::from_secs(2));
+    let error = legacy
+        .send(&service, &conversation(), &card("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ChatError::Refused(_)), "{error}");
+    assert!(!error.to_string().contains(&secret), "no secret in errors");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_dropped_and_fetched_again_once() {
+    let c = connector(Duration::from_secs(5));
+    let conversation = conversation();
+    let service = bot().service_url;
+    c.send(&service, &conversation, &card("before"))
+        .await
+        .unwrap();
+    let first = calls("teams.send", &conversation).await[0].1.clone();
+    let revoked: Value = reqwest::Client::new()
+        .post(format!("{}/_revoke", chat_url()))
+        .json(&json!({"token": first}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked["revoked"], 1);
+    c.send(&service, &conversation, &card("after"))
+        .await
+        .unwrap();
+    let sent = calls("teams.send", &conversation).await;
+    let valid: Vec<bool> = sent.iter().map(|(valid, _)| *valid).collect();
+    assert_eq!(
+        valid,
+        [true, false, true],
+        "the 401, then one retry with a new token"
+    );
+    assert_eq!(sent[0].1, sent[1].1);
+    assert_ne!(sent[1].1, sent[2].1);
+}
+
+#[tokio::test]
+async fn throttling_and_gateway_errors_are_retried_within_the_budget() {
+    let c = connector(Duration::from_secs(6));
+    let service = bot().service_url;
+    for fault in [
+        json!({"status": 429, "retry_after": 1, "times": 1}),
+        json!({"status": 429, "times": 2}),
+        json!({"status": 412, "times": 1}),
+        json!({"status": 502, "times": 2}),
+        json!({"status": 504, "times": 1}),
+    ] {
+        let conversation = conversation();
+        fail_chat("teams.send", &conversation, fault.clone()).await;
+        let started = Instant::now();
+        c.send(&service, &conversation, &card("x"))
+            .await
+            .unwrap_or_else(|e| panic!("{fault}: {e}"));
+        if fault.get("retry_after").is_some() {
+            assert!(
+                started.elapsed() >= Duration::from_secs(1),
+                "Retry-After honoured"
+            );
+        }
+    }
+    // Throttled past the budget: a rate-limit error, in time.
+    let conversation = conversation();
+    fail_chat(
+        "teams.send",
+        &conversation,
+        json!({"status": 429, "retry_after": 30}),
+    )
+    .await;
+    let started = Instant::now();
+    let error = c
+        .send(&service, &conversation, &card("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ChatError::RateLimited(_)), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_blocked_bot_and_an_oversized_message_are_refused_with_hints() {
+    let c = connector(Duration::from_secs(2));
+    let service = bot().service_url;
+    let blocked = conversation();
+    fail_chat("teams.send", &blocked, json!({"status": 403})).await;
+    let error = c.send(&service, &blocked, &card("x")).await.unwrap_err();
+    assert!(
+        matches!(error, ChatError::Refused(ref m) if m.contains("MessageWritesBlocked") && m.contains("add the regate app")),
+        "{error}"
+    );
+    let big = conversation();
+    fail_chat("teams.send", &big, json!({"status": 413})).await;
+    let error = c.send(&service, &big, &card("x")).await.unwrap_err();
+    assert!(
+        matches!(error, ChatError::Refused(ref m) if m.contains("too big")),
+        "{error}"
+    );
+    // Over Teams' limit, nothing is sent at all.
+    let error = c
+        .send(&service, &conversation(), &card(&"x".repeat(120 * 1024)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ChatError::Refused(ref m) if m.contains("UTF-16")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_goes_only_to_allowed_hosts() {
+    let c = connector(Duration::from_secs(2));
+    let conversation = conversation();
+    let error = c
+        .send(
+            "https://attacker.example/amer/t/",
+            &conversation,
+            &card("x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ChatError::Refused(ref m) if m.contains("not an allowed")),
+        "{error}"
+    );
+    assert!(calls("teams.send", &conversation).await.is_empty());
+}
+
+#[tokio::test]
+async fn members_are_looked_up_with_their_mail_upn_and_role() {
+    let c = connector(Duration::from_secs(2));
+    let service = bot().service_url;
+    let conversation = conversation();
+    let member = c
+        .member(&service, &conversation, "29:UPNDIFFERS")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        member.email.as_deref(),
+        Some("carol.owner@mail.example.com")
+    );
+    assert_eq!(
+        member.user_principal_name.as_deref(),
+        Some("carol@example.com")
+    );
+    let anonymous = c
+        .member(&service, &conversation, "29:ANONYMOUS")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(anonymous.user_role.as_deref(), Some("anonymous"));
+    assert_eq!(anonymous.email, None);
+    assert_eq!(
+        c.member(&service, &conversation, "29:NOBODY")
+            .await
+            .unwrap(),
+        None
+    );
+    let lookups = calls("teams.member", &conversation).await.len();
+    c.member(&service, &conversation, "29:UPNDIFFERS")
+        .await
+        .unwrap();
+    assert_eq!(
+        calls("teams.member", &conversation).await.len(),
+        lookups,
+        "cached"
+    );
+}
