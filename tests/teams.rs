@@ -299,3 +299,134 @@ async fn other_activities_get_200_other_invokes_501_and_malformed_ones_400() {
         400
     );
 }
+
+#[tokio::test]
+async fn an_unanswered_request_expires_and_its_card_says_so_and_a_late_click_is_told() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack
+        .begin("teams-timeout", |r| {
+            r.with("details", json!({"timeout_seconds": 3}))
+        })
+        .await;
+    stack.teams_card(&id).await;
+    stack
+        .wait_finished(&execution)
+        .await
+        .assert_failed("ApprovalExpired");
+    let now = stack.teams_card(&id).await;
+    assert!(now.card.to_string().contains("Expired"), "{}", now.card);
+    assert!(now.card.get("actions").is_none());
+    let (answer, body) = stack
+        .teams_click("alice@example.com", APPROVE_VERB, &id, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(body["value"].to_string().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn a_vote_in_slack_and_one_in_teams_make_one_decision_shown_on_both() {
+    let stack = LocalStack::connect().await;
+    // A production restart needs two SRE approvals: one comes from Slack, one from Teams.
+    let (id, execution) = stack
+        .begin("teams-both", |r| {
+            r.change("restart", "production", "service", "checkout")
+        })
+        .await;
+    stack.teams_card(&id).await;
+    stack.click_ok("erin@example.com", "approve", &id).await;
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    let halfway = stack.teams_card(&id).await;
+    assert!(
+        halfway.card.to_string().contains("sre: 1 of 2"),
+        "the Teams card shows the Slack vote: {}",
+        halfway.card
+    );
+    let (answer, _) = stack
+        .teams_click("frank@example.com", APPROVE_VERB, &id, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    assert_eq!(
+        done.output.unwrap()["approvers"],
+        json!(["erin@example.com", "frank@example.com"])
+    );
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 1);
+    let platforms: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Vote)
+        .map(|e| e.platform.clone().unwrap())
+        .collect();
+    assert_eq!(platforms, ["slack", "teams"]);
+    assert!(stack
+        .teams_card(&id)
+        .await
+        .card
+        .to_string()
+        .contains("Approved by frank@example.com"));
+    let slack = stack.calls_about("chat.update", &id).await;
+    assert!(slack.last().unwrap()["body"]
+        .to_string()
+        .contains("*Approved* by frank@example.com"));
+}
+
+#[tokio::test]
+async fn a_throttled_and_failing_connector_is_survived() {
+    let stack = LocalStack::connect().await;
+    let id = regate_tests::unique("teams-faults");
+    // The card's first post is throttled (with and without Retry-After) and then fails once
+    // at the gateway; the notifier's connector retries within its budget and posts it.
+    let conversation = "19:payments-approvals@thread.tacv2";
+    for fault in [
+        json!({"status": 429, "retry_after": 1, "times": 1}),
+        json!({"status": 429, "times": 1}),
+        json!({"status": 502, "times": 1}),
+    ] {
+        regate_tests::fail_chat("teams.send", &id, fault).await;
+    }
+    let execution = stack.start(&regate_testkit::request(&id).json()).await;
+    let posted = stack.teams_card(&id).await;
+    assert_eq!(posted.conversation, conversation);
+    // The update after the vote meets a 504 and then goes through.
+    regate_tests::fail_chat("teams.update", &id, json!({"status": 504, "times": 1})).await;
+    let (answer, _) = stack
+        .teams_click("bob@example.com", APPROVE_VERB, &id, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
+    let now = stack.teams_card(&id).await;
+    assert!(now.card.to_string().contains("Approved by bob@example.com"));
+    let sends = stack.teams_calls("teams.send").await;
+    let ours = sends
+        .iter()
+        .filter(|c| c["body"]["activity"].to_string().contains(&id))
+        .count();
+    assert_eq!(ours, 4, "three failures, then one card");
+}
+
+#[tokio::test]
+async fn no_teams_secret_or_bearer_token_reaches_the_logs() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("teams-secrets", |r| r).await;
+    let (answer, _) = stack
+        .teams_click("alice@example.com", APPROVE_VERB, &id, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
+    let env = regate_tests::local_env();
+    let logs = std::fs::read_to_string(regate_tests::repo_root().join(".local/logs/functions.log"))
+        .unwrap_or_default();
+    assert!(logs.contains(&id), "the functions' log covers this run");
+    let secret = &env["TEAMS_CLIENT_SECRET"];
+    assert!(
+        !logs.contains(secret.as_str()),
+        "the client secret is logged"
+    );
+    assert!(!logs.contains("teams-token-"), "a bot token is logged");
+    assert!(!logs.contains("eyJ"), "an inbound JWT is logged");
+    let events = serde_json::to_string(&stack.events(&id).await).unwrap();
+    for needle in [secret.as_str(), "teams-token-", "eyJ", "Bearer"] {
+        assert!(!events.contains(needle), "{needle} in the decision log");
+    }
+}
