@@ -1,5 +1,5 @@
 //! The end-to-end demo on the local stack (README command 1 runs it through
-//! `infra/local/demo.sh`): four requests through the real state machine, with a readable trace
+//! `infra/local/demo.sh`): five requests through the real state machine, with a readable trace
 //! of each step. Exits non-zero unless every expectation held; writes the request ids to
 //! `.local/run/demo-requests.txt` for the decision-log part of the demo.
 
@@ -16,6 +16,7 @@ use regate_testkit::RequestBuilder;
 use regate_tests::repo_root;
 use regate_tests::stack::{Finished, LocalStack};
 
+use regate_chat::teams::card::APPROVE_VERB;
 use serde_json::{json, Value};
 
 struct Demo {
@@ -147,6 +148,42 @@ fn print_sections(body: &Value) {
     }
 }
 
+/// A Teams card's text, as Teams shows it, and its buttons.
+fn print_card(card: &Value) {
+    for element in card["body"].as_array().into_iter().flatten() {
+        let text = match element["type"].as_str() {
+            Some("TextBlock") => element["text"].as_str().unwrap_or("").to_string(),
+            Some("FactSet") => element["facts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f["title"].as_str().unwrap_or(""),
+                        f["value"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Some("Input.Text") => format!("[{}: ____]", element["label"].as_str().unwrap_or("")),
+            _ => continue,
+        };
+        for line in text.lines() {
+            println!("       │ {line}");
+        }
+    }
+    let buttons: Vec<String> = card["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| format!("[{}]", a["title"].as_str().unwrap_or("?")))
+        .collect();
+    if !buttons.is_empty() {
+        println!("       │ {}", buttons.join(" "));
+    }
+}
+
 fn capitalise(action: &str) -> String {
     let mut chars = action.chars();
     chars
@@ -265,10 +302,53 @@ async fn main() -> ExitCode {
         "the execution FAILED with ApprovalRejected",
     );
 
+    println!("\n== 5. A production deploy: a Teams card, approved by a signed Teams click");
+    let (id, execution) = demo
+        .start("demo-teams", "Deploy checkout v2.0.0", |r| {
+            r.change("deploy", "production", "service", "checkout")
+        })
+        .await;
+    let posted = demo.stack.teams_card(&id).await;
+    println!(
+        "  ← Teams Bot Connector POST v3/conversations/{}/activities → activity {}",
+        posted.conversation, posted.activity_id
+    );
+    print_card(&posted.card);
+    demo.decision_line(&id).await;
+    let (answer, body) = demo
+        .stack
+        .teams_click("carol@example.com", APPROVE_VERB, &id, None)
+        .await;
+    println!(
+        "  → carol@example.com clicks Approve (an adaptiveCard/action invoke with a Bot Framework JWT) → HTTP {}, statusCode {}",
+        answer.status, body["statusCode"]
+    );
+    demo.expect(
+        answer.status == 200 && body["statusCode"] == 200,
+        "Teams got the updated card as the invoke's answer",
+    );
+    let done = demo.stack.wait_finished(&execution).await;
+    let updated = demo.stack.teams_card(&id).await;
+    println!(
+        "  ← Teams Bot Connector PUT v3/conversations/{}/activities/{}",
+        updated.conversation, updated.activity_id
+    );
+    print_card(&updated.card);
+    demo.finished(&done);
+    demo.expect(done.status == "SUCCEEDED", "the execution SUCCEEDED");
+    demo.expect(
+        updated.card.get("actions").is_none()
+            && updated
+                .card
+                .to_string()
+                .contains("Approved by carol@example.com"),
+        "the card was updated in place: approved, no buttons",
+    );
+
     let ids_file = repo_root().join(".local/run/demo-requests.txt");
     std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();
     if demo.failures.is_empty() {
-        println!("\nall four scenarios behaved as expected");
+        println!("\nall five scenarios behaved as expected");
         ExitCode::SUCCESS
     } else {
         println!(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: the end-to-end demo on the local stack, setup included.
 #   setup (pinned tools) -> build -> start the stack and create the resources from infra/ ->
-#   four requests through the real state machine -> each request's decision log, verified.
+#   five requests through the real state machine -> each request's decision log, verified.
 # It leaves the stack running so you can try your own requests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 bash infra/local/setup.sh
 echo "== building the regate CLI and the demo driver"
 cargo build --locked --quiet -p regate-cli -p regate-tests --bin regate --bin regate-demo
-echo "== starting the local stack (moto, cargo lambda watch, the Slack stand-in)"
+echo "== starting the local stack (moto, cargo lambda watch, the Slack and Teams stand-in)"
 infra/local/stack up
 
 set -a
@@ -36,7 +36,7 @@ The stack is still running. Try your own request:
       stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:regate-approval",
       name="my-change-1", input=json.dumps(json.load(open("policies/examples/03-prod-deploy-known-service.json"))["request"] | {"id": "my-change-1"}))["executionArn"])'
   target/debug/regate log show my-change-1
-  curl -s http://127.0.0.1:5010/_calls     # what the Slack stand-in received
+  curl -s http://127.0.0.1:5010/_calls     # what the Slack and Teams stand-in received
 
 Stop it with: infra/local/stack down
 TXT
