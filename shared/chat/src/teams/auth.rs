@@ -69,11 +69,127 @@ struct SigningKey {
     endorsements: Vec<String>,
 }
 
+/// The Bot Framework's signing keys by `kid`, with the channels each is endorsed for.
+#[derive(Default)]
+pub struct SigningKeys(HashMap<String, SigningKey>);
+
+impl SigningKeys {
+    /// Reads a JWKS document; RSA keys it cannot read are skipped (and logged).
+    pub fn from_jwks(document: &[u8]) -> Result<Self, String> {
+        let jwks: Jwks =
+            serde_json::from_slice(document).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in jwks.keys {
+            let (Some("RSA") | None, Some(n), Some(e)) = (jwk.kty.as_deref(), &jwk.n, &jwk.e)
+            else {
+                continue;
+            };
+            match DecodingKey::from_rsa_components(n, e) {
+                Ok(key) => {
+                    keys.insert(
+                        jwk.kid,
+                        SigningKey {
+                            key,
+                            endorsements: jwk.endorsements,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(kid = %jwk.kid, error = %error, "skipped an unreadable Bot Framework key")
+                }
+            }
+        }
+        Ok(Self(keys))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn has(&self, kid: &str) -> bool {
+        self.0.contains_key(kid)
+    }
+}
+
 #[derive(Default)]
 struct KeySet {
-    keys: HashMap<String, SigningKey>,
+    keys: SigningKeys,
     fetched: Option<Instant>,
     fetched_for_unknown: Option<Instant>,
+}
+
+/// The `kid` an `Authorization` header's token names, after the checks that need no key:
+/// a bearer token, signed RS256.
+fn signing_key_id(authorization: Option<&str>) -> Result<(&str, String), AuthError> {
+    let unauthorized = |why: &str| AuthError::Unauthorized(why.to_string());
+    let token = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("no bearer token"))?;
+    let header = decode_header(token).map_err(|e| unauthorized(&format!("token: {e}")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(unauthorized(&format!(
+            "token signed with {:?}; only RS256 is accepted",
+            header.alg
+        )));
+    }
+    let kid = header
+        .kid
+        .ok_or_else(|| unauthorized("the token names no signing key (kid)"))?;
+    Ok((token, kid))
+}
+
+/// Checks a request's `Authorization` header against `keys` for bot `app_id`, for an activity
+/// whose body claims `envelope`. Pure: the keys are fetched by [`BotAuthenticator`].
+pub fn check(
+    authorization: Option<&str>,
+    envelope: &Envelope,
+    app_id: &str,
+    keys: &SigningKeys,
+) -> Result<(), AuthError> {
+    let unauthorized = |why: &str| AuthError::Unauthorized(why.to_string());
+    let (token, kid) = signing_key_id(authorization)?;
+    let key = keys
+        .0
+        .get(&kid)
+        .ok_or_else(|| unauthorized("the token's signing key is not a Bot Framework key"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[BOT_FRAMEWORK_ISSUER]);
+    validation.set_audience(&[app_id]);
+    validation.leeway = CLOCK_SKEW_SECONDS;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+    let claims = decode::<Claims>(token, &key.key, &validation)
+        .map_err(|e| unauthorized(&format!("token: {e}")))?
+        .claims;
+    let same_service = claims.serviceurl.as_deref().is_some_and(|claimed| {
+        claimed
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(envelope.service_url.trim_end_matches('/'))
+    });
+    if !same_service {
+        return Err(unauthorized(
+            "the token's serviceurl claim does not match the activity's serviceUrl",
+        ));
+    }
+    if envelope.channel_id != TEAMS_CHANNEL {
+        return Err(AuthError::Forbidden(format!(
+            "activities from channel {:?} are not accepted; only {TEAMS_CHANNEL}",
+            envelope.channel_id
+        )));
+    }
+    if !key.endorsements.iter().any(|e| e == &envelope.channel_id) {
+        return Err(AuthError::Forbidden(format!(
+            "the signing key is not endorsed for {}",
+            envelope.channel_id
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -114,61 +230,9 @@ impl BotAuthenticator {
         authorization: Option<&str>,
         envelope: &Envelope,
     ) -> Result<(), AuthError> {
-        let unauthorized = |why: &str| AuthError::Unauthorized(why.to_string());
-        let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized("no bearer token"))?;
-        let header = decode_header(token).map_err(|e| unauthorized(&format!("token: {e}")))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(unauthorized(&format!(
-                "token signed with {:?}; only RS256 is accepted",
-                header.alg
-            )));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| unauthorized("the token names no signing key (kid)"))?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[BOT_FRAMEWORK_ISSUER]);
-        validation.set_audience(&[&self.app_id]);
-        validation.leeway = CLOCK_SKEW_SECONDS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
-        let endorsements = {
-            let keys = self.keys_with(&kid).await?;
-            let key = keys.keys.get(&kid).ok_or_else(|| {
-                unauthorized("the token's signing key is not a Bot Framework key")
-            })?;
-            let claims = decode::<Claims>(token, &key.key, &validation)
-                .map_err(|e| unauthorized(&format!("token: {e}")))?
-                .claims;
-            let same_service = claims.serviceurl.as_deref().is_some_and(|claimed| {
-                claimed
-                    .trim_end_matches('/')
-                    .eq_ignore_ascii_case(envelope.service_url.trim_end_matches('/'))
-            });
-            if !same_service {
-                return Err(unauthorized(
-                    "the token's serviceurl claim does not match the activity's serviceUrl",
-                ));
-            }
-            key.endorsements.clone()
-        };
-        if envelope.channel_id != TEAMS_CHANNEL {
-            return Err(AuthError::Forbidden(format!(
-                "activities from channel {:?} are not accepted; only {TEAMS_CHANNEL}",
-                envelope.channel_id
-            )));
-        }
-        if !endorsements.iter().any(|e| e == &envelope.channel_id) {
-            return Err(AuthError::Forbidden(format!(
-                "the signing key is not endorsed for {}",
-                envelope.channel_id
-            )));
-        }
-        Ok(())
+        let (_, kid) = signing_key_id(authorization)?;
+        let keys = self.keys_with(&kid).await?;
+        check(authorization, envelope, &self.app_id, &keys.keys)
     }
 
     /// The key set, fetched again when it is a day old, or when it lacks `kid` and the last
@@ -179,7 +243,7 @@ impl BotAuthenticator {
         let may_refetch = keys
             .fetched_for_unknown
             .is_none_or(|at| at.elapsed() >= self.unknown_key_refetch);
-        if stale || (!keys.keys.contains_key(kid) && may_refetch) {
+        if stale || (!keys.keys.has(kid) && may_refetch) {
             if !stale {
                 keys.fetched_for_unknown = Some(Instant::now());
             }
@@ -189,7 +253,7 @@ impl BotAuthenticator {
         Ok(keys)
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, SigningKey>, AuthError> {
+    async fn fetch(&self) -> Result<SigningKeys, AuthError> {
         let unavailable = |e: reqwest::Error| AuthError::Unavailable(e.without_url().to_string());
         let metadata: Metadata = self
             .http
@@ -201,38 +265,121 @@ impl BotAuthenticator {
             .json()
             .await
             .map_err(unavailable)?;
-        let jwks: Jwks = self
+        let document = self
             .http
             .get(&metadata.jwks_uri)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(unavailable)?
-            .json()
+            .bytes()
             .await
             .map_err(unavailable)?;
-        let mut keys = HashMap::new();
-        for jwk in jwks.keys {
-            let (Some("RSA") | None, Some(n), Some(e)) = (jwk.kty.as_deref(), &jwk.n, &jwk.e)
-            else {
-                continue;
-            };
-            match DecodingKey::from_rsa_components(n, e) {
-                Ok(key) => {
-                    keys.insert(
-                        jwk.kid,
-                        SigningKey {
-                            key,
-                            endorsements: jwk.endorsements,
-                        },
-                    );
-                }
-                Err(error) => {
-                    tracing::warn!(kid = %jwk.kid, error = %error, "skipped an unreadable Bot Framework key")
-                }
-            }
-        }
+        let keys = SigningKeys::from_jwks(&document).map_err(AuthError::Unavailable)?;
         tracing::info!(keys = keys.len(), "fetched the Bot Framework signing keys");
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regate_testkit::{bot_claims, TeamsKey};
+    use serde_json::{json, Value};
+
+    const APP: &str = "app-1";
+    const SERVICE: &str = "https://smba.trafficmanager.net/amer/tenant-1/";
+
+    fn keys(of: &[&TeamsKey]) -> SigningKeys {
+        let jwks = json!({"keys": of.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+        SigningKeys::from_jwks(jwks.to_string().as_bytes()).unwrap()
+    }
+
+    fn envelope(channel: &str) -> Envelope {
+        Envelope {
+            channel_id: channel.into(),
+            service_url: SERVICE.into(),
+        }
+    }
+
+    fn bearer(key: &TeamsKey, change: impl FnOnce(&mut Value)) -> String {
+        let mut claims = bot_claims(APP, SERVICE);
+        change(&mut claims);
+        format!("Bearer {}", key.sign(&claims))
+    }
+
+    #[test]
+    fn a_bot_framework_token_for_us_passes_and_every_bad_one_is_named() {
+        let teams = TeamsKey::generate("k1", &["msteams"]);
+        let webchat = TeamsKey::generate("k2", &["webchat"]);
+        let stranger = TeamsKey::generate("k3", &["msteams"]);
+        let known = keys(&[&teams, &webchat]);
+        let run = |authorization: Option<String>, channel: &str| {
+            check(authorization.as_deref(), &envelope(channel), APP, &known)
+        };
+        assert_eq!(run(Some(bearer(&teams, |_| {})), "msteams"), Ok(()));
+        // The service URL compares without a trailing slash and case.
+        let loose = bearer(&teams, |c| {
+            c["serviceurl"] = SERVICE.trim_end_matches('/').to_uppercase().into()
+        });
+        assert_eq!(run(Some(loose), "msteams"), Ok(()));
+        let now = chrono::Utc::now().timestamp();
+        let unauthorized: Vec<(&str, Option<String>)> = vec![
+            ("none", None),
+            ("not bearer", Some("Basic x".into())),
+            ("garbage", Some("Bearer not.a.jwt".into())),
+            (
+                "audience",
+                Some(bearer(&teams, |c| c["aud"] = "other".into())),
+            ),
+            (
+                "issuer",
+                Some(bearer(&teams, |c| c["iss"] = "https://sts.example".into())),
+            ),
+            (
+                "expired",
+                Some(bearer(&teams, |c| c["exp"] = (now - 301).into())),
+            ),
+            (
+                "not yet",
+                Some(bearer(&teams, |c| c["nbf"] = (now + 301).into())),
+            ),
+            (
+                "service",
+                Some(bearer(&teams, |c| c["serviceurl"] = "https://x/".into())),
+            ),
+            ("unknown key", Some(bearer(&stranger, |_| {}))),
+        ];
+        for (case, authorization) in unauthorized {
+            assert!(
+                matches!(
+                    run(authorization, "msteams"),
+                    Err(AuthError::Unauthorized(_))
+                ),
+                "{case}"
+            );
+        }
+        // Within the 5-minute skew, an expired token still passes.
+        let skewed = bearer(&teams, |c| c["exp"] = (now - 200).into());
+        assert_eq!(run(Some(skewed), "msteams"), Ok(()));
+        assert!(matches!(
+            run(Some(bearer(&webchat, |_| {})), "msteams"),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            run(Some(bearer(&teams, |_| {})), "webchat"),
+            Err(AuthError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_jwks_with_odd_keys_keeps_the_readable_rsa_ones() {
+        let good = TeamsKey::generate("good", &["msteams"]);
+        let document = json!({"keys": [good.jwk, {"kid": "ec", "kty": "EC", "x": "a", "y": "b"},
+            {"kid": "broken", "kty": "RSA", "n": "%%%", "e": "AQAB"}]});
+        let keys = SigningKeys::from_jwks(document.to_string().as_bytes()).unwrap();
+        assert!(keys.has("good"));
+        assert!(!keys.has("ec"));
+        assert!(SigningKeys::from_jwks(b"[]").is_err());
     }
 }
