@@ -430,3 +430,41 @@ async fn no_teams_secret_or_bearer_token_reaches_the_logs() {
         assert!(!events.contains(needle), "{needle} in the decision log");
     }
 }
+
+#[tokio::test]
+async fn a_click_from_another_conversation_or_tenant_does_not_count() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("teams-elsewhere", |r| r).await;
+    let alice = stack.teams_member("alice@example.com").await;
+    let invoke = stack.teams_invoke(&alice, APPROVE_VERB, &id, None).await;
+    let mut forwarded = invoke.clone();
+    forwarded["conversation"]["id"] = "19:somewhere-else@thread.tacv2".into();
+    let (answer, body) = stack
+        .post_teams(&forwarded, Some(stack.teams_bearer().await))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        body["value"]
+            .to_string()
+            .contains("not posted where you clicked"),
+        "{body}"
+    );
+    let mut foreign = invoke.clone();
+    foreign["conversation"]["tenantId"] = "another-tenant".into();
+    foreign["channelData"]["tenant"]["id"] = "another-tenant".into();
+    let (answer, body) = stack
+        .post_teams(&foreign, Some(stack.teams_bearer().await))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        body["value"].to_string().contains("another organisation"),
+        "{body}"
+    );
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    assert_eq!(count(&stack.events(&id).await, EventKind::Vote), 0);
+    let (answer, _) = stack
+        .post_teams(&invoke, Some(stack.teams_bearer().await))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
+}

@@ -159,11 +159,16 @@ impl LocalStack {
         request_id: &str,
         reason: Option<&str>,
     ) -> (Answer, Value) {
-        self.publish_teams_key(key()).await;
         let member = self.teams_member(who).await;
         let activity = self.teams_invoke(&member, verb, request_id, reason).await;
-        let token = self.teams_token_with(key(), |_| {});
+        let token = self.teams_bearer().await;
         self.post_teams(&activity, Some(token)).await
+    }
+
+    /// A valid `Authorization` header for the local bot, from this process's published key.
+    pub async fn teams_bearer(&self) -> String {
+        self.publish_teams_key(key()).await;
+        self.teams_token_with(key(), |_| {})
     }
 
     /// Calls of a Teams stand-in method (`teams.send`, `teams.update`, ...) about a conversation.

@@ -433,6 +433,7 @@ where
             choice,
             reason,
             platform: voter.platform,
+            place: voter.conversation.clone(),
             at: self.clock.now(),
         };
         self.vote(&ballot).await
@@ -479,6 +480,7 @@ where
             choice,
             reason: None,
             platform: voter.platform,
+            place: voter.conversation.clone(),
             at: self.clock.now(),
         };
         self.refuse(&ballot, reason, approval).await
@@ -563,6 +565,9 @@ where
         }
         if approval.state != ApprovalState::Pending {
             return self.already_decided(ballot, approval).await;
+        }
+        if let Some(reason) = elsewhere(ballot, &approval) {
+            return self.refuse(ballot, reason, approval).await;
         }
         let prepared = PreparedRequest::new(approval.request.clone())?;
         let check = self
@@ -1117,6 +1122,23 @@ pub fn approved_output(approval: &PendingApproval, evaluation: &Evaluation) -> V
         "policy_revision": evaluation.policy_revision,
         "input_digest": evaluation.input_digest,
     })
+}
+
+/// Why a ballot cast somewhere this request's messages are not does not count: a click must
+/// come from a message regate posted for the request (a card copied or forwarded elsewhere
+/// does not vote). Unknown places, and platforms with no message, are not checked.
+fn elsewhere(ballot: &Ballot, approval: &PendingApproval) -> Option<String> {
+    let place = ballot.place.as_deref()?;
+    let mut ours = approval
+        .messages
+        .iter()
+        .filter(|m| m.platform() == ballot.platform)
+        .peekable();
+    ours.peek()?;
+    if ours.any(|m| m.place() == place) {
+        return None;
+    }
+    Some("this request was not posted where you clicked".into())
 }
 
 /// A tag no other attempt shares, even one by the same voter in the same millisecond on another

@@ -118,6 +118,14 @@ impl MessageRef {
         .key()
     }
 
+    /// Where it is: the Slack channel or the Teams conversation.
+    pub fn place(&self) -> &str {
+        match self {
+            Self::Slack { channel, .. } => channel,
+            Self::Teams { conversation, .. } => conversation,
+        }
+    }
+
     /// Whether this message was posted for `target` (a retried step does not post it again).
     pub fn is_for(&self, target: &NotifyTarget) -> bool {
         self.target_key() == target.key()

@@ -58,5 +58,8 @@ pub struct Ballot {
     pub choice: Choice,
     pub reason: Option<String>,
     pub platform: Platform,
+    /// Where it was cast (the channel or conversation of the clicked message), when known: a
+    /// click must come from a message posted for this request.
+    pub place: Option<String>,
     pub at: DateTime<Utc>,
 }

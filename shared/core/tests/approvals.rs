@@ -593,3 +593,27 @@ async fn a_notifier_that_posted_but_died_before_recording_it_is_not_posted_twice
         .posting
         .contains(&"slack:C0PAYMENTS".to_string()));
 }
+
+#[tokio::test]
+async fn a_click_from_where_the_request_was_not_posted_does_not_count() {
+    let (f, s) = opened("r21", DEPLOY).await;
+    f.chat.knows("U0ALICE", "alice@example.com");
+    let mut elsewhere = regate_testkit::slack_voter("U0ALICE");
+    elsewhere.conversation = Some("C0ELSEWHERE".into());
+    let result = s
+        .click(&elsewhere, "r21", regate_core::Choice::Approve)
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, VoteResult::Refused { ref reason, .. } if reason.contains("not posted where you clicked")),
+        "{result:?}"
+    );
+    assert!(f.tokens.calls().is_empty());
+    // From the channel it was posted to (C0PAYMENTS), the same click counts.
+    let here = regate_testkit::slack_voter("U0ALICE");
+    let result = s
+        .click(&here, "r21", regate_core::Choice::Approve)
+        .await
+        .unwrap();
+    assert!(matches!(result, VoteResult::Counted { .. }), "{result:?}");
+}

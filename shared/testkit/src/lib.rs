@@ -654,6 +654,7 @@ pub fn ballot(request_id: &str, voter: &str) -> Ballot {
         choice: Choice::Approve,
         reason: None,
         platform: Platform::Slack,
+        place: None,
         at: FixedClock::default().now(),
     }
 }
