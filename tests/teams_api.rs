@@ -286,3 +286,74 @@ async fn members_are_looked_up_with_their_mail_upn_and_role() {
         "cached"
     );
 }
+
+#[tokio::test]
+async fn signing_keys_are_cached_and_an_unknown_key_fetches_them_at_most_once_a_minute() {
+    use regate_chat::teams::activity::Envelope;
+    use regate_chat::teams::BotAuthenticator;
+    use regate_testkit::TeamsKey;
+    let env = local_env();
+    let auth = BotAuthenticator::new(
+        &env["TEAMS_APP_ID"],
+        &env["TEAMS_METADATA_URL"],
+        reqwest::Client::new(),
+    );
+    let key = TeamsKey::generate(&unique("cached"), &["msteams"]);
+    let publish = |key: &TeamsKey| {
+        let body = json!({"keys": [key.jwk]});
+        async move {
+            let answer: Value = reqwest::Client::new()
+                .post(format!("{}/_keys", chat_url()))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let fetches = || async {
+        let state: Value = reqwest::get(format!("{}/_teams", chat_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state["key_fetches"].as_u64().unwrap()
+    };
+    publish(&key).await;
+    let bot = bot();
+    let envelope = Envelope {
+        channel_id: "msteams".into(),
+        service_url: bot.service_url.clone(),
+    };
+    let bearer = |key: &TeamsKey| {
+        format!(
+            "Bearer {}",
+            key.sign(&regate_testkit::bot_claims(&bot.app_id, &bot.service_url))
+        )
+    };
+    // Other tests fetch keys too, so each step counts this authenticator's fetches as at most
+    // what it should have caused, and at least that when it must fetch.
+    let before = fetches().await;
+    auth.verify(Some(&bearer(&key)), &envelope).await.unwrap();
+    auth.verify(Some(&bearer(&key)), &envelope).await.unwrap();
+    let first = fetches().await;
+    assert!(first > before, "the first check fetches the keys");
+    // An unknown key fetches once; a second unknown key within the minute does not.
+    let rotated = TeamsKey::generate(&unique("rotated"), &["msteams"]);
+    publish(&rotated).await;
+    auth.verify(Some(&bearer(&rotated)), &envelope)
+        .await
+        .unwrap();
+    let another = TeamsKey::generate(&unique("another"), &["msteams"]);
+    publish(&another).await;
+    let refused = auth.verify(Some(&bearer(&another)), &envelope).await;
+    assert!(
+        matches!(refused, Err(regate_chat::teams::AuthError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    auth.verify(Some(&bearer(&key)), &envelope).await.unwrap();
+}

@@ -6,6 +6,7 @@
 
 mod decision_log;
 mod faults;
+mod local_stack;
 mod pending_store;
 mod slack_api;
 mod task_tokens;

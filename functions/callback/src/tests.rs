@@ -260,3 +260,82 @@ async fn an_account_that_may_not_vote_is_told_why_and_the_refusal_is_logged() {
     assert!(fakes.pending.item("cb-9").unwrap().votes.is_empty());
     assert!(fakes.tokens.calls().is_empty());
 }
+
+/// Posts a Teams activity to the router, Teams configured (`auth`) or not.
+async fn post_teams(
+    fakes: &Fakes,
+    auth: Option<regate_chat::teams::BotAuthenticator>,
+    body: &str,
+    authorization: Option<&str>,
+) -> StatusCode {
+    let app = Arc::new(App {
+        approvals: fakes.approvals(),
+        signing_secret: SecretString::from(SLACK_SIGNING_SECRET),
+        workspace: SlackWorkspace {
+            app_id: SLACK_APP_ID.into(),
+            team_id: SLACK_TEAM_ID.into(),
+            enterprise_id: None,
+        },
+        clock: fakes.clock.clone(),
+        teams_auth: auth,
+    });
+    let mut request = Request::post("/teams/messages").header("content-type", "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request.body(Body::from(body.to_string())).unwrap();
+    router(app).oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn teams_activities_without_teams_or_a_token_or_a_shape_are_refused_before_anything() {
+    let fakes = opened("cb-teams", DEPLOY).await;
+    // The key endpoint is unreachable on purpose: none of these may need a key.
+    let auth = || {
+        Some(regate_chat::teams::BotAuthenticator::new(
+            "app",
+            "http://127.0.0.1:9/unreachable",
+            reqwest::Client::new(),
+        ))
+    };
+    let activity = serde_json::json!({"type": "invoke", "name": "adaptiveCard/action",
+        "channelId": "msteams", "serviceUrl": "https://smba.trafficmanager.net/amer/t/",
+        "value": {"action": {"verb": "regate.approve", "data": {"request_id": "cb-teams"}}}})
+    .to_string();
+    assert_eq!(
+        post_teams(&fakes, None, &activity, Some("Bearer x")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        post_teams(&fakes, auth(), &activity, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_teams(&fakes, auth(), &activity, Some("Bearer not.a.jwt")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_teams(&fakes, auth(), "{not json", Some("Bearer x")).await,
+        StatusCode::BAD_REQUEST
+    );
+    // With a well-formed RS256 token, the keys must be fetched: unreachable is a 503, so the
+    // Bot Framework retries, and nothing is recorded.
+    let key = regate_testkit::TeamsKey::generate("k", &["msteams"]);
+    let token = format!(
+        "Bearer {}",
+        key.sign(&regate_testkit::bot_claims(
+            "app",
+            "https://smba.trafficmanager.net/amer/t/"
+        ))
+    );
+    assert_eq!(
+        post_teams(&fakes, auth(), &activity, Some(&token)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(fakes.tokens.calls().is_empty());
+    assert!(!fakes
+        .log
+        .of("cb-teams")
+        .iter()
+        .any(|e| e.kind == EventKind::Vote || e.kind == EventKind::VoteRefused));
+}
