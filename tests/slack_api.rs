@@ -5,15 +5,9 @@ use std::time::{Duration, Instant};
 
 use regate_chat::slack::SlackApi;
 use regate_core::ports::ChatError;
-use regate_tests::{fail_chat as fail, local_env, unique};
+use regate_tests::{chat_calls, chat_url, fail_chat as fail, local_env, unique};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-
-fn chat_url() -> String {
-    local_env()["SLACK_API_URL"]
-        .trim_end_matches("/api")
-        .to_string()
-}
 
 fn api(budget: Duration) -> SlackApi {
     api_with_token(&local_env()["SLACK_BOT_TOKEN"], budget)
@@ -29,16 +23,7 @@ fn api_with_token(token: &str, budget: Duration) -> SlackApi {
 }
 
 async fn calls_of(method: &str, matching: &str) -> usize {
-    let calls: Vec<Value> = reqwest::get(format!("{}/_calls", chat_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    calls
-        .iter()
-        .filter(|c| c["method"] == method && c["body"].to_string().contains(matching))
-        .count()
+    chat_calls(method, matching).await.len()
 }
 
 fn fresh_channel() -> String {

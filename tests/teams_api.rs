@@ -9,13 +9,9 @@ use regate_chat::teams::connector::BotCredentials;
 use regate_chat::teams::{card_activity, Connector};
 use regate_core::ports::ChatError;
 use regate_tests::teams::bot;
-use regate_tests::{fail_chat, local_env, unique};
+use regate_tests::{chat_calls, chat_url, fail_chat, local_env, unique};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-
-fn chat_url() -> String {
-    local_env()["TEAMS_LOGIN_URL"].clone()
-}
 
 fn connector_with(tenant: &str, secret: &str, budget: Duration) -> Connector {
     let env = local_env();
@@ -49,17 +45,10 @@ fn card(text: &str) -> Value {
 /// The stand-in's record of each call of `method` about `matching`: whether its token was
 /// valid, and which token it was.
 async fn calls(method: &str, matching: &str) -> Vec<(bool, String)> {
-    let calls: Vec<Value> = reqwest::get(format!("{}/_calls", chat_url()))
+    chat_calls(method, matching)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    calls
         .iter()
-        .filter(|c| c["method"] == method && c["body"].to_string().contains(matching))
-        .map(|c| {
-            let body = &c["body"];
+        .map(|body| {
             let token = body["token"].as_str().unwrap_or("").to_string();
             (body["authorized"] == true, token)
         })

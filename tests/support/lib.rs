@@ -93,6 +93,28 @@ pub fn count(events: &[regate_core::Event], kind: regate_core::EventKind) -> usi
     events.iter().filter(|e| e.kind == kind).count()
 }
 
+/// The chat stand-in's address (Slack's Web API is under `/api`).
+pub fn chat_url() -> String {
+    local_env()["SLACK_API_URL"]
+        .trim_end_matches("/api")
+        .to_string()
+}
+
+/// The bodies of the calls the chat stand-in recorded of `method` that mention `matching`.
+pub async fn chat_calls(method: &str, matching: &str) -> Vec<serde_json::Value> {
+    let calls: Vec<serde_json::Value> = reqwest::get(format!("{}/_calls", chat_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    calls
+        .into_iter()
+        .filter(|c| c["method"] == method && c["body"].to_string().contains(matching))
+        .map(|c| c["body"].clone())
+        .collect()
+}
+
 /// Makes the chat stand-in fail the next calls of `method` (a Slack method, or `teams.send`,
 /// `teams.update`, `teams.member`, `teams.token`) whose body contains `matching`, as `fault`
 /// says (`status`, `retry_after`, `times`, or a Slack `error`).
@@ -100,11 +122,8 @@ pub async fn fail_chat(method: &str, matching: &str, fault: serde_json::Value) {
     let mut body = fault;
     body["method"] = serde_json::json!(method);
     body["match"] = serde_json::json!(matching);
-    let chat_url = local_env()["SLACK_API_URL"]
-        .trim_end_matches("/api")
-        .to_string();
     let answer = reqwest::Client::new()
-        .post(format!("{chat_url}/_fail"))
+        .post(format!("{}/_fail", chat_url()))
         .json(&body)
         .send()
         .await

@@ -11,8 +11,9 @@ use regate_chat::slack::SlackWorkspace;
 use regate_core::ports::{Clock, StoreError};
 use regate_core::{Choice, EventKind};
 use regate_testkit::{
-    open, request, signed_slack_click, signed_slack_reason, Fakes, Resumed, SignedRequest,
-    SLACK_APP_ID, SLACK_SIGNING_SECRET, SLACK_TEAM_ID,
+    open, request, signed_slack_click, signed_slack_reason, Fakes, FixedClock, MemoryLog,
+    MemoryPending, RecordingChat, RecordingTokens, Resumed, SignedRequest, SLACK_APP_ID,
+    SLACK_SIGNING_SECRET, SLACK_TEAM_ID,
 };
 use secrecy::SecretString;
 use tower::ServiceExt;
@@ -39,9 +40,13 @@ async fn opened(id: &str, kind: (&str, &str)) -> Fakes {
 const DEPLOY: (&str, &str) = ("deploy", "service");
 const IAM: (&str, &str) = ("iam_change", "role");
 
-/// Posts `signed` to the router; the status and the body as text.
-async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
-    let app = Arc::new(App {
+/// The callback over `fakes`, for the Slack fixtures' app and workspace, with Teams when
+/// `teams_auth` is given.
+fn app(
+    fakes: &Fakes,
+    teams_auth: Option<regate_chat::teams::BotAuthenticator>,
+) -> Arc<App<MemoryLog, MemoryPending, RecordingTokens, RecordingChat, FixedClock>> {
+    Arc::new(App {
         approvals: fakes.approvals(),
         signing_secret: SecretString::from(SLACK_SIGNING_SECRET),
         workspace: SlackWorkspace {
@@ -50,8 +55,13 @@ async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
             enterprise_id: None,
         },
         clock: fakes.clock.clone(),
-        teams_auth: None,
-    });
+        teams_auth,
+    })
+}
+
+/// Posts `signed` to the router; the status and the body as text.
+async fn post(fakes: &Fakes, signed: &SignedRequest) -> (StatusCode, String) {
+    let app = app(fakes, None);
     let request = Request::post("/slack/interactions")
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", &signed.timestamp)
@@ -268,17 +278,7 @@ async fn post_teams(
     body: &str,
     authorization: Option<&str>,
 ) -> StatusCode {
-    let app = Arc::new(App {
-        approvals: fakes.approvals(),
-        signing_secret: SecretString::from(SLACK_SIGNING_SECRET),
-        workspace: SlackWorkspace {
-            app_id: SLACK_APP_ID.into(),
-            team_id: SLACK_TEAM_ID.into(),
-            enterprise_id: None,
-        },
-        clock: fakes.clock.clone(),
-        teams_auth: auth,
-    });
+    let app = app(fakes, auth);
     let mut request = Request::post("/teams/messages").header("content-type", "application/json");
     if let Some(authorization) = authorization {
         request = request.header("authorization", authorization);

@@ -3,6 +3,7 @@
 
 pub mod slack;
 pub mod teams;
+pub mod text;
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};

@@ -31,15 +31,8 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Cuts `text` to at most `max` characters, ending with an ellipsis when it was cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
+pub use crate::text::truncate;
+use crate::text::{ending, short_hash, short_time, Ending};
 
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT)}})
@@ -142,7 +135,7 @@ pub fn approval_message(
                 format!(
                     "• {} {verb} at {}{reason}",
                     person(&v.voter, mentions),
-                    short_time(&v.at)
+                    short_time(&v.at, escape)
                 )
             })
             .collect();
@@ -198,45 +191,18 @@ fn buttons(request_id: &str) -> Value {
 }
 
 fn final_line(view: ApprovalView<'_>) -> Option<String> {
-    let approval = view.approval;
-    let when = approval
-        .decided_at
-        .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
-        .unwrap_or_default();
-    let by = approval
-        .decided_by
-        .as_deref()
-        .map(|b| format!(" by {}", escape(b)))
-        .unwrap_or_default();
-    match approval.state {
+    let Ending { by, when, reason } = ending(view.approval, escape);
+    match view.approval.state {
         ApprovalState::Pending => None,
         ApprovalState::Approved => Some(format!(":white_check_mark: *Approved*{by}{when}")),
         ApprovalState::Rejected => {
-            let reason = approval
-                .votes
-                .iter()
-                .rev()
-                .find(|v| v.vote == Choice::Reject)
-                .and_then(|v| v.reason.as_deref())
-                .map(|r| format!("\n> {}", escape(r)))
-                .unwrap_or_default();
+            let reason = reason.map(|r| format!("\n> {r}")).unwrap_or_default();
             Some(format!(":no_entry: *Rejected*{by}{when}{reason}"))
         }
         ApprovalState::Expired => Some(format!(
             ":hourglass: *Expired*{when}: no decision within the time allowed"
         )),
     }
-}
-
-fn short_time(at: &str) -> String {
-    regate_core::time::parse_rfc3339(at).map_or_else(
-        || escape(at),
-        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-    )
-}
-
-fn short_hash(revision: &str) -> String {
-    revision.chars().take(19).collect()
 }
 
 /// The modal that asks for a rejection reason; the request id rides in `private_metadata`.

@@ -7,6 +7,8 @@ use regate_core::Choice;
 use regate_core::{ApprovalState, ApprovalView};
 use serde_json::{json, Value};
 
+use crate::text::{ending, short_hash, short_time, truncate, Ending};
+
 /// `Action.Execute` verbs; the request id rides in the action's `data`.
 pub const APPROVE_VERB: &str = "regate.approve";
 pub const REJECT_VERB: &str = "regate.reject";
@@ -42,16 +44,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     escaped
-}
-
-/// Cuts `text` to at most `max` characters, ending with an ellipsis when it was cut.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 fn text_block(text: &str) -> Value {
@@ -152,7 +144,7 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
                 format!(
                     "- {} {verb} at {}{reason}",
                     escape(&v.voter),
-                    short_time(&v.at)
+                    short_time(&v.at, escape)
                 )
             })
             .collect();
@@ -267,15 +259,7 @@ pub fn notice_card(text: &str) -> Value {
 
 fn final_line(view: ApprovalView<'_>) -> Option<String> {
     let approval = view.approval;
-    let when = approval
-        .decided_at
-        .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
-        .unwrap_or_default();
-    let by = approval
-        .decided_by
-        .as_deref()
-        .map(|b| format!(" by {}", escape(b)))
-        .unwrap_or_default();
+    let Ending { by, when, reason } = ending(approval, escape);
     let waiting = if approval.owes_resume() {
         " (the workflow is being told)"
     } else {
@@ -285,31 +269,13 @@ fn final_line(view: ApprovalView<'_>) -> Option<String> {
         ApprovalState::Pending => None,
         ApprovalState::Approved => Some(format!("✅ Approved{by}{when}{waiting}")),
         ApprovalState::Rejected => {
-            let reason = approval
-                .votes
-                .iter()
-                .rev()
-                .find(|v| v.vote == Choice::Reject)
-                .and_then(|v| v.reason.as_deref())
-                .map(|r| format!(": {}", escape(r)))
-                .unwrap_or_default();
+            let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
             Some(format!("⛔ Rejected{by}{when}{waiting}{reason}"))
         }
         ApprovalState::Expired => Some(format!(
             "⌛ Expired{when}: no decision within the time allowed"
         )),
     }
-}
-
-fn short_time(at: &str) -> String {
-    regate_core::time::parse_rfc3339(at).map_or_else(
-        || escape(at),
-        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-    )
-}
-
-fn short_hash(revision: &str) -> String {
-    revision.chars().take(19).collect()
 }
 
 #[cfg(test)]
