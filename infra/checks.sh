@@ -48,6 +48,26 @@ for example in infra/guard/examples/*.yaml; do
   fi
 done
 
+echo "== the Teams app package (infra/teams/package.py)"
+package_dir=$(mktemp -d)
+python3 infra/teams/package.py --app-id 00000000-0000-4000-8000-000000000001 --out "$package_dir" >/dev/null
+python3 - "$package_dir/regate-teams.zip" <<'PY' || fail "the Teams app package is not what Teams accepts"
+import json, struct, sys, zipfile
+package = zipfile.ZipFile(sys.argv[1])
+assert sorted(package.namelist()) == ["color.png", "manifest.json", "outline.png"], package.namelist()
+manifest = json.loads(package.read("manifest.json"))
+assert manifest["bots"][0]["botId"] == manifest["id"] == "00000000-0000-4000-8000-000000000001"
+assert len(manifest["name"]["short"]) <= 30
+for name, size in [("color.png", 192), ("outline.png", 32)]:
+    data = package.read(name)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (size, size), name
+print("ok: manifest and icons (color 192x192, outline 32x32)")
+PY
+if python3 infra/teams/package.py --app-id not-a-guid --out "$package_dir" >/dev/null 2>&1; then
+  fail "package.py accepted an app id that is not a GUID"
+fi
+rm -rf "$package_dir"
+
 echo "== packaging: release zips with cargo lambda"
 arch_flag="--arm64"
 if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
