@@ -1,7 +1,7 @@
 //! Text helpers both platforms' messages use: cutting to a limit, short times and hashes, and
 //! how a closed approval ended, in words (each platform escapes and formats them its own way).
 
-use regate_core::{ApprovalState, Choice, PendingApproval};
+use regate_core::{ApprovalState, Choice, PendingApproval, Requirement, Vote};
 
 /// Cuts `text` to at most `max` characters, ending with an ellipsis when it was cut.
 pub fn truncate(text: &str, max: usize) -> String {
@@ -58,4 +58,30 @@ pub fn ending(approval: &PendingApproval, escape: impl Fn(&str) -> String) -> En
             .unwrap_or_default(),
         reason,
     }
+}
+
+/// One requirement's progress: `payments-owners: 0 of 1`.
+pub fn progress(requirement: &Requirement, escape: impl Fn(&str) -> String) -> String {
+    let Requirement { group, min, have } = requirement;
+    format!("{}: {} of {min}", escape(group), have.min(min))
+}
+
+/// One counted vote, by `who` (as the platform shows the voter): `… approved at <time>: <reason>`.
+pub fn vote_line(vote: &Vote, who: &str, escape: impl Fn(&str) -> String) -> String {
+    let verb = match vote.vote {
+        Choice::Approve => "approved",
+        Choice::Reject => "rejected",
+    };
+    let reason = vote
+        .reason
+        .as_deref()
+        .map(|r| format!(": {}", escape(r)))
+        .unwrap_or_default();
+    format!("{who} {verb} at {}{reason}", short_time(&vote.at, &escape))
+}
+
+/// The approvers a message names (at most `max`), and how many more it only counts.
+pub fn named_approvers(approvers: &[String], max: usize) -> (&[String], usize) {
+    let named = &approvers[..approvers.len().min(max)];
+    (named, approvers.len() - named.len())
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use regate_core::Choice;
 use regate_core::{ApprovalState, ApprovalView};
 use serde_json::{json, Value};
 
@@ -32,7 +31,7 @@ pub fn escape(text: &str) -> String {
 }
 
 pub use crate::text::truncate;
-use crate::text::{ending, short_hash, short_time, Ending};
+use crate::text::{ending, named_approvers, progress, short_hash, vote_line, Ending};
 
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT)}})
@@ -100,17 +99,12 @@ pub fn approval_message(
         let lines: Vec<String> = decision
             .requirements
             .iter()
-            .map(|r| format!("• {}: {} of {}", escape(&r.group), r.have.min(r.min), r.min))
+            .map(|r| format!("• {}", progress(r, escape)))
             .collect();
         let mut text = format!("*Approvals*\n{}", lines.join("\n"));
         if approval.state == ApprovalState::Pending && !decision.approvers.is_empty() {
-            let mut who: Vec<String> = decision
-                .approvers
-                .iter()
-                .take(MAX_NAMED_APPROVERS)
-                .map(|a| person(a, mentions))
-                .collect();
-            let more = decision.approvers.len().saturating_sub(MAX_NAMED_APPROVERS);
+            let (named, more) = named_approvers(&decision.approvers, MAX_NAMED_APPROVERS);
+            let mut who: Vec<String> = named.iter().map(|a| person(a, mentions)).collect();
             if more > 0 {
                 who.push(format!("and {more} more"));
             }
@@ -122,22 +116,7 @@ pub fn approval_message(
         let lines: Vec<String> = approval
             .votes
             .iter()
-            .map(|v| {
-                let verb = match v.vote {
-                    Choice::Approve => "approved",
-                    Choice::Reject => "rejected",
-                };
-                let reason = v
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {}", escape(r)))
-                    .unwrap_or_default();
-                format!(
-                    "• {} {verb} at {}{reason}",
-                    person(&v.voter, mentions),
-                    short_time(&v.at, escape)
-                )
-            })
+            .map(|v| format!("• {}", vote_line(v, &person(&v.voter, mentions), escape)))
             .collect();
         blocks.push(section(&format!("*Votes*\n{}", lines.join("\n"))));
     }
@@ -231,6 +210,7 @@ pub fn reason_error(message: &str) -> Value {
 mod tests {
     use super::*;
     use chrono::Utc;
+    use regate_core::Choice;
     use regate_core::PendingApproval;
     use regate_core::{PreparedRequest, Vote};
 

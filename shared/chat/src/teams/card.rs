@@ -3,11 +3,10 @@
 //! Text from a request is escaped for the card's Markdown subset, approvers are mentioned by
 //! their address (Teams resolves a UPN mention), and the card stays under Teams' 28 KB.
 
-use regate_core::Choice;
 use regate_core::{ApprovalState, ApprovalView};
 use serde_json::{json, Value};
 
-use crate::text::{ending, short_hash, short_time, truncate, Ending};
+use crate::text::{ending, named_approvers, progress, short_hash, truncate, vote_line, Ending};
 
 /// `Action.Execute` verbs; the request id rides in the action's `data`.
 pub const APPROVE_VERB: &str = "regate.approve";
@@ -109,17 +108,17 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         let lines: Vec<String> = decision
             .requirements
             .iter()
-            .map(|r| format!("- {}: {} of {}", escape(&r.group), r.have.min(r.min), r.min))
+            .map(|r| format!("- {}", progress(r, escape)))
             .collect();
         let mut text = format!("**Approvals**\n{}", lines.join("\n"));
         if pending && !decision.approvers.is_empty() {
+            let (named, more) = named_approvers(&decision.approvers, MAX_NAMED_APPROVERS);
             let mut who = Vec::new();
-            for approver in decision.approvers.iter().take(MAX_NAMED_APPROVERS) {
+            for approver in named {
                 let (text, entity) = mention(approver);
                 who.push(text);
                 entities.push(entity);
             }
-            let more = decision.approvers.len().saturating_sub(MAX_NAMED_APPROVERS);
             if more > 0 {
                 who.push(format!("and {more} more"));
             }
@@ -131,22 +130,7 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         let lines: Vec<String> = approval
             .votes
             .iter()
-            .map(|v| {
-                let verb = match v.vote {
-                    Choice::Approve => "approved",
-                    Choice::Reject => "rejected",
-                };
-                let reason = v
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {}", escape(r)))
-                    .unwrap_or_default();
-                format!(
-                    "- {} {verb} at {}{reason}",
-                    escape(&v.voter),
-                    short_time(&v.at, escape)
-                )
-            })
+            .map(|v| format!("- {}", vote_line(v, &escape(&v.voter), escape)))
             .collect();
         body.push(text_block(&format!("**Votes**\n{}", lines.join("\n"))));
     }
@@ -281,6 +265,7 @@ fn final_line(view: ApprovalView<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regate_core::Choice;
     use regate_core::{PendingApproval, Vote};
 
     fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
