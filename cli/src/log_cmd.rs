@@ -232,7 +232,7 @@ fn print_events(events: &[Event], format: Format) -> Result<()> {
 
 /// One CSV field (RFC 4180 quoting). Text that a spreadsheet would run as a formula
 /// (`=`, `+`, `-`, `@` first) is prefixed with `'`, as OWASP advises for CSV exports.
-fn csv_cell(text: &str) -> String {
+pub(crate) fn csv_cell(text: &str) -> String {
     let guarded = if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {

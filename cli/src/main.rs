@@ -1,6 +1,8 @@
 //! `regate`: the command line for platform teams and auditors. Every failure is one clear line
 //! on stderr and a non-zero exit code.
 
+mod audit_cmd;
+mod export;
 mod log_cmd;
 mod policy_cmd;
 
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "regate",
     version,
-    about = "Policy-as-code approvals: test policies, simulate votes, read the decision log"
+    about = "Policy-as-code approvals: test policies, simulate votes, read and audit the decision log"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +31,9 @@ enum Command {
     /// Read and verify the decision log in DynamoDB (standard AWS configuration).
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
+    /// Verify DynamoDB exports of the decision log offline, and backtest policies against them.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Simulate(args) => policy_cmd::simulate(&args),
         Command::Log(command) => log_cmd::run(command),
+        Command::Audit(command) => return audit_cmd::run(command),
     };
     match result {
         Ok(code) => code,

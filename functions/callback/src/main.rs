@@ -15,8 +15,8 @@ use regate_core::ports::SystemClock;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = config::from_env()?;
-    let policy = regate_policies::compiled()?;
-    let wired = regate_aws::wire_approvals(&config, policy, Duration::from_secs(1)).await?;
+    let bundle = regate_policies::bundle()?;
+    let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(1)).await?;
     let app = Arc::new(handler::App {
         approvals: wired.approvals,
         signing_secret: wired.slack_signing_secret,

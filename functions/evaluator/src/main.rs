@@ -9,19 +9,22 @@ mod tests;
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use regate_aws::DynamoDecisionLog;
+use regate_aws::{DynamoDecisionLog, KeptPolicy};
 use regate_core::evaluator::Evaluator;
+use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = config::Config::from_env()?;
-    let policy = Arc::new(regate_policies::compiled()?);
+    let bundle = regate_policies::bundle()?;
+    let policy = Arc::new(PolicyEngine::compile(&bundle)?);
     let sdk = regate_aws::load_config().await;
     let log = DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         config.decision_log_table,
-    );
+    )
+    .keeping(KeptPolicy::new(&bundle)?);
     let evaluator = Arc::new(Evaluator::new(log, config.clock, policy));
     tracing::info!(
         policy_revision = evaluator.policy().revision(),

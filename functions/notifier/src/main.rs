@@ -15,8 +15,8 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = config::from_env()?;
-    let policy = regate_policies::compiled()?;
-    let wired = regate_aws::wire_approvals(&config, policy, Duration::from_secs(3)).await?;
+    let bundle = regate_policies::bundle()?;
+    let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(3)).await?;
     let approvals = Arc::new(wired.approvals);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
         let approvals = approvals.clone();

@@ -15,9 +15,9 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = config::Config::from_env()?;
-    let policy = regate_policies::compiled()?;
+    let bundle = regate_policies::bundle()?;
     let wired =
-        regate_aws::wire_approvals(&config.workflow, policy, Duration::from_secs(3)).await?;
+        regate_aws::wire_approvals(&config.workflow, &bundle, Duration::from_secs(3)).await?;
     let approvals = Arc::new(wired.approvals);
     let batch = config.batch;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

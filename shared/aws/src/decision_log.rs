@@ -5,23 +5,37 @@
 //! (an SDK retry of a committed write, a retried step) finds the marker and returns the event
 //! that is already there. GSIs `by_actor` and `by_day` answer auditors'
 //! questions; `by_day` spreads each day over several shards so no partition runs hot.
+//!
+//! The policy travels with the log: before the first event that names this process's policy
+//! revision, the bundle is stored once under `pk = POLICY#<revision>` (see [`KeptPolicy`]), so
+//! an export of the table holds every policy that decided anything in it.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use regate_core::chain::next_event;
+pub use regate_core::event::keys::{
+    key_marker, partition_key, policy_key, sort_key, POLICY_SORT_KEY,
+};
 use regate_core::event::{Event, EventDraft, EventKind};
 use regate_core::ports::{DecisionLog, StoreError};
 use regate_core::time::format_rfc3339_ms;
 use regate_core::Outcome;
+use regate_core::PolicyBundle;
 
 use crate::attr::{attrs_to_map, map_to_attrs};
 use crate::error::{classify, store_error};
@@ -33,13 +47,57 @@ pub const DEFAULT_DAY_SHARDS: u32 = 8;
 pub const DEFAULT_APPEND_ATTEMPTS: u32 = 100;
 /// Time-range queries touch `days * shards` partitions, so they are bounded.
 pub const MAX_QUERY_DAYS: u64 = 400;
-const SEQ_WIDTH: usize = 10;
 
 pub struct DynamoDecisionLog {
     client: Client,
     table: String,
     day_shards: u32,
     append_attempts: u32,
+    policy: Option<Arc<KeptPolicy>>,
+}
+
+/// A DynamoDB item holds at most 400 KB: an archived bundle above this is stored gzipped.
+const PLAIN_BUNDLE_LIMIT: usize = 300 * 1024;
+/// The most a gzipped bundle may take, leaving room for the item's keys.
+const GZIP_BUNDLE_LIMIT: usize = 390 * 1024;
+
+/// The bundle this process evaluates with, as the table keeps it, and whether it is kept yet.
+pub struct KeptPolicy {
+    revision: String,
+    attribute: (&'static str, AttributeValue),
+    kept: AtomicBool,
+}
+
+impl KeptPolicy {
+    /// The bundle's item attribute: its archive as JSON text (`bundle`), or gzipped (`bundle_gzip`)
+    /// when large. A bundle too large even gzipped is refused, at cold start.
+    pub fn new(bundle: &PolicyBundle) -> Result<Self, StoreError> {
+        let text = serde_json::to_string(&bundle.archive())
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        let attribute = if text.len() <= PLAIN_BUNDLE_LIMIT {
+            ("bundle", AttributeValue::S(text))
+        } else {
+            let gzipped = gzip(text.as_bytes()).map_err(|e| StoreError::Refused(e.to_string()))?;
+            if gzipped.len() > GZIP_BUNDLE_LIMIT {
+                return Err(StoreError::Refused(format!(
+                    "the policy bundle is {} bytes gzipped; the decision log can keep at most {GZIP_BUNDLE_LIMIT}",
+                    gzipped.len()
+                )));
+            }
+            ("bundle_gzip", AttributeValue::B(Blob::new(gzipped)))
+        };
+        Ok(Self {
+            revision: bundle.revision.clone(),
+            attribute,
+            kept: AtomicBool::new(false),
+        })
+    }
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
 }
 
 /// An auditor's question: events by actor and/or time range, optionally of one kind or outcome.
@@ -61,7 +119,49 @@ impl DynamoDecisionLog {
             table: table.into(),
             day_shards: DEFAULT_DAY_SHARDS,
             append_attempts: DEFAULT_APPEND_ATTEMPTS,
+            policy: None,
         }
+    }
+
+    /// Keeps `policy` in the table before the first event that names its revision.
+    pub fn keeping(mut self, policy: KeptPolicy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Stores this process's policy bundle once, if `revision` is its revision and it is not
+    /// stored yet. A bundle already there (another function kept it) counts as kept: the
+    /// revision is a digest of the files, so the stored one is the same.
+    async fn keep_policy(&self, revision: Option<&str>) -> Result<(), StoreError> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        if revision != Some(policy.revision.as_str()) || policy.kept.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (name, value) = &policy.attribute;
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(policy_key(&policy.revision)))
+            .item("sk", AttributeValue::S(POLICY_SORT_KEY.into()))
+            .item("revision", AttributeValue::S(policy.revision.clone()))
+            .item(*name, value.clone())
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) => {}
+            Err(error) => return Err(store_error(classify(&error))),
+        }
+        policy.kept.store(true, Ordering::Release);
+        Ok(())
     }
 
     pub fn with_append_attempts(mut self, attempts: u32) -> Self {
@@ -356,6 +456,7 @@ impl DecisionLog for DynamoDecisionLog {
         draft: EventDraft,
         at: DateTime<Utc>,
     ) -> Result<Event, StoreError> {
+        self.keep_policy(draft.policy_revision.as_deref()).await?;
         let key = draft.once.as_deref();
         let mut head = self.head(request_id).await?;
         // Whether `head` was read from the table (not taken from a lost write's answer).
@@ -405,19 +506,6 @@ impl DecisionLog for DynamoDecisionLog {
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
         all_pages(self.request_query(request_id)).await
     }
-}
-
-pub fn partition_key(request_id: &str) -> String {
-    format!("REQ#{request_id}")
-}
-
-/// The sort key of the marker that an idempotency key was used.
-pub fn key_marker(key: &str) -> String {
-    format!("KEY#{key}")
-}
-
-pub fn sort_key(seq: u64) -> String {
-    format!("EV#{seq:0width$}", width = SEQ_WIDTH)
 }
 
 fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, StoreError> {

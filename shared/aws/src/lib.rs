@@ -10,7 +10,7 @@ mod error;
 pub mod pending;
 pub mod task_tokens;
 
-pub use decision_log::{DynamoDecisionLog, LogQuery};
+pub use decision_log::{DynamoDecisionLog, KeptPolicy, LogQuery};
 pub use pending::DynamoPendingStore;
 pub use task_tokens::SfnTaskTokens;
 
@@ -24,8 +24,8 @@ use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
 use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
-use regate_core::ports::SystemClock;
-use regate_core::PolicyEngine;
+use regate_core::ports::{StoreError, SystemClock};
+use regate_core::{PolicyBundle, PolicyEngine, PolicyError};
 use secrecy::SecretString;
 
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode (exponential
@@ -61,16 +61,22 @@ pub enum InitError {
     Secret { id: String, problem: String },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot keep the policy bundle in the decision log: {0}")]
+    PolicyTooLarge(StoreError),
 }
 
 /// The approval workflow over the tables, Step Functions and Slack, built once at cold start,
-/// with the Slack app's secrets read once from Secrets Manager. `connect_timeout` bounds each
-/// Slack connection.
+/// with the Slack app's secrets read once from Secrets Manager and `bundle` compiled once.
+/// `connect_timeout` bounds each Slack connection.
 pub async fn wire_approvals(
     config: &WorkflowConfig,
-    policy: PolicyEngine,
+    bundle: &PolicyBundle,
     connect_timeout: Duration,
 ) -> Result<Wired, InitError> {
+    let policy = PolicyEngine::compile(bundle)?;
+    let kept = KeptPolicy::new(bundle).map_err(InitError::PolicyTooLarge)?;
     let sdk = &load_config().await;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
@@ -121,7 +127,7 @@ pub async fn wire_approvals(
     };
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let approvals = Approvals::new(
-        DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()),
+        DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()).keeping(kept),
         DynamoPendingStore::new(dynamodb, tables.pending.clone()),
         SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
         Chats {

@@ -860,6 +860,11 @@ where
                 .evaluation(evaluation)
                 .data("state", approval.state.as_str())
                 .once("decided");
+            // What the closing evaluation saw, so an auditor can rebuild its input: votes are
+            // recorded only while pending, so the closed item holds exactly those it counted.
+            if let Some(decided_at) = approval.decided_at {
+                draft = draft.evaluated_at(decided_at).votes(&approval.votes);
+            }
             if let Some(by) = &approval.decided_by {
                 draft = draft.actor(by);
             }

@@ -75,9 +75,17 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
             )
             .data("execution", execution_id)
             .once("requested");
-        let evaluated = EventDraft::new(EventKind::Evaluated)
+        let mut evaluated = EventDraft::new(EventKind::Evaluated)
             .evaluation(&evaluation)
+            .evaluated_at(now)
             .once(format!("evaluated#{}", evaluation.input_digest));
+        if !evaluation.decision.outcome.is_final() {
+            // How long the workflow waits: an auditor knows when a request must have closed.
+            evaluated = evaluated.data(
+                crate::event::TIMEOUT_SECONDS,
+                evaluation.decision.timeout_seconds,
+            );
+        }
         for draft in [requested, evaluated] {
             self.log
                 .append(&request.id, draft, now)

@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::decision::{Evaluation, Outcome};
+use crate::vote::Vote;
+
+/// `data` keys of `evaluated` and `decided` events that, with the `requested` event's request,
+/// rebuild the evaluation's exact input.
+pub const INPUT_NOW: &str = "now";
+pub const INPUT_VOTES: &str = "votes";
+/// `data` key of an `evaluated` event that asks for approval: how long the workflow waits.
+pub const TIMEOUT_SECONDS: &str = "timeout_seconds";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +61,36 @@ impl EventKind {
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where the decision log keeps things: one partition per request (its events and the markers
+/// of its idempotency keys) and one item per policy bundle that decided anything.
+pub mod keys {
+    /// Sequence numbers are zero-padded so that sort keys sort in sequence order.
+    const SEQ_WIDTH: usize = 10;
+    pub const EVENT_PREFIX: &str = "EV#";
+    pub const KEY_PREFIX: &str = "KEY#";
+    pub const REQUEST_PREFIX: &str = "REQ#";
+    pub const POLICY_PREFIX: &str = "POLICY#";
+    /// The sort key of a policy bundle's item.
+    pub const POLICY_SORT_KEY: &str = "BUNDLE";
+
+    pub fn partition_key(request_id: &str) -> String {
+        format!("{REQUEST_PREFIX}{request_id}")
+    }
+
+    pub fn sort_key(seq: u64) -> String {
+        format!("{EVENT_PREFIX}{seq:0SEQ_WIDTH$}")
+    }
+
+    /// The sort key of the marker that an idempotency key was used.
+    pub fn key_marker(key: &str) -> String {
+        format!("{KEY_PREFIX}{key}")
+    }
+
+    pub fn policy_key(revision: &str) -> String {
+        format!("{POLICY_PREFIX}{revision}")
     }
 }
 
@@ -140,6 +178,19 @@ impl EventDraft {
         self.policy_revision = Some(evaluation.policy_revision.clone());
         self.input_digest = Some(evaluation.input_digest.clone());
         self
+    }
+
+    /// The `now` the evaluation was given (`data.now`), so its input can be rebuilt.
+    pub fn evaluated_at(self, now: DateTime<Utc>) -> Self {
+        self.data(INPUT_NOW, crate::time::format_rfc3339_ms(now))
+    }
+
+    /// The votes the evaluation was given (`data.votes`), so its input can be rebuilt.
+    pub fn votes(self, votes: &[Vote]) -> Self {
+        self.data(
+            INPUT_VOTES,
+            serde_json::to_value(votes).unwrap_or(Value::Array(Vec::new())),
+        )
     }
 
     pub fn data(mut self, key: &str, value: impl Into<Value>) -> Self {

@@ -3,6 +3,7 @@
 //! file system or environment lives here.
 
 pub mod approvals;
+pub mod audit;
 pub mod canonical;
 pub mod chain;
 pub mod decision;

@@ -1,6 +1,8 @@
 //! A policy bundle in memory: its policy files, its test files, `data.json`, and the revision
 //! that names it in every recorded decision.
 
+use serde::{Deserialize, Serialize};
+
 use crate::canonical::sha256_hex;
 
 use super::PolicyError;
@@ -9,7 +11,7 @@ use super::PolicyError;
 pub const TEST_SUFFIX: &str = "_test.rego";
 
 /// One source file of a bundle, with its path relative to the bundle root (`/`-separated).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyFile {
     pub path: String,
     pub source: String,
@@ -50,6 +52,39 @@ impl PolicyBundle {
             data_json,
             revision,
         })
+    }
+}
+
+/// A bundle as the decision log keeps it (`pk = POLICY#<revision>`): the policy files and
+/// `data.json`, enough to compile it again and to recompute its revision. Tests stay out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedBundle {
+    pub revision: String,
+    pub policies: Vec<PolicyFile>,
+    pub data_json: String,
+}
+
+impl PolicyBundle {
+    pub fn archive(&self) -> ArchivedBundle {
+        ArchivedBundle {
+            revision: self.revision.clone(),
+            policies: self.policies.clone(),
+            data_json: self.data_json.clone(),
+        }
+    }
+}
+
+impl ArchivedBundle {
+    /// The bundle again, refused unless its files still hash to the revision it claims.
+    pub fn restore(self) -> Result<PolicyBundle, PolicyError> {
+        let bundle = PolicyBundle::from_files(self.policies, Some(self.data_json))?;
+        if bundle.revision != self.revision {
+            return Err(PolicyError::Revision(format!(
+                "it claims {} but its files hash to {}",
+                self.revision, bundle.revision
+            )));
+        }
+        Ok(bundle)
     }
 }
 

@@ -7,7 +7,7 @@ mod bundle;
 mod engine;
 mod input;
 
-pub use bundle::{PolicyBundle, PolicyFile, TEST_SUFFIX};
+pub use bundle::{ArchivedBundle, PolicyBundle, PolicyFile, TEST_SUFFIX};
 pub use engine::{
     interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE,
 };
@@ -19,6 +19,8 @@ pub enum PolicyError {
     Compile(String),
     #[error("data.json is not valid: {0}")]
     Data(String),
+    #[error("the bundle does not match its revision: {0}")]
+    Revision(String),
     #[error("the policy does not define {0}")]
     MissingRule(String),
     #[error("evaluating {rule} failed: {message}")]

@@ -1,0 +1,229 @@
+//! `regate audit verify|backtest`: the decision log checked offline, from DynamoDB exports,
+//! without trusting the people who run regate. Exit codes: 0 all verified, 1 an integrity
+//! finding, 3 a re-evaluation mismatch (or, for backtest with `--fail-on-change`, a changed
+//! decision), 2 a usage or I/O error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use regate_core::audit::{backtest, AuditReport, ChangedDecision, LogAudit, VerifiedDecision};
+use regate_core::PolicyEngine;
+use serde_json::json;
+
+use crate::export;
+use crate::log_cmd::{csv_cell, Format};
+
+pub const EXIT_INTEGRITY: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_MISMATCH: u8 = 3;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify DynamoDB exports of the decision log: every chain, every hash, and every recorded
+    /// decision evaluated again under the policy that made it.
+    Verify(VerifyArgs),
+    /// Replay every verified decision of the exports under another policy bundle and list the
+    /// decisions whose outcome changes.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A folder holding one or more DynamoDB exports (`AWSDynamoDB/<id>/...`), as
+    /// `aws s3 sync` downloads them.
+    export: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    export: ExportArgs,
+    /// Policy bundle folders to use for revisions the export does not hold.
+    #[arg(long = "policies")]
+    policies: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    export: ExportArgs,
+    /// The policy bundle folder to replay the decisions under.
+    #[arg(long = "policies")]
+    policies: PathBuf,
+    /// Exit 3 when any decision changes: a gate for the CI of a policy repository.
+    #[arg(long)]
+    fail_on_change: bool,
+}
+
+pub fn run(command: AuditCommand) -> ExitCode {
+    let result = match command {
+        AuditCommand::Verify(args) => verify(&args),
+        AuditCommand::Backtest(args) => run_backtest(&args),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Reads the exports and audits them, handing each verified decision to `verified`.
+fn audit(
+    folder: &Path,
+    policies: &[PathBuf],
+    verified: impl FnMut(VerifiedDecision),
+) -> Result<AuditReport> {
+    let exports = export::find_exports(folder)?;
+    let mut audit = LogAudit::new();
+    export::read_into(&exports, &mut audit)?;
+    for dir in policies {
+        audit.add_known_policy(regate_policies::load_dir(dir)?);
+    }
+    let as_of = exports.iter().filter_map(export::Export::as_of).max();
+    Ok(audit.finish(as_of, verified))
+}
+
+fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let report = audit(&args.export.export, &args.policies, |_| {})?;
+    print_report(&report, args.export.format)?;
+    Ok(ExitCode::from(if report.integrity_findings() > 0 {
+        EXIT_INTEGRITY
+    } else if report.mismatches() > 0 {
+        EXIT_MISMATCH
+    } else {
+        0
+    }))
+}
+
+fn print_report(report: &AuditReport, format: Format) -> Result<()> {
+    let counts = &report.counts;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "verified": report.findings.is_empty(),
+                "summary": counts,
+                "findings": report.findings,
+            }))?
+        ),
+        Format::Csv => {
+            println!("request_id,seq,kind,detail");
+            for f in &report.findings {
+                let seq = f.seq.map(|s| s.to_string()).unwrap_or_default();
+                println!(
+                    "{},{seq},{},{}",
+                    csv_cell(&f.request_id),
+                    f.kind,
+                    csv_cell(&f.detail)
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{} requests, {} events, {} decisions, {} policies: {}",
+                counts.requests,
+                counts.events,
+                counts.decisions,
+                counts.policies,
+                match (report.integrity_findings(), report.mismatches()) {
+                    (0, 0) => "everything verified".to_string(),
+                    (integrity, mismatches) => format!(
+                        "{integrity} integrity findings, {mismatches} re-evaluation mismatches"
+                    ),
+                }
+            );
+            for f in &report.findings {
+                let seq = f.seq.map(|s| format!(" seq {s}")).unwrap_or_default();
+                println!("{}{seq}: {}: {}", f.request_id, f.kind, f.detail);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
+    let bundle = regate_policies::load_dir(&args.policies)?;
+    let engine = PolicyEngine::compile(&bundle)?;
+    let mut changes: Vec<ChangedDecision> = Vec::new();
+    let mut replayed = 0usize;
+    let report = audit(&args.export.export, &[], |decision| {
+        replayed += 1;
+        changes.extend(backtest(&decision, &engine));
+    })?;
+    if report.integrity_findings() > 0 {
+        bail!(
+            "the export does not verify ({} integrity findings): run `regate audit verify` first",
+            report.integrity_findings()
+        );
+    }
+    changes.sort_by(|a, b| (&a.request_id, a.seq).cmp(&(&b.request_id, b.seq)));
+    let mut by_change: BTreeMap<String, usize> = BTreeMap::new();
+    for change in &changes {
+        *by_change.entry(transition(change)).or_default() += 1;
+    }
+    match args.export.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "policy_revision": bundle.revision,
+                "replayed": replayed,
+                "changed": changes.len(),
+                "by_change": by_change,
+                "changes": changes,
+            }))?
+        ),
+        Format::Csv => {
+            println!("request_id,seq,old,new,old_reasons,new_reasons");
+            for c in &changes {
+                println!(
+                    "{},{},{},{},{},{}",
+                    csv_cell(&c.request_id),
+                    c.seq,
+                    c.old,
+                    new_outcome(c),
+                    csv_cell(&c.old_reasons.join("; ")),
+                    csv_cell(&c.new_reasons.join("; "))
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{replayed} decisions replayed under {}: {} changed",
+                bundle.revision,
+                changes.len()
+            );
+            for (change, count) in &by_change {
+                println!("  {change}: {count}");
+            }
+            for c in &changes {
+                println!(
+                    "{} seq {}: {} -> {}: {}",
+                    c.request_id,
+                    c.seq,
+                    c.old,
+                    new_outcome(c),
+                    c.new_reasons.join("; ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::from(
+        if args.fail_on_change && !changes.is_empty() {
+            EXIT_MISMATCH
+        } else {
+            0
+        },
+    ))
+}
+
+fn new_outcome(change: &ChangedDecision) -> &'static str {
+    change.new.map_or("error", |o| o.as_str())
+}
+
+fn transition(change: &ChangedDecision) -> String {
+    format!("{} -> {}", change.old, new_outcome(change))
+}

@@ -1,0 +1,491 @@
+//! `regate audit verify|backtest` over DynamoDB exports shaped as AWS writes them (manifests,
+//! gzipped DYNAMODB_JSON, incremental exports), holding a log that the real workflow wrote:
+//! requests evaluated by the evaluator's core and voted on through the callback's core. Each
+//! tamper case is caught with its finding and exit code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use regate_core::chain::compute_hash;
+use regate_core::evaluator::Evaluator;
+use regate_core::event::keys;
+use regate_core::{Event, EventKind, Outcome};
+use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
+use serde_json::{json, Value};
+
+const ALLOWED: &str = "aud-staging";
+const APPROVED: &str = "aud-approved";
+const REJECTED: &str = "aud-rejected";
+const DENIED: &str = "aud-denied";
+
+/// The decision log of four requests as the workflow writes it: one allowed at once, one
+/// denied at once, one approved by an owner, one rejected.
+async fn workflow_log() -> Vec<Event> {
+    let fakes = Fakes::default();
+    let evaluator = Evaluator::new(
+        fakes.log.clone(),
+        fakes.clock.clone(),
+        Arc::new(default_policy()),
+    );
+    let approvals = fakes.approvals();
+    let requests = [
+        request(ALLOWED).change("deploy", "staging", "service", "payments"),
+        request(DENIED).change("delete", "production", "database", "orders-db"),
+        request(APPROVED),
+        request(REJECTED),
+    ];
+    for r in &requests {
+        let id = r.build().id;
+        let evaluated = evaluator
+            .evaluate(&r.json(), None, &execution_of(&id))
+            .await
+            .unwrap();
+        if evaluated.decision.evaluation.decision.outcome == Outcome::ApprovalRequired {
+            open(&approvals, &r.build(), &format!("token-{id}")).await;
+        }
+    }
+    approvals
+        .vote(&ballot(APPROVED, "alice@example.com"))
+        .await
+        .unwrap();
+    let no = rejecting(
+        ballot(REJECTED, "bob@example.com"),
+        Some("not during the sale"),
+    );
+    approvals.vote(&no).await.unwrap();
+    let mut events = Vec::new();
+    for id in [ALLOWED, DENIED, APPROVED, REJECTED] {
+        events.extend(fakes.log.of(id));
+    }
+    assert_eq!(
+        fakes.kinds(APPROVED),
+        [
+            EventKind::Requested,
+            EventKind::Evaluated,
+            EventKind::Notified,
+            EventKind::Vote,
+            EventKind::Decided
+        ]
+    );
+    assert_eq!(fakes.kinds(DENIED).last(), Some(&EventKind::Evaluated));
+    events
+}
+
+/// An event as the DynamoDB adapter stores it: its fields plus `pk`, `sk` and `day_shard`.
+fn event_item(event: &Event) -> Value {
+    let mut item = serde_json::to_value(event).unwrap();
+    item["pk"] = json!(keys::partition_key(&event.request_id));
+    item["sk"] = json!(keys::sort_key(event.seq));
+    item["day_shard"] = json!(format!("{}#0", &event.at[..10]));
+    item
+}
+
+/// The default bundle's item, as the adapter keeps it.
+fn policy_item() -> Value {
+    let bundle = regate_policies::bundle().unwrap();
+    json!({
+        "pk": keys::policy_key(&bundle.revision),
+        "sk": keys::POLICY_SORT_KEY,
+        "revision": bundle.revision,
+        "bundle": serde_json::to_string(&bundle.archive()).unwrap(),
+    })
+}
+
+/// Writes one export under `root/AWSDynamoDB/<id>/` as AWS does: gzipped data files of one
+/// DynamoDB JSON line each, `manifest-files.json` and `manifest-summary.json`. `lines` are
+/// already in their export's shape (`{"Item": ...}` or an incremental change).
+fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str, lines: &[Value]) {
+    let dir = root.join("AWSDynamoDB").join(id);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut manifest = String::new();
+    // Two data files, as an export has at least one per partition.
+    let half = lines.len() / 2;
+    for (n, part) in [&lines[..half], &lines[half..]].into_iter().enumerate() {
+        let key = format!("AWSDynamoDB/{id}/data/part-{n}.json.gz");
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        for line in part {
+            writeln!(gz, "{line}").unwrap();
+        }
+        std::fs::write(root.join(&key), gz.finish().unwrap()).unwrap();
+        manifest.push_str(
+            &json!({"itemCount": part.len(), "md5Checksum": "", "etag": "", "dataFileS3Key": key})
+                .to_string(),
+        );
+        manifest.push('\n');
+    }
+    std::fs::write(dir.join("manifest-files.json"), manifest).unwrap();
+    let summary = json!({
+        "version": "2020-06-30",
+        "exportArn": format!("arn:aws:dynamodb:us-east-1:123456789012:table/regate-decision-log/export/{id}"),
+        "startTime": export_time, "endTime": export_time, "exportTime": export_time,
+        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/regate-decision-log",
+        "tableId": "00000000-0000-0000-0000-000000000000",
+        "s3Bucket": "regate-exports", "s3Prefix": null,
+        "manifestFilesS3Key": format!("AWSDynamoDB/{id}/manifest-files.json"),
+        "billedSizeBytes": 0, "itemCount": lines.len(),
+        "outputFormat": "DYNAMODB_JSON", "exportType": export_type,
+    });
+    std::fs::write(dir.join("manifest-summary.json"), summary.to_string()).unwrap();
+}
+
+/// A plain JSON item in DynamoDB JSON.
+fn dynamo(item: &Value) -> Value {
+    let item: serde_dynamo::Item = serde_dynamo::to_item(item).unwrap();
+    serde_json::to_value(item).unwrap()
+}
+
+/// A full export of `events` and the policy, a day after the requests.
+fn full_export(root: &Path, events: &[Event]) {
+    let mut lines: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"Item": dynamo(&event_item(e))}))
+        .collect();
+    lines.push(json!({"Item": dynamo(&policy_item())}));
+    write_export(
+        root,
+        "01790000000000-full0001",
+        "FULL_EXPORT",
+        "2026-06-02T12:00:00.000Z",
+        &lines,
+    );
+}
+
+fn regate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `regate audit verify <dir> --format json`: its exit code and report.
+fn verify(dir: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["audit", "verify", dir.to_str().unwrap(), "--format", "json"];
+    args.extend(extra);
+    let out = regate(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!(
+            "not a JSON report: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), report)
+}
+
+/// The `(request_id, seq, kind)` of each finding.
+fn findings(report: &Value) -> Vec<(String, Option<u64>, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["request_id"].as_str().unwrap().to_string(),
+                f["seq"].as_u64(),
+                f["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn finding(request_id: &str, seq: u64, kind: &str) -> (String, Option<u64>, String) {
+    (request_id.to_string(), Some(seq), kind.to_string())
+}
+
+/// Re-hashes `event` (and nothing after it), as someone who can write the table would.
+fn rehash(event: &mut Event) {
+    event.hash = compute_hash(event).unwrap();
+}
+
+fn position(events: &[Event], request_id: &str, seq: u64) -> usize {
+    events
+        .iter()
+        .position(|e| e.request_id == request_id && e.seq == seq)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_untouched_export_verifies_and_every_decision_comes_out_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = workflow_log().await;
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["summary"]["requests"], 4);
+    assert_eq!(report["summary"]["events"], events.len());
+    // Four first evaluations and two decisions by vote, each evaluated again.
+    assert_eq!(report["summary"]["decisions"], 6);
+    assert_eq!(report["summary"]["policies"], 1);
+
+    let table = regate(&["audit", "verify", dir.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("4 requests") && text.contains("everything verified"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_field_is_reported_as_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    let vote = position(&events, APPROVED, 4);
+    events[vote].actor = Some("mallory@example.com".into());
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(APPROVED, 4, "altered")]);
+}
+
+#[tokio::test]
+async fn a_deleted_middle_event_is_reported_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    events.remove(position(&events, REJECTED, 3));
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(REJECTED, 4, "missing_event")]);
+}
+
+#[tokio::test]
+async fn reordered_events_break_the_chain_even_when_rehashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    let (a, b) = (
+        position(&events, APPROVED, 3),
+        position(&events, APPROVED, 4),
+    );
+    events.swap(a, b);
+    let (sa, sb) = (events[a].seq, events[b].seq);
+    events[a].seq = sb;
+    events[b].seq = sa;
+    rehash(&mut events[a]);
+    rehash(&mut events[b]);
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(APPROVED, 3, "broken_link")]);
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_caught_once_the_request_is_past_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    events.remove(position(&events, APPROVED, 5));
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [finding(APPROVED, 4, "no_terminal_event")]
+    );
+}
+
+#[tokio::test]
+async fn a_decision_changed_with_its_hash_is_caught_by_evaluating_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    let decided = position(&events, REJECTED, 5);
+    assert_eq!(events[decided].kind, EventKind::Decided);
+    events[decided].outcome = Some(Outcome::Allow);
+    rehash(&mut events[decided]);
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [finding(REJECTED, 5, "outcome_mismatch")]
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_vote_is_caught_by_the_decision_that_counted_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = workflow_log().await;
+    // Rewrite the approver and every hash after, so that every link holds.
+    let from = position(&events, APPROVED, 4);
+    events[from].actor = Some("mallory@example.com".into());
+    for i in from..=position(&events, APPROVED, 5) {
+        if i > from {
+            events[i].prev_hash = events[i - 1].hash.clone();
+        }
+        rehash(&mut events[i]);
+    }
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(APPROVED, 5, "input_mismatch")]);
+}
+
+#[tokio::test]
+async fn a_changed_or_deleted_item_in_an_incremental_export_is_an_alteration() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = workflow_log().await;
+    full_export(dir.path(), &events);
+    let vote = &events[position(&events, APPROVED, 4)];
+    let mut edited = vote.clone();
+    edited.reasons = vec!["edited later".into()];
+    let keys_of = |e: &Event| {
+        dynamo(&json!({"pk": keys::partition_key(&e.request_id), "sk": keys::sort_key(e.seq)}))
+    };
+    let meta = json!({"WriteTimestampMicros": {"N": "1780401600000000"}});
+    let lines = [
+        json!({"Metadata": meta, "Keys": keys_of(vote), "OldImage": dynamo(&event_item(vote)), "NewImage": dynamo(&event_item(&edited))}),
+        json!({"Metadata": meta, "Keys": keys_of(&events[0]), "OldImage": dynamo(&event_item(&events[0]))}),
+    ];
+    write_export(
+        dir.path(),
+        "01790000000000-incr0001",
+        "INCREMENTAL_EXPORT",
+        "2026-06-02T13:00:00.000Z",
+        &lines,
+    );
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [
+            finding(APPROVED, 4, "changed_after_write"),
+            finding(&events[0].request_id, 1, "changed_after_write"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_data_file_that_lost_items_or_a_policy_that_is_not_there_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = workflow_log().await;
+    // The events only: the policy item is not in the export.
+    let lines: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"Item": dynamo(&event_item(e))}))
+        .collect();
+    write_export(
+        dir.path(),
+        "01790000000000-nopolicy",
+        "FULL_EXPORT",
+        "2026-06-02T12:00:00.000Z",
+        &lines,
+    );
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let kinds: Vec<String> = findings(&report).into_iter().map(|f| f.2).collect();
+    assert_eq!(kinds, vec!["policy_missing"; 6]);
+    // The bundle from a folder stands in for the missing item.
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let (code, report) = verify(dir.path(), &["--policies", policies.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+
+    // A data file that holds fewer items than its manifest lists.
+    let data = dir
+        .path()
+        .join("AWSDynamoDB/01790000000000-nopolicy/data/part-1.json.gz");
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    writeln!(
+        gz,
+        "{}",
+        json!({"Item": dynamo(&event_item(&events[events.len() - 1]))})
+    )
+    .unwrap();
+    std::fs::write(&data, gz.finish().unwrap()).unwrap();
+    let (code, report) = verify(dir.path(), &["--policies", policies.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        findings(&report).iter().any(|f| f.2 == "item_count"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_ion_export_or_a_folder_without_an_export_is_a_clear_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = regate(&["audit", "verify", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no DynamoDB export under"));
+
+    write_export(
+        dir.path(),
+        "01790000000000-ion00001",
+        "FULL_EXPORT",
+        "2026-06-02T12:00:00.000Z",
+        &[],
+    );
+    let summary = dir
+        .path()
+        .join("AWSDynamoDB/01790000000000-ion00001/manifest-summary.json");
+    let text = std::fs::read_to_string(&summary)
+        .unwrap()
+        .replace("DYNAMODB_JSON", "ION");
+    std::fs::write(&summary, text).unwrap();
+    let out = regate(&["audit", "verify", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ION format") && stderr.contains("DYNAMODB_JSON"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_backtest_lists_the_decisions_another_policy_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    full_export(dir.path(), &workflow_log().await);
+    // The same policy, but alice is no longer a payments owner.
+    let policies = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for file in ["approvals.rego", "data.json"] {
+        let text = std::fs::read_to_string(source.join(file)).unwrap();
+        let text = text.replace(
+            "\"alice@example.com\", \"bob@example.com\"",
+            "\"bob@example.com\"",
+        );
+        std::fs::write(policies.path().join(file), text).unwrap();
+    }
+    let args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "audit".to_string(),
+            "backtest".into(),
+            "--policies".into(),
+            policies.path().to_str().unwrap().into(),
+            dir.path().to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_regate"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(args(&["--format", "json"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replayed"], 6, "{report:#}");
+    assert_eq!(report["changed"], 1, "{report:#}");
+    assert_eq!(report["by_change"]["allow -> approval_required"], 1);
+    let change = &report["changes"][0];
+    assert_eq!(change["request_id"], APPROVED);
+    assert_eq!(change["seq"], 5);
+
+    let gate = run(args(&["--fail-on-change"]));
+    assert_eq!(gate.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&gate.stdout);
+    assert!(
+        text.contains(&format!("{APPROVED} seq 5: allow -> approval_required")),
+        "{text}"
+    );
+}

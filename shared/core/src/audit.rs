@@ -1,0 +1,655 @@
+//! Offline audit of the decision log as an export holds it: every item is checked as it streams
+//! by (its keys, its hash), only what the chains and the re-evaluations need is kept, and
+//! [`LogAudit::finish`] then checks each request's chain and evaluates every recorded decision
+//! again under the policy bundle that made it.
+//!
+//! Pure: reading export files, manifests and checkpoints is the caller's part.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::chain::{compute_hash, GENESIS_HASH};
+use crate::decision::Outcome;
+use crate::event::{keys, Event, EventKind, INPUT_NOW, INPUT_VOTES, TIMEOUT_SECONDS};
+use crate::policy::{ArchivedBundle, PolicyBundle, PolicyEngine, PreparedRequest};
+use crate::request::Request;
+use crate::vote::Vote;
+
+/// How long after its timeout a request may still be open: the workflow's own timeout, the
+/// resume lease and the sweeper's period all fit well inside it.
+pub const CLOSE_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// What an audit can find. Integrity findings mean the log is not what regate wrote;
+/// re-evaluation findings mean the policy that made a decision now decides otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A data file holds another number of items than its manifest says.
+    ItemCount,
+    /// An item that cannot be read as what its keys say it is.
+    Unreadable,
+    /// An event whose `pk`/`sk` do not match its `request_id`/`seq`.
+    KeyMismatch,
+    /// An event whose content does not match its hash: it was edited.
+    Altered,
+    /// Two different events under the same request and seq (in overlapping exports).
+    ConflictingCopies,
+    /// A sequence number is missing: an event was deleted (or the chain does not start at 1).
+    MissingEvent,
+    /// An event's `prev_hash` is not the previous event's hash: events were reordered, or a
+    /// part of the chain was rewritten.
+    BrokenLink,
+    /// A request past its timeout (and a grace period) with no `decided` or `expired` event.
+    NoTerminalEvent,
+    /// An incremental export shows an event item changed or deleted: the log is append-only.
+    ChangedAfterWrite,
+    /// No bundle for the revision that made a decision, in the export or `--policies`.
+    PolicyMissing,
+    /// A stored bundle whose files do not hash to its revision, or that does not compile.
+    PolicyInvalid,
+    /// The decision's input cannot be rebuilt from the chain, or its digest differs.
+    InputMismatch,
+    /// Evaluated again under its own policy, the decision comes out otherwise.
+    OutcomeMismatch,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ItemCount => "item_count",
+            Self::Unreadable => "unreadable",
+            Self::KeyMismatch => "key_mismatch",
+            Self::Altered => "altered",
+            Self::ConflictingCopies => "conflicting_copies",
+            Self::MissingEvent => "missing_event",
+            Self::BrokenLink => "broken_link",
+            Self::NoTerminalEvent => "no_terminal_event",
+            Self::ChangedAfterWrite => "changed_after_write",
+            Self::PolicyMissing => "policy_missing",
+            Self::PolicyInvalid => "policy_invalid",
+            Self::InputMismatch => "input_mismatch",
+            Self::OutcomeMismatch => "outcome_mismatch",
+        }
+    }
+
+    /// False only for a re-evaluation that disagrees with the record.
+    pub fn is_integrity(self) -> bool {
+        !matches!(self, Self::OutcomeMismatch)
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing found wrong: where (request and seq, when it has them) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    pub kind: FindingKind,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(
+        request_id: impl Into<String>,
+        seq: Option<u64>,
+        kind: FindingKind,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            request_id: request_id.into(),
+            seq,
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A recorded decision and everything needed to evaluate it again.
+#[derive(Debug, Clone)]
+pub struct RecordedDecision {
+    pub request_id: String,
+    pub seq: u64,
+    pub kind: EventKind,
+    pub outcome: Outcome,
+    pub reasons: Vec<String>,
+    pub policy_revision: String,
+    pub input_digest: String,
+    now: Option<DateTime<Utc>>,
+    votes: Result<Vec<Vote>, String>,
+}
+
+/// What the audit keeps of one event: its place in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Link {
+    seq: u64,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+}
+
+/// What the audit keeps of one request while items stream by.
+#[derive(Debug, Default)]
+struct Trail {
+    links: Vec<Link>,
+    request: Option<Value>,
+    decisions: Vec<RecordedDecision>,
+    /// When the first evaluation asked for approval, when it was, and how long it waits.
+    waits_from: Option<(DateTime<Utc>, u64)>,
+    terminal: bool,
+    /// `(voter, choice)` of each `vote` event: a decision may count only recorded votes.
+    votes: Vec<(String, String)>,
+    /// A finding was made on one of its events already: its decisions are not evaluated again.
+    flagged: bool,
+}
+
+/// Counts for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AuditCounts {
+    pub requests: usize,
+    pub events: usize,
+    pub decisions: usize,
+    pub policies: usize,
+}
+
+/// A finished audit: counts, and findings in request and seq order.
+#[derive(Debug)]
+pub struct AuditReport {
+    pub counts: AuditCounts,
+    pub findings: Vec<Finding>,
+}
+
+/// A decision of a verified chain, with its input rebuilt.
+#[derive(Debug, Clone)]
+pub struct VerifiedDecision {
+    pub decision: RecordedDecision,
+    pub request: PreparedRequest,
+    pub votes: Vec<Vote>,
+    pub now: DateTime<Utc>,
+}
+
+impl AuditReport {
+    pub fn integrity_findings(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.kind.is_integrity())
+            .count()
+    }
+
+    pub fn mismatches(&self) -> usize {
+        self.findings.len() - self.integrity_findings()
+    }
+}
+
+/// The audit of one decision log, fed item by item.
+#[derive(Default)]
+pub struct LogAudit {
+    requests: HashMap<String, Trail>,
+    policies: HashMap<String, PolicyBundle>,
+    findings: Vec<Finding>,
+    events: usize,
+}
+
+impl LogAudit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a finding the caller made (an item count, a change in an incremental export).
+    pub fn report(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
+    /// One item of the decision-log table as JSON (binary attributes aside). Events are checked
+    /// and kept; idempotency-key markers carry nothing to check; policy bundles go through
+    /// [`Self::add_policy`].
+    pub fn add_item(&mut self, mut item: Map<String, Value>) {
+        let text = |item: &Map<String, Value>, key: &str| {
+            item.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (pk, sk) = (text(&item, "pk"), text(&item, "sk"));
+        let Some(request_id) = pk.strip_prefix(keys::REQUEST_PREFIX) else {
+            if !pk.starts_with(keys::POLICY_PREFIX) {
+                self.findings.push(Finding::new(
+                    pk,
+                    None,
+                    FindingKind::Unreadable,
+                    format!("an item with sort key {sk:?} that is not part of a decision log"),
+                ));
+            }
+            return;
+        };
+        if sk.starts_with(keys::KEY_PREFIX) {
+            return;
+        }
+        let request_id = request_id.to_string();
+        for key in ["pk", "sk", "day_shard"] {
+            item.remove(key);
+        }
+        let event: Event = match serde_json::from_value(Value::Object(item)) {
+            Ok(event) => event,
+            Err(error) => {
+                self.findings.push(Finding::new(
+                    request_id,
+                    None,
+                    FindingKind::Unreadable,
+                    format!("item {sk:?} is not an event: {error}"),
+                ));
+                return;
+            }
+        };
+        self.add_event(&request_id, &sk, event);
+    }
+
+    fn add_event(&mut self, request_id: &str, sort_key: &str, event: Event) {
+        self.events += 1;
+        let finding = |kind, detail: String| {
+            Finding::new(request_id.to_string(), Some(event.seq), kind, detail)
+        };
+        if event.request_id != request_id || keys::sort_key(event.seq) != sort_key {
+            self.findings.push(finding(
+                FindingKind::KeyMismatch,
+                format!(
+                    "stored under {}/{sort_key} but says it is request {:?} seq {}",
+                    keys::partition_key(request_id),
+                    event.request_id,
+                    event.seq
+                ),
+            ));
+            return;
+        }
+        // An altered event still takes its place in the chain, so that it is the one finding.
+        let (prev_hash, hash) = (digest(&event.prev_hash), digest(&event.hash));
+        let altered = match (&prev_hash, &hash, compute_hash(&event)) {
+            (None, _, _) | (_, None, _) => {
+                Some("its hash or prev_hash is not a sha256 digest".into())
+            }
+            (_, _, Ok(recomputed)) if recomputed == event.hash => None,
+            (_, _, Ok(_)) => Some(format!(
+                "its content does not match its hash ({} event)",
+                event.kind
+            )),
+            (_, _, Err(error)) => Some(error.to_string()),
+        };
+        let link = Link {
+            seq: event.seq,
+            prev_hash: prev_hash.unwrap_or_default(),
+            hash: hash.unwrap_or_default(),
+        };
+        let trail = self.requests.entry(request_id.to_string()).or_default();
+        trail.links.push(link);
+        if let Some(problem) = altered {
+            trail.flagged = true;
+            self.findings.push(finding(FindingKind::Altered, problem));
+            return;
+        }
+        match event.kind {
+            EventKind::Requested => trail.request = event.data.get("request").cloned(),
+            EventKind::Decided | EventKind::Expired => trail.terminal = true,
+            EventKind::Vote => trail.votes.push((
+                event.actor.clone().unwrap_or_default(),
+                event
+                    .data
+                    .get("vote")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )),
+            _ => {}
+        }
+        if event.kind == EventKind::Evaluated && event.outcome.is_some_and(Outcome::is_final) {
+            trail.terminal = true;
+        }
+        if let (EventKind::Evaluated, Some(Outcome::ApprovalRequired), Some(at)) =
+            (event.kind, event.outcome, event.at_time())
+        {
+            let timeout = event.data.get(TIMEOUT_SECONDS).and_then(Value::as_u64);
+            if let Some(timeout) = timeout {
+                trail.waits_from = Some((at, timeout));
+            }
+        }
+        if matches!(event.kind, EventKind::Evaluated | EventKind::Decided) {
+            if let Some(decision) = recorded_decision(&event) {
+                trail.decisions.push(decision);
+            }
+        }
+    }
+
+    /// A policy bundle item's archived form (the `bundle` attribute, decompressed).
+    pub fn add_policy(&mut self, claimed_revision: &str, archived: &str) {
+        let restored = serde_json::from_str::<ArchivedBundle>(archived)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.restore().map_err(|e| e.to_string()));
+        match restored {
+            Ok(bundle) if bundle.revision == claimed_revision => {
+                self.policies.insert(bundle.revision.clone(), bundle);
+            }
+            Ok(bundle) => self.findings.push(Finding::new(
+                keys::policy_key(claimed_revision),
+                None,
+                FindingKind::PolicyInvalid,
+                format!("stored as {claimed_revision} but holds {}", bundle.revision),
+            )),
+            Err(problem) => self.findings.push(Finding::new(
+                keys::policy_key(claimed_revision),
+                None,
+                FindingKind::PolicyInvalid,
+                problem,
+            )),
+        }
+    }
+
+    /// A bundle given from outside the export (`--policies`); the export's own come first.
+    pub fn add_known_policy(&mut self, bundle: PolicyBundle) {
+        self.policies
+            .entry(bundle.revision.clone())
+            .or_insert(bundle);
+    }
+
+    /// Checks every chain and re-evaluates every decision of the chains that hold, handing each
+    /// decision that verified to `verified` (a backtest replays them). `as_of` is when the
+    /// export was taken: requests past their timeout by then must have closed.
+    pub fn finish(
+        mut self,
+        as_of: Option<DateTime<Utc>>,
+        mut verified: impl FnMut(VerifiedDecision),
+    ) -> AuditReport {
+        let mut counts = AuditCounts {
+            requests: self.requests.len(),
+            events: self.events,
+            decisions: 0,
+            policies: self.policies.len(),
+        };
+        let mut engines = Engines::new(&self.policies);
+        let mut requests: Vec<(String, Trail)> = self.requests.drain().collect();
+        requests.sort_by(|a, b| a.0.cmp(&b.0));
+        for (request_id, mut trail) in requests {
+            counts.decisions += trail.decisions.len();
+            let before = self.findings.len();
+            check_links(&request_id, &mut trail.links, &mut self.findings);
+            if let (false, Some((at, timeout)), Some(as_of)) =
+                (trail.terminal, trail.waits_from, as_of)
+            {
+                let must_close_by = at + chrono::Duration::seconds(timeout as i64) + CLOSE_GRACE;
+                if must_close_by < as_of {
+                    self.findings.push(Finding::new(
+                        request_id.clone(),
+                        trail.links.last().map(|l| l.seq),
+                        FindingKind::NoTerminalEvent,
+                        format!(
+                            "it waited from {} for {timeout} s, yet has no decided or expired event",
+                            crate::time::format_rfc3339_ms(at)
+                        ),
+                    ));
+                }
+            }
+            if trail.flagged || self.findings.len() > before {
+                continue;
+            }
+            for decision in trail.decisions {
+                match rebuild(&trail.request, decision, &trail.votes) {
+                    Ok(rebuilt) => {
+                        if let Some(finding) = engines.recheck(&rebuilt) {
+                            self.findings.push(finding);
+                        } else {
+                            verified(rebuilt);
+                        }
+                    }
+                    Err(finding) => self.findings.push(*finding),
+                }
+            }
+        }
+        self.findings
+            .sort_by(|a, b| (&a.request_id, a.seq, a.kind).cmp(&(&b.request_id, b.seq, b.kind)));
+        AuditReport {
+            counts,
+            findings: self.findings,
+        }
+    }
+}
+
+/// A decision that another policy bundle decides otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedDecision {
+    pub request_id: String,
+    pub seq: u64,
+    pub old: Outcome,
+    /// `None` when the other bundle fails to evaluate it (the reasons say why).
+    pub new: Option<Outcome>,
+    pub old_reasons: Vec<String>,
+    pub new_reasons: Vec<String>,
+}
+
+/// `decision` evaluated under `engine` with its recorded input; `Some` when the outcome changes.
+pub fn backtest(decision: &VerifiedDecision, engine: &PolicyEngine) -> Option<ChangedDecision> {
+    let recorded = &decision.decision;
+    let (new, new_reasons) = match engine.evaluate(&decision.request, &decision.votes, decision.now)
+    {
+        Ok(again) if again.decision.outcome == recorded.outcome => return None,
+        Ok(again) => (Some(again.decision.outcome), again.decision.reasons),
+        Err(error) => (None, vec![error.to_string()]),
+    };
+    Some(ChangedDecision {
+        request_id: recorded.request_id.clone(),
+        seq: recorded.seq,
+        old: recorded.outcome,
+        new,
+        old_reasons: recorded.reasons.clone(),
+        new_reasons,
+    })
+}
+
+/// Sorts one request's links and reports the first gap, duplicate or broken link.
+fn check_links(request_id: &str, links: &mut Vec<Link>, findings: &mut Vec<Finding>) {
+    links.sort_by_key(|l| l.seq);
+    links.dedup();
+    let mut prev_hash = digest(GENESIS_HASH).unwrap_or_default();
+    for (expected, link) in (1u64..).zip(links.iter()) {
+        let finding = |kind, detail: String| {
+            Finding::new(request_id.to_string(), Some(link.seq), kind, detail)
+        };
+        if link.seq < expected {
+            findings.push(finding(
+                FindingKind::ConflictingCopies,
+                "two different events hold this seq".into(),
+            ));
+            return;
+        }
+        if link.seq > expected {
+            let missing = if link.seq == expected + 1 {
+                format!("seq {expected} is missing")
+            } else {
+                format!("seqs {expected} to {} are missing", link.seq - 1)
+            };
+            findings.push(finding(FindingKind::MissingEvent, missing));
+            return;
+        }
+        if link.prev_hash != prev_hash {
+            let detail = if link.seq == 1 {
+                "the first event does not start from the genesis hash"
+            } else {
+                "prev_hash is not the previous event's hash (reordered or rewritten)"
+            };
+            findings.push(finding(FindingKind::BrokenLink, detail.into()));
+            return;
+        }
+        prev_hash = link.hash;
+    }
+}
+
+fn digest(hex_text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    Some(out)
+}
+
+fn recorded_decision(event: &Event) -> Option<RecordedDecision> {
+    let now = event
+        .data
+        .get(INPUT_NOW)
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_rfc3339);
+    let votes = match event.data.get(INPUT_VOTES) {
+        None if event.kind == EventKind::Evaluated => Ok(Vec::new()),
+        None => Err("the event does not record the votes it counted".to_string()),
+        Some(votes) => serde_json::from_value(votes.clone()).map_err(|e| e.to_string()),
+    };
+    Some(RecordedDecision {
+        request_id: event.request_id.clone(),
+        seq: event.seq,
+        kind: event.kind,
+        outcome: event.outcome?,
+        reasons: event.reasons.clone(),
+        policy_revision: event.policy_revision.clone()?,
+        input_digest: event.input_digest.clone()?,
+        now,
+        votes,
+    })
+}
+
+/// The decision's input again, from the chain: the requested event's request, the votes and
+/// the `now` the decision event records.
+fn rebuild(
+    request: &Option<Value>,
+    decision: RecordedDecision,
+    vote_events: &[(String, String)],
+) -> Result<VerifiedDecision, Box<Finding>> {
+    let fail = |decision: &RecordedDecision, detail: String| {
+        Box::new(Finding::new(
+            decision.request_id.clone(),
+            Some(decision.seq),
+            FindingKind::InputMismatch,
+            detail,
+        ))
+    };
+    let Some(request) = request else {
+        return Err(fail(&decision, "the chain has no requested event".into()));
+    };
+    let request: Request = serde_json::from_value(request.clone()).map_err(|e| {
+        fail(
+            &decision,
+            format!("the recorded request does not read: {e}"),
+        )
+    })?;
+    let request = PreparedRequest::new(request).map_err(|e| {
+        fail(
+            &decision,
+            format!("the recorded request does not read: {e}"),
+        )
+    })?;
+    let Some(now) = decision.now else {
+        return Err(fail(
+            &decision,
+            "the event does not record its `now`".into(),
+        ));
+    };
+    let votes = decision.votes.clone().map_err(|e| fail(&decision, e))?;
+    let unrecorded = votes.iter().find(|vote| {
+        !vote_events
+            .iter()
+            .any(|(voter, choice)| *voter == vote.voter && choice == vote.vote.as_str())
+    });
+    if let Some(vote) = unrecorded {
+        return Err(fail(
+            &decision,
+            format!(
+                "it counts a {} by {} that no vote event records",
+                vote.vote.as_str(),
+                vote.voter
+            ),
+        ));
+    }
+    Ok(VerifiedDecision {
+        decision,
+        request,
+        votes,
+        now,
+    })
+}
+
+/// Engines compiled once per revision, and what failed to compile.
+struct Engines<'a> {
+    bundles: &'a HashMap<String, PolicyBundle>,
+    compiled: BTreeMap<String, Result<PolicyEngine, String>>,
+}
+
+impl<'a> Engines<'a> {
+    fn new(bundles: &'a HashMap<String, PolicyBundle>) -> Self {
+        Self {
+            bundles,
+            compiled: BTreeMap::new(),
+        }
+    }
+
+    /// A finding when the decision does not come out the same under its own policy.
+    fn recheck(&mut self, rebuilt: &VerifiedDecision) -> Option<Finding> {
+        let decision = &rebuilt.decision;
+        let finding = |kind, detail: String| {
+            Finding::new(
+                decision.request_id.clone(),
+                Some(decision.seq),
+                kind,
+                detail,
+            )
+        };
+        let revision = &decision.policy_revision;
+        if !self.compiled.contains_key(revision) {
+            let Some(bundle) = self.bundles.get(revision) else {
+                return Some(finding(
+                    FindingKind::PolicyMissing,
+                    format!("no bundle for policy revision {revision}"),
+                ));
+            };
+            let engine = PolicyEngine::compile(bundle).map_err(|e| e.to_string());
+            self.compiled.insert(revision.clone(), engine);
+        }
+        let engine = match self.compiled.get(revision)? {
+            Ok(engine) => engine,
+            Err(problem) => {
+                return Some(finding(
+                    FindingKind::PolicyInvalid,
+                    format!("revision {revision} does not compile: {problem}"),
+                ))
+            }
+        };
+        let again = match engine.evaluate(&rebuilt.request, &rebuilt.votes, rebuilt.now) {
+            Ok(again) => again,
+            Err(error) => {
+                return Some(finding(
+                    FindingKind::OutcomeMismatch,
+                    format!("evaluating it again failed: {error}"),
+                ))
+            }
+        };
+        if again.input_digest != decision.input_digest {
+            return Some(finding(
+                FindingKind::InputMismatch,
+                "the input rebuilt from the chain has another digest than the recorded one".into(),
+            ));
+        }
+        let (outcome, reasons) = (again.decision.outcome, &again.decision.reasons);
+        if outcome != decision.outcome || *reasons != decision.reasons {
+            return Some(finding(
+                FindingKind::OutcomeMismatch,
+                format!(
+                    "recorded {} ({}), evaluated again {} ({})",
+                    decision.outcome,
+                    decision.reasons.join("; "),
+                    outcome,
+                    reasons.join("; ")
+                ),
+            ));
+        }
+        None
+    }
+}
