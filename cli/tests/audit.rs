@@ -5,18 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use regate_core::chain::compute_hash;
 use regate_core::evaluator::Evaluator;
 use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
+use regate_tests::export::{dynamo, export_decision_log, gzip_lines, write_export};
+use regate_tests::local_config;
+use regate_tests::stack::LocalStack;
 use serde_json::{json, Value};
 
 const ALLOWED: &str = "aud-staging";
@@ -95,49 +95,6 @@ fn policy_item() -> Value {
         "revision": bundle.revision,
         "bundle": serde_json::to_string(&bundle.archive()).unwrap(),
     })
-}
-
-/// Writes one export under `root/AWSDynamoDB/<id>/` as AWS does: gzipped data files of one
-/// DynamoDB JSON line each, `manifest-files.json` and `manifest-summary.json`. `lines` are
-/// already in their export's shape (`{"Item": ...}` or an incremental change).
-fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str, lines: &[Value]) {
-    let dir = root.join("AWSDynamoDB").join(id);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let mut manifest = String::new();
-    // Two data files, as an export has at least one per partition.
-    let half = lines.len() / 2;
-    for (n, part) in [&lines[..half], &lines[half..]].into_iter().enumerate() {
-        let key = format!("AWSDynamoDB/{id}/data/part-{n}.json.gz");
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        for line in part {
-            writeln!(gz, "{line}").unwrap();
-        }
-        std::fs::write(root.join(&key), gz.finish().unwrap()).unwrap();
-        manifest.push_str(
-            &json!({"itemCount": part.len(), "md5Checksum": "", "etag": "", "dataFileS3Key": key})
-                .to_string(),
-        );
-        manifest.push('\n');
-    }
-    std::fs::write(dir.join("manifest-files.json"), manifest).unwrap();
-    let summary = json!({
-        "version": "2020-06-30",
-        "exportArn": format!("arn:aws:dynamodb:us-east-1:123456789012:table/regate-decision-log/export/{id}"),
-        "startTime": export_time, "endTime": export_time, "exportTime": export_time,
-        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/regate-decision-log",
-        "tableId": "00000000-0000-0000-0000-000000000000",
-        "s3Bucket": "regate-exports", "s3Prefix": null,
-        "manifestFilesS3Key": format!("AWSDynamoDB/{id}/manifest-files.json"),
-        "billedSizeBytes": 0, "itemCount": lines.len(),
-        "outputFormat": "DYNAMODB_JSON", "exportType": export_type,
-    });
-    std::fs::write(dir.join("manifest-summary.json"), summary.to_string()).unwrap();
-}
-
-/// A plain JSON item in DynamoDB JSON.
-fn dynamo(item: &Value) -> Value {
-    let item: serde_dynamo::Item = serde_dynamo::to_item(item).unwrap();
-    serde_json::to_value(item).unwrap()
 }
 
 /// A full export of `events` and the policy, a day after the requests.
@@ -388,14 +345,8 @@ async fn a_data_file_that_lost_items_or_a_policy_that_is_not_there_is_reported()
     let data = dir
         .path()
         .join("AWSDynamoDB/01790000000000-nopolicy/data/part-1.json.gz");
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    writeln!(
-        gz,
-        "{}",
-        json!({"Item": dynamo(&event_item(&events[events.len() - 1]))})
-    )
-    .unwrap();
-    std::fs::write(&data, gz.finish().unwrap()).unwrap();
+    let last = json!({"Item": dynamo(&event_item(&events[events.len() - 1]))});
+    std::fs::write(&data, gzip_lines(&[last])).unwrap();
     let (code, report) = verify(dir.path(), &["--policies", policies.to_str().unwrap()]);
     assert_eq!(code, 1, "{report:#}");
     assert!(
@@ -488,4 +439,65 @@ async fn a_backtest_lists_the_decisions_another_policy_changes() {
         text.contains(&format!("{APPROVED} seq 5: allow -> approval_required")),
         "{text}"
     );
+}
+
+/// Whether a DynamoDB JSON line belongs to one of `ids` or is a policy bundle.
+fn about(line: &Value, ids: &[String]) -> bool {
+    let pk = line["Item"]["pk"]["S"].as_str().unwrap_or_default();
+    pk.starts_with(keys::POLICY_PREFIX)
+        || ids.iter().any(|id| pk == keys::partition_key(id).as_str())
+}
+
+#[tokio::test]
+async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
+    let stack = LocalStack::connect().await;
+    let (staging, staging_run) = stack
+        .begin("audit-staging", |r| {
+            r.change("deploy", "staging", "service", "payments")
+        })
+        .await;
+    let (approved, approved_run) = stack.begin("audit-approved", |r| r).await;
+    let (rejected, rejected_run) = stack
+        .begin("audit-rejected", |r| {
+            r.change("iam_change", "production", "iam_role", "payments")
+        })
+        .await;
+    stack.message_for(&approved).await;
+    stack
+        .click_ok("alice@example.com", "approve", &approved)
+        .await;
+    stack.message_for(&rejected).await;
+    stack
+        .submit_reason("ivan@example.com", &rejected, "too broad")
+        .await;
+    for run in [&staging_run, &approved_run, &rejected_run] {
+        stack.wait_finished(run).await;
+    }
+
+    // The table holds every test's requests (one edits an event on purpose): the export keeps
+    // this test's requests and the policy bundles, with manifests as AWS writes them.
+    let ids = [staging.clone(), approved.clone(), rejected.clone()];
+    let lines: Vec<Value> = export_decision_log(&local_config().await)
+        .await
+        .into_iter()
+        .filter(|line| about(line, &ids))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_export(
+        dir.path(),
+        "01790000000000-local001",
+        "FULL_EXPORT",
+        "2026-06-01T12:30:00.000Z",
+        &lines,
+    );
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["requests"], 3, "{report:#}");
+    // The evaluator and the callback kept the bundle they evaluated with.
+    assert!(
+        report["summary"]["policies"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    // Three first evaluations and the two decisions made by clicks.
+    assert_eq!(report["summary"]["decisions"], 5, "{report:#}");
 }

@@ -1,0 +1,151 @@
+//! DynamoDB exports to S3 as AWS lays them out, for the audit tests: moto's
+//! `ExportTableToPointInTime` writes real data lines but no manifests and no incremental
+//! exports, so tests write those the way AWS does
+//! (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>).
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+
+/// A plain JSON item in DynamoDB JSON (`{"pk": {"S": ...}, ...}`).
+pub fn dynamo(item: &Value) -> Value {
+    let item: serde_dynamo::Item = serde_dynamo::to_item(item).unwrap();
+    serde_json::to_value(item).unwrap()
+}
+
+/// Gzipped lines, as a data file holds them.
+pub fn gzip_lines(lines: &[Value]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    for line in lines {
+        writeln!(gz, "{line}").unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+/// Writes one export under `root/AWSDynamoDB/<id>/` as AWS does: data files (two, as an export
+/// has at least one per partition) of one DynamoDB JSON line each, gzipped;
+/// `manifest-files.json` with each file's item count; and `manifest-summary.json`. `lines` are
+/// in their export's shape already (`{"Item": ...}`, or an incremental change).
+pub fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str, lines: &[Value]) {
+    let dir = root.join("AWSDynamoDB").join(id);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut manifest = String::new();
+    let half = lines.len() / 2;
+    for (n, part) in [&lines[..half], &lines[half..]].into_iter().enumerate() {
+        let key = format!("AWSDynamoDB/{id}/data/part-{n}.json.gz");
+        std::fs::write(root.join(&key), gzip_lines(part)).unwrap();
+        let entry =
+            json!({"itemCount": part.len(), "md5Checksum": "", "etag": "", "dataFileS3Key": key});
+        manifest.push_str(&format!("{entry}\n"));
+    }
+    std::fs::write(dir.join("manifest-files.json"), manifest).unwrap();
+    let table = "arn:aws:dynamodb:us-east-1:123456789012:table/DecisionLog";
+    let summary = json!({
+        "version": "2020-06-30",
+        "exportArn": format!("{table}/export/{id}"),
+        "startTime": export_time, "endTime": export_time, "exportTime": export_time,
+        "tableArn": table, "tableId": "00000000-0000-0000-0000-000000000000",
+        "s3Bucket": "regate-exports", "s3Prefix": null,
+        "manifestFilesS3Key": format!("AWSDynamoDB/{id}/manifest-files.json"),
+        "billedSizeBytes": 0, "itemCount": lines.len(),
+        "outputFormat": "DYNAMODB_JSON", "exportType": export_type,
+    });
+    std::fs::write(dir.join("manifest-summary.json"), summary.to_string()).unwrap();
+}
+
+/// The decision-log table exported through the local stack as an auditor exports it from AWS
+/// (`ExportTableToPointInTime` into an S3 bucket, then downloaded): every `{"Item": ...}` line
+/// of the data files moto wrote.
+pub async fn export_decision_log(config: &aws_config::SdkConfig) -> Vec<Value> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = "regate-exports";
+    // Already there from an earlier run on this stack is fine.
+    let _ = s3.create_bucket().bucket(bucket).send().await;
+    let table = dynamodb
+        .describe_table()
+        .table_name(crate::decision_log_table())
+        .send()
+        .await
+        .unwrap();
+    let table_arn = table.table().unwrap().table_arn().unwrap().to_string();
+    let prefix = format!("exports/{}", crate::unique("audit"));
+    let started = dynamodb
+        .export_table_to_point_in_time()
+        .table_arn(&table_arn)
+        .s3_bucket(bucket)
+        .s3_prefix(&prefix)
+        .export_format(aws_sdk_dynamodb::types::ExportFormat::DynamodbJson)
+        .send()
+        .await
+        .unwrap();
+    let arn = started
+        .export_description()
+        .unwrap()
+        .export_arn()
+        .unwrap()
+        .to_string();
+    for _ in 0..100 {
+        let described = dynamodb
+            .describe_export()
+            .export_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        let status = described
+            .export_description()
+            .unwrap()
+            .export_status()
+            .cloned();
+        match status {
+            Some(aws_sdk_dynamodb::types::ExportStatus::Completed) => break,
+            Some(aws_sdk_dynamodb::types::ExportStatus::Failed) => {
+                panic!("export failed: {described:?}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body;
+        let bytes = body.collect().await.unwrap().into_bytes();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+            &mut text,
+        )
+        .unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    assert!(
+        !lines.is_empty(),
+        "the export under {prefix} holds no items"
+    );
+    lines
+}
