@@ -4,7 +4,7 @@
 //! decision), 2 a usage or I/O error.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -33,8 +33,9 @@ pub enum AuditCommand {
 #[derive(Args)]
 pub struct ExportArgs {
     /// A folder holding one or more DynamoDB exports (`AWSDynamoDB/<id>/...`), as
-    /// `aws s3 sync` downloads them.
-    export: PathBuf,
+    /// `aws s3 sync` downloads them, or the S3 prefix they are under (`s3://bucket/prefix`,
+    /// read with the standard AWS configuration).
+    export: String,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -73,11 +74,13 @@ pub fn run(command: AuditCommand) -> ExitCode {
 
 /// Reads the exports and audits them, handing each verified decision to `verified`.
 fn audit(
-    folder: &Path,
+    source: &str,
     policies: &[PathBuf],
     verified: impl FnMut(VerifiedDecision),
 ) -> Result<AuditReport> {
-    let exports = export::find_exports(folder)?;
+    let mut downloaded = None;
+    let folder = export::local_folder(&export::Source::parse(source), &mut downloaded)?;
+    let exports = export::find_exports(&folder)?;
     let mut audit = LogAudit::new();
     export::read_into(&exports, &mut audit)?;
     for dir in policies {

@@ -318,3 +318,119 @@ fn text(item: &Item, key: &str) -> String {
         _ => String::new(),
     }
 }
+
+/// Where the exports are: a folder, or an S3 prefix (`s3://bucket/prefix`).
+pub enum Source {
+    Folder(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Source {
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Self::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_end_matches('/').to_string(),
+                }
+            }
+            None => Self::Folder(PathBuf::from(text)),
+        }
+    }
+}
+
+/// The exports of `source` in a local folder: the folder itself, or the S3 prefix downloaded
+/// object by object (each streamed to disk) into a temporary folder kept while `held` lives.
+pub fn local_folder(
+    source: &Source,
+    held: &mut Option<tempfile::TempDir>,
+) -> anyhow::Result<PathBuf> {
+    let (bucket, prefix) = match source {
+        Source::Folder(path) => return Ok(path.clone()),
+        Source::S3 { bucket, prefix } => (bucket, prefix),
+    };
+    let dir = tempfile::tempdir().context("creating a folder for the download")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(download(bucket, prefix, dir.path()))?;
+    let path = dir.path().to_path_buf();
+    *held = Some(dir);
+    Ok(path)
+}
+
+async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
+    let sdk = regate_aws::load_config().await;
+    // A custom endpoint (a local S3) answers on paths, not on bucket host names.
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(path_style)
+            .build(),
+    );
+    let listing_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&listing_prefix)
+        .into_paginator()
+        .send();
+    let mut count = 0usize;
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| anyhow!("listing s3://{bucket}/{listing_prefix}: {}", aws_error(&e)))?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            let Ok(relative) = relative_key(key) else {
+                continue;
+            };
+            let target = into.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| anyhow!("reading s3://{bucket}/{key}: {}", aws_error(&e)))?
+                .body;
+            let mut file = File::create(&target)?;
+            while let Some(chunk) = body
+                .try_next()
+                .await
+                .with_context(|| format!("reading s3://{bucket}/{key}"))?
+            {
+                std::io::Write::write_all(&mut file, &chunk)?;
+            }
+            count += 1;
+        }
+    }
+    if count == 0 {
+        bail!("no DynamoDB export under s3://{bucket}/{listing_prefix}");
+    }
+    Ok(())
+}
+
+/// An SDK error as one line: the service's code and message when it gave them.
+fn aws_error<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error,
+    R: std::fmt::Debug,
+{
+    match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or_default()
+        ),
+        None => format!("{error}"),
+    }
+}

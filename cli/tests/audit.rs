@@ -14,9 +14,11 @@ use regate_core::evaluator::Evaluator;
 use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
-use regate_tests::export::{dynamo, export_decision_log, gzip_lines, write_export};
-use regate_tests::local_config;
+use regate_tests::export::{
+    dynamo, export_decision_log, gzip_lines, local_s3, upload_folder, write_export, EXPORT_BUCKET,
+};
 use regate_tests::stack::LocalStack;
+use regate_tests::{local_config, local_env, unique};
 use serde_json::{json, Value};
 
 const ALLOWED: &str = "aud-staging";
@@ -113,16 +115,19 @@ fn full_export(root: &Path, events: &[Event]) {
     );
 }
 
+/// The CLI, with the local stack's settings (for `s3://` sources).
 fn regate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_regate"))
         .args(args)
+        .envs(local_env())
         .output()
         .unwrap()
 }
 
-/// `regate audit verify <dir> --format json`: its exit code and report.
-fn verify(dir: &Path, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec!["audit", "verify", dir.to_str().unwrap(), "--format", "json"];
+/// `regate audit verify <source> --format json`: its exit code and report.
+fn verify(source: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> (i32, Value) {
+    let source = source.as_ref().to_str().unwrap().to_string();
+    let mut args = vec!["audit", "verify", source.as_str(), "--format", "json"];
     args.extend(extra);
     let out = regate(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -500,4 +505,27 @@ async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
     );
     // Three first evaluations and the two decisions made by clicks.
     assert_eq!(report["summary"]["decisions"], 5, "{report:#}");
+
+    // The same export read straight from S3, as `aws dynamodb export-table-to-point-in-time`
+    // leaves it.
+    let prefix = unique("audit-s3");
+    let s3 = local_s3(&local_config().await);
+    upload_folder(&s3, dir.path(), EXPORT_BUCKET, &prefix).await;
+    let (code, from_s3) = verify(format!("s3://{EXPORT_BUCKET}/{prefix}"), &[]);
+    assert_eq!(code, 0, "{from_s3:#}");
+    assert_eq!(from_s3["summary"], report["summary"]);
+    let (code, _) = {
+        let out = regate(&[
+            "audit",
+            "verify",
+            &format!("s3://{EXPORT_BUCKET}/nothing-here"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains("no DynamoDB export under s3://"),
+            "{stderr}"
+        );
+        (out.status.code().unwrap(), stderr)
+    };
+    assert_eq!(code, 2);
 }

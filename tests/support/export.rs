@@ -10,6 +10,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 
+/// The local stack's bucket for exports (made by the first test that needs it).
+pub const EXPORT_BUCKET: &str = "regate-exports";
+
 /// A plain JSON item in DynamoDB JSON (`{"pk": {"S": ...}, ...}`).
 pub fn dynamo(item: &Value) -> Value {
     let item: serde_dynamo::Item = serde_dynamo::to_item(item).unwrap();
@@ -61,12 +64,8 @@ pub fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str,
 /// of the data files moto wrote.
 pub async fn export_decision_log(config: &aws_config::SdkConfig) -> Vec<Value> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = "regate-exports";
+    let s3 = local_s3(config);
+    let bucket = EXPORT_BUCKET;
     // Already there from an earlier run on this stack is fine.
     let _ = s3.create_bucket().bucket(bucket).send().await;
     let table = dynamodb
@@ -148,4 +147,40 @@ pub async fn export_decision_log(config: &aws_config::SdkConfig) -> Vec<Value> {
         "the export under {prefix} holds no items"
     );
     lines
+}
+
+/// An S3 client for the local stack (moto answers on paths, not bucket host names).
+pub fn local_s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Uploads every file under `dir` to `s3://bucket/prefix/`, keeping their paths.
+pub async fn upload_folder(s3: &aws_sdk_s3::Client, dir: &Path, bucket: &str, prefix: &str) {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            s3.put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}/{relative}"))
+                .body(std::fs::read(&path).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 }
