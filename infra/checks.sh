@@ -2,7 +2,8 @@
 # Infrastructure checks (part of the README's test command):
 #   cfn-lint and `sam validate --lint` on the SAM template, asl-validator on the state machine,
 #   the cfn-guard rules in infra/guard/ (the template passes; each example in
-#   infra/guard/examples/ fails exactly the rules its first line names), and the release
+#   infra/guard/examples/ fails exactly the rules its first line names), the Athena named
+#   queries against their files (infra/athena/), and the release
 #   packaging of the three functions with cargo lambda, with their zip sizes.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -67,6 +68,9 @@ if python3 infra/teams/package.py --app-id not-a-guid --out "$package_dir" >/dev
   fail "package.py accepted an app id that is not a GUID"
 fi
 rm -rf "$package_dir"
+
+echo "== Athena: the template's named queries are infra/athena/queries/"
+"$checks/python" infra/athena/queries.py check-template infra/template.yaml || fail "athena named queries"
 
 echo "== packaging: release zips with cargo lambda"
 arch_flag="--arm64"

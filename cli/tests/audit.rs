@@ -25,9 +25,11 @@ const ALLOWED: &str = "aud-staging";
 const APPROVED: &str = "aud-approved";
 const REJECTED: &str = "aud-rejected";
 const DENIED: &str = "aud-denied";
+const EXPIRED: &str = "aud-expired";
 
-/// The decision log of four requests as the workflow writes it: one allowed at once, one
-/// denied at once, one approved by an owner, one rejected.
+/// The decision log of five requests as the workflow writes it: one allowed at once, one
+/// denied at once, one approved by an owner, one rejected, and one that expired after its
+/// requester's own vote was refused.
 async fn workflow_log() -> Vec<Event> {
     let fakes = Fakes::default();
     let evaluator = Evaluator::new(
@@ -41,6 +43,7 @@ async fn workflow_log() -> Vec<Event> {
         request(DENIED).change("delete", "production", "database", "orders-db"),
         request(APPROVED),
         request(REJECTED),
+        request(EXPIRED),
     ];
     for r in &requests {
         let id = r.build().id;
@@ -61,8 +64,16 @@ async fn workflow_log() -> Vec<Event> {
         Some("not during the sale"),
     );
     approvals.vote(&no).await.unwrap();
+    approvals
+        .vote(&ballot(EXPIRED, "dev@example.com"))
+        .await
+        .unwrap();
+    approvals
+        .expire(EXPIRED, &execution_of(EXPIRED))
+        .await
+        .unwrap();
     let mut events = Vec::new();
-    for id in [ALLOWED, DENIED, APPROVED, REJECTED] {
+    for id in [ALLOWED, DENIED, APPROVED, REJECTED, EXPIRED] {
         events.extend(fakes.log.of(id));
     }
     assert_eq!(
@@ -76,6 +87,10 @@ async fn workflow_log() -> Vec<Event> {
         ]
     );
     assert_eq!(fakes.kinds(DENIED).last(), Some(&EventKind::Evaluated));
+    assert_eq!(
+        fakes.kinds(EXPIRED)[3..],
+        [EventKind::VoteRefused, EventKind::Expired]
+    );
     events
 }
 
@@ -180,16 +195,16 @@ async fn an_untouched_export_verifies_and_every_decision_comes_out_the_same() {
     let (code, report) = verify(dir.path(), &[]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["verified"], true);
-    assert_eq!(report["summary"]["requests"], 4);
+    assert_eq!(report["summary"]["requests"], 5);
     assert_eq!(report["summary"]["events"], events.len());
-    // Four first evaluations and two decisions by vote, each evaluated again.
-    assert_eq!(report["summary"]["decisions"], 6);
+    // Five first evaluations and two decisions by vote, each evaluated again.
+    assert_eq!(report["summary"]["decisions"], 7);
     assert_eq!(report["summary"]["policies"], 1);
 
     let table = regate(&["audit", "verify", dir.path().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("4 requests") && text.contains("everything verified"),
+        text.contains("5 requests") && text.contains("everything verified"),
         "{text}"
     );
 }
@@ -340,7 +355,7 @@ async fn a_data_file_that_lost_items_or_a_policy_that_is_not_there_is_reported()
     let (code, report) = verify(dir.path(), &[]);
     assert_eq!(code, 1, "{report:#}");
     let kinds: Vec<String> = findings(&report).into_iter().map(|f| f.2).collect();
-    assert_eq!(kinds, vec!["policy_missing"; 6]);
+    assert_eq!(kinds, vec!["policy_missing"; 7]);
     // The bundle from a folder stands in for the missing item.
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let (code, report) = verify(dir.path(), &["--policies", policies.to_str().unwrap()]);
@@ -430,7 +445,7 @@ async fn a_backtest_lists_the_decisions_another_policy_changes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["replayed"], 6, "{report:#}");
+    assert_eq!(report["replayed"], 7, "{report:#}");
     assert_eq!(report["changed"], 1, "{report:#}");
     assert_eq!(report["by_change"]["allow -> approval_required"], 1);
     let change = &report["changes"][0];
@@ -528,4 +543,64 @@ async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
         (out.status.code().unwrap(), stderr)
     };
     assert_eq!(code, 2);
+}
+
+#[tokio::test]
+async fn the_athena_queries_answer_over_an_export_in_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    full_export(dir.path(), &workflow_log().await);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join(".local/checks-venv/bin/python"))
+        .arg(root.join("infra/athena/queries.py"))
+        .args(["run", dir.path().to_str().unwrap()])
+        .output()
+        .expect("the checks venv (infra/local/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let approvals = results["approvals_in_period"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{results:#}");
+    assert_eq!(approvals[0]["request_id"], APPROVED);
+    assert_eq!(approvals[0]["approver"], "alice@example.com");
+    assert_eq!(approvals[0]["platform"], "slack");
+
+    let per_day: Vec<(String, String, u64)> = results["decisions_per_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["day"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+                r["decisions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Allowed: the staging deploy and the approved one; denied: the database drop and the
+    // rejected one.
+    assert_eq!(
+        per_day,
+        [
+            ("2026-06-01".to_string(), "allow".to_string(), 2),
+            ("2026-06-01".to_string(), "deny".to_string(), 2)
+        ]
+    );
+
+    let refused = results["refused_votes"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{results:#}");
+    assert_eq!(refused[0]["request_id"], EXPIRED);
+    assert_eq!(refused[0]["voter"], "dev@example.com");
+    assert!(
+        refused[0]["reason"].as_str().unwrap().contains("request"),
+        "{results:#}"
+    );
+
+    let expired = results["expired_requests"].as_array().unwrap();
+    assert_eq!(expired.len(), 1, "{results:#}");
+    assert_eq!(expired[0]["request_id"], EXPIRED);
+    assert!(expired[0]["reason"].as_str().unwrap().contains("timeout"));
 }

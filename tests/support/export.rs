@@ -3,8 +3,9 @@
 //! exports, so tests write those the way AWS does
 //! (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.Output.html>).
 
-use std::io::Write;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -28,35 +29,77 @@ pub fn gzip_lines(lines: &[Value]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-/// Writes one export under `root/AWSDynamoDB/<id>/` as AWS does: data files (two, as an export
-/// has at least one per partition) of one DynamoDB JSON line each, gzipped;
-/// `manifest-files.json` with each file's item count; and `manifest-summary.json`. `lines` are
-/// in their export's shape already (`{"Item": ...}`, or an incremental change).
-pub fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str, lines: &[Value]) {
-    let dir = root.join("AWSDynamoDB").join(id);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let mut manifest = String::new();
-    let half = lines.len() / 2;
-    for (n, part) in [&lines[..half], &lines[half..]].into_iter().enumerate() {
-        let key = format!("AWSDynamoDB/{id}/data/part-{n}.json.gz");
-        std::fs::write(root.join(&key), gzip_lines(part)).unwrap();
-        let entry =
-            json!({"itemCount": part.len(), "md5Checksum": "", "etag": "", "dataFileS3Key": key});
-        manifest.push_str(&format!("{entry}\n"));
+/// Writes one export under `root/AWSDynamoDB/<id>/` as AWS does, a line at a time: gzipped
+/// data files of one DynamoDB JSON line each (lines go round-robin over `files` of them, as an
+/// export has at least one file per partition), then `manifest-files.json` with each file's
+/// item count and `manifest-summary.json`. Lines are in their export's shape already
+/// (`{"Item": ...}`, or an incremental change).
+pub struct ExportWriter {
+    root: PathBuf,
+    id: String,
+    files: Vec<(String, GzEncoder<BufWriter<File>>, u64)>,
+    next: usize,
+}
+
+impl ExportWriter {
+    pub fn new(root: &Path, id: &str, files: usize) -> Self {
+        std::fs::create_dir_all(root.join("AWSDynamoDB").join(id).join("data")).unwrap();
+        let files = (0..files.max(1))
+            .map(|n| {
+                let key = format!("AWSDynamoDB/{id}/data/part-{n}.json.gz");
+                let file = BufWriter::new(File::create(root.join(&key)).unwrap());
+                (key, GzEncoder::new(file, Compression::fast()), 0)
+            })
+            .collect();
+        Self {
+            root: root.to_path_buf(),
+            id: id.to_string(),
+            files,
+            next: 0,
+        }
     }
-    std::fs::write(dir.join("manifest-files.json"), manifest).unwrap();
-    let table = "arn:aws:dynamodb:us-east-1:123456789012:table/DecisionLog";
-    let summary = json!({
-        "version": "2020-06-30",
-        "exportArn": format!("{table}/export/{id}"),
-        "startTime": export_time, "endTime": export_time, "exportTime": export_time,
-        "tableArn": table, "tableId": "00000000-0000-0000-0000-000000000000",
-        "s3Bucket": "regate-exports", "s3Prefix": null,
-        "manifestFilesS3Key": format!("AWSDynamoDB/{id}/manifest-files.json"),
-        "billedSizeBytes": 0, "itemCount": lines.len(),
-        "outputFormat": "DYNAMODB_JSON", "exportType": export_type,
-    });
-    std::fs::write(dir.join("manifest-summary.json"), summary.to_string()).unwrap();
+
+    pub fn push(&mut self, line: &Value) {
+        let (_, gz, count) = &mut self.files[self.next];
+        writeln!(gz, "{line}").unwrap();
+        *count += 1;
+        self.next = (self.next + 1) % self.files.len();
+    }
+
+    pub fn finish(self, export_type: &str, export_time: &str) {
+        let (id, dir) = (&self.id, self.root.join("AWSDynamoDB").join(&self.id));
+        let mut manifest = String::new();
+        let mut total = 0;
+        for (key, gz, count) in self.files {
+            gz.finish().unwrap().flush().unwrap();
+            let entry =
+                json!({"itemCount": count, "md5Checksum": "", "etag": "", "dataFileS3Key": key});
+            manifest.push_str(&format!("{entry}\n"));
+            total += count;
+        }
+        std::fs::write(dir.join("manifest-files.json"), manifest).unwrap();
+        let table = "arn:aws:dynamodb:us-east-1:123456789012:table/DecisionLog";
+        let summary = json!({
+            "version": "2020-06-30",
+            "exportArn": format!("{table}/export/{id}"),
+            "startTime": export_time, "endTime": export_time, "exportTime": export_time,
+            "tableArn": table, "tableId": "00000000-0000-0000-0000-000000000000",
+            "s3Bucket": EXPORT_BUCKET, "s3Prefix": null,
+            "manifestFilesS3Key": format!("AWSDynamoDB/{id}/manifest-files.json"),
+            "billedSizeBytes": 0, "itemCount": total,
+            "outputFormat": "DYNAMODB_JSON", "exportType": export_type,
+        });
+        std::fs::write(dir.join("manifest-summary.json"), summary.to_string()).unwrap();
+    }
+}
+
+/// One whole export of `lines` in two data files (see [`ExportWriter`]).
+pub fn write_export(root: &Path, id: &str, export_type: &str, export_time: &str, lines: &[Value]) {
+    let mut writer = ExportWriter::new(root, id, 2);
+    for line in lines {
+        writer.push(line);
+    }
+    writer.finish(export_type, export_time);
 }
 
 /// The decision-log table exported through the local stack as an auditor exports it from AWS
