@@ -9,7 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use regate_core::audit::{backtest, AuditReport, ChangedDecision, LogAudit, VerifiedDecision};
+use regate_core::audit::{
+    backtest, AuditReport, ChangedDecision, Finding, LogAudit, VerifiedDecision,
+};
+use regate_core::checkpoint::{check_checkpoints, Anchors, PublicKey};
 use regate_core::PolicyEngine;
 use serde_json::json;
 
@@ -28,6 +31,9 @@ pub enum AuditCommand {
     /// Replay every verified decision of the exports under another policy bundle and list the
     /// decisions whose outcome changes.
     Backtest(BacktestArgs),
+    /// Fetch the public key of the KMS key that signs checkpoints, write it to a file and print
+    /// its fingerprint, to pin it for later verifications.
+    PublicKey(PublicKeyArgs),
 }
 
 #[derive(Args)]
@@ -47,6 +53,23 @@ pub struct VerifyArgs {
     /// Policy bundle folders to use for revisions the export does not hold.
     #[arg(long = "policies")]
     policies: Vec<PathBuf>,
+    /// The signed checkpoints: a folder, or the S3 prefix they are under (`s3://bucket/checkpoints`).
+    #[arg(long, requires = "public_key")]
+    checkpoints: Option<String>,
+    /// The key that signs checkpoints: a file with its SubjectPublicKeyInfo DER (as
+    /// `regate audit public-key` pins it), or a KMS key id or ARN to fetch it from.
+    #[arg(long, requires = "checkpoints")]
+    public_key: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PublicKeyArgs {
+    /// The KMS key that signs checkpoints (id, ARN or alias).
+    #[arg(long)]
+    key_id: String,
+    /// Where to write its public key (SubjectPublicKeyInfo DER).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -65,6 +88,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
     let result = match command {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Backtest(args) => run_backtest(&args),
+        AuditCommand::PublicKey(args) => public_key(&args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -76,6 +100,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
 fn audit(
     source: &str,
     policies: &[PathBuf],
+    anchors: Option<&Anchors>,
     verified: impl FnMut(VerifiedDecision),
 ) -> Result<AuditReport> {
     let mut downloaded = None;
@@ -87,11 +112,73 @@ fn audit(
         audit.add_known_policy(regate_policies::load_dir(dir)?);
     }
     let as_of = exports.iter().filter_map(export::Export::as_of).max();
-    Ok(audit.finish(as_of, verified))
+    Ok(audit.finish(as_of, anchors, verified))
+}
+
+/// The checkpoints, checked against the key: what they vouch for, and what is wrong with them.
+fn checked_checkpoints(source: &str, key: &str) -> Result<(Anchors, Vec<Finding>)> {
+    let key = PublicKey::from_spki_der(&public_key_der(key)?).map_err(anyhow::Error::msg)?;
+    let mut downloaded = None;
+    let folder = export::local_folder(&export::Source::parse(source), &mut downloaded)?;
+    Ok(check_checkpoints(export::read_checkpoints(&folder)?, &key))
+}
+
+/// The key's DER: read from a file, or fetched from KMS when `key` names no file.
+fn public_key_der(key: &str) -> Result<Vec<u8>> {
+    if std::path::Path::new(key).is_file() {
+        return Ok(std::fs::read(key)?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let kms = aws_sdk_kms::Client::new(&regate_aws::load_config().await);
+        let answer = kms.get_public_key().key_id(key).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "fetching the public key of {key} from KMS: {}",
+                e.into_service_error()
+            )
+        })?;
+        if let Some(spec) = answer.key_spec().filter(|s| s.as_str() != "ECC_NIST_P256") {
+            bail!(
+                "KMS key {key} is {}; regate signs checkpoints with ECC_NIST_P256",
+                spec.as_str()
+            );
+        }
+        Ok(answer
+            .public_key()
+            .map(|k| k.as_ref().to_vec())
+            .unwrap_or_default())
+    })
+}
+
+fn public_key(args: &PublicKeyArgs) -> Result<ExitCode> {
+    let der = public_key_der(&args.key_id)?;
+    let key = PublicKey::from_spki_der(&der).map_err(anyhow::Error::msg)?;
+    std::fs::write(&args.out, &der)?;
+    println!(
+        "wrote {} (sha256 {}): pass it as --public-key to `regate audit verify`",
+        args.out.display(),
+        key.fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let report = audit(&args.export.export, &args.policies, |_| {})?;
+    let (anchors, checkpoint_findings) = match (&args.checkpoints, &args.public_key) {
+        (Some(source), Some(key)) => {
+            let (anchors, findings) = checked_checkpoints(source, key)?;
+            (Some(anchors), findings)
+        }
+        _ => (None, Vec::new()),
+    };
+    let mut report = audit(
+        &args.export.export,
+        &args.policies,
+        anchors.as_ref(),
+        |_| {},
+    )?;
+    report.findings.splice(0..0, checkpoint_findings);
     print_report(&report, args.export.format)?;
     Ok(ExitCode::from(if report.integrity_findings() > 0 {
         EXIT_INTEGRITY
@@ -126,8 +213,15 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
             }
         }
         Format::Table => {
+            let anchored = match counts.unanchored_events {
+                Some(unanchored) => format!(
+                    ", {} checkpoints ({unanchored} events newer than the last)",
+                    counts.checkpoints
+                ),
+                None => String::new(),
+            };
             println!(
-                "{} requests, {} events, {} decisions, {} policies: {}",
+                "{} requests, {} events, {} decisions, {} policies{anchored}: {}",
                 counts.requests,
                 counts.events,
                 counts.decisions,
@@ -153,7 +247,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
     let engine = PolicyEngine::compile(&bundle)?;
     let mut changes: Vec<ChangedDecision> = Vec::new();
     let mut replayed = 0usize;
-    let report = audit(&args.export.export, &[], |decision| {
+    let report = audit(&args.export.export, &[], None, |decision| {
         replayed += 1;
         changes.extend(backtest(&decision, &engine));
     })?;

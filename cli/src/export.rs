@@ -17,6 +17,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value};
 
 use regate_core::audit::{Finding, FindingKind, LogAudit};
+use regate_core::checkpoint::Checkpoint;
 use regate_core::event::keys;
 
 const SUMMARY_FILE: &str = "manifest-summary.json";
@@ -340,8 +341,9 @@ impl Source {
     }
 }
 
-/// The exports of `source` in a local folder: the folder itself, or the S3 prefix downloaded
-/// object by object (each streamed to disk) into a temporary folder kept while `held` lives.
+/// `source` as a local folder: the folder itself, or the S3 prefix downloaded object by object
+/// (each streamed to disk, under its key less the prefix) into a temporary folder kept while
+/// `held` lives.
 pub fn local_folder(
     source: &Source,
     held: &mut Option<tempfile::TempDir>,
@@ -414,7 +416,7 @@ async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()>
         }
     }
     if count == 0 {
-        bail!("no DynamoDB export under s3://{bucket}/{listing_prefix}");
+        bail!("nothing under s3://{bucket}/{listing_prefix}");
     }
     Ok(())
 }
@@ -433,4 +435,32 @@ where
         ),
         None => format!("{error}"),
     }
+}
+
+/// Every checkpoint (`*.json`) under `folder`.
+pub fn read_checkpoints(folder: &Path) -> anyhow::Result<Vec<Checkpoint>> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                found.push(
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not a regate checkpoint", path.display())
+                    })?,
+                );
+            }
+        }
+    }
+    if found.is_empty() {
+        bail!("no checkpoints (*.json) under {}", folder.display());
+    }
+    Ok(found)
 }

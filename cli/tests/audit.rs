@@ -10,10 +10,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use regate_core::chain::compute_hash;
+use regate_core::checkpoint::Checkpoint;
 use regate_core::evaluator::Evaluator;
 use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
+use regate_tests::checkpoint::{heads_of, write_checkpoints, KmsSigner};
 use regate_tests::export::{
     dynamo, export_decision_log, gzip_lines, local_s3, upload_folder, write_export, EXPORT_BUCKET,
 };
@@ -536,10 +538,7 @@ async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
             &format!("s3://{EXPORT_BUCKET}/nothing-here"),
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            stderr.contains("no DynamoDB export under s3://"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("nothing under s3://"), "{stderr}");
         (out.status.code().unwrap(), stderr)
     };
     assert_eq!(code, 2);
@@ -603,4 +602,178 @@ async fn the_athena_queries_answer_over_an_export_in_duckdb() {
     assert_eq!(expired.len(), 1, "{results:#}");
     assert_eq!(expired[0]["request_id"], EXPIRED);
     assert!(expired[0]["reason"].as_str().unwrap().contains("timeout"));
+}
+
+/// An export of `events` and, beside it, `checkpoints/`, with the key pinned in `key.der`.
+struct Anchored {
+    export: tempfile::TempDir,
+    checkpoints: tempfile::TempDir,
+    key: std::path::PathBuf,
+    signer: KmsSigner,
+}
+
+impl Anchored {
+    /// Checkpoint 1 signs every head of `signed`; checkpoint 2, later, is empty (nothing changed).
+    async fn new(signed: &[Event]) -> Self {
+        let signer = KmsSigner::create(&local_config().await).await;
+        let first = signer
+            .checkpoint(None, "2026-06-01T12:05:00.000Z", heads_of(signed))
+            .await;
+        let second = signer
+            .checkpoint(Some(&first), "2026-06-01T12:10:00.000Z", vec![])
+            .await;
+        let checkpoints = tempfile::tempdir().unwrap();
+        write_checkpoints(checkpoints.path(), &[first, second]);
+        let key = checkpoints.path().join("key.der");
+        let out = regate(&[
+            "audit",
+            "public-key",
+            "--key-id",
+            &signer.key_id,
+            "--out",
+            key.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("sha256 "));
+        Self {
+            export: tempfile::tempdir().unwrap(),
+            checkpoints,
+            key,
+            signer,
+        }
+    }
+
+    /// Verifies `events` exported, against the checkpoints.
+    fn verify(&self, events: &[Event]) -> (i32, Value) {
+        full_export(self.export.path(), events);
+        let checkpoints = self.checkpoints.path().join("checkpoints");
+        verify(
+            self.export.path(),
+            &[
+                "--checkpoints",
+                checkpoints.to_str().unwrap(),
+                "--public-key",
+                self.key.to_str().unwrap(),
+            ],
+        )
+    }
+}
+
+#[tokio::test]
+async fn signed_checkpoints_vouch_for_an_untouched_export() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    let (code, report) = anchored.verify(&events);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["checkpoints"], 2);
+    assert_eq!(report["summary"]["unanchored_events"], 0);
+
+    // The key can come straight from KMS too.
+    let checkpoints = anchored.checkpoints.path().join("checkpoints");
+    let (code, report) = verify(
+        anchored.export.path(),
+        &[
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+            "--public-key",
+            &anchored.signer.key_id,
+        ],
+    );
+    assert_eq!(code, 0, "{report:#}");
+
+    // Events after the last checkpoint are reported as not anchored yet, not as a finding.
+    let earlier: Vec<Event> = events
+        .iter()
+        .filter(|e| e.request_id != APPROVED || e.seq < 4)
+        .cloned()
+        .collect();
+    let partly = Anchored::new(&earlier).await;
+    let (code, report) = partly.verify(&events);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["unanchored_events"], 2);
+}
+
+#[tokio::test]
+async fn a_whole_chain_rewritten_with_fresh_hashes_is_caught_only_by_a_checkpoint() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    let mut rewritten = events.clone();
+    // Where the message was posted, changed, and every later hash recomputed: each link holds.
+    let from = position(&rewritten, APPROVED, 3);
+    rewritten[from]
+        .data
+        .insert("channel".into(), json!("C0ELSEWHERE"));
+    for i in from..=position(&rewritten, APPROVED, 5) {
+        if i > from {
+            rewritten[i].prev_hash = rewritten[i - 1].hash.clone();
+        }
+        rehash(&mut rewritten[i]);
+    }
+    let plain = tempfile::tempdir().unwrap();
+    full_export(plain.path(), &rewritten);
+    assert_eq!(
+        verify(plain.path(), &[]).0,
+        0,
+        "the chain alone cannot tell"
+    );
+    let (code, report) = anchored.verify(&rewritten);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(APPROVED, 5, "rewritten_chain")]);
+}
+
+#[tokio::test]
+async fn a_deleted_request_and_a_truncated_chain_are_caught_by_a_checkpoint() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    let without_denied: Vec<Event> = events
+        .iter()
+        .filter(|e| e.request_id != DENIED)
+        .cloned()
+        .collect();
+    let (code, report) = anchored.verify(&without_denied);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(DENIED, 2, "deleted_request")]);
+
+    let mut truncated = events.clone();
+    truncated.remove(position(&truncated, ALLOWED, 2));
+    let (code, report) = anchored.verify(&truncated);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), [finding(ALLOWED, 2, "truncated_chain")]);
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_signature_is_caught() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    // Checkpoint 2 signed by another key, then put in place of the real one.
+    let other = KmsSigner::create(&local_config().await).await;
+    let first: Checkpoint = serde_json::from_str(
+        &std::fs::read_to_string(
+            anchored
+                .checkpoints
+                .path()
+                .join("checkpoints/0000000001.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let forged = other
+        .checkpoint(Some(&first), "2026-06-01T12:10:00.000Z", vec![])
+        .await;
+    write_checkpoints(anchored.checkpoints.path(), &[forged]);
+    let (code, report) = anchored.verify(&events);
+    assert_eq!(code, 1, "{report:#}");
+    let found = findings(&report);
+    assert_eq!(
+        found,
+        [(
+            "checkpoint 2".to_string(),
+            None,
+            "bad_signature".to_string()
+        )]
+    );
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod checkpoint;
 pub mod export;
 pub mod stack;
 pub mod teams;

@@ -5,13 +5,15 @@
 //!
 //! Pure: reading export files, manifests and checkpoints is the caller's part.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::chain::{compute_hash, GENESIS_HASH};
+use crate::checkpoint::Anchors;
 use crate::decision::Outcome;
 use crate::event::{keys, Event, EventKind, INPUT_NOW, INPUT_VOTES, TIMEOUT_SECONDS};
 use crate::policy::{ArchivedBundle, PolicyBundle, PolicyEngine, PreparedRequest};
@@ -52,6 +54,20 @@ pub enum FindingKind {
     PolicyInvalid,
     /// The decision's input cannot be rebuilt from the chain, or its digest differs.
     InputMismatch,
+    /// A checkpoint whose signature does not verify with the pinned key.
+    BadSignature,
+    /// A gap in the checkpoints' numbers.
+    CheckpointMissing,
+    /// A checkpoint that does not name its predecessor's digest.
+    CheckpointChain,
+    /// A checkpoint whose heads do not hash to its signed root.
+    CheckpointAltered,
+    /// A request a checkpoint vouches for is not in the export.
+    DeletedRequest,
+    /// A chain shorter than a checkpoint says it was.
+    TruncatedChain,
+    /// An event with another hash than a checkpoint signed: the chain was rewritten.
+    RewrittenChain,
     /// Evaluated again under its own policy, the decision comes out otherwise.
     OutcomeMismatch,
 }
@@ -71,6 +87,13 @@ impl FindingKind {
             Self::PolicyMissing => "policy_missing",
             Self::PolicyInvalid => "policy_invalid",
             Self::InputMismatch => "input_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::CheckpointMissing => "checkpoint_missing",
+            Self::CheckpointChain => "checkpoint_chain",
+            Self::CheckpointAltered => "checkpoint_altered",
+            Self::DeletedRequest => "deleted_request",
+            Self::TruncatedChain => "truncated_chain",
+            Self::RewrittenChain => "rewritten_chain",
             Self::OutcomeMismatch => "outcome_mismatch",
         }
     }
@@ -121,7 +144,8 @@ pub struct RecordedDecision {
     pub kind: EventKind,
     pub outcome: Outcome,
     pub reasons: Vec<String>,
-    pub policy_revision: String,
+    /// Shared by every decision of one revision.
+    pub policy_revision: Arc<str>,
     pub input_digest: String,
     now: Option<DateTime<Utc>>,
     votes: Result<Vec<Vote>, String>,
@@ -139,7 +163,8 @@ struct Link {
 #[derive(Debug, Default)]
 struct Trail {
     links: Vec<Link>,
-    request: Option<Value>,
+    /// The `requested` event's request, as JSON text (a fraction of a parsed value's memory).
+    request: Option<String>,
     decisions: Vec<RecordedDecision>,
     /// When the first evaluation asked for approval, when it was, and how long it waits.
     waits_from: Option<(DateTime<Utc>, u64)>,
@@ -157,6 +182,12 @@ pub struct AuditCounts {
     pub events: usize,
     pub decisions: usize,
     pub policies: usize,
+    /// Checkpoints whose signature, root and place in the chain held.
+    pub checkpoints: usize,
+    /// Events newer than the last checkpoint of their request: nothing signed vouches for them
+    /// yet. `None` when no checkpoints were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unanchored_events: Option<usize>,
 }
 
 /// A finished audit: counts, and findings in request and seq order.
@@ -195,6 +226,17 @@ pub struct LogAudit {
     policies: HashMap<String, PolicyBundle>,
     findings: Vec<Finding>,
     events: usize,
+    /// Each policy revision once, shared by its decisions.
+    revisions: HashSet<Arc<str>>,
+}
+
+fn intern(revisions: &mut HashSet<Arc<str>>, revision: &str) -> Arc<str> {
+    if let Some(known) = revisions.get(revision) {
+        return known.clone();
+    }
+    let new: Arc<str> = Arc::from(revision);
+    revisions.insert(new.clone());
+    new
 }
 
 impl LogAudit {
@@ -294,7 +336,7 @@ impl LogAudit {
             return;
         }
         match event.kind {
-            EventKind::Requested => trail.request = event.data.get("request").cloned(),
+            EventKind::Requested => trail.request = event.data.get("request").map(Value::to_string),
             EventKind::Decided | EventKind::Expired => trail.terminal = true,
             EventKind::Vote => trail.votes.push((
                 event.actor.clone().unwrap_or_default(),
@@ -319,7 +361,11 @@ impl LogAudit {
             }
         }
         if matches!(event.kind, EventKind::Evaluated | EventKind::Decided) {
-            if let Some(decision) = recorded_decision(&event) {
+            let revision = event
+                .policy_revision
+                .as_deref()
+                .map(|r| intern(&mut self.revisions, r));
+            if let Some(decision) = recorded_decision(&event, revision) {
                 trail.decisions.push(decision);
             }
         }
@@ -362,6 +408,7 @@ impl LogAudit {
     pub fn finish(
         mut self,
         as_of: Option<DateTime<Utc>>,
+        anchors: Option<&Anchors>,
         mut verified: impl FnMut(VerifiedDecision),
     ) -> AuditReport {
         let mut counts = AuditCounts {
@@ -369,14 +416,37 @@ impl LogAudit {
             events: self.events,
             decisions: 0,
             policies: self.policies.len(),
+            checkpoints: anchors.map_or(0, |a| a.checkpoints),
+            unanchored_events: anchors.map(|_| 0),
         };
         let mut engines = Engines::new(&self.policies);
         let mut requests: Vec<(String, Trail)> = self.requests.drain().collect();
         requests.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(anchors) = anchors {
+            for (request_id, heads) in &anchors.heads {
+                if requests.binary_search_by(|r| r.0.cmp(request_id)).is_err() {
+                    let last = heads.keys().next_back().copied();
+                    self.findings.push(Finding::new(
+                        request_id.clone(),
+                        last,
+                        FindingKind::DeletedRequest,
+                        format!("a checkpoint signed its chain up to seq {}, but the export does not hold it", last.unwrap_or_default()),
+                    ));
+                }
+            }
+        }
         for (request_id, mut trail) in requests {
             counts.decisions += trail.decisions.len();
             let before = self.findings.len();
             check_links(&request_id, &mut trail.links, &mut self.findings);
+            if let Some(anchors) = anchors {
+                let signed = anchors.heads.get(&request_id);
+                let unanchored =
+                    check_anchors(&request_id, &trail.links, signed, &mut self.findings);
+                if let Some(count) = &mut counts.unanchored_events {
+                    *count += unanchored;
+                }
+            }
             if let (false, Some((at, timeout)), Some(as_of)) =
                 (trail.terminal, trail.waits_from, as_of)
             {
@@ -449,6 +519,43 @@ pub fn backtest(decision: &VerifiedDecision, engine: &PolicyEngine) -> Option<Ch
     })
 }
 
+/// Checks a request's links against the heads checkpoints signed for it; returns how many of
+/// its events are newer than its last signed head.
+fn check_anchors(
+    request_id: &str,
+    links: &[Link],
+    signed: Option<&BTreeMap<u64, String>>,
+    findings: &mut Vec<Finding>,
+) -> usize {
+    let Some(signed) = signed else {
+        return links.len();
+    };
+    let last_seq = links.last().map_or(0, |l| l.seq);
+    for (seq, hash) in signed {
+        let finding =
+            |kind, detail: String| Finding::new(request_id.to_string(), Some(*seq), kind, detail);
+        match links.iter().find(|l| l.seq == *seq) {
+            None => {
+                findings.push(finding(
+                    FindingKind::TruncatedChain,
+                    format!("a checkpoint signed seq {seq}, but the chain ends at seq {last_seq}"),
+                ));
+                return 0;
+            }
+            Some(link) if hex::encode(link.hash) != *hash => {
+                findings.push(finding(
+                    FindingKind::RewrittenChain,
+                    "its hash is not the one a checkpoint signed".into(),
+                ));
+                return 0;
+            }
+            Some(_) => {}
+        }
+    }
+    let anchored = signed.keys().next_back().copied().unwrap_or_default();
+    links.iter().filter(|l| l.seq > anchored).count()
+}
+
 /// Sorts one request's links and reports the first gap, duplicate or broken link.
 fn check_links(request_id: &str, links: &mut Vec<Link>, findings: &mut Vec<Finding>) {
     links.sort_by_key(|l| l.seq);
@@ -493,7 +600,7 @@ fn digest(hex_text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn recorded_decision(event: &Event) -> Option<RecordedDecision> {
+fn recorded_decision(event: &Event, revision: Option<Arc<str>>) -> Option<RecordedDecision> {
     let now = event
         .data
         .get(INPUT_NOW)
@@ -510,7 +617,7 @@ fn recorded_decision(event: &Event) -> Option<RecordedDecision> {
         kind: event.kind,
         outcome: event.outcome?,
         reasons: event.reasons.clone(),
-        policy_revision: event.policy_revision.clone()?,
+        policy_revision: revision?,
         input_digest: event.input_digest.clone()?,
         now,
         votes,
@@ -520,7 +627,7 @@ fn recorded_decision(event: &Event) -> Option<RecordedDecision> {
 /// The decision's input again, from the chain: the requested event's request, the votes and
 /// the `now` the decision event records.
 fn rebuild(
-    request: &Option<Value>,
+    request: &Option<String>,
     decision: RecordedDecision,
     vote_events: &[(String, String)],
 ) -> Result<VerifiedDecision, Box<Finding>> {
@@ -535,7 +642,7 @@ fn rebuild(
     let Some(request) = request else {
         return Err(fail(&decision, "the chain has no requested event".into()));
     };
-    let request: Request = serde_json::from_value(request.clone()).map_err(|e| {
+    let request: Request = serde_json::from_str(request).map_err(|e| {
         fail(
             &decision,
             format!("the recorded request does not read: {e}"),
@@ -603,17 +710,17 @@ impl<'a> Engines<'a> {
             )
         };
         let revision = &decision.policy_revision;
-        if !self.compiled.contains_key(revision) {
-            let Some(bundle) = self.bundles.get(revision) else {
+        if !self.compiled.contains_key(&**revision) {
+            let Some(bundle) = self.bundles.get(&**revision) else {
                 return Some(finding(
                     FindingKind::PolicyMissing,
                     format!("no bundle for policy revision {revision}"),
                 ));
             };
             let engine = PolicyEngine::compile(bundle).map_err(|e| e.to_string());
-            self.compiled.insert(revision.clone(), engine);
+            self.compiled.insert(revision.to_string(), engine);
         }
-        let engine = match self.compiled.get(revision)? {
+        let engine = match self.compiled.get(&**revision)? {
             Ok(engine) => engine,
             Err(problem) => {
                 return Some(finding(

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod canonical;
 pub mod chain;
+pub mod checkpoint;
 pub mod decision;
 pub mod error;
 pub mod evaluator;

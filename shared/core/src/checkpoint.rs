@@ -1,0 +1,309 @@
+//! Signed checkpoints of the decision log, after CloudTrail's digest files: every so often the
+//! heads `(request_id, seq, hash)` of the chains that changed are gathered into an RFC 6962
+//! Merkle tree, and a small statement (its root, its number, when it was cut, and the digest of
+//! the previous statement) is signed with a key the log's writers can use but not export
+//! (ECDSA P-256 with SHA-256, as AWS KMS signs with `ECC_NIST_P256`/`ECDSA_SHA_256`). A deleted
+//! request, a truncated chain or a chain rewritten with fresh hashes then no longer matches a
+//! signed head.
+//!
+//! Pure: building and checking checkpoints; signing and storing them is the caller's part.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{Finding, FindingKind};
+use crate::canonical::{sha256_hex, to_canonical_json, CanonicalError};
+
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// Where checkpoints go in their bucket: `checkpoints/<number, 10 digits>.json`.
+pub const CHECKPOINT_PREFIX: &str = "checkpoints/";
+
+/// The head of one request's chain when a checkpoint was cut.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Head {
+    pub request_id: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// What is signed: small (KMS signs at most 4 KB of RAW message), and it fixes the heads through
+/// the Merkle root and every earlier checkpoint through `previous`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub version: u32,
+    /// 1, 2, 3, ... with no gaps: a missing number is a missing checkpoint.
+    pub number: u64,
+    /// Events at or before this time (RFC 3339) whose chains changed since the previous
+    /// checkpoint are in this one.
+    pub until: String,
+    /// sha256 of the previous checkpoint's canonical statement; `None` for number 1.
+    pub previous: Option<String>,
+    pub heads: u64,
+    /// The RFC 6962 Merkle tree hash of the heads (sorted by request id), hex.
+    pub root: String,
+}
+
+/// A checkpoint as stored: its statement, the heads it covers, and the signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub statement: Statement,
+    pub heads: Vec<Head>,
+    /// Which key signed it (a KMS key ARN), for people; verification uses the pinned key.
+    pub key_id: String,
+    /// ASN.1 DER ECDSA signature of [`Statement::signed_bytes`], base64.
+    pub signature: String,
+}
+
+impl Statement {
+    /// Cuts the statement for `heads` (any order), following `previous`.
+    pub fn new(
+        previous: Option<&Statement>,
+        until: String,
+        heads: &mut [Head],
+    ) -> Result<Self, CanonicalError> {
+        heads.sort();
+        Ok(Self {
+            version: CHECKPOINT_VERSION,
+            number: previous.map_or(1, |p| p.number + 1),
+            until,
+            previous: previous.map(Statement::digest).transpose()?,
+            heads: heads.len() as u64,
+            root: hex::encode(merkle_root(heads)?),
+        })
+    }
+
+    /// The bytes that are signed: the statement's RFC 8785 canonical JSON.
+    pub fn signed_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
+        to_canonical_json(self).map(String::into_bytes)
+    }
+
+    /// What the next checkpoint names as `previous`.
+    pub fn digest(&self) -> Result<String, CanonicalError> {
+        to_canonical_json(self).map(sha256_hex)
+    }
+}
+
+/// The RFC 6962 (section 2.1) Merkle tree hash: a leaf is `SHA-256(0x00 || leaf)`, a node
+/// `SHA-256(0x01 || left || right)`, split at the largest power of two below the size; the empty
+/// tree is `SHA-256("")`. A leaf is a head's canonical JSON.
+pub fn merkle_root(heads: &[Head]) -> Result<[u8; 32], CanonicalError> {
+    let leaves = heads
+        .iter()
+        .map(|h| to_canonical_json(h).map(|text| leaf_hash(text.as_bytes())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tree_hash(&leaves))
+}
+
+fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(leaf);
+    hasher.finalize().into()
+}
+
+fn tree_hash(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            // The largest power of two below n.
+            let split = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            let mut hasher = Sha256::new();
+            hasher.update([1u8]);
+            hasher.update(tree_hash(&leaves[..split]));
+            hasher.update(tree_hash(&leaves[split..]));
+            hasher.finalize().into()
+        }
+    }
+}
+
+/// The P-256 public key checkpoints are verified with, from its X.509 SubjectPublicKeyInfo DER
+/// (what KMS `GetPublicKey` returns).
+pub struct PublicKey {
+    point: Vec<u8>,
+}
+
+/// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1), before the
+/// 65-byte uncompressed point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+impl PublicKey {
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
+        match der.strip_prefix(&P256_SPKI_PREFIX[..]) {
+            Some(point) if point.len() == 65 && point[0] == 4 => Ok(Self {
+                point: point.to_vec(),
+            }),
+            _ => Err(
+                "not a P-256 public key in SubjectPublicKeyInfo DER (KMS GetPublicKey's form)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// sha256 of the DER, to compare with what was pinned.
+    pub fn fingerprint(&self) -> String {
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&self.point);
+        sha256_hex(der)
+    }
+
+    fn verifies(&self, message: &[u8], signature_der: &[u8]) -> bool {
+        use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
+            .verify(message, signature_der)
+            .is_ok()
+    }
+}
+
+/// What the checkpoints vouch for: each request's signed heads, by seq.
+#[derive(Debug, Default)]
+pub struct Anchors {
+    pub heads: HashMap<String, BTreeMap<u64, String>>,
+    pub checkpoints: usize,
+    /// When the last checkpoint was cut: later events are not anchored yet.
+    pub until: Option<String>,
+}
+
+/// Checks every checkpoint (its signature, its root, its place in the chain of checkpoints) and
+/// gathers the heads of those that hold. Findings name the checkpoint as `checkpoint <n>`.
+pub fn check_checkpoints(
+    mut checkpoints: Vec<Checkpoint>,
+    key: &PublicKey,
+) -> (Anchors, Vec<Finding>) {
+    checkpoints.sort_by_key(|c| c.statement.number);
+    let mut anchors = Anchors::default();
+    let mut findings = Vec::new();
+    let mut previous: Option<&Statement> = None;
+    for checkpoint in &checkpoints {
+        let statement = &checkpoint.statement;
+        let name = format!("checkpoint {}", statement.number);
+        let mut fail = |kind, detail: String| {
+            findings.push(Finding::new(name.clone(), None, kind, detail));
+        };
+        let signed = statement.signed_bytes().unwrap_or_default();
+        let signature = base64_decode(&checkpoint.signature);
+        if !signature.is_some_and(|s| key.verifies(&signed, &s)) {
+            fail(
+                FindingKind::BadSignature,
+                format!(
+                    "its signature does not verify with key {}",
+                    key.fingerprint()
+                ),
+            );
+            continue;
+        }
+        let expected_number = previous.map_or(1, |p| p.number + 1);
+        if statement.number != expected_number {
+            fail(
+                FindingKind::CheckpointMissing,
+                format!(
+                    "checkpoints {expected_number} to {} are missing",
+                    statement.number - 1
+                ),
+            );
+        } else if statement.previous != previous.and_then(|p| p.digest().ok()) {
+            fail(
+                FindingKind::CheckpointChain,
+                "it does not name the previous checkpoint's digest".into(),
+            );
+        }
+        let mut heads = checkpoint.heads.clone();
+        heads.sort();
+        let root = merkle_root(&heads).map(hex::encode).unwrap_or_default();
+        if root != statement.root || heads.len() as u64 != statement.heads {
+            fail(
+                FindingKind::CheckpointAltered,
+                "its heads do not hash to its signed root".into(),
+            );
+            previous = Some(statement);
+            continue;
+        }
+        for head in heads {
+            anchors
+                .heads
+                .entry(head.request_id)
+                .or_default()
+                .insert(head.seq, head.hash);
+        }
+        anchors.checkpoints += 1;
+        anchors.until = Some(statement.until.clone());
+        previous = Some(statement);
+    }
+    (anchors, findings)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(id: &str, seq: u64) -> Head {
+        Head {
+            request_id: id.into(),
+            seq,
+            hash: sha256_hex(format!("{id}{seq}")),
+        }
+    }
+
+    #[test]
+    fn the_merkle_root_follows_rfc_6962() {
+        // The empty tree hashes the empty string; one leaf is its leaf hash.
+        assert_eq!(
+            hex::encode(merkle_root(&[]).unwrap()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let a = head("a", 1);
+        let leaf = leaf_hash(to_canonical_json(&a).unwrap().as_bytes());
+        assert_eq!(merkle_root(std::slice::from_ref(&a)).unwrap(), leaf);
+        // Three leaves split 2 + 1.
+        let heads = [head("a", 1), head("b", 2), head("c", 3)];
+        let leaves: Vec<[u8; 32]> = heads
+            .iter()
+            .map(|h| leaf_hash(to_canonical_json(h).unwrap().as_bytes()))
+            .collect();
+        let node = |l: [u8; 32], r: [u8; 32]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update([1u8]);
+            h.update(l);
+            h.update(r);
+            h.finalize().into()
+        };
+        assert_eq!(
+            merkle_root(&heads).unwrap(),
+            node(node(leaves[0], leaves[1]), leaves[2])
+        );
+        // Any change to a head changes the root.
+        let mut changed = heads.clone();
+        changed[1].seq = 3;
+        assert_ne!(merkle_root(&changed).unwrap(), merkle_root(&heads).unwrap());
+    }
+
+    #[test]
+    fn a_statement_follows_its_previous_one() {
+        let mut heads = vec![head("b", 2), head("a", 1)];
+        let first = Statement::new(None, "2026-06-01T12:05:00.000Z".into(), &mut heads).unwrap();
+        assert_eq!(heads[0].request_id, "a");
+        assert_eq!(
+            (first.number, first.heads, first.previous.clone()),
+            (1, 2, None)
+        );
+        let second =
+            Statement::new(Some(&first), "2026-06-01T12:10:00.000Z".into(), &mut []).unwrap();
+        assert_eq!(second.number, 2);
+        assert_eq!(second.previous, Some(first.digest().unwrap()));
+    }
+
+    #[test]
+    fn a_key_that_is_not_p256_spki_is_refused() {
+        assert!(PublicKey::from_spki_der(&[0x30, 0x00]).is_err());
+    }
+}
