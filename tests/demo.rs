@@ -1,7 +1,9 @@
 //! The end-to-end demo on the local stack (README command 1 runs it through
 //! `infra/local/demo.sh`): five requests through the real state machine, with a readable trace
 //! of each step. Exits non-zero unless every expectation held; writes the request ids to
-//! `.local/run/demo-requests.txt` for the decision-log part of the demo.
+//! `.local/run/demo-requests.txt` for the decision-log part of the demo, and exports the decision
+//! log of those requests (through moto's ExportTableToPointInTime, with manifests added as AWS
+//! writes them) to `.local/run/demo-export/` for the audit part.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,8 +15,9 @@
 use std::process::ExitCode;
 
 use regate_testkit::RequestBuilder;
-use regate_tests::repo_root;
+use regate_tests::export::{export_decision_log, of_requests, write_export};
 use regate_tests::stack::{Finished, LocalStack};
+use regate_tests::{local_config, repo_root};
 
 use regate_chat::teams::card::APPROVE_VERB;
 use serde_json::{json, Value};
@@ -347,6 +350,22 @@ async fn main() -> ExitCode {
 
     let ids_file = repo_root().join(".local/run/demo-requests.txt");
     std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();
+
+    println!("\n== Exporting the decision log for an auditor (ExportTableToPointInTime)");
+    let lines: Vec<Value> = export_decision_log(&local_config().await)
+        .await
+        .into_iter()
+        .filter(|line| of_requests(line, &demo.ids))
+        .collect();
+    let folder = repo_root().join(".local/run/demo-export");
+    let _ = std::fs::remove_dir_all(&folder);
+    let now = regate_core::time::format_rfc3339_ms(chrono::Utc::now());
+    write_export(&folder, "demo-export", "FULL_EXPORT", &now, &lines);
+    println!(
+        "  → {} items of the demo's requests, with manifests, in {}",
+        lines.len(),
+        folder.display()
+    );
     if demo.failures.is_empty() {
         println!("\nall five scenarios behaved as expected");
         ExitCode::SUCCESS

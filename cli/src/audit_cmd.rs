@@ -215,23 +215,25 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
         Format::Table => {
             let anchored = match counts.unanchored_events {
                 Some(unanchored) => format!(
-                    ", {} checkpoints ({unanchored} events newer than the last)",
-                    counts.checkpoints
+                    ", {} ({unanchored} events newer than the last)",
+                    plural(counts.checkpoints, "checkpoint")
                 ),
                 None => String::new(),
             };
+            let verdict = match (report.integrity_findings(), report.mismatches()) {
+                (0, 0) => "everything verified".to_string(),
+                (integrity, mismatches) => format!(
+                    "{}, {}",
+                    plural(integrity, "integrity finding"),
+                    plural(mismatches, "re-evaluation mismatch")
+                ),
+            };
             println!(
-                "{} requests, {} events, {} decisions, {} policies{anchored}: {}",
-                counts.requests,
-                counts.events,
-                counts.decisions,
-                counts.policies,
-                match (report.integrity_findings(), report.mismatches()) {
-                    (0, 0) => "everything verified".to_string(),
-                    (integrity, mismatches) => format!(
-                        "{integrity} integrity findings, {mismatches} re-evaluation mismatches"
-                    ),
-                }
+                "{}, {}, {}, {}{anchored}: {verdict}",
+                plural(counts.requests, "request"),
+                plural(counts.events, "event"),
+                plural(counts.decisions, "decision"),
+                plural(counts.policies, "policy bundle"),
             );
             for f in &report.findings {
                 let seq = f.seq.map(|s| format!(" seq {s}")).unwrap_or_default();
@@ -323,4 +325,13 @@ fn new_outcome(change: &ChangedDecision) -> &'static str {
 
 fn transition(change: &ChangedDecision) -> String {
     format!("{} -> {}", change.old, new_outcome(change))
+}
+
+/// `1 request`, `2 requests`; `2 mismatches`.
+fn plural(count: usize, noun: &str) -> String {
+    match (count, noun.ends_with('h')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{count} {noun}es"),
+        _ => format!("{count} {noun}s"),
+    }
 }

@@ -17,10 +17,11 @@ use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
 use regate_tests::checkpoint::{heads_of, write_checkpoints, KmsSigner};
 use regate_tests::export::{
-    dynamo, export_decision_log, gzip_lines, local_s3, upload_folder, write_export, EXPORT_BUCKET,
+    dynamo, export_decision_log, gzip_lines, local_s3, of_requests, upload_folder, write_export,
+    EXPORT_BUCKET,
 };
 use regate_tests::stack::LocalStack;
-use regate_tests::{local_config, local_env, unique};
+use regate_tests::{local_config, run_local, unique};
 use serde_json::{json, Value};
 
 const ALLOWED: &str = "aud-staging";
@@ -132,13 +133,9 @@ fn full_export(root: &Path, events: &[Event]) {
     );
 }
 
-/// The CLI, with the local stack's settings (for `s3://` sources).
+/// The CLI, with the local stack's settings.
 fn regate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regate"))
-        .args(args)
-        .envs(local_env())
-        .output()
-        .unwrap()
+    run_local(env!("CARGO_BIN_EXE_regate"), args)
 }
 
 /// `regate audit verify <source> --format json`: its exit code and report.
@@ -155,6 +152,13 @@ fn verify(source: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> (i32, Value) {
         )
     });
     (out.status.code().unwrap(), report)
+}
+
+/// `events` exported (with the policy) and verified.
+fn verify_events(events: &[Event]) -> (i32, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    full_export(dir.path(), events);
+    verify(dir.path(), &[])
 }
 
 /// The `(request_id, seq, kind)` of each finding.
@@ -213,30 +217,25 @@ async fn an_untouched_export_verifies_and_every_decision_comes_out_the_same() {
 
 #[tokio::test]
 async fn an_edited_field_is_reported_as_altered() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     let vote = position(&events, APPROVED, 4);
     events[vote].actor = Some("mallory@example.com".into());
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(findings(&report), [finding(APPROVED, 4, "altered")]);
 }
 
 #[tokio::test]
 async fn a_deleted_middle_event_is_reported_as_missing() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     events.remove(position(&events, REJECTED, 3));
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(findings(&report), [finding(REJECTED, 4, "missing_event")]);
 }
 
 #[tokio::test]
 async fn reordered_events_break_the_chain_even_when_rehashed() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     let (a, b) = (
         position(&events, APPROVED, 3),
@@ -248,19 +247,16 @@ async fn reordered_events_break_the_chain_even_when_rehashed() {
     events[b].seq = sa;
     rehash(&mut events[a]);
     rehash(&mut events[b]);
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(findings(&report), [finding(APPROVED, 3, "broken_link")]);
 }
 
 #[tokio::test]
 async fn a_truncated_tail_is_caught_once_the_request_is_past_its_timeout() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     events.remove(position(&events, APPROVED, 5));
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(
         findings(&report),
@@ -270,14 +266,12 @@ async fn a_truncated_tail_is_caught_once_the_request_is_past_its_timeout() {
 
 #[tokio::test]
 async fn a_decision_changed_with_its_hash_is_caught_by_evaluating_it_again() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     let decided = position(&events, REJECTED, 5);
     assert_eq!(events[decided].kind, EventKind::Decided);
     events[decided].outcome = Some(Outcome::Allow);
     rehash(&mut events[decided]);
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 3, "{report:#}");
     assert_eq!(
         findings(&report),
@@ -287,7 +281,6 @@ async fn a_decision_changed_with_its_hash_is_caught_by_evaluating_it_again() {
 
 #[tokio::test]
 async fn a_rewritten_vote_is_caught_by_the_decision_that_counted_it() {
-    let dir = tempfile::tempdir().unwrap();
     let mut events = workflow_log().await;
     // Rewrite the approver and every hash after, so that every link holds.
     let from = position(&events, APPROVED, 4);
@@ -298,8 +291,7 @@ async fn a_rewritten_vote_is_caught_by_the_decision_that_counted_it() {
         }
         rehash(&mut events[i]);
     }
-    full_export(dir.path(), &events);
-    let (code, report) = verify(dir.path(), &[]);
+    let (code, report) = verify_events(&events);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(findings(&report), [finding(APPROVED, 5, "input_mismatch")]);
 }
@@ -422,24 +414,16 @@ async fn a_backtest_lists_the_decisions_another_policy_changes() {
         );
         std::fs::write(policies.path().join(file), text).unwrap();
     }
-    let args = |extra: &[&'static str]| {
-        let mut args = vec![
-            "audit".to_string(),
-            "backtest".into(),
-            "--policies".into(),
-            policies.path().to_str().unwrap().into(),
-            dir.path().to_str().unwrap().into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+    let (policies, export) = (
+        policies.path().to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    );
+    let backtest = |extra: &[&str]| {
+        let mut args = vec!["audit", "backtest", "--policies", policies, export];
+        args.extend(extra);
+        regate(&args)
     };
-    let run = |args: Vec<String>| {
-        Command::new(env!("CARGO_BIN_EXE_regate"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let out = run(args(&["--format", "json"]));
+    let out = backtest(&["--format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -454,20 +438,13 @@ async fn a_backtest_lists_the_decisions_another_policy_changes() {
     assert_eq!(change["request_id"], APPROVED);
     assert_eq!(change["seq"], 5);
 
-    let gate = run(args(&["--fail-on-change"]));
+    let gate = backtest(&["--fail-on-change"]);
     assert_eq!(gate.status.code(), Some(3));
     let text = String::from_utf8_lossy(&gate.stdout);
     assert!(
         text.contains(&format!("{APPROVED} seq 5: allow -> approval_required")),
         "{text}"
     );
-}
-
-/// Whether a DynamoDB JSON line belongs to one of `ids` or is a policy bundle.
-fn about(line: &Value, ids: &[String]) -> bool {
-    let pk = line["Item"]["pk"]["S"].as_str().unwrap_or_default();
-    pk.starts_with(keys::POLICY_PREFIX)
-        || ids.iter().any(|id| pk == keys::partition_key(id).as_str())
 }
 
 #[tokio::test]
@@ -502,7 +479,7 @@ async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
     let lines: Vec<Value> = export_decision_log(&local_config().await)
         .await
         .into_iter()
-        .filter(|line| about(line, &ids))
+        .filter(|line| of_requests(line, &ids))
         .collect();
     let dir = tempfile::tempdir().unwrap();
     write_export(

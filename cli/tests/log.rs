@@ -12,14 +12,11 @@ use regate_aws::DynamoDecisionLog;
 use regate_core::event::{EventDraft, EventKind};
 use regate_core::ports::DecisionLog;
 use regate_core::Outcome;
-use regate_tests::{decision_log_table, local_config, local_env, unique};
+use regate_tests::{decision_log_table, local_config, run_local, unique};
 
+/// The CLI, with the local stack's settings.
 fn regate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regate"))
-        .args(args)
-        .envs(local_env())
-        .output()
-        .unwrap()
+    run_local(env!("CARGO_BIN_EXE_regate"), args)
 }
 
 async fn write_request(log: &DynamoDecisionLog, id: &str, actor: &str) {

@@ -27,6 +27,10 @@ while read -r id; do
   target/debug/regate log show "$id" || status=1
 done < .local/run/demo-requests.txt
 
+echo
+echo "== an auditor's check of the export (regate audit verify)"
+target/debug/regate audit verify .local/run/demo-export || status=1
+
 cat <<'TXT'
 
 The stack is still running. Try your own request:

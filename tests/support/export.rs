@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use regate_core::event::keys;
 use serde_json::{json, Value};
 
 /// The local stack's bucket for exports (made by the first test that needs it).
@@ -226,4 +227,11 @@ pub async fn upload_folder(s3: &aws_sdk_s3::Client, dir: &Path, bucket: &str, pr
                 .unwrap();
         }
     }
+}
+
+/// Whether a line of a full export is an item of one of `ids`, or a policy bundle: the local
+/// stack's table holds every test's requests, and an export for one purpose keeps its own.
+pub fn of_requests(line: &Value, ids: &[String]) -> bool {
+    let pk = line["Item"]["pk"]["S"].as_str().unwrap_or_default();
+    pk.starts_with(keys::POLICY_PREFIX) || ids.iter().any(|id| pk == keys::partition_key(id))
 }

@@ -36,6 +36,16 @@ pub fn local_env() -> HashMap<String, String> {
         .collect()
 }
 
+/// Runs a binary of this workspace (`env!("CARGO_BIN_EXE_...")`) with `args` and the local
+/// stack's settings.
+pub fn run_local(binary: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary)
+        .args(args)
+        .envs(local_env())
+        .output()
+        .unwrap()
+}
+
 /// The SDK configuration for the local stack. Fails loudly when the stack is not running:
 /// these tests are never skipped.
 pub async fn local_config() -> aws_config::SdkConfig {
