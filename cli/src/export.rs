@@ -238,15 +238,23 @@ fn take_line(line: Line, incremental: bool, audit: &mut LogAudit, where_: &dyn F
     let item = match (line.item, incremental) {
         (Some(item), false) => item,
         (None, true) => {
+            let item_keys = line
+                .keys
+                .clone()
+                .or(line.old_image.clone())
+                .unwrap_or_default();
+            // The record of the last checkpoint is the one item regate updates.
+            if text(&item_keys, "pk") == keys::CHECKPOINT_PARTITION {
+                return;
+            }
             // Only a new item may appear: an event, a key marker or a policy is never changed.
             if line.old_image.is_some() || line.new_image.is_none() {
-                let keys = line.keys.or(line.old_image).unwrap_or_default();
                 let what = if line.new_image.is_some() {
                     "changed"
                 } else {
                     "deleted"
                 };
-                let (pk, sk) = (text(&keys, "pk"), text(&keys, "sk"));
+                let (pk, sk) = (text(&item_keys, "pk"), text(&item_keys, "sk"));
                 audit.report(Finding::new(
                     pk.strip_prefix(keys::REQUEST_PREFIX)
                         .unwrap_or(&pk)
@@ -363,15 +371,7 @@ pub fn local_folder(
 }
 
 async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
-    let sdk = regate_aws::load_config().await;
-    // A custom endpoint (a local S3) answers on paths, not on bucket host names.
-    let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(path_style)
-            .build(),
-    );
+    let s3 = regate_aws::s3_client(&regate_aws::load_config().await);
     let listing_prefix = if prefix.is_empty() {
         String::new()
     } else {
@@ -389,9 +389,13 @@ async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()>
             page.map_err(|e| anyhow!("listing s3://{bucket}/{listing_prefix}: {}", aws_error(&e)))?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
-            let Ok(relative) = relative_key(key) else {
+            let relative = key.strip_prefix(&listing_prefix).unwrap_or(key);
+            if relative
+                .split('/')
+                .any(|part| part.is_empty() || part == "..")
+            {
                 continue;
-            };
+            }
             let target = into.join(relative);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;

@@ -21,7 +21,7 @@ use regate_tests::export::{
     EXPORT_BUCKET,
 };
 use regate_tests::stack::LocalStack;
-use regate_tests::{local_config, run_local, unique};
+use regate_tests::{local_config, local_env, run_local, unique};
 use serde_json::{json, Value};
 
 const ALLOWED: &str = "aud-staging";
@@ -311,6 +311,10 @@ async fn a_changed_or_deleted_item_in_an_incremental_export_is_an_alteration() {
     let lines = [
         json!({"Metadata": meta, "Keys": keys_of(vote), "OldImage": dynamo(&event_item(vote)), "NewImage": dynamo(&event_item(&edited))}),
         json!({"Metadata": meta, "Keys": keys_of(&events[0]), "OldImage": dynamo(&event_item(&events[0]))}),
+        // The record of the last checkpoint moves on: the one update regate makes.
+        json!({"Metadata": meta, "Keys": dynamo(&json!({"pk": "CHECKPOINT", "sk": "LAST"})),
+               "OldImage": dynamo(&json!({"pk": "CHECKPOINT", "sk": "LAST", "number": 1})),
+               "NewImage": dynamo(&json!({"pk": "CHECKPOINT", "sk": "LAST", "number": 2}))}),
     ];
     write_export(
         dir.path(),
@@ -753,4 +757,97 @@ async fn a_forged_checkpoint_signature_is_caught() {
             "bad_signature".to_string()
         )]
     );
+}
+
+#[tokio::test]
+async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() {
+    let stack = LocalStack::connect().await;
+    let (id, run) = stack.begin("audit-anchored", |r| r).await;
+    stack.message_for(&id).await;
+    stack.click_ok("alice@example.com", "approve", &id).await;
+    stack.wait_finished(&run).await;
+    // The workflow may take the outcome a moment before `decided` is logged: the checkpoint
+    // is cut once it is.
+    for _ in 0..50 {
+        if stack.events(&id).await.last().map(|e| e.kind) == Some(EventKind::Decided) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The local sweeper cuts a checkpoint at every run (CHECKPOINT_MINUTES=0).
+    let swept = stack.sweep().await;
+    let number = swept["checkpoint"].as_u64();
+    assert!(number.is_some(), "no checkpoint: {swept}");
+
+    let ids = [id.clone()];
+    let lines: Vec<Value> = export_decision_log(&local_config().await)
+        .await
+        .into_iter()
+        .filter(|line| of_requests(line, &ids))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_export(
+        dir.path(),
+        "01790000000000-anchor01",
+        "FULL_EXPORT",
+        "2026-06-01T12:30:00.000Z",
+        &lines,
+    );
+    let env = local_env();
+    let (bucket, key) = (&env["CHECKPOINT_BUCKET"], &env["CHECKPOINT_KEY_ID"]);
+    let pinned = dir.path().join("checkpoints.der");
+    let out = regate(&[
+        "audit",
+        "public-key",
+        "--key-id",
+        key,
+        "--out",
+        pinned.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, report) = verify(
+        dir.path(),
+        &[
+            "--checkpoints",
+            &format!("s3://{bucket}/checkpoints"),
+            "--public-key",
+            pinned.to_str().unwrap(),
+        ],
+    );
+    // Every checkpoint the sweeper signed holds, and this request's chain is anchored to its
+    // end. (The checkpoints vouch for the other tests' requests too, which this export leaves
+    // out on purpose: those, and only those, are reported as missing.)
+    assert!(
+        report["summary"]["checkpoints"].as_u64().unwrap() >= number.unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(report["summary"]["unanchored_events"], 0, "{report:#}");
+    for finding in report["findings"].as_array().unwrap() {
+        assert_eq!(finding["kind"], "deleted_request", "{finding}");
+        assert_ne!(finding["request_id"], id.as_str());
+    }
+
+    // Object Lock in compliance mode: a checkpoint's version cannot be deleted.
+    let s3 = local_s3(&local_config().await);
+    let object = "checkpoints/0000000001.json";
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(object)
+        .send()
+        .await
+        .unwrap();
+    let version = versions.versions()[0].version_id().unwrap().to_string();
+    let deleted = s3
+        .delete_object()
+        .bucket(bucket)
+        .key(object)
+        .version_id(&version)
+        .send()
+        .await;
+    assert!(deleted.is_err(), "a locked checkpoint was deleted");
 }

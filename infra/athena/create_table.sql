@@ -1,8 +1,8 @@
 -- The decision log as a DynamoDB export writes it (DYNAMODB_JSON: one {"Item": ...} per line,
 -- every attribute typed: {"S": ...}, {"N": ...}, {"L": [...]}, {"M": {...}}). Replace the
 -- LOCATION with your export's data folder: s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID/data/.
--- Key markers (sk = KEY#...) and policy bundles (pk = POLICY#...) are rows too: the queries
--- read events only (sk starts with EV#).
+-- Key markers (sk = KEY#...), policy bundles (pk = POLICY#...) and the checkpoints' record
+-- (pk = CHECKPOINT) are rows too: the queries read events only (by their kind).
 CREATE EXTERNAL TABLE IF NOT EXISTS regate_decision_log (
   Item struct<
     pk: struct<S: string>,

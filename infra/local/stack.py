@@ -333,6 +333,29 @@ def create_table(dynamodb, logical_id: str, properties: dict) -> str:
     return f"table {name} ({state})"
 
 
+def create_checkpoint_key(properties: dict) -> str:
+    """The checkpoint signing key, under the alias local.env names (CHECKPOINT_KEY_ID)."""
+    kms = client("kms")
+    key = kms.create_key(KeySpec=properties["KeySpec"], KeyUsage=properties["KeyUsage"],
+                         Description=properties.get("Description", ""))
+    alias = read_env_file()["CHECKPOINT_KEY_ID"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+    return f"KMS key {alias} ({properties['KeySpec']}, {properties['KeyUsage']}) (created)"
+
+
+def create_checkpoint_bucket(properties: dict) -> str:
+    """The checkpoint bucket, named as local.env says (CHECKPOINT_BUCKET), with the template's
+    Object Lock: versioned, compliance mode (retention 1 day here)."""
+    s3 = client("s3")
+    name = read_env_file()["CHECKPOINT_BUCKET"]
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(properties.get("ObjectLockEnabled")))
+    lock = properties.get("ObjectLockConfiguration", {})
+    mode = lock.get("Rule", {}).get("DefaultRetention", {}).get("Mode", "COMPLIANCE")
+    s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": 1}}})
+    return f"bucket {name} (Object Lock, {mode}) (created)"
+
+
 def create_secret(name: str, fields: dict) -> str:
     secrets = client("secretsmanager")
     value = json.dumps(fields)
@@ -425,6 +448,10 @@ def create_resources() -> None:
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::DynamoDB::Table":
             print("resources:", create_table(dynamodb, logical_id, resource.get("Properties", {})))
+        elif resource.get("Type") == "AWS::KMS::Key":
+            print("resources:", create_checkpoint_key(resource["Properties"]))
+        elif resource.get("Type") == "AWS::S3::Bucket":
+            print("resources:", create_checkpoint_bucket(resource["Properties"]))
     print("resources:", create_chat_secrets())
     role = local_role()
     lambda_client = client("lambda")

@@ -4,6 +4,7 @@
 //! `AWS_REGION`, ...), so the same code talks to AWS and to the local stack.
 
 mod attr;
+pub mod checkpoints;
 pub mod config;
 pub mod decision_log;
 mod error;
@@ -145,6 +146,18 @@ pub async fn wire_approvals(
         slack_signing_secret: secrets.signing_secret,
         teams_auth,
     })
+}
+
+/// An S3 client. A custom endpoint (a local S3 such as the local stack's) answers on paths, not
+/// on bucket host names, so path-style addressing is on when one is set.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(custom_endpoint)
+            .build(),
+    )
 }
 
 /// A workflow error as Lambda reports it: the stable name (see `regate_core::ErrorName`) as

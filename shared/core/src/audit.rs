@@ -261,7 +261,7 @@ impl LogAudit {
         };
         let (pk, sk) = (text(&item, "pk"), text(&item, "sk"));
         let Some(request_id) = pk.strip_prefix(keys::REQUEST_PREFIX) else {
-            if !pk.starts_with(keys::POLICY_PREFIX) {
+            if !pk.starts_with(keys::POLICY_PREFIX) && pk != keys::CHECKPOINT_PARTITION {
                 self.findings.push(Finding::new(
                     pk,
                     None,

@@ -13,8 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
 use crate::audit::{Finding, FindingKind};
 use crate::canonical::{sha256_hex, to_canonical_json, CanonicalError};
+use crate::event::Event;
+use crate::ports::{CheckpointPorts, StoreError};
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// Where checkpoints go in their bucket: `checkpoints/<number, 10 digits>.json`.
@@ -160,6 +165,97 @@ impl PublicKey {
     }
 }
 
+/// The newest event of each request among `events`, as heads.
+pub fn latest_heads(events: &[Event]) -> Vec<Head> {
+    let mut newest: HashMap<&str, &Event> = HashMap::new();
+    for event in events {
+        let head = newest.entry(&event.request_id).or_insert(event);
+        if event.seq > head.seq {
+            *head = event;
+        }
+    }
+    let mut heads: Vec<Head> = newest
+        .into_values()
+        .map(|e| Head {
+            request_id: e.request_id.clone(),
+            seq: e.seq,
+            hash: e.hash.clone(),
+        })
+        .collect();
+    heads.sort();
+    heads
+}
+
+/// How often checkpoints are cut, and how long an event is given to reach the table before the
+/// checkpoint that covers its time is cut (an append is stamped before it is written).
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub every: chrono::Duration,
+    pub settle: chrono::Duration,
+}
+
+/// How far back the first checkpoint looks: a log older than checkpoints (a deployment that
+/// turns them on later) is anchored from then on.
+pub const FIRST_LOOKBACK: chrono::Duration = chrono::Duration::days(2);
+
+/// How long a run may take to cut one checkpoint before another run may take over.
+pub const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(120);
+
+/// Cuts the next checkpoint when one is due: the heads of the chains that changed since the
+/// last one, signed, kept, then recorded as the last. Empty checkpoints are cut too, so a gap
+/// in time is visible. Returns the new statement, or `None` when none was due (or another run
+/// is cutting it).
+pub async fn cut<P: CheckpointPorts>(
+    ports: &P,
+    now: DateTime<Utc>,
+    cadence: Cadence,
+) -> Result<Option<Statement>, CheckpointError> {
+    let last = ports.last().await?;
+    let until = now - cadence.settle;
+    let since = match &last {
+        Some(last) => Some(crate::time::parse_rfc3339(&last.until).ok_or_else(|| {
+            CheckpointError::Corrupt(format!("last checkpoint's until {:?}", last.until))
+        })?),
+        None => None,
+    };
+    if since.is_some_and(|since| since + cadence.every > until) {
+        return Ok(None);
+    }
+    let number = last.as_ref().map_or(1, |l| l.number + 1);
+    if !ports.claim(number, now, now + CLAIM_LEASE).await? {
+        return Ok(None);
+    }
+    let mut heads = latest_heads(&ports.events_between(since, until).await?);
+    let statement = Statement::new(
+        last.as_ref(),
+        crate::time::format_rfc3339_ms(until),
+        &mut heads,
+    )?;
+    let signature = ports.sign(&statement.signed_bytes()?).await?;
+    let checkpoint = Checkpoint {
+        statement,
+        heads,
+        key_id: ports.key_id().to_string(),
+        signature: base64::engine::general_purpose::STANDARD.encode(signature),
+    };
+    ports.keep(&checkpoint).await?;
+    ports
+        .advance(last.map(|l| l.number), &checkpoint.statement)
+        .await?;
+    Ok(Some(checkpoint.statement))
+}
+
+/// Why a checkpoint could not be cut.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    #[error("corrupt checkpoint record: {0}")]
+    Corrupt(String),
+}
+
 /// What the checkpoints vouch for: each request's signed heads, by seq.
 #[derive(Debug, Default)]
 pub struct Anchors {
@@ -238,7 +334,6 @@ pub fn check_checkpoints(
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 

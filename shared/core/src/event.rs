@@ -65,7 +65,8 @@ impl std::fmt::Display for EventKind {
 }
 
 /// Where the decision log keeps things: one partition per request (its events and the markers
-/// of its idempotency keys) and one item per policy bundle that decided anything.
+/// of its idempotency keys), one item per policy bundle that decided anything, and the
+/// checkpoints' own record.
 pub mod keys {
     /// Sequence numbers are zero-padded so that sort keys sort in sequence order.
     const SEQ_WIDTH: usize = 10;
@@ -75,6 +76,8 @@ pub mod keys {
     pub const POLICY_PREFIX: &str = "POLICY#";
     /// The sort key of a policy bundle's item.
     pub const POLICY_SORT_KEY: &str = "BUNDLE";
+    /// The partition of the record of the last signed checkpoint and the claims on the next.
+    pub const CHECKPOINT_PARTITION: &str = "CHECKPOINT";
 
     pub fn partition_key(request_id: &str) -> String {
         format!("{REQUEST_PREFIX}{request_id}")

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::checkpoint::{Checkpoint, Statement};
 use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
 use crate::pending::{
@@ -267,4 +268,44 @@ pub trait TaskTokens: Send + Sync {
         &self,
         execution_id: &str,
     ) -> impl Future<Output = Result<ExecutionStatus, TaskTokenError>> + Send;
+}
+
+/// What cutting a signed checkpoint of the decision log needs: the log's recent events, the
+/// signing key, the bucket the checkpoints are kept in, and the record of the last one.
+pub trait CheckpointPorts: Send + Sync {
+    /// The last checkpoint's statement (`None` before the first).
+    fn last(&self) -> impl Future<Output = Result<Option<Statement>, StoreError>> + Send;
+
+    /// Claims the right to cut checkpoint `number` until `until` (a lease): false when another
+    /// run holds a live claim on it, so that one checkpoint has one author.
+    fn claim(
+        &self,
+        number: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every event stamped after `since` (exclusive; `None`: as far back as the log keeps) and
+    /// up to `until` (inclusive).
+    fn events_between(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Signs `message` (ECDSA P-256 with SHA-256): the signature in ASN.1 DER.
+    fn sign(&self, message: &[u8]) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Which key signs (its ARN), recorded in each checkpoint for people.
+    fn key_id(&self) -> &str;
+
+    /// Stores the checkpoint where auditors read it.
+    fn keep(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records `statement` as the last checkpoint, if the last is still number `previous`.
+    fn advance(
+        &self,
+        previous: Option<u64>,
+        statement: &Statement,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
