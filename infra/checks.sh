@@ -4,7 +4,7 @@
 #   the cfn-guard rules in infra/guard/ (the template passes; each example in
 #   infra/guard/examples/ fails exactly the rules its first line names), the Athena named
 #   queries against their files (infra/athena/), and the release
-#   packaging of the three functions with cargo lambda, with their zip sizes.
+#   packaging of the four functions with cargo lambda, each zip within 5 MB.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -72,27 +72,8 @@ rm -rf "$package_dir"
 echo "== Athena: the template's named queries are infra/athena/queries/"
 "$checks/python" infra/athena/queries.py check-template infra/template.yaml || fail "athena named queries"
 
-echo "== packaging: release zips with cargo lambda"
-arch_flag="--arm64"
-if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
-  if ! timeout 120 rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
-    echo "note: the aarch64 standard library cannot be installed on this machine; building for x86_64 instead"
-    arch_flag="--x86-64"
-  fi
-fi
-PATH="$root/.local/venv/bin:$PATH" cargo lambda build --release $arch_flag --output-format zip --locked \
-  --bin evaluator --bin notifier --bin callback --bin sweeper || fail "cargo lambda build"
-limit=$((6 * 1024 * 1024))
-for function in evaluator notifier callback sweeper; do
-  zip="target/lambda/$function/bootstrap.zip"
-  if [ -f "$zip" ]; then
-    size=$(stat -c %s "$zip")
-    printf '%-10s %8d bytes (%s)%s\n' "$function" "$size" "$arch_flag" "$([ "$size" -le "$limit" ] || echo '  OVER the 6 MB budget')"
-    [ "$size" -le "$limit" ] || fail "$function.zip is over 6 MB"
-  else
-    fail "no $zip"
-  fi
-done
+echo "== packaging: release zips with cargo lambda, each at most 5 MB (infra/package.sh)"
+bash infra/package.sh || fail "packaging"
 
 if [ "$failures" -gt 0 ]; then
   echo "infrastructure checks: $failures failed"

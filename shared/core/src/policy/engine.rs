@@ -125,6 +125,23 @@ impl PolicyEngine {
         })
     }
 
+    /// The input [`Self::evaluate`] gives `data.approvals.decision` for `request` with `votes`
+    /// (those the hard rules let count), as canonical JSON text: the text its input digest is
+    /// the sha256 of, and what another engine running the same policy is to be given.
+    pub fn decision_input(
+        request: &PreparedRequest,
+        votes: &[Vote],
+        now: DateTime<Utc>,
+    ) -> Result<String, PolicyError> {
+        let counted = rules::countable_votes(request, votes);
+        let (canonical, _) =
+            policy_input(request, &counted, now, None).map_err(|message| PolicyError::Eval {
+                rule: DECISION_RULE.into(),
+                message,
+            })?;
+        Ok(canonical)
+    }
+
     /// `data.approvals.vote` for `voter`, after the hard rules (self-approval, second vote).
     pub fn check_vote(
         &self,
@@ -262,8 +279,10 @@ pub fn interpreter(
     engine_with(&files, &prepared_data(bundle)?)
 }
 
-/// `data.json` as the policy sees it: an object, with `data.groups` members in lower case so
-/// identities compare without case (see [`rules::normalize`]).
+/// `data.json` as the policy sees it: an object, with each `data.groups` member list a set of
+/// lower-case identities, made once at load. Identities compare without case (see
+/// [`rules::normalize`]), and `p in data.groups[g]` is a set lookup rather than a scan, which
+/// keeps large groups cheap.
 fn prepared_data(bundle: &PolicyBundle) -> Result<regorus::Value, PolicyError> {
     let mut data: serde_json::Value =
         serde_json::from_str(&bundle.data_json).map_err(|e| PolicyError::Data(e.to_string()))?;
@@ -272,18 +291,37 @@ fn prepared_data(bundle: &PolicyBundle) -> Result<regorus::Value, PolicyError> {
             "the top level must be a JSON object".into(),
         ));
     };
-    if let Some(serde_json::Value::Object(groups)) = object.get_mut("groups") {
-        for members in groups.values_mut() {
-            if let serde_json::Value::Array(members) = members {
-                for member in members.iter_mut() {
-                    if let serde_json::Value::String(id) = member {
-                        *id = rules::normalize(id);
-                    }
-                }
-            }
-        }
+    let groups = match object.remove("groups") {
+        Some(serde_json::Value::Object(groups)) => Some(member_sets(groups)),
+        Some(other) => Some(regorus::Value::from(other)),
+        None => None,
+    };
+    let mut data = regorus::Value::from(data);
+    if let (Some(groups), Ok(object)) = (groups, data.as_object_mut()) {
+        object.insert(regorus::Value::from("groups"), groups);
     }
-    Ok(regorus::Value::from(data))
+    Ok(data)
+}
+
+/// `{group: [members]}` as `{group: {members}}`, lower case; a value that is not a list of
+/// strings stays as it is.
+fn member_sets(groups: serde_json::Map<String, serde_json::Value>) -> regorus::Value {
+    let mut by_name = std::collections::BTreeMap::new();
+    for (name, members) in groups {
+        let value = match members {
+            serde_json::Value::Array(members) if members.iter().all(|m| m.is_string()) => {
+                let set: BTreeSet<regorus::Value> = members
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(|id| regorus::Value::from(rules::normalize(id)))
+                    .collect();
+                regorus::Value::from(set)
+            }
+            other => regorus::Value::from(other),
+        };
+        by_name.insert(regorus::Value::from(name), value);
+    }
+    regorus::Value::from(by_name)
 }
 
 /// regorus reports `--> file:line:col`, a source excerpt and `error: message` on separate
@@ -312,13 +350,22 @@ fn groups_from_data(data: &regorus::Value) -> Groups {
         return groups;
     };
     for (name, members) in by_name.iter() {
-        let (Ok(name), Ok(members)) = (name.as_string(), members.as_array()) else {
+        let Ok(name) = name.as_string() else {
             continue;
         };
-        let members: BTreeSet<String> = members
-            .iter()
-            .filter_map(|m| m.as_string().ok().map(|s| rules::normalize(s)))
-            .collect();
+        let members: BTreeSet<String> = match (members.as_set(), members.as_array()) {
+            (Ok(set), _) => set
+                .iter()
+                .filter_map(|m| m.as_string().ok())
+                .map(|s| rules::normalize(s))
+                .collect(),
+            (_, Ok(list)) => list
+                .iter()
+                .filter_map(|m| m.as_string().ok())
+                .map(|s| rules::normalize(s))
+                .collect(),
+            _ => continue,
+        };
         groups.insert(name.to_string(), members);
     }
     groups
