@@ -13,7 +13,7 @@ use regate_core::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(1)).await?;

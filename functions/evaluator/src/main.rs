@@ -15,7 +15,7 @@ use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::Config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let policy = Arc::new(PolicyEngine::compile(&bundle)?);

@@ -13,7 +13,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(3)).await?;

@@ -17,15 +17,14 @@ use regate_core::ports::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::Config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let wired =
         regate_aws::wire_approvals(&config.workflow, &bundle, Duration::from_secs(3)).await?;
-    let approvals = Arc::new(wired.approvals);
+    let (approvals, sdk) = (Arc::new(wired.approvals), wired.sdk);
     let checkpoints = match &config.checkpoints {
         Some(settings) => {
-            let sdk = regate_aws::load_config().await;
             let log = DynamoDecisionLog::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 config.workflow.tables.decision_log.clone(),

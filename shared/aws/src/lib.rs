@@ -8,6 +8,7 @@ pub mod checkpoints;
 pub mod config;
 pub mod decision_log;
 mod error;
+pub mod logging;
 pub mod pending;
 pub mod task_tokens;
 
@@ -52,6 +53,9 @@ pub struct Wired {
     pub slack_signing_secret: SecretString,
     /// For verifying inbound Teams activities (the callback), when Teams is configured.
     pub teams_auth: Option<BotAuthenticator>,
+    /// The AWS configuration the workflow's clients were built from, for a function's other
+    /// clients: loading it again would cost a second cold-start setup.
+    pub sdk: aws_config::SdkConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +82,8 @@ pub async fn wire_approvals(
 ) -> Result<Wired, InitError> {
     let policy = PolicyEngine::compile(bundle)?;
     let kept = KeptPolicy::new(bundle).map_err(InitError::PolicyTooLarge)?;
-    let sdk = &load_config().await;
+    let sdk_config = load_config().await;
+    let sdk = &sdk_config;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
         secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;
@@ -145,6 +150,7 @@ pub async fn wire_approvals(
         approvals,
         slack_signing_secret: secrets.signing_secret,
         teams_auth,
+        sdk: sdk_config,
     })
 }
 
