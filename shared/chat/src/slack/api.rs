@@ -182,6 +182,7 @@ impl SlackApi {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Slack", rpc.method = method))]
     async fn call(&self, method: &str, payload: Payload) -> Result<Value, ChatError> {
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;

@@ -253,6 +253,7 @@ impl BotAuthenticator {
         Ok(keys)
     }
 
+    #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Bot Framework", rpc.method = "keys"))]
     async fn fetch(&self) -> Result<SigningKeys, AuthError> {
         let unavailable = |e: reqwest::Error| AuthError::Unavailable(e.without_url().to_string());
         let metadata: Metadata = self

@@ -247,6 +247,7 @@ impl Connector {
         Ok(url)
     }
 
+    #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Teams", rpc.method = path))]
     async fn call(
         &self,
         method: Method,
