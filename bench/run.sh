@@ -5,7 +5,7 @@
 # `<!-- end generated -->`) are replaced with them, under the date and this machine.
 #
 #   bash bench/run.sh                 # everything (about 30 minutes on 2 cores)
-#   bash bench/run.sh opa coldstart   # some parts: opa, coldstart, size, clicks
+#   bash bench/run.sh opa coldstart   # some parts: opa, coldstart, size, clicks (and cost)
 #   REGATE_BENCH_QUICK=1 bash bench/run.sh opa   # fewer rounds, for trying things
 #
 # Installs what it needs, pinned: OPA's wheel (bench/opa.sh), and through infra/local/setup.sh
@@ -44,8 +44,9 @@ if wants size; then
 fi
 
 if wants clicks; then
-  echo "== click latency on the local stack (bench/benches/clicks.rs)"
-  infra/local/stack up
+  echo "== click latency and the cost of an approval on a release local stack (bench/benches/clicks.rs)"
+  infra/local/stack down >/dev/null 2>&1 || true
+  REGATE_LOCAL_RELEASE=1 infra/local/stack up
   trap 'infra/local/stack down >/dev/null 2>&1 || true' EXIT
   set -a; . infra/local/local.env; set +a
   cargo bench --locked -p regate-bench --bench clicks

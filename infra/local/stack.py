@@ -40,6 +40,10 @@ STACK_NAME = "regate"
 ACCOUNT = "123456789012"
 FUNCTIONS_URL = "http://127.0.0.1:9000"
 FUNCTION_BINARIES = ["evaluator", "notifier", "callback", "sweeper"]
+# REGATE_LOCAL_RELEASE=1 runs release builds of the functions (what the click-latency bench
+# measures); by default they are debug builds, which build faster.
+RELEASE = os.environ.get("REGATE_LOCAL_RELEASE") == "1"
+PROFILE_DIR = "release" if RELEASE else "debug"
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict:
@@ -100,7 +104,7 @@ def services() -> list:
             port=9000,
             health_url=f"{FUNCTIONS_URL}/",
             command=[str(LOCAL / "venv" / "bin" / "cargo-lambda"), "lambda", "watch", "-A", "127.0.0.1", "-P", "9000",
-                     "--ignore-changes", "--concurrency", str(FUNCTION_CONCURRENCY)],
+                     "--ignore-changes", "--concurrency", str(FUNCTION_CONCURRENCY)] + (["--release"] if RELEASE else []),
         ),
     ]
 
@@ -109,7 +113,7 @@ def build_functions() -> None:
     """Builds each function binary the way `cargo lambda watch` runs it (`cargo run --bin X`,
     so with the same features), before it serves them."""
     for binary in FUNCTION_BINARIES:
-        command = ["cargo", "build", "--locked", "--bin", binary]
+        command = ["cargo", "build", "--locked", "--bin", binary] + (["--release"] if RELEASE else [])
         print("up: building:", " ".join(command), flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             sys.exit(f"up: building the {binary} function failed (see the compiler output above)")
@@ -120,8 +124,8 @@ def functions_are_stale(service: Service) -> bool:
     if service.name != "functions" or not service.pid_file.exists():
         return False
     started = service.pid_file.stat().st_mtime
-    return any((ROOT / "target" / "debug" / binary).stat().st_mtime > started
-               for binary in FUNCTION_BINARIES if (ROOT / "target" / "debug" / binary).exists())
+    return any((ROOT / "target" / PROFILE_DIR / binary).stat().st_mtime > started
+               for binary in FUNCTION_BINARIES if (ROOT / "target" / PROFILE_DIR / binary).exists())
 
 
 def warm_functions() -> None:

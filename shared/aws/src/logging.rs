@@ -38,7 +38,12 @@ pub fn init(var: impl Fn(&str) -> Option<String>) {
     let timed = filter_fn(|metadata| metadata.name() == INVOCATION_SPAN || is_round_trip(metadata));
     let _ = tracing_subscriber::registry()
         .with(lines.with_filter(filter))
-        .with(InvocationTiming.with_filter(timed))
+        .with(
+            InvocationTiming {
+                function: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+            }
+            .with_filter(timed),
+        )
         .try_init();
 }
 
@@ -56,7 +61,10 @@ fn is_round_trip(metadata: &Metadata<'_>) -> bool {
 /// whole invocation (`total_us`), the time spent waiting on other services (`round_trip_us`,
 /// the union of its round-trip spans, so calls made side by side count once) and the rest,
 /// the function's own work (`own_us`).
-struct InvocationTiming;
+struct InvocationTiming {
+    /// The function's name, on each timing line.
+    function: String,
+}
 
 struct Invocation {
     started: Instant,
@@ -109,6 +117,7 @@ where
         let total = ended.duration_since(invocation.started);
         let waiting = union_length(invocation.trips.clone());
         tracing::info!(
+            function = %self.function,
             request_id = %invocation.request_id,
             total_us = total.as_micros() as u64,
             round_trip_us = waiting.as_micros() as u64,
@@ -192,9 +201,14 @@ mod tests {
                     .with_writer(move || Writer(sink.clone()))
                     .with_filter(LevelFilter::INFO),
             )
-            .with(InvocationTiming.with_filter(filter_fn(|m| {
-                m.name() == INVOCATION_SPAN || is_round_trip(m)
-            })));
+            .with(
+                InvocationTiming {
+                    function: "callback".into(),
+                }
+                .with_filter(filter_fn(|m| {
+                    m.name() == INVOCATION_SPAN || is_round_trip(m)
+                })),
+            );
         tracing::subscriber::with_default(subscriber, || {
             let invocation = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
             let _entered = invocation.enter();
@@ -214,6 +228,7 @@ mod tests {
         };
         assert!(text.contains("invocation timing"), "{text}");
         assert!(text.contains("request_id=req-1"), "{text}");
+        assert!(text.contains("function=callback"), "{text}");
         assert_eq!(field("round_trips"), 1, "{text}");
         assert!(field("round_trip_us") >= 30_000, "{text}");
         assert!(field("own_us") < 30_000, "{text}");
