@@ -6,7 +6,7 @@
 #
 #   bash bench/run.sh                 # everything (about 30 minutes on 2 cores)
 #   bash bench/run.sh opa coldstart   # some parts: opa, coldstart, size, clicks (and cost)
-#   REGATE_BENCH_QUICK=1 bash bench/run.sh opa   # fewer rounds, for trying things
+#   REGATE_BENCH_QUICK=1 bash bench/run.sh opa   # fewer rounds, for trying things (not published)
 #
 # Installs what it needs, pinned: OPA's wheel (bench/opa.sh), and through infra/local/setup.sh
 # the local stack's tools and cargo-lambda. valgrind comes from Debian's packages.

@@ -11,7 +11,8 @@
 //!
 //! Run: `bash bench/run.sh opa` (downloads OPA), or with the library at hand:
 //! `REGATE_OPA_LIB=path/to/libopabridge.so cargo bench -p regate-bench --bench opa`;
-//! `REGATE_BENCH_CASE=scale` runs one case, `REGATE_BENCH_QUICK=1` a twentieth of the rounds.
+//! `REGATE_BENCH_CASE=scale` runs one case, `REGATE_BENCH_QUICK=1` a twentieth of the rounds:
+//! such trials print their table but leave BENCHMARKS.md's to a full run.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,11 @@ fn run() -> Result<(), String> {
     );
     for row in &rows {
         table.push_str(&row.markdown());
+    }
+    if quick || only.is_some() {
+        // A trial: printed, but BENCHMARKS.md keeps the last full run.
+        println!("\n{table}");
+        return Ok(());
     }
     publish("opa", &table).map_err(|e| e.to_string())
 }

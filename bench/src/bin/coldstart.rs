@@ -20,7 +20,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use regate_bench::stats::{human, publish, Samples};
+use regate_bench::stats::{human, publish, table_path, Samples};
 use serde_json::{json, Value};
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
@@ -162,7 +162,8 @@ fn callgrind_init(
     arrivals: &Receiver<Instant>,
 ) -> Result<u64, String> {
     drain(arrivals);
-    let out = std::env::temp_dir().join(format!("regate-callgrind-{name}-{}", std::process::id()));
+    // Kept for `callgrind_annotate`, which shows where init's instructions go.
+    let out = table_path(&format!("callgrind.{name}")).with_extension("out");
     let child = Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
@@ -174,7 +175,6 @@ fn callgrind_init(
         .map_err(|e| format!("cannot start valgrind (is it installed?): {e}"))?;
     wait_for_next(name, child, arrivals, CALLGRIND_DEADLINE, true)?;
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let _ = std::fs::remove_file(&out);
     text.lines()
         .find_map(|l| {
             l.strip_prefix("summary: ")
@@ -224,7 +224,8 @@ fn wait_for_next(
             stderr
                 .lines()
                 .rev()
-                .take(20)
+                .filter(|line| !line.contains("   by 0x"))
+                .take(40)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()

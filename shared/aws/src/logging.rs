@@ -5,7 +5,8 @@
 //! expressions: their engine would be a fifth of a function's zip.
 //!
 //! Each invocation ends with one `invocation timing` line: its total time, the time it waited
-//! on DynamoDB, Step Functions, Slack and Teams, and its own time, the rest.
+//! on DynamoDB, Step Functions, Slack and Teams, its own time (the rest), and the CPU time the
+//! process used meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,9 @@ fn is_round_trip(metadata: &Metadata<'_>) -> bool {
 /// Times each invocation: when its span closes, one INFO line `invocation timing` gives the
 /// whole invocation (`total_us`), the time spent waiting on other services (`round_trip_us`,
 /// the union of its round-trip spans, so calls made side by side count once) and the rest,
-/// the function's own work (`own_us`).
+/// the function's own work (`own_us`), which on a busy machine includes waits for a core. The
+/// process's CPU time over the invocation (`cpu_us`) is the work alone: a function instance
+/// takes one invocation at a time.
 struct InvocationTiming {
     /// The function's name, on each timing line.
     function: String,
@@ -68,6 +71,7 @@ struct InvocationTiming {
 
 struct Invocation {
     started: Instant,
+    cpu_started: Duration,
     request_id: String,
     trips: Vec<(Instant, Instant)>,
 }
@@ -87,6 +91,7 @@ where
             attrs.record(&mut request_id);
             span.extensions_mut().insert(Invocation {
                 started: Instant::now(),
+                cpu_started: process_cpu_time(),
                 request_id: request_id.0,
                 trips: Vec::new(),
             });
@@ -97,6 +102,7 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let ended = Instant::now();
+        let cpu_ended = process_cpu_time();
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -116,16 +122,28 @@ where
         drop(span);
         let total = ended.duration_since(invocation.started);
         let waiting = union_length(invocation.trips.clone());
+        // Whole microseconds first, so that the line adds up.
+        let (total_us, round_trip_us) = (total.as_micros() as u64, waiting.as_micros() as u64);
         tracing::info!(
             function = %self.function,
             request_id = %invocation.request_id,
-            total_us = total.as_micros() as u64,
-            round_trip_us = waiting.as_micros() as u64,
-            own_us = total.saturating_sub(waiting).as_micros() as u64,
+            total_us,
+            round_trip_us,
+            own_us = total_us.saturating_sub(round_trip_us),
+            cpu_us = cpu_ended.saturating_sub(invocation.cpu_started).as_micros() as u64,
             round_trips = invocation.trips.len(),
             "invocation timing"
         );
     }
+}
+
+/// CPU time used so far by all of the process's threads.
+fn process_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
 }
 
 #[derive(Default)]
@@ -212,6 +230,11 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let invocation = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
             let _entered = invocation.enter();
+            // 10 ms of work, then 30 ms waiting on a round trip.
+            let working = process_cpu_time();
+            while process_cpu_time().saturating_sub(working) < Duration::from_millis(10) {
+                std::hint::black_box(working);
+            }
             let trip = tracing::debug_span!("round_trip", "rpc.service" = "Slack");
             let guard = trip.enter();
             std::thread::sleep(Duration::from_millis(30));
@@ -232,6 +255,7 @@ mod tests {
         assert_eq!(field("round_trips"), 1, "{text}");
         assert!(field("round_trip_us") >= 30_000, "{text}");
         assert!(field("own_us") < 30_000, "{text}");
+        assert!(field("cpu_us") >= 10_000, "{text}");
         assert_eq!(
             field("total_us"),
             field("round_trip_us") + field("own_us"),
