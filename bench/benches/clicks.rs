@@ -154,8 +154,8 @@ struct Counts {
 }
 
 async fn count_one(stack: &LocalStack, id: &str, execution: &str) -> Result<Counts, String> {
-    let sfn = aws_sdk_sfn::Client::new(&regate_tests::local_config().await);
-    let history = sfn
+    let history = stack
+        .sfn
         .get_execution_history()
         .execution_arn(execution)
         .max_results(1000)

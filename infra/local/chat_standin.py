@@ -17,10 +17,11 @@ import json
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import teams_standin
+from burst_server import Server
 from stack import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,13 +227,6 @@ def make_handler(state: State, teams: teams_standin.TeamsState):
             self.send_json(200, answer(state, method, body))
 
     return Handler
-
-
-class Server(ThreadingHTTPServer):
-    """Threaded, with a listen backlog that holds a burst: the default of 5 drops connections
-    when dozens of clicks arrive at once, and a client waits 1 s to retry a dropped SYN."""
-
-    request_queue_size = 128
 
 
 def main() -> None:

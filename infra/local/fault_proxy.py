@@ -26,7 +26,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from burst_server import Server
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "content-length", "host"}
@@ -158,13 +160,6 @@ def make_handler(upstream: str, faults: Faults):
             self.handle_any("PUT")
 
     return Handler
-
-
-class Server(ThreadingHTTPServer):
-    """Threaded, with a listen backlog that holds a burst: the default of 5 drops connections
-    when dozens of clicks arrive at once, and a client waits 1 s to retry a dropped SYN."""
-
-    request_queue_size = 128
 
 
 def main() -> None:

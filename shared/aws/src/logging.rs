@@ -62,8 +62,8 @@ fn is_round_trip(metadata: &Metadata<'_>) -> bool {
 /// whole invocation (`total_us`), the time spent waiting on other services (`round_trip_us`,
 /// the union of its round-trip spans, so calls made side by side count once) and the rest,
 /// the function's own work (`own_us`), which on a busy machine includes waits for a core. The
-/// process's CPU time over the invocation (`cpu_us`) is the work alone: a function instance
-/// takes one invocation at a time.
+/// process's CPU time over the invocation (`cpu_us`; a function instance takes one invocation at
+/// a time) counts all its work, the SDK's signing and parsing inside the round trips included.
 struct InvocationTiming {
     /// The function's name, on each timing line.
     function: String,
