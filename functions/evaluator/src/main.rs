@@ -7,6 +7,7 @@ mod handler;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use regate_aws::{DynamoDecisionLog, KeptPolicy};
@@ -19,7 +20,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = config::Config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let policy = Arc::new(PolicyEngine::compile(&bundle)?);
-    let sdk = regate_aws::load_config().await;
+    let http = regate_aws::function_http_client(Duration::from_secs(3))?;
+    let sdk = regate_aws::load_function_config(&http).await;
     let log = DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         config.decision_log_table,

@@ -8,6 +8,7 @@ pub mod checkpoints;
 pub mod config;
 pub mod decision_log;
 mod error;
+pub mod http_client;
 pub mod logging;
 pub mod pending;
 pub mod task_tokens;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use config::{secret_string, ConfigError, WorkflowConfig};
+use http_client::ReqwestHttpClient;
 use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
 use regate_chat::Chats;
@@ -34,12 +36,34 @@ use secrecy::SecretString;
 /// backoff with jitter) this many times in all before an adapter sees an error.
 pub const SDK_MAX_ATTEMPTS: u32 = 4;
 
-/// The shared AWS configuration, loaded once per process (cold start).
+/// The shared AWS configuration of a command-line tool, with the SDK's own HTTPS client
+/// (the `regate` CLI enables it: `aws-config/default-https-client`).
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+    config_loader().load().await
+}
+
+/// The shared AWS configuration of a function, loaded once at cold start: the SDK sends through
+/// `http`, the client the chat platforms use (see `http_client`). Functions are built without
+/// the SDK's own HTTPS client.
+pub async fn load_function_config(http: &reqwest::Client) -> aws_config::SdkConfig {
+    config_loader()
+        .http_client(ReqwestHttpClient::new(http.clone()))
         .load()
         .await
+}
+
+fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+}
+
+/// A function's HTTP client, for AWS and for the chat platforms; `connect_timeout` bounds each
+/// connection.
+pub fn function_http_client(connect_timeout: Duration) -> Result<reqwest::Client, InitError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| InitError::Http(e.to_string()))
 }
 
 /// The approval workflow on AWS, asking approvers on the configured chat platforms.
@@ -74,7 +98,7 @@ pub enum InitError {
 
 /// The approval workflow over the tables, Step Functions and Slack, built once at cold start,
 /// with the Slack app's secrets read once from Secrets Manager and `bundle` compiled once.
-/// `connect_timeout` bounds each Slack connection.
+/// `connect_timeout` bounds each connection, to AWS and to the chat platforms.
 pub async fn wire_approvals(
     config: &WorkflowConfig,
     bundle: &PolicyBundle,
@@ -82,7 +106,8 @@ pub async fn wire_approvals(
 ) -> Result<Wired, InitError> {
     let policy = PolicyEngine::compile(bundle)?;
     let kept = KeptPolicy::new(bundle).map_err(InitError::PolicyTooLarge)?;
-    let sdk_config = load_config().await;
+    let http = function_http_client(connect_timeout)?;
+    let sdk_config = load_function_config(&http).await;
     let sdk = &sdk_config;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
@@ -91,10 +116,6 @@ pub async fn wire_approvals(
         id: slack.secret_id.clone(),
         problem,
     })?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .build()
-        .map_err(|e| InitError::Http(e.to_string()))?;
     let api = SlackApi::new(
         http.clone(),
         &slack.api_url,
