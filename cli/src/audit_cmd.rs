@@ -132,7 +132,7 @@ fn public_key_der(key: &str) -> Result<Vec<u8>> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let kms = aws_sdk_kms::Client::new(&regate_aws::load_config().await);
+        let kms = aws_sdk_kms::Client::new(&crate::load_aws_config().await);
         let answer = kms.get_public_key().key_id(key).send().await.map_err(|e| {
             anyhow::anyhow!(
                 "fetching the public key of {key} from KMS: {}",

@@ -371,7 +371,7 @@ pub fn local_folder(
 }
 
 async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
-    let s3 = regate_aws::s3_client(&regate_aws::load_config().await);
+    let s3 = regate_aws::s3_client(&crate::load_aws_config().await);
     let listing_prefix = if prefix.is_empty() {
         String::new()
     } else {

@@ -86,7 +86,7 @@ async fn open(table: &TableArg) -> Result<DynamoDecisionLog> {
         .clone()
         .filter(|n| !n.is_empty())
         .with_context(|| format!("no table: pass --table or set {TABLE_ENV}"))?;
-    let config = regate_aws::load_config().await;
+    let config = crate::load_aws_config().await;
     Ok(DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&config),
         name,

@@ -8,6 +8,8 @@ mod policy_cmd;
 
 use std::process::ExitCode;
 
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -51,4 +53,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The AWS configuration of the command line: the standard chain (environment, profiles, SSO,
+/// `credential_process`), with the SDK's own HTTPS client and the functions' retry policy.
+pub(crate) async fn load_aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(regate_aws::SDK_MAX_ATTEMPTS))
+        .load()
+        .await
 }

@@ -316,6 +316,7 @@ fn answer(
     arrivals: &Sender<Instant>,
     secrets: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
     loop {
@@ -358,11 +359,13 @@ fn answer(
             ),
         };
         let reply = reply.to_string();
-        write!(
-            stream,
+        // One write: `write!` on the socket would send the answer in pieces, and Nagle's
+        // algorithm would hold the last piece until the client's delayed ACK (about 40 ms).
+        let answer = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{reply}",
             reply.len()
-        )?;
+        );
+        stream.write_all(answer.as_bytes())?;
     }
 }
 

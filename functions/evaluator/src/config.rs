@@ -1,9 +1,10 @@
 //! The evaluator's settings, read once at cold start.
 
-use regate_aws::config::{clock, ConfigError, Vars};
+use regate_aws::config::{clock, AwsSettings, ConfigError, Vars};
 use regate_core::ports::SystemClock;
 
 pub struct Config {
+    pub aws: AwsSettings,
     pub decision_log_table: String,
     pub clock: SystemClock,
 }
@@ -13,6 +14,7 @@ impl Config {
         let env = |name: &str| std::env::var(name).ok();
         let vars = Vars::new(&env);
         Ok(Self {
+            aws: AwsSettings::from_vars(&vars)?,
             decision_log_table: vars.required("REGATE_DECISION_LOG_TABLE")?,
             clock: clock(&vars)?,
         })

@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let bundle = regate_policies::bundle()?;
     let policy = Arc::new(PolicyEngine::compile(&bundle)?);
     let http = regate_aws::function_http_client(Duration::from_secs(3))?;
-    let sdk = regate_aws::load_function_config(&http).await;
+    let sdk = regate_aws::function_sdk_config(&config.aws, &http);
     let log = DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         config.decision_log_table,

@@ -31,7 +31,7 @@ pub struct AwsCheckpoints {
 
 impl AwsCheckpoints {
     pub fn new(
-        sdk: &aws_config::SdkConfig,
+        sdk: &aws_types::SdkConfig,
         log: DynamoDecisionLog,
         key_id: String,
         bucket: String,

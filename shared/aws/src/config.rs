@@ -193,9 +193,53 @@ pub fn clock(vars: &Vars) -> Result<regate_core::ports::SystemClock, ConfigError
     })
 }
 
+/// Where and as whom a function calls AWS: the variables Lambda sets for every function
+/// (`AWS_REGION`, and the execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN`), and `AWS_ENDPOINT_URL` when set (the local stack). A process's
+/// environment never changes, so reading the credentials once is what the SDK's environment
+/// provider would do on every call.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub region: String,
+    /// Its `Debug` shows the access key id only.
+    pub credentials: aws_credential_types::Credentials,
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let region = vars
+            .optional("AWS_REGION")
+            .or_else(|| vars.optional("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| ConfigError::Missing("AWS_REGION".into()))?;
+        let credentials = aws_credential_types::Credentials::new(
+            vars.required("AWS_ACCESS_KEY_ID")?,
+            vars.required("AWS_SECRET_ACCESS_KEY")?,
+            vars.optional("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        );
+        let endpoint_url = vars.optional("AWS_ENDPOINT_URL");
+        if let Some(url) = &endpoint_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "AWS_ENDPOINT_URL".into(),
+                    problem: format!("{url:?} is not an http(s) URL"),
+                });
+            }
+        }
+        Ok(Self {
+            region,
+            credentials,
+            endpoint_url,
+        })
+    }
+}
+
 /// The settings of a function that runs the approval workflow (the notifier, the callback).
 #[derive(Debug, Clone)]
 pub struct WorkflowConfig {
+    pub aws: AwsSettings,
     pub tables: Tables,
     pub slack: SlackSettings,
     pub teams: Option<TeamsSettings>,
@@ -206,6 +250,7 @@ impl WorkflowConfig {
     /// `default_chat_budget` bounds each Slack or Teams call unless configured otherwise.
     pub fn from_vars(vars: &Vars, default_chat_budget: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
+            aws: AwsSettings::from_vars(vars)?,
             tables: Tables::from_vars(vars)?,
             slack: SlackSettings::from_vars(vars, default_chat_budget)?,
             teams: TeamsSettings::from_vars(vars, default_chat_budget)?,
@@ -278,6 +323,46 @@ mod tests {
             error.contains("TEAMS_SERVICE_URL") && error.contains("allowed host"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn aws_settings_come_from_the_lambda_variables_and_a_missing_one_is_named() {
+        let lambda = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-example"),
+            ("AWS_SESSION_TOKEN", "session-example"),
+        ];
+        let settings = with(&lambda, AwsSettings::from_vars).unwrap();
+        assert_eq!(settings.region, "eu-west-1");
+        assert_eq!(settings.credentials.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(
+            settings.credentials.session_token(),
+            Some("session-example")
+        );
+        assert_eq!(settings.endpoint_url, None);
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("secret-example") && !shown.contains("session-example"),
+            "{shown}"
+        );
+
+        let error = with(&lambda[..2], AwsSettings::from_vars).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable AWS_SECRET_ACCESS_KEY is not set"
+        );
+        let error = with(&lambda[1..], AwsSettings::from_vars).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable AWS_REGION is not set"
+        );
+        let mut local = lambda.to_vec();
+        local.push(("AWS_ENDPOINT_URL", "127.0.0.1:5005"));
+        let error = with(&local, AwsSettings::from_vars)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AWS_ENDPOINT_URL"), "{error}");
     }
 
     #[test]

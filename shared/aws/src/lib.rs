@@ -1,7 +1,8 @@
 //! AWS adapters for the ports of `regate-core`: the DynamoDB decision log and pending store,
-//! and Step Functions task tokens; and the wiring every function shares at cold start. Endpoints,
-//! region and credentials come from the standard AWS configuration (`AWS_ENDPOINT_URL`,
-//! `AWS_REGION`, ...), so the same code talks to AWS and to the local stack.
+//! and Step Functions task tokens; and the wiring every function shares at cold start. Region,
+//! credentials and endpoint come from the variables Lambda sets (`AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, ...) and `AWS_ENDPOINT_URL`, so the same code talks to AWS and to the
+//! local stack.
 
 mod attr;
 pub mod checkpoints;
@@ -20,9 +21,12 @@ pub use task_tokens::SfnTaskTokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::BehaviorVersion;
-use config::{secret_string, ConfigError, WorkflowConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::region::Region;
+use aws_types::sdk_config::RetryConfig;
+use aws_types::SdkConfig;
+use config::{secret_string, AwsSettings, ConfigError, WorkflowConfig};
 use http_client::ReqwestHttpClient;
 use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
@@ -36,32 +40,38 @@ use secrecy::SecretString;
 /// backoff with jitter) this many times in all before an adapter sees an error.
 pub const SDK_MAX_ATTEMPTS: u32 = 4;
 
-/// The shared AWS configuration of a command-line tool, with the SDK's own HTTPS client
-/// (the `regate` CLI enables it: `aws-config/default-https-client`).
-pub async fn load_config() -> aws_config::SdkConfig {
-    config_loader().load().await
-}
-
-/// The shared AWS configuration of a function, loaded once at cold start: the SDK sends through
-/// `http`, the client the chat platforms use (see `http_client`). Functions are built without
-/// the SDK's own HTTPS client.
-pub async fn load_function_config(http: &reqwest::Client) -> aws_config::SdkConfig {
-    config_loader()
-        .http_client(ReqwestHttpClient::new(http.clone()))
-        .load()
-        .await
-}
-
-fn config_loader() -> aws_config::ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
+/// A function's AWS configuration, built once at cold start from `aws` (the variables Lambda
+/// sets) without `aws-config`: its default chain would also build an STS client and, with it, a
+/// second HTTPS client, which a function whose credentials come from its environment never
+/// uses (about 425 KB of each zip, see BENCHMARKS.md). The SDK sends through `http`, the client
+/// the chat platforms use (see `http_client`).
+pub fn function_sdk_config(aws: &AwsSettings, http: &reqwest::Client) -> SdkConfig {
+    let builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(aws.region.clone()))
+        .credentials_provider(SharedCredentialsProvider::new(aws.credentials.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+        .http_client(ReqwestHttpClient::new(http.clone()));
+    match &aws.endpoint_url {
+        Some(url) => builder.endpoint_url(url).build(),
+        None => builder.build(),
+    }
 }
 
 /// A function's HTTP client, for AWS and for the chat platforms; `connect_timeout` bounds each
-/// connection.
+/// connection. It trusts Mozilla's root certificates compiled into the binary
+/// (`webpki-root-certs`) instead of reading and parsing the system's store at every cold start
+/// (about 19 M instructions each time, see BENCHMARKS.md); AWS, Slack and Microsoft all serve
+/// certificates from public roots in that set. The roots change with that crate's version.
 pub fn function_http_client(connect_timeout: Duration) -> Result<reqwest::Client, InitError> {
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InitError::Http(e.to_string()))?;
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        .tls_certs_only(roots)
         .build()
         .map_err(|e| InitError::Http(e.to_string()))
 }
@@ -79,7 +89,7 @@ pub struct Wired {
     pub teams_auth: Option<BotAuthenticator>,
     /// The AWS configuration the workflow's clients were built from, for a function's other
     /// clients: loading it again would cost a second cold-start setup.
-    pub sdk: aws_config::SdkConfig,
+    pub sdk: SdkConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +117,7 @@ pub async fn wire_approvals(
     let policy = PolicyEngine::compile(bundle)?;
     let kept = KeptPolicy::new(bundle).map_err(InitError::PolicyTooLarge)?;
     let http = function_http_client(connect_timeout)?;
-    let sdk_config = load_function_config(&http).await;
+    let sdk_config = function_sdk_config(&config.aws, &http);
     let sdk = &sdk_config;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
@@ -177,7 +187,7 @@ pub async fn wire_approvals(
 
 /// An S3 client. A custom endpoint (a local S3 such as the local stack's) answers on paths, not
 /// on bucket host names, so path-style addressing is on when one is set.
-pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
     aws_sdk_s3::Client::from_conf(
