@@ -1,7 +1,8 @@
 //! The AWS SDK's HTTP client in a function is the process's reqwest client, the one Slack and
-//! Teams are called with. One TLS stack and one set of root certificates per process: the SDK's
-//! own HTTPS client would read and parse the system's roots a second time at cold start (about
-//! 19 M instructions, see BENCHMARKS.md) and add a second HTTP stack to each zip.
+//! Teams are called with (`crate::function_http_client`). One TLS stack and one set of root
+//! certificates per process: the SDK's own HTTPS client would read and parse the system's store
+//! at cold start (about 19 M instructions, see BENCHMARKS.md) and add a second HTTP stack to
+//! each zip.
 //!
 //! Timeouts: connections are bounded by the reqwest client's connect timeout; the SDK's own
 //! operation and attempt timeouts and its retries (throttling, 5xx, I/O errors, timeouts) apply
@@ -97,6 +98,13 @@ mod tests {
             .headers_mut()
             .insert("x-amz-target", "DynamoDB_20120810.PutItem");
         request
+    }
+
+    #[test]
+    fn the_function_client_takes_every_compiled_in_root() {
+        let client = crate::function_http_client(Duration::from_secs(1));
+        assert!(client.is_ok(), "{:?}", client.err());
+        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
     }
 
     #[tokio::test]

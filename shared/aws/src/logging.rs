@@ -64,6 +64,7 @@ fn is_round_trip(metadata: &Metadata<'_>) -> bool {
 /// the function's own work (`own_us`), which on a busy machine includes waits for a core. The
 /// process's CPU time over the invocation (`cpu_us`; a function instance takes one invocation at
 /// a time) counts all its work, the SDK's signing and parsing inside the round trips included.
+/// `trips` names each round trip, `service.method` (`DynamoDB.GetItem,Slack.users.info`).
 struct InvocationTiming {
     /// The function's name, on each timing line.
     function: String,
@@ -74,9 +75,14 @@ struct Invocation {
     cpu_started: Duration,
     request_id: String,
     trips: Vec<(Instant, Instant)>,
+    /// `service.method` of each round trip, in the order they ended.
+    trip_names: Vec<String>,
 }
 
-struct TripStarted(Instant);
+struct TripStarted {
+    at: Instant,
+    name: String,
+}
 
 impl<S> Layer<S> for InvocationTiming
 where
@@ -94,9 +100,15 @@ where
                 cpu_started: process_cpu_time(),
                 request_id: request_id.0,
                 trips: Vec::new(),
+                trip_names: Vec::new(),
             });
         } else if is_round_trip(attrs.metadata()) {
-            span.extensions_mut().insert(TripStarted(Instant::now()));
+            let mut name = TripName::default();
+            attrs.record(&mut name);
+            span.extensions_mut().insert(TripStarted {
+                at: Instant::now(),
+                name: format!("{}.{}", name.service, name.method),
+            });
         }
     }
 
@@ -106,11 +118,12 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        let trip = span.extensions().get::<TripStarted>().map(|t| t.0);
-        if let Some(started) = trip {
+        let trip = span.extensions_mut().remove::<TripStarted>();
+        if let Some(trip) = trip {
             for ancestor in span.scope().skip(1) {
                 if let Some(invocation) = ancestor.extensions_mut().get_mut::<Invocation>() {
-                    invocation.trips.push((started, ended));
+                    invocation.trips.push((trip.at, ended));
+                    invocation.trip_names.push(trip.name);
                     break;
                 }
             }
@@ -132,6 +145,7 @@ where
             own_us = total_us.saturating_sub(round_trip_us),
             cpu_us = cpu_ended.saturating_sub(invocation.cpu_started).as_micros() as u64,
             round_trips = invocation.trips.len(),
+            trips = %invocation.trip_names.join(","),
             "invocation timing"
         );
     }
@@ -144,6 +158,27 @@ fn process_cpu_time() -> Duration {
         u64::try_from(time.tv_sec).unwrap_or(0),
         u32::try_from(time.tv_nsec).unwrap_or(0),
     )
+}
+
+/// A round trip's `rpc.service` and `rpc.method`.
+#[derive(Default)]
+struct TripName {
+    service: String,
+    method: String,
+}
+
+impl Visit for TripName {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &value);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}").trim_matches('"').to_string();
+        match field.name() {
+            "rpc.service" => self.service = text,
+            "rpc.method" => self.method = text,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Default)]
@@ -235,7 +270,11 @@ mod tests {
             while process_cpu_time().saturating_sub(working) < Duration::from_millis(10) {
                 std::hint::black_box(working);
             }
-            let trip = tracing::debug_span!("round_trip", "rpc.service" = "Slack");
+            let trip = tracing::debug_span!(
+                "round_trip",
+                "rpc.service" = "Slack",
+                "rpc.method" = "chat.update"
+            );
             let guard = trip.enter();
             std::thread::sleep(Duration::from_millis(30));
             drop(guard);
@@ -253,6 +292,7 @@ mod tests {
         assert!(text.contains("request_id=req-1"), "{text}");
         assert!(text.contains("function=callback"), "{text}");
         assert_eq!(field("round_trips"), 1, "{text}");
+        assert!(text.contains("trips=Slack.chat.update"), "{text}");
         assert!(field("round_trip_us") >= 30_000, "{text}");
         assert!(field("own_us") < 30_000, "{text}");
         assert!(field("cpu_us") >= 10_000, "{text}");
