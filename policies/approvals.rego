@@ -1,7 +1,7 @@
 # The default regate approval policy (Rego v1, package approvals).
 #
-# Input:  {"request": <request>, "votes": [{"voter", "vote", "reason", "at"}], "now": "<RFC3339>"}
-#         plus "voter" when data.approvals.vote is asked.
+# Input:  {"request": <request>, "votes": [{"voter", "vote", "reason", "at"}], "now": "<RFC3339>",
+#          "opened_at": "<RFC3339>"} plus "voter" when data.approvals.vote is asked.
 # Output: data.approvals.decision and data.approvals.vote (see the README's policy contract).
 #
 # regate enforces its hard rules in Rust whatever this file says: the requester and the

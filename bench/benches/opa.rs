@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use regate_bench::opa::{Opa, Query};
 use regate_bench::stats::{human, publish, Samples};
 use regate_core::policy::{PolicyBundle, PolicyEngine, PolicyFile, DECISION_RULE};
-use regate_core::{Choice, PreparedRequest, Request, Vote};
+use regate_core::{Choice, EvaluationTime, PreparedRequest, Request, Vote};
 use serde_json::{json, Value};
 
 /// A request decided by a bundle.
@@ -35,6 +35,13 @@ struct Case {
     now: DateTime<Utc>,
     rounds: usize,
     target: &'static str,
+}
+
+impl Case {
+    /// A first evaluation at the example's `now`.
+    fn time(&self) -> EvaluationTime {
+        EvaluationTime::opening(self.now)
+    }
 }
 
 const ROUNDS: usize = 20_000;
@@ -114,12 +121,12 @@ fn measure(library: &Path, case: &Case, rounds: usize) -> Result<Row, String> {
         opa.add_policy(&file.path, &file.source)?;
     }
     opa.add_data(&case.bundle.data_json)?;
-    let input = PolicyEngine::decision_input(&case.request, &case.votes, case.now)
+    let input = PolicyEngine::decision_input(&case.request, &case.votes, case.time())
         .map_err(|e| e.to_string())?;
     let query = Query::new(DECISION_RULE.trim_start_matches("data."), &input)?;
     same_decision(case.name, &engine, &opa, &query, &input)?;
     let outcome = engine
-        .evaluate(&case.request, &case.votes, case.now)
+        .evaluate(&case.request, &case.votes, case.time())
         .map_err(|e| e.to_string())?
         .decision
         .outcome;
@@ -127,7 +134,7 @@ fn measure(library: &Path, case: &Case, rounds: usize) -> Result<Row, String> {
 
     let evaluate_regate = || {
         let start = Instant::now();
-        let evaluation = engine.evaluate(&case.request, &case.votes, case.now);
+        let evaluation = engine.evaluate(&case.request, &case.votes, case.time());
         let took = start.elapsed();
         std::hint::black_box(evaluation).map(|_| took)
     };

@@ -20,7 +20,7 @@ use std::time::Instant;
 use chrono::{Duration, TimeZone, Utc};
 use regate_core::chain::next_event;
 use regate_core::event::{keys, EventDraft, EventKind};
-use regate_core::{Choice, Event, PolicyEngine, PreparedRequest, Vote};
+use regate_core::{Choice, EvaluationTime, Event, PolicyEngine, PreparedRequest, Vote};
 use regate_tests::export::{dynamo, ExportWriter};
 use serde_json::{json, Value};
 
@@ -103,7 +103,8 @@ fn generate(root: &Path, requests: usize) -> usize {
         let now = start + Duration::milliseconds(i as i64 * 10);
         let request = regate_testkit::request(&id).build();
         let prepared = PreparedRequest::new(request.clone()).unwrap();
-        let first = engine.evaluate(&prepared, &[], now).unwrap();
+        let time = EvaluationTime::opening(now);
+        let first = engine.evaluate(&prepared, &[], time).unwrap();
         let vote = Vote {
             voter: "alice@example.com".into(),
             vote: Choice::Approve,
@@ -111,7 +112,7 @@ fn generate(root: &Path, requests: usize) -> usize {
             at: regate_core::time::format_rfc3339_ms(now),
         };
         let decided = engine
-            .evaluate(&prepared, std::slice::from_ref(&vote), now)
+            .evaluate(&prepared, std::slice::from_ref(&vote), time)
             .unwrap();
         let drafts = [
             EventDraft::new(EventKind::Requested)
@@ -123,8 +124,8 @@ fn generate(root: &Path, requests: usize) -> usize {
                 ),
             EventDraft::new(EventKind::Evaluated)
                 .evaluation(&first)
-                .evaluated_at(now)
-                .data("timeout_seconds", first.decision.timeout_seconds),
+                .evaluated_at(time)
+                .waiting(&first),
             EventDraft::new(EventKind::Notified)
                 .platform("slack")
                 .data("channel", "C0PAYMENTS")
@@ -137,7 +138,7 @@ fn generate(root: &Path, requests: usize) -> usize {
                 .evaluation(&decided)
                 .actor("alice@example.com")
                 .data("state", "approved")
-                .evaluated_at(now)
+                .evaluated_at(time)
                 .votes(&[vote]),
         ];
         let mut prev: Option<Event> = None;

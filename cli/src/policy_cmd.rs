@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use regate_core::{Choice, Evaluation, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote};
+use regate_core::{
+    Choice, Evaluation, EvaluationTime, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote,
+};
 use regate_policies::{load_dir, run_tests};
 use serde_json::Value;
 
@@ -45,12 +47,16 @@ pub struct SimulateArgs {
 
 #[derive(Args)]
 struct InputArgs {
-    /// A request, or a whole policy input {"request", "votes", "now", "voter"}.
+    /// A request, or a whole policy input {"request", "votes", "now", "opened_at", "voter"}.
     #[arg(long)]
     input: PathBuf,
     /// The evaluation time (RFC 3339); defaults to the input's "now", then to the current time.
     #[arg(long)]
     now: Option<String>,
+    /// When the approval opened (RFC 3339); defaults to the input's "opened_at", then to the
+    /// evaluation time (a first evaluation).
+    #[arg(long)]
+    opened_at: Option<String>,
     /// The policy bundle folder.
     #[arg(long, default_value = "policies")]
     policies: PathBuf,
@@ -98,10 +104,10 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
             &loaded.request,
             &votes,
             voter,
-            loaded.now,
+            loaded.time,
         )?)?,
         None => {
-            serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.now)?)?
+            serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.time)?)?
         }
     };
     println!("{output}");
@@ -117,7 +123,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
         .map(|v| parse_vote_flag(v))
         .collect::<Result<_>>()?;
     let mut votes = loaded.votes;
-    let mut current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
+    let mut current = engine.evaluate(&loaded.request, &votes, loaded.time)?;
     println!("start: {}", summary(&current));
     for (i, (voter, choice, reason)) in steps.into_iter().enumerate() {
         let label = format!("vote {}: {voter} {}", i + 1, choice.as_str());
@@ -128,7 +134,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             );
             continue;
         }
-        let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.now)?;
+        let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.time)?;
         if !check.allowed {
             println!("{label} -> refused: {}", check.reason);
             continue;
@@ -139,7 +145,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             reason,
             at: regate_core::time::format_rfc3339_ms(loaded.now),
         });
-        current = engine.evaluate(&loaded.request, &votes, loaded.now)?;
+        current = engine.evaluate(&loaded.request, &votes, loaded.time)?;
         println!("{label} -> counted; {}", summary(&current));
     }
     println!("final outcome: {}", current.decision.outcome);
@@ -183,6 +189,7 @@ struct LoadedInput {
     request: PreparedRequest,
     votes: Vec<Vote>,
     now: DateTime<Utc>,
+    time: EvaluationTime,
     voter: Option<String>,
 }
 
@@ -196,15 +203,18 @@ impl LoadedInput {
         let default_id = default_id(&args.input);
         let request = Request::from_value(request_json, Some(&default_id))
             .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
-        let now_text = args
-            .now
-            .clone()
-            .or_else(|| json.get("now").and_then(Value::as_str).map(String::from));
-        let now = match now_text {
-            Some(text) => regate_core::time::parse_rfc3339(&text)
-                .with_context(|| format!("now {text:?} is not an RFC 3339 timestamp"))?,
-            None => Utc::now(),
+        let time_of = |name: &str, flag: &Option<String>| -> Result<Option<DateTime<Utc>>> {
+            let text = flag
+                .clone()
+                .or_else(|| json.get(name).and_then(Value::as_str).map(String::from));
+            text.map(|text| {
+                regate_core::time::parse_rfc3339(&text)
+                    .with_context(|| format!("{name} {text:?} is not an RFC 3339 timestamp"))
+            })
+            .transpose()
         };
+        let now = time_of("now", &args.now)?.unwrap_or_else(Utc::now);
+        let opened_at = time_of("opened_at", &args.opened_at)?.unwrap_or(now);
         let votes = match json.get("votes") {
             Some(v) if whole_input => {
                 parse_votes(v, now).with_context(|| format!("{}", args.input.display()))?
@@ -220,6 +230,7 @@ impl LoadedInput {
             request: PreparedRequest::new(request)?,
             votes,
             now,
+            time: EvaluationTime::since(opened_at, now),
             voter,
         })
     }

@@ -245,6 +245,43 @@ fn a_request_without_an_id_is_named_after_its_file() {
 }
 
 #[test]
+fn opened_at_is_part_of_the_input_and_defaults_to_now() {
+    let mut input = json!({"request": request("deploy", "production", "service", "payments"),
+                           "now": "2026-06-01T12:30:00Z"});
+    let digest = |input: &Value, extra: &[&str]| {
+        eval_json(input, extra)["input_digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = digest(&input, &[]);
+    assert_eq!(
+        first,
+        digest(&input, &["--opened-at", "2026-06-01T12:30:00Z"]),
+        "a first evaluation opens at its own now"
+    );
+    let waited = digest(&input, &["--opened-at", "2026-06-01T12:00:00Z"]);
+    assert_ne!(first, waited);
+    input["opened_at"] = json!("2026-06-01T12:00:00Z");
+    assert_eq!(digest(&input, &[]), waited, "the input's opened_at is read");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.json");
+    std::fs::write(&path, input.to_string()).unwrap();
+    assert_clean_failure(
+        &regate(&[
+            "policy",
+            "eval",
+            "--input",
+            path.to_str().unwrap(),
+            "--opened-at",
+            "soon",
+        ]),
+        "opened_at \"soon\" is not an RFC 3339 timestamp",
+    );
+}
+
+#[test]
 fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
     assert_clean_failure(
         &regate(&["policy", "eval", "--input", "no/such/file.json"]),

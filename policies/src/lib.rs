@@ -192,7 +192,7 @@ mod tests {
         let outcome_at = |when: &str| {
             let now = regate_core::time::parse_rfc3339(when).unwrap();
             engine
-                .evaluate(&prepared, &[], now)
+                .evaluate(&prepared, &[], regate_core::EvaluationTime::opening(now))
                 .unwrap()
                 .decision
                 .outcome

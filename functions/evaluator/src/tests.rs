@@ -50,6 +50,15 @@ async fn a_request_without_id_takes_the_execution_name_and_is_logged_once() {
         [EventKind::Requested, EventKind::Evaluated],
         "a retried step logs nothing twice"
     );
+    // A first evaluation happens at the approval's opening; its event says when, and how
+    // long the workflow waits.
+    let evaluated = &log.of("exec-7")[1];
+    assert_eq!(evaluated.data["opened_at"], evaluated.data["now"]);
+    assert_eq!(
+        evaluated.data["now"],
+        regate_testkit::CALM_DAY.replace('Z', ".000Z")
+    );
+    assert_eq!(evaluated.data["timeout_seconds"], 3600);
     let output = serde_json::to_value(&out).unwrap();
     assert_eq!(output["decision"]["timeout_seconds"], 3600);
     assert!(output["decision"]["policy_revision"]

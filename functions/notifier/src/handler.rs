@@ -14,7 +14,7 @@ pub enum Input {
     Notify {
         task_token: TaskToken,
         request: Request,
-        decision: Evaluation,
+        decision: Box<Evaluation>,
         execution_id: String,
     },
     Expire {

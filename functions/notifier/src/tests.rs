@@ -14,7 +14,7 @@ fn notify_input(fakes: &Fakes, id: &str, token: &str) -> Input {
     let request = request(id).build();
     Input::Notify {
         task_token: TaskToken::new(token),
-        decision: first_evaluation(&request, fakes.clock.now()),
+        decision: Box::new(first_evaluation(&request, fakes.clock.now())),
         execution_id: execution_of(id),
         request,
     }

@@ -10,12 +10,13 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use criterion::Criterion;
-use regate_core::{Choice, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote};
+use regate_core::{
+    Choice, EvaluationTime, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote,
+};
 use serde_json::Value;
 
-fn example(name: &str) -> (PreparedRequest, Vec<Vote>, DateTime<Utc>) {
+fn example(name: &str) -> (PreparedRequest, Vec<Vote>, EvaluationTime) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../policies/examples")
         .join(name);
@@ -24,7 +25,7 @@ fn example(name: &str) -> (PreparedRequest, Vec<Vote>, DateTime<Utc>) {
         PreparedRequest::new(Request::from_value(&json["request"], None).unwrap()).unwrap();
     let votes: Vec<Vote> = serde_json::from_value(json["votes"].clone()).unwrap();
     let now = regate_core::time::parse_rfc3339(json["now"].as_str().unwrap()).unwrap();
-    (request, votes, now)
+    (request, votes, EvaluationTime::opening(now))
 }
 
 fn bundle() -> PolicyBundle {
@@ -37,9 +38,9 @@ const CASES: [(&str, &str); 3] = [
     ("approval_required", "05-prod-iam-change.json"),
 ];
 
-fn three_votes() -> (PreparedRequest, Vec<Vote>, DateTime<Utc>) {
+fn three_votes() -> (PreparedRequest, Vec<Vote>, EvaluationTime) {
     let (request, _, now) = example("07-freeze-break-glass.json");
-    let at = regate_core::time::format_rfc3339_ms(now);
+    let at = regate_core::time::format_rfc3339_ms(now.now);
     let votes = ["alice@example.com", "erin@example.com", "frank@example.com"]
         .map(|voter| Vote {
             voter: voter.into(),
@@ -56,7 +57,7 @@ fn outcome_of(
     engine: &PolicyEngine,
     request: &PreparedRequest,
     votes: &[Vote],
-    now: DateTime<Utc>,
+    now: EvaluationTime,
 ) -> &'static str {
     engine
         .evaluate(request, votes, now)

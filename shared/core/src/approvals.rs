@@ -15,7 +15,7 @@ use crate::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
     TaskToken, Voter,
 };
-use crate::policy::{PolicyEngine, PolicyError, PreparedRequest};
+use crate::policy::{EvaluationTime, PolicyEngine, PolicyError, PreparedRequest};
 use crate::ports::{
     ChatError, ChatPlatform, Clock, DecisionLog, ExecutionStatus, PendingStore, StoreError,
     TaskTokenError, TaskTokens,
@@ -570,9 +570,12 @@ where
             return self.refuse(ballot, reason, approval).await;
         }
         let prepared = PreparedRequest::new(approval.request.clone())?;
-        let check = self
-            .policy
-            .check_vote(&prepared, &approval.votes, &ballot.voter, ballot.at)?;
+        let check = self.policy.check_vote(
+            &prepared,
+            &approval.votes,
+            &ballot.voter,
+            EvaluationTime::since(approval.created_at, ballot.at),
+        )?;
         if !check.allowed {
             return self.refuse(ballot, check.reason, approval).await;
         }
@@ -663,7 +666,8 @@ where
             attempt_tag()
         );
         for _ in 0..CLOSE_ATTEMPTS {
-            let evaluation = self.policy.evaluate(prepared, &current.votes, now)?;
+            let time = EvaluationTime::since(current.created_at, now);
+            let evaluation = self.policy.evaluate(prepared, &current.votes, time)?;
             let state = match evaluation.decision.outcome {
                 Outcome::ApprovalRequired => {
                     return Ok(VoteResult::Counted {
@@ -863,7 +867,9 @@ where
             // What the closing evaluation saw, so an auditor can rebuild its input: votes are
             // recorded only while pending, so the closed item holds exactly those it counted.
             if let Some(decided_at) = approval.decided_at {
-                draft = draft.evaluated_at(decided_at).votes(&approval.votes);
+                draft = draft
+                    .evaluated_at(EvaluationTime::since(approval.created_at, decided_at))
+                    .votes(&approval.votes);
             }
             if let Some(by) = &approval.decided_by {
                 draft = draft.actor(by);

@@ -15,8 +15,10 @@ use serde_json::{Map, Value};
 use crate::chain::{compute_hash, GENESIS_HASH};
 use crate::checkpoint::Anchors;
 use crate::decision::Outcome;
-use crate::event::{keys, Event, EventKind, INPUT_NOW, INPUT_VOTES, TIMEOUT_SECONDS};
-use crate::policy::{ArchivedBundle, PolicyBundle, PolicyEngine, PreparedRequest};
+use crate::event::{
+    keys, Event, EventKind, INPUT_NOW, INPUT_OPENED_AT, INPUT_VOTES, TIMEOUT_SECONDS,
+};
+use crate::policy::{ArchivedBundle, EvaluationTime, PolicyBundle, PolicyEngine, PreparedRequest};
 use crate::request::Request;
 use crate::vote::Vote;
 
@@ -148,6 +150,7 @@ pub struct RecordedDecision {
     pub policy_revision: Arc<str>,
     pub input_digest: String,
     now: Option<DateTime<Utc>>,
+    opened_at: Option<DateTime<Utc>>,
     votes: Result<Vec<Vote>, String>,
 }
 
@@ -203,7 +206,7 @@ pub struct VerifiedDecision {
     pub decision: RecordedDecision,
     pub request: PreparedRequest,
     pub votes: Vec<Vote>,
-    pub now: DateTime<Utc>,
+    pub time: EvaluationTime,
 }
 
 impl AuditReport {
@@ -503,12 +506,12 @@ pub struct ChangedDecision {
 /// `decision` evaluated under `engine` with its recorded input; `Some` when the outcome changes.
 pub fn backtest(decision: &VerifiedDecision, engine: &PolicyEngine) -> Option<ChangedDecision> {
     let recorded = &decision.decision;
-    let (new, new_reasons) = match engine.evaluate(&decision.request, &decision.votes, decision.now)
-    {
-        Ok(again) if again.decision.outcome == recorded.outcome => return None,
-        Ok(again) => (Some(again.decision.outcome), again.decision.reasons),
-        Err(error) => (None, vec![error.to_string()]),
-    };
+    let (new, new_reasons) =
+        match engine.evaluate(&decision.request, &decision.votes, decision.time) {
+            Ok(again) if again.decision.outcome == recorded.outcome => return None,
+            Ok(again) => (Some(again.decision.outcome), again.decision.reasons),
+            Err(error) => (None, vec![error.to_string()]),
+        };
     Some(ChangedDecision {
         request_id: recorded.request_id.clone(),
         seq: recorded.seq,
@@ -601,11 +604,13 @@ fn digest(hex_text: &str) -> Option<[u8; 32]> {
 }
 
 fn recorded_decision(event: &Event, revision: Option<Arc<str>>) -> Option<RecordedDecision> {
-    let now = event
-        .data
-        .get(INPUT_NOW)
-        .and_then(Value::as_str)
-        .and_then(crate::time::parse_rfc3339);
+    let time = |key: &str| {
+        event
+            .data
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(crate::time::parse_rfc3339)
+    };
     let votes = match event.data.get(INPUT_VOTES) {
         None if event.kind == EventKind::Evaluated => Ok(Vec::new()),
         None => Err("the event does not record the votes it counted".to_string()),
@@ -619,7 +624,8 @@ fn recorded_decision(event: &Event, revision: Option<Arc<str>>) -> Option<Record
         reasons: event.reasons.clone(),
         policy_revision: revision?,
         input_digest: event.input_digest.clone()?,
-        now,
+        now: time(INPUT_NOW),
+        opened_at: time(INPUT_OPENED_AT),
         votes,
     })
 }
@@ -676,11 +682,15 @@ fn rebuild(
             ),
         ));
     }
+    let time = EvaluationTime {
+        now,
+        opened_at: decision.opened_at,
+    };
     Ok(VerifiedDecision {
         decision,
         request,
         votes,
-        now,
+        time,
     })
 }
 
@@ -729,7 +739,7 @@ impl<'a> Engines<'a> {
                 ))
             }
         };
-        let again = match engine.evaluate(&rebuilt.request, &rebuilt.votes, rebuilt.now) {
+        let again = match engine.evaluate(&rebuilt.request, &rebuilt.votes, rebuilt.time) {
             Ok(again) => again,
             Err(error) => {
                 return Some(finding(

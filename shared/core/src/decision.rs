@@ -79,6 +79,49 @@ pub struct Decision {
     pub timeout_seconds: u64,
     #[serde(default)]
     pub reject_reason_required: bool,
+    /// Offsets from `input.opened_at` at which approvers who have not voted are reminded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remind_after_seconds: Vec<u64>,
+    /// Offsets from `input.opened_at` at which the decision may change because time passed, and
+    /// the request is evaluated again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reevaluate_after_seconds: Vec<u64>,
+}
+
+/// A decision may name at most this many reminder or re-evaluation offsets.
+pub const MAX_OFFSETS: usize = 20;
+
+impl Decision {
+    /// Checks the time offsets: each list strictly ascending, at most [`MAX_OFFSETS`] long, and
+    /// every offset at least 1 and before the timeout (nothing can happen after it).
+    pub fn check_offsets(&self) -> Result<(), String> {
+        for (name, offsets) in [
+            ("remind_after_seconds", &self.remind_after_seconds),
+            ("reevaluate_after_seconds", &self.reevaluate_after_seconds),
+        ] {
+            if offsets.len() > MAX_OFFSETS {
+                return Err(format!(
+                    "{name} has {} offsets; at most {MAX_OFFSETS} are allowed",
+                    offsets.len()
+                ));
+            }
+            if let Some(bad) = offsets
+                .iter()
+                .find(|&&offset| offset == 0 || offset >= self.timeout_seconds)
+            {
+                return Err(format!(
+                    "{name} must be between 1 and timeout_seconds - 1 ({}), not {bad}",
+                    self.timeout_seconds.saturating_sub(1)
+                ));
+            }
+            if offsets.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(format!(
+                    "{name} must be in ascending order without repeats, not {offsets:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_timeout() -> u64 {

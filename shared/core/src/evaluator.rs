@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::approvals::ApprovalError;
 use crate::decision::Evaluation;
 use crate::event::{EventDraft, EventKind};
-use crate::policy::{PolicyEngine, PreparedRequest};
+use crate::policy::{EvaluationTime, PolicyEngine, PreparedRequest};
 use crate::ports::{Clock, DecisionLog};
 use crate::request::Request;
 
@@ -54,7 +54,8 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
         let request = Request::from_value(raw, default_id)?;
         let now = self.clock.now();
         let prepared = PreparedRequest::new(request.clone())?;
-        let evaluation = self.policy.evaluate(&prepared, &[], now)?;
+        let time = EvaluationTime::opening(now);
+        let evaluation = self.policy.evaluate(&prepared, &[], time)?;
         let log_error = ApprovalError::DecisionLog;
         let logged = self.log.events(&request.id).await.map_err(log_error)?;
         let holder = logged
@@ -77,14 +78,10 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
             .once("requested");
         let mut evaluated = EventDraft::new(EventKind::Evaluated)
             .evaluation(&evaluation)
-            .evaluated_at(now)
+            .evaluated_at(time)
             .once(format!("evaluated#{}", evaluation.input_digest));
         if !evaluation.decision.outcome.is_final() {
-            // How long the workflow waits: an auditor knows when a request must have closed.
-            evaluated = evaluated.data(
-                crate::event::TIMEOUT_SECONDS,
-                evaluation.decision.timeout_seconds,
-            );
+            evaluated = evaluated.waiting(&evaluation);
         }
         for draft in [requested, evaluated] {
             self.log

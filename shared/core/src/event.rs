@@ -6,14 +6,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::decision::{Evaluation, Outcome};
+use crate::policy::EvaluationTime;
 use crate::vote::Vote;
 
 /// `data` keys of `evaluated` and `decided` events that, with the `requested` event's request,
 /// rebuild the evaluation's exact input.
 pub const INPUT_NOW: &str = "now";
+pub const INPUT_OPENED_AT: &str = "opened_at";
 pub const INPUT_VOTES: &str = "votes";
-/// `data` key of an `evaluated` event that asks for approval: how long the workflow waits.
+/// `data` keys of an `evaluated` event that asks for approval: how long the workflow waits, and
+/// when (offsets from `opened_at`) approvers are reminded and the request evaluated again.
 pub const TIMEOUT_SECONDS: &str = "timeout_seconds";
+pub const REMIND_AFTER_SECONDS: &str = "remind_after_seconds";
+pub const REEVALUATE_AFTER_SECONDS: &str = "reevaluate_after_seconds";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,9 +188,33 @@ impl EventDraft {
         self
     }
 
-    /// The `now` the evaluation was given (`data.now`), so its input can be rebuilt.
-    pub fn evaluated_at(self, now: DateTime<Utc>) -> Self {
-        self.data(INPUT_NOW, crate::time::format_rfc3339_ms(now))
+    /// The `now` and `opened_at` the evaluation was given (`data.now`, `data.opened_at`), so
+    /// its input can be rebuilt.
+    pub fn evaluated_at(self, time: EvaluationTime) -> Self {
+        let draft = self.data(INPUT_NOW, crate::time::format_rfc3339_ms(time.now));
+        match time.opened_at {
+            Some(opened_at) => {
+                draft.data(INPUT_OPENED_AT, crate::time::format_rfc3339_ms(opened_at))
+            }
+            None => draft,
+        }
+    }
+
+    /// What an open approval waits for (`data.timeout_seconds`, and the reminder and
+    /// re-evaluation offsets when the policy gives them), so an auditor knows when it must
+    /// have closed and what should have happened on the way.
+    pub fn waiting(self, evaluation: &Evaluation) -> Self {
+        let decision = &evaluation.decision;
+        let mut draft = self.data(TIMEOUT_SECONDS, decision.timeout_seconds);
+        for (key, offsets) in [
+            (REMIND_AFTER_SECONDS, &decision.remind_after_seconds),
+            (REEVALUATE_AFTER_SECONDS, &decision.reevaluate_after_seconds),
+        ] {
+            if !offsets.is_empty() {
+                draft = draft.data(key, offsets.clone());
+            }
+        }
+        draft
     }
 
     /// The votes the evaluation was given (`data.votes`), so its input can be rebuilt.
@@ -205,5 +234,37 @@ impl EventDraft {
     pub fn once(mut self, key: impl Into<String>) -> Self {
         self.once = Some(key.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Decision, Outcome};
+
+    #[test]
+    fn an_open_approval_records_its_timeout_and_only_the_offsets_the_policy_gave() {
+        let evaluation = Evaluation {
+            decision: Decision {
+                outcome: Outcome::ApprovalRequired,
+                reasons: vec![],
+                requirements: vec![],
+                approvers: vec![],
+                notify: vec![],
+                timeout_seconds: 3600,
+                reject_reason_required: false,
+                remind_after_seconds: vec![900, 2700],
+                reevaluate_after_seconds: vec![],
+            },
+            policy_revision: "sha256:r".into(),
+            input_digest: "sha256:i".into(),
+        };
+        let draft = EventDraft::new(EventKind::Evaluated).waiting(&evaluation);
+        assert_eq!(draft.data[TIMEOUT_SECONDS], 3600);
+        assert_eq!(
+            draft.data[REMIND_AFTER_SECONDS],
+            serde_json::json!([900, 2700])
+        );
+        assert!(!draft.data.contains_key(REEVALUATE_AFTER_SECONDS));
     }
 }

@@ -26,6 +26,6 @@ pub use pending::{
     ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, TaskToken,
     Voter,
 };
-pub use policy::{PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
+pub use policy::{EvaluationTime, PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
 pub use request::{Identity, IdentityKind, Request, RequestError};
 pub use vote::{Ballot, Choice, Vote, VoteCheck};

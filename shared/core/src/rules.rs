@@ -209,6 +209,8 @@ mod tests {
             notify: vec![],
             timeout_seconds: 60,
             reject_reason_required: false,
+            remind_after_seconds: vec![],
+            reevaluate_after_seconds: vec![],
         }
     }
 

@@ -72,6 +72,43 @@ async fn an_owner_approval_closes_the_request_and_resumes_the_workflow_once() {
 }
 
 #[tokio::test]
+async fn a_decision_records_when_its_approval_opened_so_its_input_can_be_rebuilt() {
+    let (f, s) = opened("r1t", DEPLOY).await;
+    let opened_at = f.pending.item("r1t").unwrap().created_at;
+    f.clock.advance(chrono::Duration::minutes(40));
+    let mut click = ballot("r1t", "alice@example.com");
+    click.at = opened_at + chrono::Duration::minutes(40);
+    s.vote(&click).await.unwrap();
+    let events = f.log.of("r1t");
+    let decided = events
+        .iter()
+        .find(|e| e.kind == EventKind::Decided)
+        .unwrap();
+    let text = |key: &str| decided.data[key].as_str().unwrap().to_string();
+    assert_eq!(
+        text("opened_at"),
+        regate_core::time::format_rfc3339_ms(opened_at)
+    );
+    assert_eq!(
+        text("now"),
+        regate_core::time::format_rfc3339_ms(opened_at + chrono::Duration::minutes(40))
+    );
+    // The digest is of the input with `opened_at`: evaluating it again gives the same one.
+    let item = f.pending.item("r1t").unwrap();
+    let again = regate_testkit::default_policy()
+        .evaluate(
+            &regate_core::PreparedRequest::new(item.request.clone()).unwrap(),
+            &item.votes,
+            regate_core::EvaluationTime::since(opened_at, item.decided_at.unwrap()),
+        )
+        .unwrap();
+    assert_eq!(
+        decided.input_digest.as_deref(),
+        Some(again.input_digest.as_str())
+    );
+}
+
+#[tokio::test]
 async fn the_requester_is_refused_with_a_logged_reason_and_nothing_resumes() {
     let (f, s) = opened("r2", DEPLOY).await;
     let result = s.vote(&ballot("r2", "dev@example.com")).await.unwrap();

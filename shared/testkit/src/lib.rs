@@ -719,7 +719,11 @@ impl Fakes {
 /// The default policy's first evaluation of `request` at `now`.
 pub fn first_evaluation(request: &Request, now: DateTime<Utc>) -> Evaluation {
     default_policy()
-        .evaluate(&PreparedRequest::new(request.clone()).unwrap(), &[], now)
+        .evaluate(
+            &PreparedRequest::new(request.clone()).unwrap(),
+            &[],
+            regate_core::EvaluationTime::opening(now),
+        )
         .unwrap()
 }
 

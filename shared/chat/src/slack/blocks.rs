@@ -355,7 +355,7 @@ mod tests {
             .evaluate(
                 &PreparedRequest::new(a.request.clone()).unwrap(),
                 &a.votes,
-                calm(),
+                regate_core::EvaluationTime::opening(calm()),
             )
             .unwrap();
         let mentions = BTreeMap::from([("alice@example.com".to_string(), "U0ALICE".to_string())]);

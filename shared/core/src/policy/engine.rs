@@ -6,7 +6,6 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::program::Program;
 use regorus::rvm::vm::RegoVM;
@@ -18,7 +17,7 @@ use crate::decision::{Decision, Evaluation, MAX_TIMEOUT_SECONDS};
 use crate::rules::{self, Groups};
 use crate::vote::{Vote, VoteCheck};
 
-use super::input::{policy_input, PreparedRequest};
+use super::input::{policy_input, EvaluationTime, PreparedRequest};
 use super::{PolicyBundle, PolicyError, PolicyFile};
 
 pub const DECISION_RULE: &str = "data.approvals.decision";
@@ -103,11 +102,11 @@ impl PolicyEngine {
         &self,
         request: &PreparedRequest,
         votes: &[Vote],
-        now: DateTime<Utc>,
+        time: EvaluationTime,
     ) -> Result<Evaluation, PolicyError> {
         let counted = rules::countable_votes(request, votes);
         let (decision, input_digest): (Decision, String) =
-            self.eval(DECISION_RULE, request, &counted, now, None)?;
+            self.eval(DECISION_RULE, request, &counted, time, None)?;
         if decision.timeout_seconds == 0 || decision.timeout_seconds > MAX_TIMEOUT_SECONDS {
             return Err(PolicyError::BadOutput {
                 rule: DECISION_RULE.into(),
@@ -117,6 +116,12 @@ impl PolicyEngine {
                 ),
             });
         }
+        decision
+            .check_offsets()
+            .map_err(|message| PolicyError::BadOutput {
+                rule: DECISION_RULE.into(),
+                message,
+            })?;
         let decision = rules::enforce(decision, request, &counted, &self.groups);
         Ok(Evaluation {
             decision,
@@ -131,11 +136,11 @@ impl PolicyEngine {
     pub fn decision_input(
         request: &PreparedRequest,
         votes: &[Vote],
-        now: DateTime<Utc>,
+        time: EvaluationTime,
     ) -> Result<String, PolicyError> {
         let counted = rules::countable_votes(request, votes);
         let (canonical, _) =
-            policy_input(request, &counted, now, None).map_err(|message| PolicyError::Eval {
+            policy_input(request, &counted, time, None).map_err(|message| PolicyError::Eval {
                 rule: DECISION_RULE.into(),
                 message,
             })?;
@@ -148,13 +153,15 @@ impl PolicyEngine {
         request: &PreparedRequest,
         votes: &[Vote],
         voter: &str,
-        now: DateTime<Utc>,
+        time: EvaluationTime,
     ) -> Result<VoteCheck, PolicyError> {
         if let Some(refusal) = rules::refuse_voter(request, votes, voter) {
             return Ok(refusal);
         }
         let counted = rules::countable_votes(request, votes);
-        Ok(self.eval(VOTE_RULE, request, &counted, now, Some(voter))?.0)
+        Ok(self
+            .eval(VOTE_RULE, request, &counted, time, Some(voter))?
+            .0)
     }
 
     /// Evaluates `rule`; returns the typed result and the digest of the input's canonical form.
@@ -163,11 +170,11 @@ impl PolicyEngine {
         rule: &str,
         request: &PreparedRequest,
         votes: &[Vote],
-        now: DateTime<Utc>,
+        time: EvaluationTime,
         voter: Option<&str>,
     ) -> Result<(T, String), PolicyError> {
         let (canonical, input) =
-            policy_input(request, votes, now, voter).map_err(|message| PolicyError::Eval {
+            policy_input(request, votes, time, voter).map_err(|message| PolicyError::Eval {
                 rule: rule.into(),
                 message,
             })?;
@@ -482,7 +489,11 @@ vote := {"allowed": true, "reason": ""}
         let request = dev_deploy();
         let started = std::time::Instant::now();
         let err = engine
-            .evaluate(&PreparedRequest::new(request).unwrap(), &[], Utc::now())
+            .evaluate(
+                &PreparedRequest::new(request).unwrap(),
+                &[],
+                EvaluationTime::opening(chrono::Utc::now()),
+            )
             .unwrap_err();
         assert!(matches!(err, PolicyError::Eval { .. }), "{err}");
         assert!(
@@ -501,22 +512,75 @@ vote := {"allowed": true, "reason": ""}
             reason: None,
             at: "t".into(),
         }];
+        let opened_at = crate::time::parse_rfc3339("2026-01-02T02:04:05Z").unwrap();
         let now = crate::time::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let time = EvaluationTime::since(opened_at, now);
         let prepared = PreparedRequest::new(request.clone()).unwrap();
-        let (canonical, _) = policy_input(&prepared, &votes, now, Some("c@example.com")).unwrap();
-        let expected = serde_json::json!({"request": request, "votes": votes, "now": "2026-01-02T03:04:05.000Z", "voter": "c@example.com"});
+        let (canonical, _) = policy_input(&prepared, &votes, time, Some("c@example.com")).unwrap();
+        let expected = serde_json::json!({"request": request, "votes": votes, "now": "2026-01-02T03:04:05.000Z", "opened_at": "2026-01-02T02:04:05.000Z", "voter": "c@example.com"});
+        assert_eq!(
+            canonical,
+            crate::canonical::to_canonical_json(&expected).unwrap()
+        );
+        // A decision logged before `opened_at` existed is rebuilt without it.
+        let legacy = EvaluationTime {
+            now,
+            opened_at: None,
+        };
+        let (canonical, _) = policy_input(&prepared, &votes, legacy, None).unwrap();
+        let expected = serde_json::json!({"request": request, "votes": votes, "now": "2026-01-02T03:04:05.000Z"});
         assert_eq!(
             canonical,
             crate::canonical::to_canonical_json(&expected).unwrap()
         );
         let evaluation = PolicyEngine::compile(&bundle(MINIMAL, "{}"))
             .unwrap()
-            .evaluate(&prepared, &votes, now)
+            .evaluate(&prepared, &votes, time)
             .unwrap();
-        let (canonical, _) = policy_input(&prepared, &votes, now, None).unwrap();
+        let (canonical, _) = policy_input(&prepared, &votes, time, None).unwrap();
         assert_eq!(
             evaluation.input_digest,
             format!("sha256:{}", sha256_hex(canonical))
         );
+    }
+
+    #[test]
+    fn the_policy_sees_how_long_the_approval_has_waited_and_its_offsets_are_checked() {
+        let rego = r#"package approvals
+
+waited := time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.opened_at)
+decision := {"outcome": "approval_required", "reasons": [sprintf("waited %d s", [waited / 1000000000])],
+  "timeout_seconds": 3600, "remind_after_seconds": data.remind, "reevaluate_after_seconds": [1800]}
+vote := {"allowed": true, "reason": ""}
+"#;
+        let opened_at = crate::time::parse_rfc3339("2026-01-02T03:00:00Z").unwrap();
+        let now = crate::time::parse_rfc3339("2026-01-02T03:30:00Z").unwrap();
+        let prepared = PreparedRequest::new(dev_deploy()).unwrap();
+        let evaluate = |remind: &str| {
+            PolicyEngine::compile(&bundle(rego, &format!(r#"{{"remind": {remind}}}"#)))
+                .unwrap()
+                .evaluate(&prepared, &[], EvaluationTime::since(opened_at, now))
+        };
+        let decision = evaluate("[900, 2700]").unwrap().decision;
+        assert_eq!(decision.reasons, vec!["waited 1800 s".to_string()]);
+        assert_eq!(decision.remind_after_seconds, vec![900, 2700]);
+        assert_eq!(decision.reevaluate_after_seconds, vec![1800]);
+        for (bad, named) in [
+            ("[2700, 900]", "ascending"),
+            ("[900, 900]", "ascending"),
+            ("[0]", "between 1 and"),
+            ("[3600]", "between 1 and"),
+            (
+                &format!("{:?}", (1..=21).collect::<Vec<u64>>()),
+                "at most 20",
+            ),
+        ] {
+            let error = evaluate(bad).unwrap_err();
+            assert!(
+                matches!(&error, PolicyError::BadOutput { message, .. }
+                    if message.contains("remind_after_seconds") && message.contains(named)),
+                "{bad}: {error}"
+            );
+        }
     }
 }

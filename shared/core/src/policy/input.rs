@@ -1,6 +1,6 @@
-//! The policy input `{"now", "request", "voter"?, "votes"}`, built once per request where it
-//! can be, in both forms an evaluation needs: canonical text (for the input digest) and a
-//! regorus value (for the VM).
+//! The policy input `{"now", "opened_at", "request", "voter"?, "votes"}`, built once per
+//! request where it can be, in both forms an evaluation needs: canonical text (for the input
+//! digest) and a regorus value (for the VM).
 
 use chrono::{DateTime, Utc};
 
@@ -49,21 +49,54 @@ impl std::ops::Deref for PreparedRequest {
     }
 }
 
-/// The policy input `{"now", "request", "voter"?, "votes"}`: its canonical text (keys in that
-/// order, which is RFC 8785's) and the same document as a regorus value.
+/// When an evaluation happens: `now`, and `opened_at`, when the approval opened (the pending
+/// approval's creation). A first evaluation, which decides whether to open one, happens at its
+/// opening. Decisions logged before regate gave the policy `opened_at` have none: their input
+/// is rebuilt without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvaluationTime {
+    pub now: DateTime<Utc>,
+    pub opened_at: Option<DateTime<Utc>>,
+}
+
+impl EvaluationTime {
+    /// The first evaluation of a request: the approval, if one is needed, opens now.
+    pub fn opening(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            opened_at: Some(now),
+        }
+    }
+
+    /// An evaluation of an approval that opened at `opened_at`.
+    pub fn since(opened_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            opened_at: Some(opened_at),
+        }
+    }
+}
+
+/// The policy input `{"now", "opened_at", "request", "voter"?, "votes"}`: its canonical text
+/// (keys in that order, which is RFC 8785's) and the same document as a regorus value.
 pub(super) fn policy_input(
     request: &PreparedRequest,
     votes: &[Vote],
-    now: DateTime<Utc>,
+    time: EvaluationTime,
     voter: Option<&str>,
 ) -> Result<(String, regorus::Value), String> {
-    let now = crate::time::format_rfc3339_ms(now);
+    let now = crate::time::format_rfc3339_ms(time.now);
+    let opened_at = time.opened_at.map(crate::time::format_rfc3339_ms);
     let votes_json = serde_json::to_value(votes).map_err(|e| e.to_string())?;
     let votes_text = canonical_text(&votes_json).map_err(|e| e.to_string())?;
     let quoted = |text: &str| serde_json::Value::from(text).to_string();
     let mut canonical = String::with_capacity(request.canonical.len() + votes_text.len() + 64);
     canonical.push_str("{\"now\":");
     canonical.push_str(&quoted(&now));
+    if let Some(opened_at) = &opened_at {
+        canonical.push_str(",\"opened_at\":");
+        canonical.push_str(&quoted(opened_at));
+    }
     canonical.push_str(",\"request\":");
     canonical.push_str(&request.canonical);
     if let Some(voter) = voter {
@@ -76,6 +109,12 @@ pub(super) fn policy_input(
 
     let mut value = std::collections::BTreeMap::new();
     value.insert(regorus::Value::from("now"), regorus::Value::from(now));
+    if let Some(opened_at) = opened_at {
+        value.insert(
+            regorus::Value::from("opened_at"),
+            regorus::Value::from(opened_at),
+        );
+    }
     value.insert(regorus::Value::from("request"), request.value.clone());
     value.insert(
         regorus::Value::from("votes"),

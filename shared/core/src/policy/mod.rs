@@ -11,7 +11,7 @@ pub use bundle::{ArchivedBundle, PolicyBundle, PolicyFile, TEST_SUFFIX};
 pub use engine::{
     interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE,
 };
-pub use input::PreparedRequest;
+pub use input::{EvaluationTime, PreparedRequest};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
