@@ -20,7 +20,6 @@ use crate::export;
 use crate::log_cmd::{csv_cell, Format};
 
 pub const EXIT_INTEGRITY: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_MISMATCH: u8 = 3;
 
 #[derive(Subcommand)]
@@ -84,16 +83,12 @@ pub struct BacktestArgs {
     fail_on_change: bool,
 }
 
-pub fn run(command: AuditCommand) -> ExitCode {
-    let result = match command {
+pub fn run(command: AuditCommand) -> Result<ExitCode> {
+    match command {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Backtest(args) => run_backtest(&args),
         AuditCommand::PublicKey(args) => public_key(&args),
-    };
-    result.unwrap_or_else(|error| {
-        eprintln!("error: {error:#}");
-        ExitCode::from(EXIT_USAGE)
-    })
+    }
 }
 
 /// Reads the exports and audits them, handing each verified decision to `verified`.

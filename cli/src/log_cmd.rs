@@ -34,6 +34,13 @@ pub struct TableArg {
     name: Option<String>,
 }
 
+impl TableArg {
+    /// The table named, if one is.
+    pub fn name(&self) -> Option<String> {
+        self.name.clone().filter(|n| !n.is_empty())
+    }
+}
+
 #[derive(Args)]
 pub struct QueryArgs {
     /// Only events by this identity (uses the by_actor index).
@@ -82,9 +89,7 @@ pub fn run(command: LogCommand) -> Result<ExitCode> {
 
 async fn open(table: &TableArg) -> Result<DynamoDecisionLog> {
     let name = table
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
+        .name()
         .with_context(|| format!("no table: pass --table or set {TABLE_ENV}"))?;
     let config = crate::load_aws_config().await;
     Ok(DynamoDecisionLog::new(

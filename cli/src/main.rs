@@ -5,6 +5,7 @@ mod audit_cmd;
 mod export;
 mod log_cmd;
 mod policy_cmd;
+mod request_cmd;
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "regate",
     version,
-    about = "Policy-as-code approvals: test policies, simulate votes, read and audit the decision log"
+    about = "Policy-as-code approvals: test policies, simulate votes, start approvals, read and audit the decision log"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,23 +37,29 @@ enum Command {
     /// Verify DynamoDB exports of the decision log offline, and backtest policies against them.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Start an approval from a pipeline and wait for it; show a request's state.
+    #[command(subcommand)]
+    Request(request_cmd::RequestCommand),
 }
+
+/// The exit code of an error where 1 means something else.
+pub(crate) const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Policy(command) => policy_cmd::run(command),
-        Command::Simulate(args) => policy_cmd::simulate(&args),
-        Command::Log(command) => log_cmd::run(command),
-        Command::Audit(command) => return audit_cmd::run(command),
+    // `audit` and `request` give exit code 1 a meaning of its own (integrity findings, a
+    // rejection), so their errors exit 2.
+    let (result, on_error) = match cli.command {
+        Command::Policy(command) => (policy_cmd::run(command), ExitCode::FAILURE),
+        Command::Simulate(args) => (policy_cmd::simulate(&args), ExitCode::FAILURE),
+        Command::Log(command) => (log_cmd::run(command), ExitCode::FAILURE),
+        Command::Request(command) => (request_cmd::run(command), ExitCode::from(EXIT_ERROR)),
+        Command::Audit(command) => (audit_cmd::run(command), ExitCode::from(EXIT_ERROR)),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        on_error
+    })
 }
 
 /// The AWS configuration of the command line: the standard chain (environment, profiles, SSO,

@@ -1,0 +1,444 @@
+//! `regate request start|status`: approvals for pipelines that are not Step Functions
+//! workflows. `start` starts the approval state machine with a request and says where approvers
+//! were asked; with `--wait` it follows the votes to the outcome and exits 0 (approved or
+//! allowed), 1 (rejected or denied), 3 (expired) or 2 (anything else). Works against AWS and
+//! the local stack alike (the standard AWS configuration).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use clap::{Args, Subcommand};
+use regate_aws::DynamoDecisionLog;
+use regate_core::event::{Event, EventKind};
+use regate_core::ports::DecisionLog;
+use regate_core::Request;
+use serde_json::Value;
+
+use crate::log_cmd::TableArg;
+
+const STATE_MACHINE_ENV: &str = "REGATE_STATE_MACHINE_ARN";
+/// How often a waiting command looks at the workflow and the log.
+const POLL: Duration = Duration::from_secs(1);
+/// How long `start` waits for the evaluator and the notifier to say where approvers were asked.
+const ASKED_WITHIN: Duration = Duration::from_secs(30);
+
+#[derive(Subcommand)]
+pub enum RequestCommand {
+    /// Start an approval; print the request id and where approvers were asked.
+    Start(StartArgs),
+    /// A request's state, votes, and where it was asked.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// The request as JSON (see the README's policy contract); without an `id`, one is made.
+    #[arg(long)]
+    input: PathBuf,
+    /// Wait for the outcome, showing votes as they arrive. Exit codes: 0 approved or allowed,
+    /// 1 rejected or denied, 3 expired, 2 an error or still undecided at --timeout.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits (90s, 30m, 2h) [default: until the workflow ends].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    #[command(flatten)]
+    place: Place,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    request_id: String,
+    #[command(flatten)]
+    place: Place,
+}
+
+/// Where regate runs: a deployed stack's outputs, or the state machine and table named.
+#[derive(Args)]
+pub struct Place {
+    /// The approval state machine's ARN.
+    #[arg(long, env = STATE_MACHINE_ENV)]
+    state_machine: Option<String>,
+    /// A deployed regate stack: its StateMachineArn and DecisionLogTableName outputs.
+    #[arg(long, conflicts_with = "state_machine")]
+    stack: Option<String>,
+    #[command(flatten)]
+    table: TableArg,
+}
+
+pub fn run(command: RequestCommand) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match command {
+            RequestCommand::Start(args) => start(&args).await,
+            RequestCommand::Status(args) => status(&args).await,
+        }
+    })
+}
+
+/// The clients and names a command works with.
+struct Regate {
+    sfn: aws_sdk_sfn::Client,
+    log: DynamoDecisionLog,
+    state_machine: Option<String>,
+}
+
+impl Regate {
+    async fn connect(place: &Place) -> Result<Self> {
+        let config = crate::load_aws_config().await;
+        let (state_machine, table) = match &place.stack {
+            Some(stack) => {
+                let outputs = stack_outputs(&config, stack).await?;
+                let output = |key: &str| {
+                    outputs
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.clone())
+                        .with_context(|| format!("stack {stack} has no {key} output"))
+                };
+                (
+                    Some(output("StateMachineArn")?),
+                    Some(output("DecisionLogTableName")?),
+                )
+            }
+            None => (place.state_machine.clone(), place.table.name()),
+        };
+        let table = table.with_context(|| {
+            "no decision log table: pass --stack, --table or set REGATE_DECISION_LOG_TABLE"
+        })?;
+        Ok(Self {
+            sfn: aws_sdk_sfn::Client::new(&config),
+            log: DynamoDecisionLog::new(aws_sdk_dynamodb::Client::new(&config), table),
+            state_machine: state_machine.filter(|s| !s.is_empty()),
+        })
+    }
+
+    async fn events(&self, request_id: &str) -> Result<Vec<Event>> {
+        self.log
+            .events(request_id)
+            .await
+            .with_context(|| format!("reading {request_id} from {}", self.log.table()))
+    }
+
+    /// The workflow's status and, when it failed, its error name.
+    async fn workflow(&self, execution: &str) -> Result<(String, Option<String>)> {
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("describing {execution}: {}", sdk_message(&e)))?;
+        let status = described.status().as_str().to_string();
+        let mut error = described.error().map(str::to_string);
+        if error.is_none() && status == "FAILED" {
+            let history = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(execution)
+                .reverse_order(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("reading {execution}'s history: {}", sdk_message(&e))
+                })?;
+            error = history
+                .events()
+                .iter()
+                .find_map(|e| e.execution_failed_event_details())
+                .and_then(|f| f.error())
+                .map(str::to_string);
+        }
+        Ok((status, error))
+    }
+}
+
+async fn stack_outputs(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+) -> Result<Vec<(String, String)>> {
+    let described = aws_sdk_cloudformation::Client::new(config)
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("stack {stack}: {}", sdk_message(&e)))?;
+    let outputs = described
+        .stacks()
+        .first()
+        .with_context(|| format!("no stack named {stack}"))?
+        .outputs();
+    Ok(outputs
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .collect())
+}
+
+fn sdk_message<E: ProvideErrorMetadata>(error: &E) -> String {
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => "the service could not be reached".to_string(),
+    }
+}
+
+async fn start(args: &StartArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let mut request: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", args.input.display()))?;
+    if request.get("id").and_then(Value::as_str).is_none() {
+        if let Some(object) = request.as_object_mut() {
+            object.insert("id".into(), new_request_id().into());
+        }
+    }
+    // The evaluator checks it too; checking here fails a pipeline before anything starts.
+    let checked = Request::from_value(&request, None)
+        .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
+    let regate = Regate::connect(&args.place).await?;
+    let state_machine = regate.state_machine.clone().with_context(|| {
+        format!("no state machine: pass --stack, --state-machine or set {STATE_MACHINE_ENV}")
+    })?;
+    let id = checked.id;
+    let started = regate
+        .sfn
+        .start_execution()
+        .state_machine_arn(&state_machine)
+        .name(&id)
+        .input(request.to_string())
+        .send()
+        .await
+        .map_err(|e| match e.code() {
+            Some("ExecutionAlreadyExists") => {
+                anyhow::anyhow!("request {id} was started before: see regate request status {id}")
+            }
+            _ => anyhow::anyhow!("starting {state_machine}: {}", sdk_message(&e)),
+        })?;
+    let execution = started.execution_arn().to_string();
+    println!("request {id}");
+    println!("execution {execution}");
+    let mut shown = Shown::default();
+    let events = asked(&regate, &id, &execution).await?;
+    shown.print_new(&events);
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    loop {
+        let (status, error) = regate.workflow(&execution).await?;
+        shown.print_new(&regate.events(&id).await?);
+        if status != "RUNNING" {
+            let events = regate.events(&id).await?;
+            let by_people = events.iter().any(|e| e.kind == EventKind::Decided);
+            let (code, outcome) = outcome(&status, error.as_deref(), by_people);
+            println!("outcome {outcome}");
+            return Ok(ExitCode::from(code));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            bail!("request {id} is still waiting for approval; see regate request status {id}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The request's events once the evaluator has decided and, when it asked for approval, the
+/// notifier has posted (or the workflow has ended), within [`ASKED_WITHIN`].
+async fn asked(regate: &Regate, id: &str, execution: &str) -> Result<Vec<Event>> {
+    let since = Instant::now();
+    loop {
+        let events = regate.events(id).await?;
+        let evaluated = events.iter().find(|e| e.kind == EventKind::Evaluated);
+        let waiting_for_posts = evaluated.is_some_and(|e| e.outcome.is_some_and(|o| !o.is_final()))
+            && !events.iter().any(|e| e.kind == EventKind::Notified);
+        if evaluated.is_some() && !waiting_for_posts {
+            return Ok(events);
+        }
+        if since.elapsed() >= ASKED_WITHIN || regate.workflow(execution).await?.0 != "RUNNING" {
+            return Ok(events);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The exit code and the word for a finished workflow (see the state machine's end states);
+/// `by_people` when approvers decided it, not the policy alone.
+fn outcome(status: &str, error: Option<&str>, by_people: bool) -> (u8, String) {
+    match (status, error) {
+        ("SUCCEEDED", _) if by_people => (0, "approved".into()),
+        ("SUCCEEDED", _) => (0, "allowed".into()),
+        ("FAILED", Some("ApprovalRejected")) => (1, "rejected".into()),
+        ("FAILED", Some("PolicyDenied")) => (1, "denied".into()),
+        ("FAILED", Some("ApprovalExpired")) => (3, "expired".into()),
+        (_, Some(error)) => (2, format!("{} ({error})", status.to_lowercase())),
+        (_, None) => (2, status.to_lowercase()),
+    }
+}
+
+/// A request id for a request that has none: `req-<UTC time>-<random>`.
+fn new_request_id() -> String {
+    let random: u32 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ std::process::id().rotate_left(16))
+        .unwrap_or_default();
+    format!(
+        "req-{}-{:06x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        random & 0xff_ffff
+    )
+}
+
+/// Which events a command has printed.
+#[derive(Default)]
+struct Shown {
+    seqs: std::collections::BTreeSet<u64>,
+}
+
+impl Shown {
+    fn print_new(&mut self, events: &[Event]) {
+        for event in events {
+            if self.seqs.insert(event.seq) {
+                if let Some(line) = describe(event) {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// One line for the events a pipeline's log wants: the decision, where approvers were asked,
+/// the votes, and how it ended.
+fn describe(event: &Event) -> Option<String> {
+    let text = |key: &str| event.data.get(key).and_then(Value::as_str).unwrap_or("");
+    let outcome = event.outcome.map(|o| o.as_str()).unwrap_or("");
+    let actor = event.actor.as_deref().unwrap_or("");
+    let platform = event.platform.as_deref().unwrap_or("");
+    let reasons = event.reasons.join("; ");
+    Some(match event.kind {
+        EventKind::Evaluated => format!("evaluated {outcome}: {reasons}"),
+        EventKind::Notified if platform == "slack" => {
+            format!(
+                "asked slack channel {} (message {})",
+                text("channel"),
+                text("ts")
+            )
+        }
+        EventKind::Notified => format!(
+            "asked {platform} conversation {} (activity {})",
+            text("conversation"),
+            text("activity_id")
+        ),
+        EventKind::Vote => format!("vote {actor} {} ({platform})", text("vote")),
+        EventKind::VoteRefused => format!("vote refused {actor}: {reasons}"),
+        EventKind::Decided => format!("decided {} by {actor}: {reasons}", text("state")),
+        EventKind::Expired => format!("expired: {reasons}"),
+        EventKind::Error => format!("error: {reasons}"),
+        EventKind::Requested => return None,
+    })
+}
+
+async fn status(args: &StatusArgs) -> Result<ExitCode> {
+    let regate = Regate::connect(&args.place).await?;
+    let id = &args.request_id;
+    let events = regate.events(id).await?;
+    let Some(requested) = events.iter().find(|e| e.kind == EventKind::Requested) else {
+        bail!("no request {id} in {}", regate.log.table());
+    };
+    let request = requested.data.get("request").cloned().unwrap_or_default();
+    let field = |path: &[&str]| {
+        path.iter()
+            .try_fold(&request, |v, key| v.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    println!("request {id}: {}", field(&["summary"]));
+    println!(
+        "change {} {} {} in {}, requested by {}",
+        field(&["action"]),
+        field(&["resource", "type"]),
+        field(&["resource", "name"]),
+        field(&["environment"]),
+        field(&["requester", "id"])
+    );
+    if let Some(execution) = requested.data.get("execution").and_then(Value::as_str) {
+        let (state, error) = regate.workflow(execution).await?;
+        let by_people = events.iter().any(|e| e.kind == EventKind::Decided);
+        let (_, word) = outcome(&state, error.as_deref(), by_people);
+        let word = if state == "RUNNING" {
+            "waiting for approval".to_string()
+        } else {
+            word
+        };
+        println!("state {word}");
+        println!("execution {execution}");
+    }
+    if let Some(links) = request.get("links").and_then(Value::as_array) {
+        for link in links {
+            let text = |k: &str| link.get(k).and_then(Value::as_str).unwrap_or("");
+            println!("link {}: {}", text("title"), text("url"));
+        }
+    }
+    Shown::default().print_new(&events);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `90s`, `30m`, `2h`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m or 2h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("{text:?} is not a duration such as 90s, 30m or 2h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_states_map_to_the_documented_exit_codes() {
+        assert_eq!(outcome("SUCCEEDED", None, true), (0, "approved".into()));
+        assert_eq!(outcome("SUCCEEDED", None, false), (0, "allowed".into()));
+        let failed = |error| outcome("FAILED", Some(error), true);
+        assert_eq!(failed("ApprovalRejected"), (1, "rejected".into()));
+        assert_eq!(failed("PolicyDenied"), (1, "denied".into()));
+        assert_eq!(failed("ApprovalExpired"), (3, "expired".into()));
+        assert_eq!(failed("PolicyError").0, 2);
+        assert_eq!(outcome("ABORTED", None, false), (2, "aborted".into()));
+    }
+
+    #[test]
+    fn durations_take_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn a_made_up_request_id_is_a_valid_execution_name() {
+        let id = new_request_id();
+        assert!(id.starts_with("req-") && id.len() <= 80, "{id}");
+        assert!(
+            id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{id}"
+        );
+    }
+}
