@@ -24,6 +24,8 @@ const STATE_MACHINE_ENV: &str = "REGATE_STATE_MACHINE_ARN";
 const POLL: Duration = Duration::from_secs(1);
 /// How long `start` waits for the evaluator and the notifier to say where approvers were asked.
 const ASKED_WITHIN: Duration = Duration::from_secs(30);
+/// How long a finished workflow's closing event is waited for.
+const CLOSING_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Subcommand)]
 pub enum RequestCommand {
@@ -62,8 +64,9 @@ pub struct Place {
     /// The approval state machine's ARN.
     #[arg(long, env = STATE_MACHINE_ENV)]
     state_machine: Option<String>,
-    /// A deployed regate stack: its StateMachineArn and DecisionLogTableName outputs.
-    #[arg(long, conflicts_with = "state_machine")]
+    /// A deployed regate stack: its StateMachineArn and DecisionLogTableName outputs (they take
+    /// precedence over --state-machine and --table).
+    #[arg(long)]
     stack: Option<String>,
     #[command(flatten)]
     table: TableArg,
@@ -233,9 +236,9 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
         let (status, error) = regate.workflow(&execution).await?;
         shown.print_new(&regate.events(&id).await?);
         if status != "RUNNING" {
-            let events = regate.events(&id).await?;
-            let by_people = events.iter().any(|e| e.kind == EventKind::Decided);
-            let (code, outcome) = outcome(&status, error.as_deref(), by_people);
+            let events = closing_events(&regate, &id).await?;
+            shown.print_new(&events);
+            let (code, outcome) = outcome(&status, error.as_deref(), asked_people(&events));
             println!("outcome {outcome}");
             return Ok(ExitCode::from(code));
         }
@@ -265,11 +268,37 @@ async fn asked(regate: &Regate, id: &str, execution: &str) -> Result<Vec<Event>>
     }
 }
 
+/// Whether the request needed approvers (its first evaluation said so).
+fn asked_people(events: &[Event]) -> bool {
+    events
+        .iter()
+        .find(|e| e.kind == EventKind::Evaluated)
+        .and_then(|e| e.outcome)
+        .is_some_and(|o| !o.is_final())
+}
+
+/// The events of a request whose workflow has ended. The callback resumes the workflow before
+/// it logs the decision, so the closing event may trail the end by a moment: wait for it a
+/// little, within [`CLOSING_WITHIN`].
+async fn closing_events(regate: &Regate, id: &str) -> Result<Vec<Event>> {
+    let since = Instant::now();
+    loop {
+        let events = regate.events(id).await?;
+        let closed = events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Decided | EventKind::Expired));
+        if closed || !asked_people(&events) || since.elapsed() >= CLOSING_WITHIN {
+            return Ok(events);
+        }
+        tokio::time::sleep(POLL / 4).await;
+    }
+}
+
 /// The exit code and the word for a finished workflow (see the state machine's end states);
-/// `by_people` when approvers decided it, not the policy alone.
-fn outcome(status: &str, error: Option<&str>, by_people: bool) -> (u8, String) {
+/// `asked_people` when approvers decided it, not the policy alone.
+fn outcome(status: &str, error: Option<&str>, asked_people: bool) -> (u8, String) {
     match (status, error) {
-        ("SUCCEEDED", _) if by_people => (0, "approved".into()),
+        ("SUCCEEDED", _) if asked_people => (0, "approved".into()),
         ("SUCCEEDED", _) => (0, "allowed".into()),
         ("FAILED", Some("ApprovalRejected")) => (1, "rejected".into()),
         ("FAILED", Some("PolicyDenied")) => (1, "denied".into()),
@@ -367,8 +396,7 @@ async fn status(args: &StatusArgs) -> Result<ExitCode> {
     );
     if let Some(execution) = requested.data.get("execution").and_then(Value::as_str) {
         let (state, error) = regate.workflow(execution).await?;
-        let by_people = events.iter().any(|e| e.kind == EventKind::Decided);
-        let (_, word) = outcome(&state, error.as_deref(), by_people);
+        let (_, word) = outcome(&state, error.as_deref(), asked_people(&events));
         let word = if state == "RUNNING" {
             "waiting for approval".to_string()
         } else {

@@ -58,7 +58,10 @@ async fn start_and_vote(vote: Option<&str>, details: Value) -> (String, Output) 
     let dir = tempfile::tempdir().unwrap();
     let id = unique("cli-request");
     let input = request_file(&dir, &id, details);
-    let child = spawn(&stack, &["start", "--input", &input, "--wait", "--timeout", "50s"]);
+    let child = spawn(
+        &stack,
+        &["start", "--input", &input, "--wait", "--timeout", "50s"],
+    );
     if let Some(vote) = vote {
         stack.click_ok("alice@example.com", vote, &id).await;
     }
@@ -143,9 +146,16 @@ async fn the_stack_outputs_name_the_state_machine_and_the_table() {
     assert!(shown.contains(&format!("request {id}")), "{shown}");
     assert!(shown.contains("asked slack channel C0PAYMENTS"), "{shown}");
 
-    let missing = finish(spawn(&stack, &["start", "--input", &input, "--stack", "no-such-stack"]));
+    let missing = finish(spawn(
+        &stack,
+        &["start", "--input", &input, "--stack", "no-such-stack"],
+    ));
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
-    assert!(text(&missing).contains("no-such-stack"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no-such-stack"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[tokio::test]
@@ -156,17 +166,41 @@ async fn bad_input_and_a_second_start_are_clear_errors_with_exit_2() {
     std::fs::write(&bad, json!({"action": "deploy"}).to_string()).unwrap();
     let output = finish(spawn(&stack, &["start", "--input", bad.to_str().unwrap()]));
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("invalid request"), "{}", text(&output));
+    assert!(
+        text(&output).contains("invalid request"),
+        "{}",
+        text(&output)
+    );
 
+    // Started again while it waits (a retried CI step), the same request is the same approval:
+    // Step Functions' StartExecution is idempotent for the same name and input.
     let id = unique("cli-request-twice");
-    let input = request_file(&dir, &id, json!({}));
+    let input = request_file(&dir, &id, json!({"timeout_seconds": 3}));
     let first = finish(spawn(&stack, &["start", "--input", &input]));
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
-    let again = finish(spawn(&stack, &["start", "--input", &input]));
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
-    assert!(text(&again).contains("was started before"), "{}", text(&again));
+    let again = finish(spawn(&stack, &["start", "--input", &input, "--wait"]));
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+    let execution = |output: &Output| {
+        text(output)
+            .lines()
+            .find(|l| l.starts_with("execution "))
+            .map(str::to_string)
+    };
+    assert_eq!(execution(&first), execution(&again));
+    // Once it has ended, starting it again is an error, never a second approval.
+    let ended = finish(spawn(&stack, &["start", "--input", &input]));
+    assert_eq!(ended.status.code(), Some(2), "{}", text(&ended));
+    assert!(
+        text(&ended).contains("was started before"),
+        "{}",
+        text(&ended)
+    );
 
     let unknown = finish(spawn(&stack, &["status", "no-such-request"]));
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
-    assert!(text(&unknown).contains("no request no-such-request"), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no request no-such-request"),
+        "{}",
+        text(&unknown)
+    );
 }
