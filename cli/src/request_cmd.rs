@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use clap::{Args, Subcommand};
-use regate_aws::DynamoDecisionLog;
+use regate_aws::{describe_sdk, DynamoDecisionLog, SfnTaskTokens};
 use regate_core::event::{Event, EventKind};
-use regate_core::ports::DecisionLog;
+use regate_core::ports::{DecisionLog, ExecutionStatus, TaskTokens};
 use regate_core::Request;
 use serde_json::Value;
 
@@ -87,6 +87,7 @@ pub fn run(command: RequestCommand) -> Result<ExitCode> {
 /// The clients and names a command works with.
 struct Regate {
     sfn: aws_sdk_sfn::Client,
+    tokens: SfnTaskTokens,
     log: DynamoDecisionLog,
     state_machine: Option<String>,
 }
@@ -114,8 +115,10 @@ impl Regate {
         let table = table.with_context(|| {
             "no decision log table: pass --stack, --table or set REGATE_DECISION_LOG_TABLE"
         })?;
+        let sfn = aws_sdk_sfn::Client::new(&config);
         Ok(Self {
-            sfn: aws_sdk_sfn::Client::new(&config),
+            tokens: SfnTaskTokens::new(sfn.clone()),
+            sfn,
             log: DynamoDecisionLog::new(aws_sdk_dynamodb::Client::new(&config), table),
             state_machine: state_machine.filter(|s| !s.is_empty()),
         })
@@ -128,36 +131,34 @@ impl Regate {
             .with_context(|| format!("reading {request_id} from {}", self.log.table()))
     }
 
-    /// The workflow's status and, when it failed, its error name.
-    async fn workflow(&self, execution: &str) -> Result<(String, Option<String>)> {
-        let described = self
+    /// The workflow's status as the sweeper reads it (`SfnTaskTokens::execution_status`),
+    /// with a failure's error name from the history when the description leaves it out (moto
+    /// does).
+    async fn workflow(&self, execution: &str) -> Result<ExecutionStatus> {
+        let status = self
+            .tokens
+            .execution_status(execution)
+            .await
+            .map_err(|e| anyhow::anyhow!("describing {execution}: {e}"))?;
+        if status != ExecutionStatus::Failed(None) {
+            return Ok(status);
+        }
+        let history = self
             .sfn
-            .describe_execution()
+            .get_execution_history()
             .execution_arn(execution)
+            .reverse_order(true)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("describing {execution}: {}", sdk_message(&e)))?;
-        let status = described.status().as_str().to_string();
-        let mut error = described.error().map(str::to_string);
-        if error.is_none() && status == "FAILED" {
-            let history = self
-                .sfn
-                .get_execution_history()
-                .execution_arn(execution)
-                .reverse_order(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("reading {execution}'s history: {}", sdk_message(&e))
-                })?;
-            error = history
+            .map_err(|e| anyhow::anyhow!("reading {execution}'s history: {}", describe_sdk(&e)))?;
+        Ok(ExecutionStatus::Failed(
+            history
                 .events()
                 .iter()
                 .find_map(|e| e.execution_failed_event_details())
                 .and_then(|f| f.error())
-                .map(str::to_string);
-        }
-        Ok((status, error))
+                .map(str::to_string),
+        ))
     }
 }
 
@@ -170,7 +171,7 @@ async fn stack_outputs(
         .stack_name(stack)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("stack {stack}: {}", sdk_message(&e)))?;
+        .map_err(|e| anyhow::anyhow!("stack {stack}: {}", describe_sdk(&e)))?;
     let outputs = described
         .stacks()
         .first()
@@ -180,14 +181,6 @@ async fn stack_outputs(
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
         .collect())
-}
-
-fn sdk_message<E: ProvideErrorMetadata>(error: &E) -> String {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => "the service could not be reached".to_string(),
-    }
 }
 
 async fn start(args: &StartArgs) -> Result<ExitCode> {
@@ -220,7 +213,7 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
             Some("ExecutionAlreadyExists") => {
                 anyhow::anyhow!("request {id} was started before: see regate request status {id}")
             }
-            _ => anyhow::anyhow!("starting {state_machine}: {}", sdk_message(&e)),
+            _ => anyhow::anyhow!("starting {state_machine}: {}", describe_sdk(&e)),
         })?;
     let execution = started.execution_arn().to_string();
     println!("request {id}");
@@ -233,12 +226,12 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
     }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     loop {
-        let (status, error) = regate.workflow(&execution).await?;
+        let status = regate.workflow(&execution).await?;
         shown.print_new(&regate.events(&id).await?);
-        if status != "RUNNING" {
+        if status != ExecutionStatus::Running {
             let events = closing_events(&regate, &id).await?;
             shown.print_new(&events);
-            let (code, outcome) = outcome(&status, error.as_deref(), asked_people(&events));
+            let (code, outcome) = outcome(&status, asked_people(&events));
             println!("outcome {outcome}");
             return Ok(ExitCode::from(code));
         }
@@ -255,13 +248,14 @@ async fn asked(regate: &Regate, id: &str, execution: &str) -> Result<Vec<Event>>
     let since = Instant::now();
     loop {
         let events = regate.events(id).await?;
-        let evaluated = events.iter().find(|e| e.kind == EventKind::Evaluated);
-        let waiting_for_posts = evaluated.is_some_and(|e| e.outcome.is_some_and(|o| !o.is_final()))
-            && !events.iter().any(|e| e.kind == EventKind::Notified);
-        if evaluated.is_some() && !waiting_for_posts {
+        let evaluated = events.iter().any(|e| e.kind == EventKind::Evaluated);
+        let posted = events.iter().any(|e| e.kind == EventKind::Notified);
+        if evaluated && (posted || !asked_people(&events)) {
             return Ok(events);
         }
-        if since.elapsed() >= ASKED_WITHIN || regate.workflow(execution).await?.0 != "RUNNING" {
+        if since.elapsed() >= ASKED_WITHIN
+            || regate.workflow(execution).await? != ExecutionStatus::Running
+        {
             return Ok(events);
         }
         tokio::time::sleep(POLL).await;
@@ -296,15 +290,20 @@ async fn closing_events(regate: &Regate, id: &str) -> Result<Vec<Event>> {
 
 /// The exit code and the word for a finished workflow (see the state machine's end states);
 /// `asked_people` when approvers decided it, not the policy alone.
-fn outcome(status: &str, error: Option<&str>, asked_people: bool) -> (u8, String) {
-    match (status, error) {
-        ("SUCCEEDED", _) if asked_people => (0, "approved".into()),
-        ("SUCCEEDED", _) => (0, "allowed".into()),
-        ("FAILED", Some("ApprovalRejected")) => (1, "rejected".into()),
-        ("FAILED", Some("PolicyDenied")) => (1, "denied".into()),
-        ("FAILED", Some("ApprovalExpired")) => (3, "expired".into()),
-        (_, Some(error)) => (2, format!("{} ({error})", status.to_lowercase())),
-        (_, None) => (2, status.to_lowercase()),
+fn outcome(status: &ExecutionStatus, asked_people: bool) -> (u8, String) {
+    let failed = |name: Option<&str>| match name {
+        Some("ApprovalRejected") => (1, "rejected".into()),
+        Some("PolicyDenied") => (1, "denied".into()),
+        Some("ApprovalExpired") => (3, "expired".into()),
+        Some(error) => (2, format!("failed ({error})")),
+        None => (2, "failed, timed out or aborted".into()),
+    };
+    match status {
+        ExecutionStatus::Succeeded if asked_people => (0, "approved".into()),
+        ExecutionStatus::Succeeded => (0, "allowed".into()),
+        ExecutionStatus::Failed(name) => failed(name.as_deref()),
+        ExecutionStatus::Running => (2, "waiting for approval".into()),
+        ExecutionStatus::Gone => (2, "no longer known to Step Functions".into()),
     }
 }
 
@@ -395,13 +394,7 @@ async fn status(args: &StatusArgs) -> Result<ExitCode> {
         field(&["requester", "id"])
     );
     if let Some(execution) = requested.data.get("execution").and_then(Value::as_str) {
-        let (state, error) = regate.workflow(execution).await?;
-        let (_, word) = outcome(&state, error.as_deref(), asked_people(&events));
-        let word = if state == "RUNNING" {
-            "waiting for approval".to_string()
-        } else {
-            word
-        };
+        let (_, word) = outcome(&regate.workflow(execution).await?, asked_people(&events));
         println!("state {word}");
         println!("execution {execution}");
     }
@@ -440,14 +433,22 @@ mod tests {
 
     #[test]
     fn end_states_map_to_the_documented_exit_codes() {
-        assert_eq!(outcome("SUCCEEDED", None, true), (0, "approved".into()));
-        assert_eq!(outcome("SUCCEEDED", None, false), (0, "allowed".into()));
-        let failed = |error| outcome("FAILED", Some(error), true);
-        assert_eq!(failed("ApprovalRejected"), (1, "rejected".into()));
-        assert_eq!(failed("PolicyDenied"), (1, "denied".into()));
-        assert_eq!(failed("ApprovalExpired"), (3, "expired".into()));
-        assert_eq!(failed("PolicyError").0, 2);
-        assert_eq!(outcome("ABORTED", None, false), (2, "aborted".into()));
+        let failed =
+            |name: Option<&str>| outcome(&ExecutionStatus::Failed(name.map(String::from)), true);
+        assert_eq!(
+            outcome(&ExecutionStatus::Succeeded, true),
+            (0, "approved".into())
+        );
+        assert_eq!(
+            outcome(&ExecutionStatus::Succeeded, false),
+            (0, "allowed".into())
+        );
+        assert_eq!(failed(Some("ApprovalRejected")), (1, "rejected".into()));
+        assert_eq!(failed(Some("PolicyDenied")), (1, "denied".into()));
+        assert_eq!(failed(Some("ApprovalExpired")), (3, "expired".into()));
+        assert_eq!(failed(Some("PolicyError")).0, 2);
+        assert_eq!(failed(None).0, 2);
+        assert_eq!(outcome(&ExecutionStatus::Gone, false).0, 2);
     }
 
     #[test]

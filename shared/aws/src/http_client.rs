@@ -100,6 +100,15 @@ mod tests {
         request
     }
 
+    /// A listener on a free local port, and its address.
+    async fn listen() -> (TcpListener, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        (listener, address)
+    }
+
     #[test]
     fn the_function_client_takes_every_compiled_in_root() {
         let client = crate::function_http_client(Duration::from_secs(1));
@@ -109,10 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_and_its_answer_cross_unchanged() {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, address) = listen().await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
             let mut received = Vec::new();
@@ -150,10 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_transient_io_error() {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, address) = listen().await;
         drop(listener);
         let client = ReqwestHttpClient::new(reqwest::Client::new());
         let error = client
@@ -166,10 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_is_a_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, address) = listen().await;
         let _held = tokio::spawn(async move {
             let accepted = listener.accept().await;
             tokio::time::sleep(Duration::from_secs(5)).await;

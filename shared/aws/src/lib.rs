@@ -15,6 +15,7 @@ pub mod pending;
 pub mod task_tokens;
 
 pub use decision_log::{DynamoDecisionLog, KeptPolicy, LogQuery};
+pub use error::describe_sdk;
 pub use pending::DynamoPendingStore;
 pub use task_tokens::SfnTaskTokens;
 
