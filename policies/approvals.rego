@@ -1,7 +1,8 @@
 # The default regate approval policy (Rego v1, package approvals).
 #
 # Input:  {"request": <request>, "votes": [{"voter", "vote", "reason", "at"}], "now": "<RFC3339>",
-#          "opened_at": "<RFC3339>"} plus "voter" when data.approvals.vote is asked.
+#          "opened_at": "<RFC3339>"} plus "voter" when data.approvals.vote is asked. opened_at is
+#          when the approval opened (the first evaluation sees opened_at == now).
 # Output: data.approvals.decision and data.approvals.vote (see the README's policy contract).
 #
 # regate enforces its hard rules in Rust whatever this file says: the requester and the
@@ -27,6 +28,8 @@ facts := {
 		now < time.parse_rfc3339_ns(window.to)
 	],
 	"break_glass": object.get(input.request, ["details", "break_glass"], false) == true,
+	# Seconds the approval has been open (0 at the first evaluation).
+	"waited": (time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(object.get(input, "opened_at", input.now))) / 1000000000,
 }
 
 # ---------------------------------------------------------------- changes that are never allowed
@@ -42,6 +45,13 @@ denials contains concat("", ["production change freeze in effect (", reason, ");
 	some reason in facts.freezes
 }
 
+# A change may say when it stops being worth making (details.not_after, RFC 3339: the end of a
+# maintenance window, say). Still unapproved then, it is denied; the sweeper evaluates the
+# request again at that moment (see reevaluate_after_seconds), so the workflow resumes then.
+denials contains concat("", ["the change's window closed at ", input.request.details.not_after, " (details.not_after) before it was approved"]) if {
+	time.parse_rfc3339_ns(input.now) >= time.parse_rfc3339_ns(input.request.details.not_after)
+}
+
 # ---------------------------------------------------------------- what a change needs
 # requirements: group -> how many distinct approvers from it.
 
@@ -50,6 +60,8 @@ route := {
 	"reason": concat("", ["production deploy of ", input.request.resource.name, " needs 1 approval from ", facts.owners]),
 	"timeout_seconds": 3600,
 	"reject_reason_required": false,
+	# Still pending after 30 minutes, it also accepts 1 approval from sre, and sre is asked.
+	"escalation": {"after_seconds": 1800, "group": "sre", "min": 1},
 } if {
 	facts.production
 	input.request.action == "deploy"
@@ -101,23 +113,49 @@ wanted := {
 	count(facts.freezes) > 0
 } else := {"requirements": route.requirements, "reasons": [route.reason]}
 
+# The route's escalation, once the approval has waited long enough: another way to approve.
+escalation := route.escalation if {
+	facts.waited >= route.escalation.after_seconds
+}
+
+alternatives := [{escalation.group: escalation.min}] if {
+	escalation
+} else := []
+
+escalation_reasons := [concat("", ["pending for over ", format_int(escalation.after_seconds / 60, 10), " minutes: 1 approval from ", escalation.group, " is also enough"])] if {
+	escalation.min == 1
+} else := [concat("", ["pending for over ", format_int(escalation.after_seconds / 60, 10), " minutes: ", format_int(escalation.min, 10), " approvals from ", escalation.group, " are also enough"])] if {
+	escalation
+} else := []
+
 # ---------------------------------------------------------------- votes
 
 tally := {
 	"eligible": eligible,
 	"approvals": approvals,
 	"rejections": rejections,
-	"requirements": requirements,
-	# Each group has enough approvals, and there are enough distinct people for all of them
-	# (exact for two groups by Hall's theorem; regate's Rust check is exact for any number).
-	"met": [count([r | some r in requirements; r.have < r.min]), count(approvals) >= sum([m | some _, m in wanted.requirements])] == [0, true],
+	"requirements": [progress(group, min, approvals) | some group, min in wanted.requirements],
+	"alternatives": [{"requirements": [progress(group, min, approvals) | some group, min in alternative]} |
+		some alternative in alternatives
+	],
+	# The requirements, or every requirement of one alternative, have enough approvals, and
+	# there are enough distinct people for all of them (exact for two groups by Hall's theorem;
+	# regate's Rust check is exact for any number).
+	"met": count([needs | some needs in array.concat([wanted.requirements], alternatives); met(needs, approvals)]) > 0,
 } if {
-	eligible := {p | some group, _ in wanted.requirements; some p in data.groups[group]; not p in facts.excluded}
+	eligible := {p | some group in wanted_groups; some p in data.groups[group]; not p in facts.excluded}
 	approvals := {lower(v.voter) | some v in input.votes; v.vote == "approve"; lower(v.voter) in eligible}
 	rejections := [v | some v in input.votes; v.vote == "reject"; lower(v.voter) in eligible]
-	requirements := [{"group": group, "min": min, "have": count([p | some p in approvals; p in data.groups[group]])} |
-		some group, min in wanted.requirements
-	]
+}
+
+# Every group whose approval counts: the requirements' and the alternatives'.
+wanted_groups := {group | some group, _ in wanted.requirements} | {group | some alternative in alternatives; some group, _ in alternative}
+
+progress(group, min, approvals) := {"group": group, "min": min, "have": count([p | some p in approvals; p in data.groups[group]])}
+
+met(needs, approvals) if {
+	count([group | some group, min in needs; count([p | some p in approvals; p in data.groups[group]]) < min]) == 0
+	count(approvals) >= sum([min | some _, min in needs])
 }
 
 # ---------------------------------------------------------------- the decision
@@ -136,10 +174,13 @@ decision := {
 	"outcome": outcome,
 	"reasons": reasons,
 	"requirements": tally.requirements,
+	"alternatives": tally.alternatives,
 	"approvers": sort(tally.eligible),
 	"notify": notify,
 	"timeout_seconds": timeout_seconds,
 	"reject_reason_required": route.reject_reason_required,
+	"remind_after_seconds": remind_after_seconds,
+	"reevaluate_after_seconds": reevaluate_after_seconds,
 } if {
 	count(denials) == 0
 } else := {
@@ -163,14 +204,50 @@ reasons := sort([concat("", ["rejected by ", v.voter, ": ", object.get(v, "reaso
 } else := array.concat(wanted.reasons, [concat("", ["approved by ", concat(", ", sort(tally.approvals))])]) if {
 	outcome == "allow"
 	count(wanted.requirements) > 0
-} else := wanted.reasons
+} else := array.concat(wanted.reasons, escalation_reasons)
+
+# ---------------------------------------------------------------- time
+# Offsets in seconds from opened_at, each before the timeout. Reminders go out 15 minutes in
+# and 10 minutes before the end, to the approvers who have not voted yet.
+remind_after_seconds := sort({t | some t in [900, timeout_seconds - 600]; t >= 1; t < timeout_seconds}) if {
+	outcome == "approval_required"
+} else := []
+
+# When the decision may change because time passes: the escalation, and the end of the
+# change's window (details.not_after).
+reevaluate_after_seconds := sort({t | some t in time_points; t >= 1; t < timeout_seconds}) if {
+	outcome == "approval_required"
+} else := []
+
+time_points contains route.escalation.after_seconds
+
+time_points contains ceil((time.parse_rfc3339_ns(input.request.details.not_after) - time.parse_rfc3339_ns(object.get(input, "opened_at", input.now))) / 1000000000)
 
 # Where to ask: the service's own channels, else the defaults in data.defaults.
-notify := [
+notify := array.concat([
 	{"platform": "slack", "channel": object.get(data.services, [input.request.resource.name, "slack_channel"], data.defaults.slack_channel)},
 	{"platform": "teams", "conversation": object.get(data.services, [input.request.resource.name, "teams_conversation"], data.defaults.teams_conversation)},
-] if {
+], array.concat(escalation_notify, direct_notify)) if {
 	outcome == "approval_required"
+} else := []
+
+# People the requester asks by name (details.ask, a list of e-mail addresses) also get the
+# message in a direct message, if they may approve it: on the platform data.people says they
+# prefer, else data.defaults.direct_messages.
+direct_notify := [{"platform": object.get(data.people, [person, "direct_messages"], data.defaults.direct_messages), "user": person} |
+	some person in sort(asked)
+]
+
+asked := {lower(p) | some p in input.request.details.ask; is_string(p); lower(p) in tally.eligible} if {
+	is_array(input.request.details.ask)
+} else := set()
+
+# An escalation also asks the escalation group where it gathers (data.channels).
+escalation_notify := [
+	{"platform": "slack", "channel": data.channels[escalation.group].slack_channel},
+	{"platform": "teams", "conversation": data.channels[escalation.group].teams_conversation},
+] if {
+	escalation
 } else := []
 
 # ---------------------------------------------------------------- may this person vote?
@@ -186,6 +263,6 @@ vote := {"allowed": false, "reason": "the requester of a change cannot vote on i
 	# undefined when `some` iterates an empty list in an else-chain branch.
 	count([v | some v in input.votes; lower(v.voter) == lower(input.voter)]) > 0
 } else := {"allowed": true, "reason": concat("", [lower(input.voter), " votes as a member of ", concat(", ", groups)])} if {
-	groups := [group | some group, _ in wanted.requirements; lower(input.voter) in data.groups[group]]
+	groups := [group | some group in wanted_groups; lower(input.voter) in data.groups[group]]
 	count(groups) > 0
-} else := {"allowed": false, "reason": concat("", [lower(input.voter), " is not in a group whose approval this request needs (", concat(", ", [g | some g, _ in wanted.requirements]), ")"])}
+} else := {"allowed": false, "reason": concat("", [lower(input.voter), " is not in a group whose approval this request needs (", concat(", ", sort(wanted_groups)), ")"])}

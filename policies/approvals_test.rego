@@ -286,3 +286,102 @@ test_a_nonsense_window_is_ignored if {
 	r0 := object.union(payments_deploy, {"details": {"timeout_seconds": 0}})
 	decide(r0, [], calm).timeout_seconds == 3600
 }
+
+# ---- time: reminders, escalation, the change's window
+
+# The decision opened_at the given time and evaluated at calm.
+waited(r, votes, opened_at) := d if {
+	d := approvals.decision with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at}
+}
+
+may_vote_after(r, votes, person, opened_at) := v if {
+	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at, "voter": person}
+}
+
+half_an_hour_ago := "2026-06-01T11:29:59Z"
+
+a_minute_ago := "2026-06-01T11:59:00Z"
+
+test_an_open_request_is_reminded_15_minutes_in_and_10_minutes_before_its_end if {
+	decide(payments_deploy, [], calm).remind_after_seconds == [900, 3000]
+	decide(iam, [], calm).remind_after_seconds == [900, 13800]
+	short := object.union(payments_deploy, {"details": {"timeout_seconds": 1200}})
+	decide(short, [], calm).remind_after_seconds == [600, 900]
+	tiny := object.union(payments_deploy, {"details": {"timeout_seconds": 300}})
+	decide(tiny, [], calm).remind_after_seconds == []
+}
+
+test_a_decided_request_has_no_reminders_or_reevaluations if {
+	d := decide(payments_deploy, [approve("alice@example.com")], calm)
+	d.outcome == "allow"
+	d.remind_after_seconds == []
+	d.reevaluate_after_seconds == []
+}
+
+test_a_prod_deploy_is_evaluated_again_at_30_minutes if {
+	decide(payments_deploy, [], calm).reevaluate_after_seconds == [1800]
+	decide(unknown_deploy, [], calm).reevaluate_after_seconds == []
+}
+
+test_before_30_minutes_sre_is_neither_asked_nor_counted if {
+	d := waited(payments_deploy, [approve("erin@example.com")], a_minute_ago)
+	d.outcome == "approval_required"
+	d.alternatives == []
+	not "erin@example.com" in d.approvers
+	count(d.notify) == 2
+	may_vote_after(payments_deploy, [], "erin@example.com", a_minute_ago).allowed == false
+}
+
+test_after_30_minutes_one_sre_approval_is_also_enough_and_sre_is_asked if {
+	d := waited(payments_deploy, [], half_an_hour_ago)
+	d.outcome == "approval_required"
+	d.alternatives == [{"requirements": [{"group": "sre", "min": 1, "have": 0}]}]
+	"erin@example.com" in d.approvers
+	{"platform": "slack", "channel": "C0SRE"} in d.notify
+	{"platform": "teams", "conversation": "19:sre-approvals@thread.tacv2"} in d.notify
+	contains(concat(" ", d.reasons), "1 approval from sre is also enough")
+	may_vote_after(payments_deploy, [], "erin@example.com", half_an_hour_ago).allowed == true
+	approved := waited(payments_deploy, [approve("erin@example.com")], half_an_hour_ago)
+	approved.outcome == "allow"
+	approved.alternatives == [{"requirements": [{"group": "sre", "min": 1, "have": 1}]}]
+}
+
+test_the_owners_still_approve_after_the_escalation if {
+	waited(payments_deploy, [approve("bob@example.com")], half_an_hour_ago).outcome == "allow"
+}
+
+window_until(at) := object.union(payments_deploy, {"details": {"not_after": at}})
+
+test_the_end_of_the_changes_window_is_a_reevaluation_point if {
+	d := decide(window_until("2026-06-01T12:10:00Z"), [], calm)
+	d.outcome == "approval_required"
+	d.reevaluate_after_seconds == [600, 1800]
+	# A window that ends after the timeout changes nothing within it.
+	decide(window_until("2026-06-02T12:00:00Z"), [], calm).reevaluate_after_seconds == [1800]
+}
+
+test_a_request_still_open_when_its_window_closes_is_denied if {
+	d := waited(window_until("2026-06-01T11:50:00Z"), [], half_an_hour_ago)
+	d.outcome == "deny"
+	contains(d.reasons[0], "window closed at 2026-06-01T11:50:00Z")
+	object.get(d, "remind_after_seconds", []) == []
+}
+
+# ---- people asked by name
+
+asking(people) := object.union(payments_deploy, {"details": {"ask": people}})
+
+test_people_asked_by_name_who_may_approve_get_a_direct_message if {
+	d := decide(asking(["Alice@example.com", "bob@example.com", "mallory@example.com"]), [], calm)
+	{"platform": "slack", "user": "alice@example.com"} in d.notify
+	# bob prefers Teams (data.people).
+	{"platform": "teams", "user": "bob@example.com"} in d.notify
+	# mallory may not approve this change: no message for her.
+	count([t | some t in d.notify; t.user == "mallory@example.com"]) == 0
+	count(d.notify) == 4
+}
+
+test_a_malformed_ask_is_ignored if {
+	count(decide(asking("alice@example.com"), [], calm).notify) == 2
+	count(decide(asking([42]), [], calm).notify) == 2
+}

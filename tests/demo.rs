@@ -253,11 +253,7 @@ async fn main() -> ExitCode {
     let done = demo.stack.wait_finished(&execution).await;
     demo.update_lines(&id).await;
     demo.finished(&done);
-    let approvers = done
-        .output
-        .as_ref()
-        .map(|o| o["approvers"].clone())
-        .unwrap_or_default();
+    let approvers = done.approvers();
     demo.expect(done.status == "SUCCEEDED", "the execution SUCCEEDED");
     demo.expect(
         approvers == json!(["alice@example.com"]),
@@ -348,6 +344,66 @@ async fn main() -> ExitCode {
         "the card was updated in place: approved, no buttons",
     );
 
+    println!("\n== 6. A production deploy nobody answers: reminded, then escalated to sre");
+    let (id, execution) = demo
+        .start("demo-escalate", "Deploy payments v1.4.3", |r| {
+            r.change("deploy", "production", "service", "payments")
+        })
+        .await;
+    demo.message_line(&id).await;
+    let opened = demo.stack.opened_by(&id).await;
+    let (channel, ts, _) = demo.stack.message_for(&id).await;
+    let at = opened + chrono::Duration::minutes(16);
+    let report = demo.stack.sweep_request(&id, at).await;
+    println!(
+        "  → the sweeper, told it is 16 minutes later ({{\"now\": \"{}\"}}) → {}",
+        regate_core::time::format_rfc3339_ms(at),
+        compact(&report)
+    );
+    let replies = demo.stack.calls_about("chat.postMessage", &ts).await;
+    let reminder = replies.iter().find(|c| {
+        c["body"]["thread_ts"] == ts.as_str() && c["body"]["channel"] == channel.as_str()
+    });
+    if let Some(reminder) = reminder {
+        println!(
+            "  ← Slack chat.postMessage in the thread of {ts}: \"{}\"",
+            reminder["body"]["text"].as_str().unwrap_or("")
+        );
+    }
+    demo.expect(
+        reminder.is_some() && report["reminded"] == 1,
+        "one reminder in the message's thread, naming who has not voted",
+    );
+    let at = opened + chrono::Duration::minutes(31);
+    let report = demo.stack.sweep_request(&id, at).await;
+    println!(
+        "  → the sweeper, told it is 31 minutes later → {}",
+        compact(&report)
+    );
+    let sre = demo
+        .stack
+        .calls_about("chat.postMessage", &id)
+        .await
+        .into_iter()
+        .find(|c| c["body"]["channel"] == "C0SRE");
+    if let Some(sre) = &sre {
+        println!("  ← Slack chat.postMessage to C0SRE:");
+        print_sections(&sre["body"]);
+    }
+    demo.expect(
+        sre.is_some() && report["reevaluated"] == 1,
+        "evaluated again: 1 approval from sre is now also enough, and sre was asked",
+    );
+    demo.click("erin@example.com", "approve", &id).await;
+    let done = demo.stack.wait_finished(&execution).await;
+    demo.update_lines(&id).await;
+    demo.finished(&done);
+    let approvers = done.approvers();
+    demo.expect(
+        done.status == "SUCCEEDED" && approvers == json!(["erin@example.com"]),
+        "erin@example.com (sre) approved it: the execution SUCCEEDED",
+    );
+
     let ids_file = repo_root().join(".local/run/demo-requests.txt");
     std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();
 
@@ -367,7 +423,7 @@ async fn main() -> ExitCode {
         folder.display()
     );
     if demo.failures.is_empty() {
-        println!("\nall five scenarios behaved as expected");
+        println!("\nall six scenarios behaved as expected");
         ExitCode::SUCCESS
     } else {
         println!(

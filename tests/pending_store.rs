@@ -75,6 +75,7 @@ async fn a_second_create_for_the_same_request_writes_nothing_and_returns_the_fir
     let slack = MessageRef::Slack {
         channel: "C0PAYMENTS".into(),
         ts: "1700000000.000100".into(),
+        user: None,
     };
     done(
         store

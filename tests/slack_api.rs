@@ -193,3 +193,22 @@ async fn user_lookups_are_cached() {
     assert_eq!(api.user("U0NOBODY").await.unwrap(), None);
     assert_eq!(api.user_id("nobody@example.com").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_direct_message_channel_is_opened_for_a_known_user_and_refused_for_an_unknown_one() {
+    let slack = api(Duration::from_secs(2));
+    let erin = slack.user_id("erin@example.com").await.unwrap().unwrap();
+    let channel = slack.open_direct_message(&erin).await.unwrap();
+    assert!(channel.starts_with('D'), "{channel}");
+    assert_eq!(
+        slack.open_direct_message(&erin).await.unwrap(),
+        channel,
+        "the same each time"
+    );
+    assert_eq!(slack.user_id("nobody@example.com").await.unwrap(), None);
+    let refused = slack.open_direct_message("U0NOBODY").await.unwrap_err();
+    assert!(
+        matches!(&refused, ChatError::Refused(why) if why.contains("user_not_found")),
+        "{refused:?}"
+    );
+}

@@ -346,3 +346,44 @@ async fn signing_keys_are_cached_and_an_unknown_key_fetches_them_at_most_once_a_
     );
     auth.verify(Some(&bearer(&key)), &envelope).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_direct_conversation_is_started_with_a_member_found_by_upn_and_refused_for_a_stranger() {
+    let c = connector(Duration::from_secs(2));
+    let service = bot().service_url;
+    let channel = conversation();
+    let member = c
+        .member(&service, &channel, "dan@example.com")
+        .await
+        .unwrap()
+        .expect("the connector takes a UPN as the member id");
+    let text = unique("direct");
+    let (direct, activity_id) = c
+        .create_conversation(&service, &member.id, &card(&text))
+        .await
+        .unwrap();
+    assert!(direct.starts_with("a:"), "{direct}");
+    assert!(!activity_id.is_empty());
+    let created = chat_calls("teams.create", &text).await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["request"]["isGroup"], false);
+    assert_eq!(created[0]["request"]["members"], json!([{"id": member.id}]));
+    // The same person again: the same conversation.
+    let (again, _) = c
+        .create_conversation(&service, &member.id, &card("again"))
+        .await
+        .unwrap();
+    assert_eq!(again, direct);
+
+    assert_eq!(
+        c.member(&service, &channel, "nobody@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    let refused = c
+        .create_conversation(&service, "29:NOBODY", &card("nobody"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ChatError::Refused(_)), "{refused:?}");
+}

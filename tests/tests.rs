@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod decision_log;
+mod direct;
 mod faults;
 mod local_stack;
 mod pending_store;
@@ -12,4 +13,5 @@ mod slack_api;
 mod task_tokens;
 mod teams;
 mod teams_api;
+mod time;
 mod workflow;

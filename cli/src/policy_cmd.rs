@@ -96,7 +96,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let engine = compile(&args.common.policies)?;
     let mut votes = loaded.votes;
     if let Some(path) = &args.votes {
-        votes = parse_votes(&read_json(path)?, loaded.now)
+        votes = parse_votes(&read_json(path)?, loaded.time.now)
             .with_context(|| format!("{}", path.display()))?;
     }
     let output = match args.voter.as_deref().or(loaded.voter.as_deref()) {
@@ -143,7 +143,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             voter,
             vote: choice,
             reason,
-            at: regate_core::time::format_rfc3339_ms(loaded.now),
+            at: regate_core::time::format_rfc3339_ms(loaded.time.now),
         });
         current = engine.evaluate(&loaded.request, &votes, loaded.time)?;
         println!("{label} -> counted; {}", summary(&current));
@@ -188,7 +188,6 @@ fn parse_vote_flag(flag: &str) -> Result<(String, Choice, Option<String>)> {
 struct LoadedInput {
     request: PreparedRequest,
     votes: Vec<Vote>,
-    now: DateTime<Utc>,
     time: EvaluationTime,
     voter: Option<String>,
 }
@@ -229,7 +228,6 @@ impl LoadedInput {
         Ok(Self {
             request: PreparedRequest::new(request)?,
             votes,
-            now,
             time: EvaluationTime::since(opened_at, now),
             voter,
         })

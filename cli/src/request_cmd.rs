@@ -143,22 +143,10 @@ impl Regate {
         if status != ExecutionStatus::Failed(None) {
             return Ok(status);
         }
-        let history = self
-            .sfn
-            .get_execution_history()
-            .execution_arn(execution)
-            .reverse_order(true)
-            .send()
+        let error = regate_aws::task_tokens::failure_error(&self.sfn, execution)
             .await
-            .map_err(|e| anyhow::anyhow!("reading {execution}'s history: {}", describe_sdk(&e)))?;
-        Ok(ExecutionStatus::Failed(
-            history
-                .events()
-                .iter()
-                .find_map(|e| e.execution_failed_event_details())
-                .and_then(|f| f.error())
-                .map(str::to_string),
-        ))
+            .map_err(|e| anyhow::anyhow!("reading {execution}'s history: {e}"))?;
+        Ok(ExecutionStatus::Failed(error))
     }
 }
 
@@ -362,7 +350,21 @@ fn describe(event: &Event) -> Option<String> {
         ),
         EventKind::Vote => format!("vote {actor} {} ({platform})", text("vote")),
         EventKind::VoteRefused => format!("vote refused {actor}: {reasons}"),
+        EventKind::Decided if actor.is_empty() => {
+            format!("decided {} as time passed: {reasons}", text("state"))
+        }
         EventKind::Decided => format!("decided {} by {actor}: {reasons}", text("state")),
+        EventKind::Reminded => {
+            let waiting: Vec<&str> = event
+                .data
+                .get("waiting_on")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            format!("reminded, still waiting on {}", waiting.join(", "))
+        }
         EventKind::Expired => format!("expired: {reasons}"),
         EventKind::Error => format!("error: {reasons}"),
         EventKind::Requested => return None,
@@ -418,13 +420,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m or 2h"))?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("{text:?} is not a duration such as 90s, 30m or 2h")),
     };
-    Ok(Duration::from_secs(seconds))
+    number
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]
@@ -459,6 +464,7 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
     }
 
     #[test]

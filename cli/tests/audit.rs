@@ -14,7 +14,9 @@ use regate_core::checkpoint::Checkpoint;
 use regate_core::evaluator::Evaluator;
 use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
-use regate_testkit::{ballot, default_policy, execution_of, open, rejecting, request, Fakes};
+use regate_testkit::{
+    ballot, default_policy, execution_of, open, rejecting, request, Fakes, FixedClock, MemoryLog,
+};
 use regate_tests::checkpoint::{heads_of, write_checkpoints, KmsSigner};
 use regate_tests::export::{
     dynamo, export_decision_log, gzip_lines, local_s3, of_requests, upload_folder, write_export,
@@ -30,16 +32,21 @@ const REJECTED: &str = "aud-rejected";
 const DENIED: &str = "aud-denied";
 const EXPIRED: &str = "aud-expired";
 
+/// The evaluator over the fakes' log and clock, with the default policy.
+fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock> {
+    Evaluator::new(
+        fakes.log.clone(),
+        fakes.clock.clone(),
+        Arc::new(default_policy()),
+    )
+}
+
 /// The decision log of five requests as the workflow writes it: one allowed at once, one
 /// denied at once, one approved by an owner, one rejected, and one that expired after its
 /// requester's own vote was refused.
 async fn workflow_log() -> Vec<Event> {
     let fakes = Fakes::default();
-    let evaluator = Evaluator::new(
-        fakes.log.clone(),
-        fakes.clock.clone(),
-        Arc::new(default_policy()),
-    );
+    let evaluator = evaluator_of(&fakes);
     let approvals = fakes.approvals();
     let requests = [
         request(ALLOWED).change("deploy", "staging", "service", "payments"),
@@ -228,6 +235,63 @@ async fn an_untouched_export_verifies_and_every_decision_comes_out_the_same() {
         text.contains("5 requests") && text.contains("everything verified"),
         "{text}"
     );
+}
+
+/// The log of two requests time changed: one the sweeper escalated after 30 minutes and sre
+/// then approved, one the sweeper denied when its window closed.
+async fn time_aware_log() -> Vec<Event> {
+    let fakes = Fakes::default();
+    let evaluator = evaluator_of(&fakes);
+    let approvals = fakes.approvals();
+    let escalated = request("aud-escalated");
+    let closed =
+        request("aud-window-closed").with("details", json!({"not_after": "2026-06-01T12:10:00Z"}));
+    for r in [&escalated, &closed] {
+        let id = r.build().id;
+        evaluator
+            .evaluate(&r.json(), None, &execution_of(&id))
+            .await
+            .unwrap();
+        open(&approvals, &r.build(), &format!("token-{id}")).await;
+    }
+    let later = approvals.now() + chrono::Duration::minutes(31);
+    let report = approvals.sweep_at(100, later).await.unwrap();
+    assert_eq!(
+        (report.reevaluated, report.failed.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    approvals
+        .vote(&ballot("aud-escalated", "erin@example.com"))
+        .await
+        .unwrap();
+    let closing = [EventKind::Evaluated, EventKind::Decided];
+    assert_eq!(
+        fakes.kinds("aud-escalated")[3..],
+        [
+            EventKind::Evaluated,
+            EventKind::Notified,
+            EventKind::Reminded,
+            EventKind::Vote,
+            EventKind::Decided
+        ],
+        "re-evaluated, sre asked, reminded, then approved by sre"
+    );
+    assert_eq!(fakes.kinds("aud-window-closed")[3..], closing);
+    let mut events = fakes.log.of("aud-escalated");
+    events.extend(fakes.log.of("aud-window-closed"));
+    events
+}
+
+#[tokio::test]
+async fn decisions_made_again_as_time_passed_verify_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = time_aware_log().await;
+    full_export(dir.path(), &events);
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    // Per request: the first evaluation, the re-evaluation, and the closing decision.
+    assert_eq!(report["summary"]["decisions"], 6, "{report:#}");
 }
 
 #[tokio::test]

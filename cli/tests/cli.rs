@@ -355,3 +355,56 @@ fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
         "RFC 3339",
     );
 }
+
+/// The example policy in the README's "Time-aware approvals" section, as written there.
+fn readme_time_policy() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Time-aware approvals")
+        .nth(1)
+        .expect("the README has the section");
+    let block = section.split("```rego\n").nth(1).unwrap();
+    block.split("```").next().unwrap().to_string()
+}
+
+#[test]
+fn the_readmes_time_aware_example_policy_reminds_escalates_asks_people_and_closes_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("approvals.rego"), readme_time_policy()).unwrap();
+    let groups = json!({"groups": {"owners": ["alice@example.com"], "sre": ["erin@example.com"]}});
+    std::fs::write(dir.path().join("data.json"), groups.to_string()).unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let mut input = json!({"request": request("deploy", "production", "service", "payments"),
+        "votes": [], "now": "2026-06-01T12:00:00Z"});
+    let fresh = eval_json(&input, &["--policies", policies]);
+    assert_eq!(fresh["outcome"], "approval_required");
+    assert_eq!(fresh["remind_after_seconds"], json!([900, 3000]));
+    assert_eq!(fresh["reevaluate_after_seconds"], json!([1800]));
+    assert!(fresh.get("alternatives").is_none(), "{fresh}");
+    assert!(fresh["notify"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"platform": "teams", "user": "bob@example.com"})));
+
+    let escalated = eval_json(
+        &input,
+        &[
+            "--policies",
+            policies,
+            "--opened-at",
+            "2026-06-01T11:29:00Z",
+        ],
+    );
+    assert_eq!(
+        escalated["alternatives"],
+        json!([{"requirements": [{"group": "sre", "min": 1, "have": 0}]}])
+    );
+    assert!(escalated["notify"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"platform": "slack", "channel": "C0SRE"})));
+
+    input["request"]["details"] = json!({"not_after": "2026-06-01T11:59:00Z"});
+    let closed = eval_json(&input, &["--policies", policies]);
+    assert_eq!(closed["outcome"], "deny");
+}

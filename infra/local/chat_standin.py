@@ -63,6 +63,7 @@ class State:
         self.lock = threading.Lock()
         self.calls = []
         self.messages = {}
+        self.replies = {}
         self.faults = []
         self.counter = 0
 
@@ -102,7 +103,12 @@ def answer(state: State, method: str, body: dict) -> dict:
             return {"ok": False, "error": "channel_not_found"}
         ts = state.next_ts()
         with state.lock:
-            state.messages[(channel, ts)] = body
+            if body.get("thread_ts"):
+                # A reply is in its parent's thread, not in the channel's history: Slack's
+                # conversations.history "returns only parent messages".
+                state.replies[(channel, ts)] = body
+            else:
+                state.messages[(channel, ts)] = body
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text", ""), "ts": ts}}
     if method == "chat.update":
         key = (body.get("channel", ""), body.get("ts", ""))
@@ -139,6 +145,12 @@ def answer(state: State, method: str, body: dict) -> dict:
             if user["email"] == str(body.get("email", "")).lower():
                 return {"ok": True, "user": user_json(user)}
         return {"ok": False, "error": "users_not_found"}
+    if method == "conversations.open":
+        # The direct message with one user: the same channel each time, as Slack answers.
+        user = str(body.get("users", ""))
+        if "," in user or not any(u["id"] == user for u in state.users):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + hashlib.sha1(user.encode()).hexdigest()[:10].upper()}}
     if method == "views.open":
         if not body.get("trigger_id"):
             return {"ok": False, "error": "invalid_trigger_id"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: the end-to-end demo on the local stack, setup included.
 #   setup (pinned tools) -> build -> start the stack and create the resources from infra/ ->
-#   five requests through the real state machine -> each request's decision log, verified.
+#   six requests through the real state machine -> each request's decision log, verified.
 # It leaves the stack running so you can try your own requests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

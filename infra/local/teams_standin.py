@@ -9,11 +9,12 @@ It speaks what regate's bot uses, in the documented formats:
   "replace": false}`: kid, kty, n, e, endorsements), so tests sign inbound tokens with keys
   they generate, rotate them, and endorse one for another channel only;
 - the Bot Connector under `/amer/{tenant}/v3/conversations/...`: post an activity (201 with a
-  13-digit id), update it (PUT), and look a member up (users from policies/data.json, plus a
+  13-digit id), reply to one (POST .../activities/{id}: ReplyToActivity), update it (PUT), and
+  look a member up (users from policies/data.json, plus a
   person whose e-mail address differs from their UPN, a guest and an anonymous user). It
   demands a token it issued, and answers 413 `MessageSizeTooBig` above 100 KB (UTF-16).
 `POST /_revoke {"token": fingerprint}` makes that token invalid. Faults use the stand-in's `/_fail` with a `method` of `teams.token`, `teams.send`,
-`teams.update` or `teams.member`: `status` 429 (with or without `retry_after`), 412, 5xx, or
+`teams.reply`, `teams.create`, `teams.update` or `teams.member`: `status` 429 (with or without `retry_after`), 412, 5xx, or
 403 (answered `MessageWritesBlocked`), 413. Every call is recorded (`GET /_calls`), with the
 bearer token replaced by whether it was valid and a fingerprint (which token it was).
 """
@@ -57,6 +58,7 @@ class TeamsState:
         self.keys = []
         self.key_fetches = 0
         self.activities = {}
+        self.replies = {}
         self.counter = 1_700_000_000_000
         members = [{"id": teams_id(e), "email": e, "userPrincipalName": e} for e in emails]
         self.members = []
@@ -120,6 +122,8 @@ def handle(stand_in, teams: TeamsState, method: str, path: str, headers, raw: by
                                         for (c, i), a in teams.activities.items()]}, {}
     if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
         return token(stand_in, teams, parts[0], raw)
+    if len(parts) == 4 and parts[0] == "amer" and parts[2:] == ["v3", "conversations"] and method == "POST":
+        return create_conversation(stand_in, teams, headers, raw)
     if len(parts) >= 5 and parts[0] == "amer" and parts[2] == "v3" and parts[3] == "conversations":
         return connector(stand_in, teams, method, parts[4:], headers, raw)
     return None
@@ -149,6 +153,38 @@ def token(stand_in, teams: TeamsState, tenant: str, raw: bytes):
                  "access_token": issued}, {}
 
 
+def create_conversation(stand_in, teams: TeamsState, headers, raw: bytes):
+    """CreateConversation: a one-to-one conversation of the bot with one member, with its first
+    activity posted; answers {id, activityId} (the same conversation id for the same member)."""
+    bearer = (headers.get("authorization") or "").removeprefix("Bearer ")
+    body = json.loads(raw or b"{}")
+    with teams.lock:
+        authorized = bearer in teams.tokens
+    stand_in.record("teams.create", {"authorized": authorized, "token": hashlib.sha1(bearer.encode()).hexdigest()[:8],
+                                     "conversation": None, "request": body})
+    if not authorized:
+        return 401, {"error": {"code": "Unauthorized", "message": "Authorization has been denied for this request."}}, {}
+    fault = stand_in.take_fault("teams.create", body)
+    if fault:
+        return fault_answer(fault)
+    members = body.get("members") or []
+    known = {m["id"] for m in teams.members}
+    if body.get("isGroup") or len(members) != 1 or members[0].get("id") not in known \
+            or body.get("tenantId") != teams.tenant_id:
+        return 400, {"error": {"code": "BadArgument", "message": "one member of this tenant, isGroup false"}}, {}
+    conversation = "a:" + hashlib.sha1(members[0]["id"].encode()).hexdigest()[:24]
+    activity_id = None
+    with teams.lock:
+        if body.get("activity"):
+            teams.counter += 1
+            activity_id = str(teams.counter)
+            teams.activities[(conversation, activity_id)] = body["activity"]
+    answer = {"id": conversation}
+    if activity_id:
+        answer["activityId"] = activity_id
+    return 201, answer, {}
+
+
 def connector(stand_in, teams: TeamsState, method: str, rest: list, headers, raw: bytes):
     bearer = (headers.get("authorization") or "").removeprefix("Bearer ")
     with teams.lock:
@@ -159,6 +195,8 @@ def connector(stand_in, teams: TeamsState, method: str, rest: list, headers, raw
         name = "teams.send"
     elif method == "PUT" and len(rest) == 3 and rest[1] == "activities":
         name = "teams.update"
+    elif method == "POST" and len(rest) == 3 and rest[1] == "activities":
+        name = "teams.reply"
     elif method == "GET" and len(rest) == 3 and rest[1] == "members":
         name = "teams.member"
     else:
@@ -178,6 +216,14 @@ def connector(stand_in, teams: TeamsState, method: str, rest: list, headers, raw
             teams.counter += 1
             activity_id = str(teams.counter)
             teams.activities[(conversation, activity_id)] = body
+        return 201, {"id": activity_id}, {}
+    if name == "teams.reply":
+        with teams.lock:
+            if (conversation, rest[2]) not in teams.activities:
+                return 404, {"error": {"code": "NotFound", "message": "The activity does not exist."}}, {}
+            teams.counter += 1
+            activity_id = str(teams.counter)
+            teams.replies[(conversation, activity_id)] = {**body, "replyToId": rest[2]}
         return 201, {"id": activity_id}, {}
     if name == "teams.update":
         key = (conversation, rest[2])

@@ -81,6 +81,17 @@ pub fn local_date() -> chrono::DateTime<chrono::Utc> {
     regate_core::time::parse_rfc3339(&local_env()["REGATE_LOCAL_DATE"]).unwrap()
 }
 
+/// The time on the stack's clock now: the real time moved by the offset the stack fixed when
+/// it started (`.local/run/clock-offset`).
+pub fn stack_now() -> chrono::DateTime<chrono::Utc> {
+    let offset = std::fs::read_to_string(repo_root().join(".local/run/clock-offset"))
+        .expect("the stack is up")
+        .trim()
+        .parse::<i64>()
+        .unwrap();
+    chrono::Utc::now() + chrono::Duration::seconds(offset)
+}
+
 pub fn decision_log_table() -> String {
     local_env()["REGATE_DECISION_LOG_TABLE"].clone()
 }

@@ -44,6 +44,20 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The approvers its output names (null when it has no output).
+    pub fn approvers(&self) -> Value {
+        self.output
+            .as_ref()
+            .map(|o| o["approvers"].clone())
+            .unwrap_or_default()
+    }
+
+    /// Asserts the execution succeeded, approved by exactly `approvers`.
+    pub fn assert_approved_by(&self, approvers: &[&str]) {
+        assert_eq!(self.status, "SUCCEEDED", "{self:?}");
+        assert_eq!(self.approvers(), serde_json::json!(approvers), "{self:?}");
+    }
+
     /// Asserts the execution failed with `error`.
     pub fn assert_failed(&self, error: &str) {
         assert_eq!(
@@ -140,20 +154,9 @@ impl LocalStack {
             .unwrap();
         let mut error = d.error().map(str::to_string);
         if error.is_none() && d.status().as_str() == "FAILED" {
-            let history = self
-                .sfn
-                .get_execution_history()
-                .execution_arn(execution)
-                .reverse_order(true)
-                .send()
+            error = regate_aws::task_tokens::failure_error(&self.sfn, execution)
                 .await
                 .unwrap();
-            error = history
-                .events()
-                .iter()
-                .find_map(|e| e.execution_failed_event_details())
-                .and_then(|f| f.error())
-                .map(str::to_string);
         }
         Finished {
             status: d.status().as_str().to_string(),
@@ -389,16 +392,51 @@ impl LocalStack {
 
     /// Runs the sweeper once, as its schedule would; returns its report.
     pub async fn sweep(&self) -> Value {
+        self.invoke_sweeper(&serde_json::json!({})).await
+    }
+
+    /// Runs the sweeper on one request alone, as of `now` (the local sweeper takes the time from
+    /// its input: `SWEEP_ACCEPTS_NOW` in local.env); returns its report.
+    pub async fn sweep_request(
+        &self,
+        request_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Value {
+        let input = serde_json::json!({"request_id": request_id,
+            "now": regate_core::time::format_rfc3339_ms(now)});
+        let report = self.invoke_sweeper(&input).await;
+        assert!(report.get("errorType").is_none(), "{report}");
+        report
+    }
+
+    async fn invoke_sweeper(&self, input: &Value) -> Value {
         let base = self.interactivity_url.split("/lambda-url/").next().unwrap();
         self.http
             .post(format!("{base}/2015-03-31/functions/sweeper/invocations"))
-            .json(&serde_json::json!({}))
+            .json(input)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// A time no earlier than when the request's approval opened: its first message's
+    /// `notified` event (waits for it). Sweeps "N minutes later" count from here.
+    pub async fn opened_by(&self, request_id: &str) -> chrono::DateTime<chrono::Utc> {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let events = self.events(request_id).await;
+            let notified = events
+                .iter()
+                .find(|e| e.kind == regate_core::EventKind::Notified);
+            if let Some(at) = notified.and_then(regate_core::Event::at_time) {
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no notified event for {request_id} within {WAIT:?}");
     }
 
     pub async fn events(&self, request_id: &str) -> Vec<regate_core::Event> {

@@ -18,6 +18,9 @@ pub struct Config {
     pub workflow: WorkflowConfig,
     /// How many unresumed approvals one run looks at (the rest wait for the next run).
     pub batch: usize,
+    /// Whether a direct invoke may sweep as of a later time (`SWEEP_ACCEPTS_NOW=true`): for
+    /// local and test stacks; the template never sets it.
+    pub accepts_now: bool,
     /// Where signed checkpoints go, when they are on.
     pub checkpoints: Option<CheckpointSettings>,
 }
@@ -40,6 +43,7 @@ impl Config {
         Ok(Self {
             workflow: WorkflowConfig::from_vars(vars, SLACK_CALL_BUDGET)?,
             batch: usize::try_from(batch).unwrap_or(usize::MAX),
+            accepts_now: vars.flag("SWEEP_ACCEPTS_NOW")?,
             checkpoints: CheckpointSettings::from_vars(vars)?,
         })
     }

@@ -1,4 +1,4 @@
-//! Maps a scheduled event (or a direct invoke, `{"limit": n}`) to one sweep of the core and, when
+//! Maps a scheduled event (or a direct invoke: see [`Input`]) to one sweep of the core and, when
 //! checkpoints are on, one signed checkpoint when it is due; and their reports to the result
 //! and the logs.
 
@@ -11,11 +11,70 @@ use regate_core::ports::{
 };
 use serde::{Deserialize, Serialize};
 
-/// An EventBridge scheduled event carries nothing the sweep needs; a direct invoke may bound it.
+/// An EventBridge scheduled event carries nothing the sweep needs. A direct invoke may bound
+/// it (`limit`), sweep one request alone (`request_id`), and, where the sweeper is configured to
+/// accept it (`SWEEP_ACCEPTS_NOW=true`: local and test stacks only), sweep as of a later time
+/// (`now`, RFC 3339), so reminders and re-evaluations can be tested without waiting for them.
 #[derive(Debug, Default, Deserialize)]
 pub struct Input {
     #[serde(default)]
     pub limit: Option<usize>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub now: Option<String>,
+}
+
+impl Input {
+    /// The input of one run. A scheduled event's own fields are not ours and are ignored (as is
+    /// an empty payload); ours of the wrong type are refused, naming the field.
+    pub fn from_payload(payload: serde_json::Value) -> Result<Self, Diagnostic> {
+        if payload.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(payload).map_err(|error| Diagnostic {
+            error_type: "InvalidInput".into(),
+            error_message: format!("the sweeper's input: {error}"),
+        })
+    }
+}
+
+/// How the sweeper runs: how many approvals one run looks at, and whether an invoke may set
+/// the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub batch: usize,
+    pub accepts_now: bool,
+}
+
+/// The time a run sweeps as of: the clock's, or the input's where that is allowed (never
+/// earlier than the clock's: time only moves forward).
+fn sweep_time(
+    input: &Input,
+    clock_now: DateTime<Utc>,
+    accepts_now: bool,
+) -> Result<DateTime<Utc>, Diagnostic> {
+    let refused = |message: String| Diagnostic {
+        error_type: "InvalidInput".into(),
+        error_message: message,
+    };
+    let Some(text) = &input.now else {
+        return Ok(clock_now);
+    };
+    if !accepts_now {
+        return Err(refused(
+            "this sweeper does not take the time from its input (SWEEP_ACCEPTS_NOW is not true)"
+                .into(),
+        ));
+    }
+    let now = regate_core::time::parse_rfc3339(text)
+        .ok_or_else(|| refused(format!("now {text:?} is not an RFC 3339 time")))?;
+    if now < clock_now {
+        return Err(refused(format!(
+            "now {text} is before the clock's time; a sweep only moves time forward"
+        )));
+    }
+    Ok(now)
 }
 
 /// What one run did: the sweep, and the number of the checkpoint it cut (or why it could not).
@@ -40,7 +99,7 @@ pub async fn handle<L, P, T, C, K, X>(
     approvals: &Approvals<L, P, T, C, K>,
     checkpoints: Option<Checkpoints<'_, X>>,
     input: Input,
-    batch: usize,
+    settings: Settings,
 ) -> Result<Output, Diagnostic>
 where
     L: DecisionLog,
@@ -50,14 +109,21 @@ where
     K: Clock,
     X: CheckpointPorts,
 {
-    let limit = input.limit.unwrap_or(batch).min(batch);
-    let sweep = match approvals.sweep(limit).await {
+    let limit = input.limit.unwrap_or(settings.batch).min(settings.batch);
+    let now = sweep_time(&input, approvals.now(), settings.accepts_now)?;
+    let swept = match &input.request_id {
+        Some(request_id) => approvals.sweep_request(request_id, now).await,
+        None => approvals.sweep_at(limit, now).await,
+    };
+    let sweep = match swept {
         Ok(report) => {
             tracing::info!(
                 checked = report.checked,
                 resumed = report.resumed,
                 expired = report.expired,
                 waiting = report.waiting,
+                reevaluated = report.reevaluated,
+                reminded = report.reminded,
                 failed = report.failed.len(),
                 "sweep done"
             );

@@ -35,13 +35,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
         None => None,
     };
-    let (batch, clock) = (config.batch, config.workflow.clock);
+    let clock = config.workflow.clock;
+    let settings = handler::Settings {
+        batch: config.batch,
+        accepts_now: config.accepts_now,
+    };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let approvals = approvals.clone();
         let checkpoints = checkpoints.clone();
-        // A scheduled event's fields are not ours; only a direct invoke's `limit` is.
-        let input = serde_json::from_value(event.payload).unwrap_or_default();
+        let input = handler::Input::from_payload(event.payload);
         async move {
+            let input = input?;
             let checkpoints = checkpoints
                 .as_ref()
                 .map(|(ports, cadence)| handler::Checkpoints {
@@ -49,7 +53,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     cadence: *cadence,
                     now: clock.now(),
                 });
-            handler::handle(&approvals, checkpoints, input, batch).await
+            handler::handle(&approvals, checkpoints, input, settings).await
         }
     }))
     .await

@@ -3,14 +3,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use regate_core::approvals::{SweepReport, VoteResult};
 use regate_core::checkpoint::{check_checkpoints, Cadence, PublicKey};
 use regate_core::ports::Clock;
-use regate_core::ports::{ExecutionStatus, TaskTokenError};
+use regate_core::ports::{ChatError, ExecutionStatus, TaskTokenError};
 use regate_core::{ApprovalState, EventKind};
-use regate_testkit::{ballot, execution_of, open, request, Fakes, MemoryCheckpoints, Resumed};
+use regate_testkit::{
+    ballot, execution_of, open, request, Fakes, MemoryApprovals, MemoryCheckpoints, Resumed,
+};
 
-use crate::handler::{handle, Checkpoints, Input};
+use crate::handler::{handle, Checkpoints, Input, Settings};
 
+const SETTINGS: Settings = Settings {
+    batch: 100,
+    accepts_now: true,
+};
 const NO_CHECKPOINTS: Option<Checkpoints<'static, MemoryCheckpoints>> = None;
 
 #[tokio::test]
@@ -30,14 +37,14 @@ async fn a_resume_that_failed_is_carried_out_by_the_sweeper_once() {
     assert!(fakes.pending.item("sw-1").unwrap().owes_resume());
     fakes.tokens.fault.clear();
 
-    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), 100)
+    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
         .await
         .unwrap()
         .sweep;
     assert_eq!((report.checked, report.resumed, report.waiting), (2, 1, 1));
     let calls = fakes.tokens.calls();
     assert!(matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"));
-    let again = handle(&approvals, NO_CHECKPOINTS, Input::default(), 100)
+    let again = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
         .await
         .unwrap()
         .sweep;
@@ -67,7 +74,7 @@ async fn an_open_approval_whose_workflow_is_gone_is_expired_and_shown() {
         .lock()
         .unwrap()
         .insert(execution_of("sw-3"), gone);
-    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), 100)
+    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
         .await
         .unwrap()
         .sweep;
@@ -93,10 +100,21 @@ async fn a_run_looks_at_its_batch_at_most() {
     for id in ["sw-4", "sw-5", "sw-6"] {
         open(&approvals, &request(id).build(), "t").await;
     }
-    let report = handle(&approvals, NO_CHECKPOINTS, Input { limit: Some(50) }, 2)
-        .await
-        .unwrap()
-        .sweep;
+    let report = handle(
+        &approvals,
+        NO_CHECKPOINTS,
+        Input {
+            limit: Some(50),
+            ..Input::default()
+        },
+        Settings {
+            batch: 2,
+            ..SETTINGS
+        },
+    )
+    .await
+    .unwrap()
+    .sweep;
     assert_eq!(report.checked, 2);
 }
 
@@ -123,7 +141,7 @@ async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
         .unwrap();
     let start = fakes.clock.now() + chrono::Duration::minutes(1);
 
-    let first = handle(&approvals, run(start), Input::default(), 100)
+    let first = handle(&approvals, run(start), Input::default(), SETTINGS)
         .await
         .unwrap();
     assert_eq!(first.checkpoint, Some(1));
@@ -132,7 +150,7 @@ async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
         &approvals,
         run(start + chrono::Duration::minutes(2)),
         Input::default(),
-        100,
+        SETTINGS,
     )
     .await
     .unwrap();
@@ -141,7 +159,7 @@ async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
         &approvals,
         run(start + chrono::Duration::minutes(6)),
         Input::default(),
-        100,
+        SETTINGS,
     )
     .await
     .unwrap();
@@ -156,4 +174,217 @@ async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
     let (anchors, findings) = check_checkpoints(kept, &key);
     assert!(findings.is_empty(), "{findings:?}");
     assert_eq!(anchors.checkpoints, 2);
+}
+
+/// A sweep as of `minutes` after the fakes' clock.
+async fn sweep_after(approvals: &MemoryApprovals, fakes: &Fakes, minutes: i64) -> SweepReport {
+    let now = fakes.clock.now() + chrono::Duration::minutes(minutes);
+    let input = Input {
+        now: Some(regate_core::time::format_rfc3339_ms(now)),
+        ..Input::default()
+    };
+    handle(approvals, NO_CHECKPOINTS, input, SETTINGS)
+        .await
+        .unwrap()
+        .sweep
+}
+
+#[tokio::test]
+async fn a_reminder_goes_out_once_naming_only_those_who_have_not_voted() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    let iam = request("rm-1").change("iam_change", "production", "iam_role", "payments");
+    open(&approvals, &iam.build(), "token-1").await;
+    approvals
+        .vote(&ballot("rm-1", "alice@example.com"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        sweep_after(&approvals, &fakes, 10).await.reminded,
+        0,
+        "not due yet"
+    );
+    // Two sweepers at once, then a third: one reminder.
+    let (a, b) = tokio::join!(
+        sweep_after(&approvals, &fakes, 16),
+        sweep_after(&approvals, &fakes, 16)
+    );
+    assert_eq!(a.reminded + b.reminded, 1);
+    assert_eq!(sweep_after(&approvals, &fakes, 17).await.reminded, 0);
+
+    let reminders = fakes.chat.reminders.lock().unwrap().clone();
+    assert_eq!(reminders.len(), 1, "{reminders:?}");
+    let (message, waiting_on) = &reminders[0];
+    assert_eq!(message, &fakes.pending.item("rm-1").unwrap().messages[0]);
+    assert!(!waiting_on.contains(&"alice@example.com".to_string()));
+    assert!(waiting_on.contains(&"bob@example.com".to_string()));
+    assert!(waiting_on.contains(&"ivan@example.com".to_string()));
+    let reminded: Vec<_> = fakes
+        .log
+        .of("rm-1")
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Reminded)
+        .collect();
+    assert_eq!(reminded.len(), 1);
+    assert_eq!(reminded[0].data["remind_after"], 900);
+    // 4 h timeout, 16 min in.
+    assert_eq!(reminded[0].data["left_seconds"], 4 * 3600 - 16 * 60);
+}
+
+#[tokio::test]
+async fn a_reminder_that_no_message_could_take_is_sent_by_the_next_sweep() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    open(&approvals, &request("rm-2").build(), "token-1").await;
+    fakes
+        .chat
+        .fault
+        .set(ChatError::Unavailable("slack is down".into()));
+    let failed = sweep_after(&approvals, &fakes, 16).await;
+    assert_eq!((failed.reminded, failed.failed.len()), (0, 1));
+    fakes.chat.fault.clear();
+    assert_eq!(sweep_after(&approvals, &fakes, 17).await.reminded, 1);
+    assert_eq!(fakes.chat.reminders.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn escalation_asks_sre_once_and_an_sre_vote_then_approves() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    open(&approvals, &request("es-1").build(), "token-1").await;
+    let refused = approvals
+        .vote(&ballot("es-1", "erin@example.com"))
+        .await
+        .unwrap();
+    assert!(matches!(refused, VoteResult::Refused { .. }), "{refused:?}");
+
+    let first = sweep_after(&approvals, &fakes, 31).await;
+    assert_eq!(first.reevaluated, 1);
+    assert_eq!(sweep_after(&approvals, &fakes, 32).await.reevaluated, 0);
+    assert_eq!(sweep_after(&approvals, &fakes, 40).await.reevaluated, 0);
+    let posts: Vec<String> = fakes
+        .chat
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(target, _)| target.key())
+        .collect();
+    assert_eq!(posts, ["slack:C0PAYMENTS", "slack:C0SRE"], "sre asked once");
+    let item = fakes.pending.item("es-1").unwrap();
+    assert_eq!(item.evaluation.decision.alternatives.len(), 1);
+    assert_eq!(item.messages.len(), 2);
+    let evaluated: Vec<_> = fakes
+        .log
+        .of("es-1")
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Evaluated)
+        .collect();
+    assert_eq!(evaluated.len(), 1, "one re-evaluation");
+    assert_eq!(evaluated[0].data["reevaluate_after"], 1800);
+    assert_eq!(
+        evaluated[0].input_digest,
+        Some(item.evaluation.input_digest)
+    );
+
+    // The clicking function's clock is behind the sweeper's: the escalation still holds.
+    let mut erin = ballot("es-1", "erin@example.com");
+    erin.choice = regate_core::Choice::Approve;
+    let counted = approvals.vote(&erin).await.unwrap();
+    let VoteResult::Counted { closed, .. } = counted else {
+        panic!("{counted:?}")
+    };
+    assert_eq!(closed.unwrap().state, ApprovalState::Approved);
+    assert!(matches!(
+        &fakes.tokens.calls()[..],
+        [Resumed::Success { .. }]
+    ));
+}
+
+#[tokio::test]
+async fn a_request_still_open_when_its_window_closes_is_denied_and_resumed_once() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    let ends = fakes.clock.now() + chrono::Duration::minutes(10);
+    let windowed = request("tw-1").with(
+        "details",
+        serde_json::json!({"not_after": regate_core::time::format_rfc3339_ms(ends)}),
+    );
+    open(&approvals, &windowed.build(), "token-1").await;
+
+    assert_eq!(sweep_after(&approvals, &fakes, 9).await.waiting, 1);
+    let (a, b) = tokio::join!(
+        sweep_after(&approvals, &fakes, 11),
+        sweep_after(&approvals, &fakes, 11)
+    );
+    assert_eq!(a.waiting + b.waiting, 0, "{a:?} {b:?}");
+    sweep_after(&approvals, &fakes, 12).await;
+
+    let calls = fakes.tokens.calls();
+    assert!(
+        matches!(&calls[..], [Resumed::Failure { error, cause, .. }] if error == "ApprovalRejected" && cause.contains("window closed")),
+        "{calls:?}"
+    );
+    let item = fakes.pending.item("tw-1").unwrap();
+    assert_eq!(
+        (item.state, item.decided_by),
+        (ApprovalState::Rejected, None)
+    );
+    let kinds = fakes.kinds("tw-1");
+    let tail = &kinds[kinds.len() - 2..];
+    assert_eq!(
+        tail,
+        [EventKind::Evaluated, EventKind::Decided],
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_sweeper_configured_for_it_takes_the_time_from_its_input() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    let later = Input {
+        now: Some("2026-06-01T13:00:00Z".into()),
+        ..Input::default()
+    };
+    let locked = Settings {
+        accepts_now: false,
+        ..SETTINGS
+    };
+    let refused = handle(&approvals, NO_CHECKPOINTS, later, locked)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.error_message.contains("SWEEP_ACCEPTS_NOW"),
+        "{refused:?}"
+    );
+    for bad in ["yesterday", "2026-06-01T11:00:00Z"] {
+        let input = Input {
+            now: Some(bad.into()),
+            ..Input::default()
+        };
+        let refused = handle(&approvals, NO_CHECKPOINTS, input, SETTINGS)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.error_type, "InvalidInput", "{bad}");
+    }
+}
+
+#[test]
+fn a_scheduled_event_sweeps_everything_and_a_mistyped_input_is_refused() {
+    let scheduled = serde_json::json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event",
+        "source": "aws.scheduler", "time": "2026-06-01T12:00:00Z", "detail": {}});
+    let input = Input::from_payload(scheduled).unwrap();
+    assert_eq!(
+        (input.limit, input.request_id, input.now),
+        (None, None, None)
+    );
+    assert!(Input::from_payload(serde_json::Value::Null).is_ok());
+    let refused = Input::from_payload(serde_json::json!({"limit": "ten"})).unwrap_err();
+    assert_eq!(refused.error_type, "InvalidInput");
+    assert!(
+        refused.error_message.contains("invalid type"),
+        "{refused:?}"
+    );
 }

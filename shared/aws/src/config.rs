@@ -59,6 +59,18 @@ impl<'a> Vars<'a> {
             .unwrap_or(default))
     }
 
+    /// `true` or `false`, false when unset.
+    pub fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref().map(str::trim) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name: name.to_string(),
+                problem: format!("{other:?} is neither true nor false"),
+            }),
+        }
+    }
+
     /// A whole number of seconds that may be negative (an offset), zero when unset.
     pub fn seconds(&self, name: &str) -> Result<chrono::Duration, ConfigError> {
         Ok(chrono::Duration::seconds(
@@ -296,6 +308,16 @@ mod tests {
             .collect();
         let lookup = move |name: &str| map.get(name).cloned();
         read(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn a_flag_is_true_or_false_and_anything_else_names_the_variable() {
+        let flag = |value: &str| with(&[("FLAG", value)], |vars| vars.flag("FLAG"));
+        assert_eq!(flag("true"), Ok(true));
+        assert_eq!(flag("false"), Ok(false));
+        assert_eq!(with(&[], |vars| vars.flag("FLAG")), Ok(false));
+        let bad = flag("yes").unwrap_err().to_string();
+        assert!(bad.contains("FLAG") && bad.contains("\"yes\""), "{bad}");
     }
 
     #[test]

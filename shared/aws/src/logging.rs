@@ -74,13 +74,20 @@ struct Invocation {
     started: Instant,
     cpu_started: Duration,
     request_id: String,
-    trips: Vec<(Instant, Instant)>,
-    /// `service.method` of each round trip, in the order they ended.
-    trip_names: Vec<String>,
+    /// Its round trips, in the order they ended.
+    trips: Vec<Trip>,
 }
 
+/// A round trip under way: when it started, and its `service.method`.
 struct TripStarted {
     at: Instant,
+    name: String,
+}
+
+/// One round trip of an invocation: when it ran, and its `service.method`.
+struct Trip {
+    started: Instant,
+    ended: Instant,
     name: String,
 }
 
@@ -100,7 +107,6 @@ where
                 cpu_started: process_cpu_time(),
                 request_id: request_id.0,
                 trips: Vec::new(),
-                trip_names: Vec::new(),
             });
         } else if is_round_trip(attrs.metadata()) {
             let mut name = TripName::default();
@@ -119,11 +125,14 @@ where
             return;
         };
         let trip = span.extensions_mut().remove::<TripStarted>();
-        if let Some(trip) = trip {
+        if let Some(TripStarted { at, name }) = trip {
             for ancestor in span.scope().skip(1) {
                 if let Some(invocation) = ancestor.extensions_mut().get_mut::<Invocation>() {
-                    invocation.trips.push((trip.at, ended));
-                    invocation.trip_names.push(trip.name);
+                    invocation.trips.push(Trip {
+                        started: at,
+                        ended,
+                        name,
+                    });
                     break;
                 }
             }
@@ -134,7 +143,14 @@ where
         };
         drop(span);
         let total = ended.duration_since(invocation.started);
-        let waiting = union_length(invocation.trips.clone());
+        let waiting = union_length(
+            invocation
+                .trips
+                .iter()
+                .map(|t| (t.started, t.ended))
+                .collect(),
+        );
+        let names: Vec<&str> = invocation.trips.iter().map(|t| t.name.as_str()).collect();
         // Whole microseconds first, so that the line adds up.
         let (total_us, round_trip_us) = (total.as_micros() as u64, waiting.as_micros() as u64);
         tracing::info!(
@@ -145,7 +161,7 @@ where
             own_us = total_us.saturating_sub(round_trip_us),
             cpu_us = cpu_ended.saturating_sub(invocation.cpu_started).as_micros() as u64,
             round_trips = invocation.trips.len(),
-            trips = %invocation.trip_names.join(","),
+            trips = %names.join(","),
             "invocation timing"
         );
     }
@@ -169,15 +185,14 @@ struct TripName {
 
 impl Visit for TripName {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record_debug(field, &value);
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}").trim_matches('"').to_string();
         match field.name() {
-            "rpc.service" => self.service = text,
-            "rpc.method" => self.method = text,
+            "rpc.service" => self.service = value.to_string(),
+            "rpc.method" => self.method = value.to_string(),
             _ => {}
         }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, format!("{value:?}").trim_matches('"'));
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use regate_core::decision::Evaluation;
 use regate_core::pending::{
     ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
 };
@@ -240,6 +241,64 @@ impl PendingStore for DynamoPendingStore {
         Ok(found)
     }
 
+    async fn advance_reminders(
+        &self,
+        request_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET reminded_through = :to, version = version + :one")
+            .condition_expression(
+                "#state = :pending AND (reminded_through = :from \
+                 OR (attribute_not_exists(reminded_through) AND :from = :zero))",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn reevaluate(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        evaluation: &Evaluation,
+        through: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET evaluation = :evaluation, reevaluated_through = :through, \
+                 evaluated_at = :at, version = version + :one",
+            )
+            .condition_expression("#state = :pending AND version = :expected")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":evaluation", json_attr(evaluation)?)
+            .expression_attribute_values(":through", AttributeValue::N(through.to_string()))
+            .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(at)))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ApprovalState::Pending.as_str().into()),
+            );
+        self.conditional_update(request_id, update).await
+    }
+
     async fn claim_resume(
         &self,
         request_id: &str,
@@ -407,6 +466,14 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
             AttributeValue::N(approval.version.to_string()),
         ),
         (
+            "reminded_through".to_string(),
+            AttributeValue::N(approval.reminded_through.to_string()),
+        ),
+        (
+            "reevaluated_through".to_string(),
+            AttributeValue::N(approval.reevaluated_through.to_string()),
+        ),
+        (
             "created_at".to_string(),
             AttributeValue::S(format_rfc3339_ms(approval.created_at)),
         ),
@@ -417,6 +484,12 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
     ]);
     if !approval.resumed {
         item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
+    }
+    if let Some(at) = approval.evaluated_at {
+        item.insert(
+            "evaluated_at".into(),
+            AttributeValue::S(format_rfc3339_ms(at)),
+        );
     }
     if let Some(until) = approval.resume_until {
         item.insert(
@@ -469,16 +542,22 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
             })
             .transpose()
     };
+    // A count written after the item was created: 0 until then.
+    let count = |name: &str| match item.get(name) {
+        Some(_) => {
+            u64::try_from(number(name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+        }
+        None => Ok(0),
+    };
     Ok(PendingApproval {
         request_id: text("request_id")?.to_string(),
         execution_id: optional_text("execution_id").unwrap_or_default(),
         closed_by: optional_text("closed_by"),
         resumed: matches!(item.get("resumed"), Some(AttributeValue::Bool(true))),
-        resume_claims: match item.get("resume_claims") {
-            Some(_) => u64::try_from(number("resume_claims")?)
-                .map_err(|e| StoreError::Corrupt(format!("resume_claims: {e}")))?,
-            None => 0,
-        },
+        resume_claims: count("resume_claims")?,
+        reminded_through: count("reminded_through")?,
+        reevaluated_through: count("reevaluated_through")?,
+        evaluated_at: optional_time("evaluated_at")?,
         resume_until: optional_time("resume_until")?,
         task_token: TaskToken::new(text("task_token")?),
         request: parse_json(text("request")?)?,

@@ -23,6 +23,26 @@ impl SfnTaskTokens {
     }
 }
 
+/// The error name a failed execution ended with, from its history's `ExecutionFailed` event
+/// (newest first): for readers that need it when `DescribeExecution` leaves it out, as moto
+/// does. Not used by the functions (AWS describes a failure's error, and their roles may not
+/// read histories).
+pub async fn failure_error(client: &Client, execution: &str) -> Result<Option<String>, String> {
+    let history = client
+        .get_execution_history()
+        .execution_arn(execution)
+        .reverse_order(true)
+        .send()
+        .await
+        .map_err(|e| crate::describe_sdk(&e))?;
+    Ok(history
+        .events()
+        .iter()
+        .find_map(|e| e.execution_failed_event_details())
+        .and_then(|f| f.error())
+        .map(str::to_string))
+}
+
 fn token_error(failure: Failure) -> TaskTokenError {
     match failure {
         Failure::Throttled(m) => TaskTokenError::Throttled(m),

@@ -7,7 +7,9 @@ pub mod text;
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
-use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Platform, Voter};
+use regate_core::{
+    ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
+};
 
 pub use slack::SlackChat;
 pub use teams::TeamsChat;
@@ -31,9 +33,9 @@ impl ChatPlatform for Chats {
         target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        match (target, &self.slack, &self.teams) {
-            (NotifyTarget::Slack { .. }, Some(slack), _) => slack.post(target, view).await,
-            (NotifyTarget::Teams { .. }, _, Some(teams)) => teams.post(target, view).await,
+        match (target.is_slack(), &self.slack, &self.teams) {
+            (true, Some(slack), _) => slack.post(target, view).await,
+            (false, _, Some(teams)) => teams.post(target, view).await,
             _ => Ok(None),
         }
     }
@@ -43,13 +45,9 @@ impl ChatPlatform for Chats {
         target: &NotifyTarget,
         request_id: &str,
     ) -> Result<Option<MessageRef>, ChatError> {
-        match (target, &self.slack, &self.teams) {
-            (NotifyTarget::Slack { .. }, Some(slack), _) => {
-                slack.find_posted(target, request_id).await
-            }
-            (NotifyTarget::Teams { .. }, _, Some(teams)) => {
-                teams.find_posted(target, request_id).await
-            }
+        match (target.is_slack(), &self.slack, &self.teams) {
+            (true, Some(slack), _) => slack.find_posted(target, request_id).await,
+            (false, _, Some(teams)) => teams.find_posted(target, request_id).await,
             _ => Ok(None),
         }
     }
@@ -58,6 +56,14 @@ impl ChatPlatform for Chats {
         match (message.platform(), &self.slack, &self.teams) {
             (Platform::Slack, Some(slack), _) => slack.update(message, view).await,
             (Platform::Teams, _, Some(teams)) => teams.update(message, view).await,
+            (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+
+    async fn remind(&self, message: &MessageRef, reminder: &Reminder<'_>) -> Result<(), ChatError> {
+        match (message.platform(), &self.slack, &self.teams) {
+            (Platform::Slack, Some(slack), _) => slack.remind(message, reminder).await,
+            (Platform::Teams, _, Some(teams)) => teams.remind(message, reminder).await,
             (platform, ..) => Err(not_configured(platform)),
         }
     }

@@ -1,7 +1,7 @@
 //! Text helpers both platforms' messages use: cutting to a limit, short times and hashes, and
 //! how a closed approval ended, in words (each platform escapes and formats them its own way).
 
-use regate_core::{ApprovalState, Choice, PendingApproval, Requirement, Vote};
+use regate_core::{ApprovalState, Choice, Decision, PendingApproval, Requirement, Vote};
 
 /// Cuts `text` to at most `max` characters, ending with an ellipsis when it was cut.
 pub fn truncate(text: &str, max: usize) -> String {
@@ -84,4 +84,79 @@ pub fn vote_line(vote: &Vote, who: &str, escape: impl Fn(&str) -> String) -> Str
 pub fn named_approvers(approvers: &[String], max: usize) -> (&[String], usize) {
     let named = &approvers[..approvers.len().min(max)];
     (named, approvers.len() - named.len())
+}
+
+/// The decision's requirements as lines (without bullets): each requirement's progress, then
+/// each alternative that would meet the decision instead (`or instead: sre: 0 of 1`).
+pub fn requirement_lines(decision: &Decision, escape: impl Fn(&str) -> String) -> Vec<String> {
+    let mut lines: Vec<String> = decision
+        .requirements
+        .iter()
+        .map(|r| progress(r, &escape))
+        .collect();
+    for alternative in &decision.alternatives {
+        let parts: Vec<String> = alternative
+            .requirements
+            .iter()
+            .map(|r| progress(r, &escape))
+            .collect();
+        lines.push(format!("or instead: {}", parts.join(" and ")));
+    }
+    lines
+}
+
+/// A time left in words: `1 h 5 min`, `25 min`, `less than a minute`.
+pub fn time_left(left: chrono::Duration) -> String {
+    let minutes = left.num_minutes();
+    match (minutes / 60, minutes % 60) {
+        _ if minutes < 1 => "less than a minute".into(),
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// A reminder's text around the people it names (`who`, as the platform mentions them, and
+/// how many more it only counts).
+pub fn reminder_text(who: &[String], more: usize, left: chrono::Duration) -> String {
+    let names = match (who.join(", "), more) {
+        (named, 0) => named,
+        (named, more) if named.is_empty() => format!("{more} people"),
+        (named, more) => format!("{named} and {more} more"),
+    };
+    let waiting = if names.is_empty() {
+        "Reminder: this request still needs approval".to_string()
+    } else {
+        format!("Reminder: this request still needs approval from {names}")
+    };
+    format!(
+        "{waiting}. It expires in {}; until then, vote with the buttons above.",
+        time_left(left)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reminder_says_who_is_awaited_and_how_long_is_left_in_words() {
+        let minutes = chrono::Duration::minutes;
+        assert_eq!(
+            time_left(chrono::Duration::seconds(30)),
+            "less than a minute"
+        );
+        assert_eq!(time_left(minutes(-5)), "less than a minute");
+        assert_eq!(time_left(minutes(25)), "25 min");
+        assert_eq!(time_left(minutes(120)), "2 h");
+        assert_eq!(time_left(minutes(224)), "3 h 44 min");
+        let who = ["<@U1>".to_string(), "<@U2>".to_string()];
+        assert_eq!(
+            reminder_text(&who, 3, minutes(43)),
+            "Reminder: this request still needs approval from <@U1>, <@U2> and 3 more. \
+             It expires in 43 min; until then, vote with the buttons above."
+        );
+        assert!(reminder_text(&[], 0, minutes(5))
+            .starts_with("Reminder: this request still needs approval. "));
+    }
 }

@@ -13,7 +13,7 @@ use crate::error::ErrorName;
 use crate::event::{EventDraft, EventKind};
 use crate::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
-    TaskToken, Voter,
+    Reminder, TaskToken, Voter, KEEP_AFTER_TIMEOUT,
 };
 use crate::policy::{EvaluationTime, PolicyEngine, PolicyError, PreparedRequest};
 use crate::ports::{
@@ -26,8 +26,6 @@ use crate::vote::{Ballot, Choice, Vote};
 
 /// The error Step Functions sees when approvers reject a change.
 pub const REJECTED_ERROR: &str = "ApprovalRejected";
-/// How long a closed approval stays in the pending store after its timeout.
-const KEEP_AFTER_TIMEOUT: Duration = Duration::days(1);
 /// Rounds of "evaluate, try to close" when other votes keep arriving concurrently.
 const CLOSE_ATTEMPTS: usize = 20;
 /// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
@@ -82,7 +80,7 @@ pub enum VoteResult {
     /// The vote was recorded. `closed` is set when it decided the request.
     Counted {
         approval: PendingApproval,
-        evaluation: Evaluation,
+        evaluation: Box<Evaluation>,
         closed: Option<Closed>,
     },
     /// An eligible voter's rejection needs a reason, and the ballot had none: ask for one.
@@ -162,8 +160,11 @@ pub struct SweepReport {
     pub resumed: usize,
     /// Approvals closed as expired: their workflow is gone, or timed out before taking a vote.
     pub expired: usize,
-    /// Approvals whose workflow still waits: nothing to do yet.
+    /// Approvals whose workflow still waits.
     pub waiting: usize,
+    /// Of those, how many were evaluated again because time passed, and how many reminded.
+    pub reevaluated: usize,
+    pub reminded: usize,
     /// Approvals that failed this time (retried on the next sweep), by request id.
     pub failed: Vec<String>,
 }
@@ -237,7 +238,7 @@ where
         token: &TaskToken,
         execution_id: &str,
     ) -> Result<Notified, ApprovalError> {
-        let mut approval = self.open(request, evaluation, token, execution_id).await?;
+        let approval = self.open(request, evaluation, token, execution_id).await?;
         if approval.state != ApprovalState::Pending {
             let approval = self.finish(approval, None).await?.0;
             return Ok(Notified {
@@ -245,23 +246,41 @@ where
                 skipped: Vec::new(),
             });
         }
+        let (approval, skipped) = self.post_missing(approval, evaluation).await?;
+        if approval.messages.is_empty() {
+            return Err(ApprovalError::NoTarget {
+                request_id: request.id.clone(),
+                targets: serde_json::to_string(&skipped).unwrap_or_default(),
+            });
+        }
+        Ok(Notified { approval, skipped })
+    }
+
+    /// Posts the approval message to each of `evaluation`'s notify targets that has none yet,
+    /// once: an attempt that posted but did not live to record it left its intent, and the
+    /// message it posted is adopted. Returns the approval as stored and the targets no
+    /// configured platform serves.
+    async fn post_missing(
+        &self,
+        mut approval: PendingApproval,
+        evaluation: &Evaluation,
+    ) -> Result<(PendingApproval, Vec<NotifyTarget>), ApprovalError> {
         let mut skipped = Vec::new();
+        let request_id = approval.request_id.clone();
         for target in &evaluation.decision.notify {
             if approval.messages.iter().any(|m| m.is_for(target)) {
                 continue;
             }
-            // An attempt that posted but did not live to record it left its intent: adopt
-            // the message it posted instead of leaving a second one with live buttons.
             let key = target.key();
             if approval.posting.contains(&key) {
-                let found = self.chat.find_posted(target, &request.id).await;
+                let found = self.chat.find_posted(target, &request_id).await;
                 if let Some(message) = found.map_err(ApprovalError::Chat)? {
                     approval = self.record_message(approval, message).await?;
                     continue;
                 }
             } else if let Conditional::Done(marked) = self
                 .pending
-                .mark_posting(&request.id, &key)
+                .mark_posting(&request_id, &key)
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
@@ -274,16 +293,41 @@ where
             match self.chat.post(target, view).await {
                 Ok(Some(message)) => approval = self.record_message(approval, message).await?,
                 Ok(None) => skipped.push(target.clone()),
+                // A person the platform cannot find is an error on the request, logged for
+                // everyone to see; the other targets are still asked.
+                Err(ChatError::Refused(reason)) if target.person().is_some() => {
+                    self.unreachable(&request_id, target, &reason).await?;
+                }
                 Err(error) => return Err(ApprovalError::Chat(error)),
             }
         }
-        if approval.messages.is_empty() {
-            return Err(ApprovalError::NoTarget {
-                request_id: request.id.clone(),
-                targets: serde_json::to_string(&skipped).unwrap_or_default(),
-            });
-        }
-        Ok(Notified { approval, skipped })
+        Ok((approval, skipped))
+    }
+
+    /// Logs (once per target) that the person a target names cannot be reached, and why.
+    async fn unreachable(
+        &self,
+        request_id: &str,
+        target: &NotifyTarget,
+        reason: &str,
+    ) -> Result<(), ApprovalError> {
+        let person = target.person().unwrap_or_default();
+        let platform = if target.is_slack() { "slack" } else { "teams" };
+        tracing::error!(
+            request_id,
+            platform,
+            person,
+            reason,
+            "a person to ask cannot be reached"
+        );
+        let draft = EventDraft::new(EventKind::Error)
+            .platform(platform)
+            .reasons(vec![format!(
+                "{person} cannot be asked directly on {platform}: {reason}"
+            )])
+            .data("unreachable", person)
+            .once(format!("error#unreachable#{}", target.key()));
+        self.append(request_id, draft).await
     }
 
     async fn open(
@@ -316,6 +360,9 @@ where
             resumed: false,
             resume_claims: 0,
             resume_until: None,
+            reminded_through: 0,
+            reevaluated_through: 0,
+            evaluated_at: None,
         };
         let pending_error = ApprovalError::PendingStore;
         let existing = match self.pending.create(&fresh).await.map_err(pending_error)? {
@@ -574,7 +621,7 @@ where
             &prepared,
             &approval.votes,
             &ballot.voter,
-            EvaluationTime::since(approval.created_at, ballot.at),
+            approval.evaluation_time(ballot.at),
         )?;
         if !check.allowed {
             return self.refuse(ballot, check.reason, approval).await;
@@ -642,37 +689,49 @@ where
             let closed = closed.filter(|_| approval.decided_by.as_deref() == Some(&vote.voter));
             return Ok(VoteResult::Counted {
                 approval,
-                evaluation,
+                evaluation: Box::new(evaluation),
                 closed,
             });
         }
         let prepared = PreparedRequest::new(current.request.clone())?;
-        self.close_if_decided(&prepared, current, &vote.voter, ballot.at)
+        let attempt = format!(
+            "vote:{}:{}:{}",
+            vote.voter,
+            crate::time::format_rfc3339_ms(ballot.at),
+            attempt_tag()
+        );
+        let closer = Closer {
+            decided_by: Some(&vote.voter),
+            attempt,
+            reevaluation: None,
+        };
+        self.close_if_decided(&prepared, current, closer, ballot.at)
             .await
     }
 
-    /// Evaluates with every vote counted and, on allow or deny, closes the request once.
+    /// Evaluates with every vote counted and, on allow or deny, closes the request once, as
+    /// `closer` says.
     async fn close_if_decided(
         &self,
         prepared: &PreparedRequest,
         mut current: PendingApproval,
-        voter: &str,
+        closer: Closer<'_>,
         now: DateTime<Utc>,
     ) -> Result<VoteResult, ApprovalError> {
+        let Closer {
+            decided_by,
+            attempt,
+            reevaluation,
+        } = closer;
         let request_id = current.request_id.clone();
-        let attempt = format!(
-            "vote:{voter}:{}:{}",
-            crate::time::format_rfc3339_ms(now),
-            attempt_tag()
-        );
         for _ in 0..CLOSE_ATTEMPTS {
-            let time = EvaluationTime::since(current.created_at, now);
+            let time = current.evaluation_time(now);
             let evaluation = self.policy.evaluate(prepared, &current.votes, time)?;
             let state = match evaluation.decision.outcome {
                 Outcome::ApprovalRequired => {
                     return Ok(VoteResult::Counted {
                         approval: current,
-                        evaluation,
+                        evaluation: Box::new(evaluation),
                         closed: None,
                     })
                 }
@@ -682,8 +741,8 @@ where
             let closing = Closing {
                 state,
                 evaluation: evaluation.clone(),
-                decided_by: Some(voter.to_string()),
-                decided_at: now,
+                decided_by: decided_by.map(str::to_string),
+                decided_at: time.now,
                 closed_by: attempt.clone(),
                 resumed: false,
                 resume_until: now + RESUME_LEASE,
@@ -705,7 +764,7 @@ where
                     let approval = self.finish(*other, None).await?.0;
                     return Ok(VoteResult::Counted {
                         approval,
-                        evaluation,
+                        evaluation: Box::new(evaluation),
                         closed: None,
                     });
                 }
@@ -716,12 +775,16 @@ where
                 }
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),
             };
+            if let Some(offset) = reevaluation {
+                let draft = reevaluated(offset, &evaluation, time, &closed.votes);
+                self.append(&request_id, draft).await?;
+            }
             // The closing write is the first claim to resume: this attempt holds it.
             let claim = closed.resume_claims;
             let (approval, closed) = self.finish(closed, Some(claim)).await?;
             return Ok(VoteResult::Counted {
                 approval,
-                evaluation,
+                evaluation: Box::new(evaluation),
                 closed,
             });
         }
@@ -928,42 +991,70 @@ where
     /// not taken its outcome, and expires open approvals whose workflow is gone (so no message
     /// keeps live buttons for a workflow that will never read them). Looks at `limit` at most.
     pub async fn sweep(&self, limit: usize) -> Result<SweepReport, ApprovalError> {
+        self.sweep_at(limit, self.clock.now()).await
+    }
+
+    /// A sweep that also carries out what time asks of each open approval whose workflow still
+    /// waits, as of `now`: a re-evaluation that is due (see [`Self::reevaluate_if_due`]), then a
+    /// reminder that is due (see [`Self::remind_if_due`]).
+    pub async fn sweep_at(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, ApprovalError> {
         let due = self
             .pending
             .unresumed(limit)
             .await
             .map_err(ApprovalError::PendingStore)?;
+        Ok(self.sweep_these(due, now).await)
+    }
+
+    /// The sweep of one request's approval alone, as of `now`: an operator's nudge to a request
+    /// they are watching (nothing when it owes its workflow nothing).
+    pub async fn sweep_request(
+        &self,
+        request_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, ApprovalError> {
+        let due = self.load(request_id).await?.filter(|a| !a.resumed);
+        Ok(self.sweep_these(due.into_iter().collect(), now).await)
+    }
+
+    async fn sweep_these(&self, due: Vec<PendingApproval>, now: DateTime<Utc>) -> SweepReport {
         let mut report = SweepReport {
             checked: due.len(),
             ..SweepReport::default()
         };
         for approval in due {
             let request_id = approval.request_id.clone();
-            match self.sweep_one(approval).await {
+            match self.sweep_one(approval, now).await {
                 Ok(Swept::Resumed) => report.resumed += 1,
                 Ok(Swept::Expired) => report.expired += 1,
-                Ok(Swept::Waiting) => report.waiting += 1,
+                Ok(Swept::Waiting {
+                    reevaluated,
+                    reminded,
+                }) => {
+                    report.waiting += 1;
+                    report.reevaluated += usize::from(reevaluated);
+                    report.reminded += usize::from(reminded);
+                }
                 Err(error) => {
                     tracing::warn!(request_id, error = %error, "sweeping an approval failed; the next sweep retries it");
                     report.failed.push(request_id);
                 }
             }
         }
-        Ok(report)
+        report
     }
 
-    async fn sweep_one(&self, approval: PendingApproval) -> Result<Swept, ApprovalError> {
+    async fn sweep_one(
+        &self,
+        approval: PendingApproval,
+        now: DateTime<Utc>,
+    ) -> Result<Swept, ApprovalError> {
         if approval.state != ApprovalState::Pending {
-            let (now, closed) = self.finish(approval, None).await?;
-            self.refresh(&now, &now.evaluation).await;
-            return Ok(match closed {
-                Some(Closed {
-                    state: ApprovalState::Expired,
-                    ..
-                }) => Swept::Expired,
-                Some(Closed { resumed: true, .. }) => Swept::Resumed,
-                _ => Swept::Waiting,
-            });
+            return self.sweep_closed(approval).await;
         }
         let status = self
             .tokens
@@ -971,7 +1062,7 @@ where
             .await
             .map_err(ApprovalError::TaskToken)?;
         if status == ExecutionStatus::Running {
-            return Ok(Swept::Waiting);
+            return self.on_time(approval, now).await;
         }
         let reason = format!("the workflow ended ({status:?}) while the approval was open");
         let closed = self
@@ -981,6 +1072,227 @@ where
             self.refresh(closed, &closed.evaluation).await;
         }
         Ok(Swept::Expired)
+    }
+
+    async fn sweep_closed(&self, approval: PendingApproval) -> Result<Swept, ApprovalError> {
+        let (now, closed) = self.finish(approval, None).await?;
+        self.refresh(&now, &now.evaluation).await;
+        Ok(match closed {
+            Some(Closed {
+                state: ApprovalState::Expired,
+                ..
+            }) => Swept::Expired,
+            Some(Closed { resumed: true, .. }) => Swept::Resumed,
+            _ => Swept::Waiting {
+                reevaluated: false,
+                reminded: false,
+            },
+        })
+    }
+
+    /// What time asks of an open approval whose workflow still waits, as of `now`.
+    async fn on_time(
+        &self,
+        approval: PendingApproval,
+        now: DateTime<Utc>,
+    ) -> Result<Swept, ApprovalError> {
+        let (approval, reevaluated) = match self.reevaluate_if_due(approval, now).await? {
+            Reevaluated::Closed(closed) => return self.sweep_closed(closed).await,
+            Reevaluated::Open(approval, reevaluated) => (approval, reevaluated),
+        };
+        // Targets a re-evaluation added get the message: right away from the sweep that stored
+        // it, or from a later one when that sweep is over (it crashed, or a target failed).
+        let stale = approval
+            .evaluated_at
+            .is_some_and(|at| now - at > RESUME_LEASE);
+        let approval = if reevaluated || stale {
+            self.post_new_targets(approval).await?
+        } else {
+            approval
+        };
+        let reminded = self.remind_if_due(&approval, now).await?;
+        Ok(Swept::Waiting {
+            reevaluated,
+            reminded,
+        })
+    }
+
+    /// When a re-evaluation offset has passed since the approval opened, evaluates it again as
+    /// of `now` with every vote counted. On allow or deny it closes through the same path as a
+    /// deciding vote (and the workflow is resumed once); otherwise the new evaluation is stored
+    /// (one sweeper wins each offset) and shown on every message, so new requirements and
+    /// approvers take effect. Each re-evaluation is logged `evaluated`, with its input digest,
+    /// time and votes. Returns whether this call stored one.
+    async fn reevaluate_if_due(
+        &self,
+        approval: PendingApproval,
+        now: DateTime<Utc>,
+    ) -> Result<Reevaluated, ApprovalError> {
+        let offsets = &approval.evaluation.decision.reevaluate_after_seconds;
+        let Some(offset) = due_offset(offsets, approval.reevaluated_through, &approval, now) else {
+            return Ok(Reevaluated::Open(approval, false));
+        };
+        let request_id = approval.request_id.clone();
+        let prepared = PreparedRequest::new(approval.request.clone())?;
+        let mut current = approval;
+        for _ in 0..CLOSE_ATTEMPTS {
+            let closer = Closer {
+                decided_by: None,
+                attempt: format!("time:{offset}:{}", attempt_tag()),
+                reevaluation: Some(offset),
+            };
+            let time = current.evaluation_time(now);
+            let result = self
+                .close_if_decided(&prepared, current, closer, now)
+                .await?;
+            let VoteResult::Counted {
+                approval,
+                evaluation,
+                ..
+            } = result
+            else {
+                return Err(ApprovalError::PendingStore(StoreError::Conflict(format!(
+                    "approval {request_id} disappeared while it was evaluated again"
+                ))));
+            };
+            if approval.state != ApprovalState::Pending {
+                return Ok(Reevaluated::Closed(approval));
+            }
+            let stored = self
+                .pending
+                .reevaluate(&request_id, approval.version, &evaluation, offset, time.now)
+                .await
+                .map_err(ApprovalError::PendingStore)?;
+            match stored {
+                Conditional::Done(updated) => {
+                    let draft = reevaluated(offset, &evaluation, time, &updated.votes);
+                    self.append(&request_id, draft).await?;
+                    tracing::info!(request_id, offset, outcome = %evaluation.decision.outcome, "approval evaluated again");
+                    self.refresh(&updated, &evaluation).await;
+                    return Ok(Reevaluated::Open(*updated, true));
+                }
+                // A vote arrived in between: evaluate again with it counted.
+                Conditional::Lost(Some(item))
+                    if item.state == ApprovalState::Pending
+                        && item.reevaluated_through < offset =>
+                {
+                    current = *item;
+                }
+                // Another sweeper took this offset, or the approval closed.
+                Conditional::Lost(Some(item)) if item.state == ApprovalState::Pending => {
+                    return Ok(Reevaluated::Open(*item, false))
+                }
+                Conditional::Lost(Some(item)) => return Ok(Reevaluated::Closed(*item)),
+                Conditional::Lost(None) => {
+                    return Err(ApprovalError::PendingStore(StoreError::Conflict(format!(
+                        "approval {request_id} disappeared while it was evaluated again"
+                    ))))
+                }
+            }
+        }
+        Err(ApprovalError::Contended(request_id))
+    }
+
+    /// Posts the message to the stored evaluation's targets that have none yet. A target that
+    /// fails is logged as an `error` event on the request (once per target) and retried by the
+    /// next sweep.
+    async fn post_new_targets(
+        &self,
+        approval: PendingApproval,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let missing: Vec<String> = approval
+            .evaluation
+            .decision
+            .notify
+            .iter()
+            .filter(|target| !approval.messages.iter().any(|m| m.is_for(target)))
+            .map(NotifyTarget::key)
+            .collect();
+        if missing.is_empty() {
+            return Ok(approval);
+        }
+        let request_id = approval.request_id.clone();
+        let evaluation = approval.evaluation.clone();
+        match self.post_missing(approval, &evaluation).await {
+            Ok((approval, _skipped)) => Ok(approval),
+            Err(ApprovalError::Chat(error)) => {
+                let targets = missing.join(", ");
+                let draft = EventDraft::new(EventKind::Error)
+                    .reasons(vec![format!(
+                        "posting the approval to {targets} failed ({error}); the next sweep tries again"
+                    )])
+                    .once(format!("error#post#{}", missing.join(",")));
+                self.append(&request_id, draft).await?;
+                Err(ApprovalError::Chat(error))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// When a reminder offset has passed since the approval opened, posts one reminder in the
+    /// thread of each of its messages, mentioning the eligible approvers who have not voted and
+    /// saying how long is left. Several offsets passed at once make one reminder. One sweeper
+    /// claims each offset before posting, so a reminder goes out once however many sweeps run;
+    /// when no message could take it, the claim is given back for the next sweep. Logged as
+    /// `reminded`. Returns whether this call sent one.
+    async fn remind_if_due(
+        &self,
+        approval: &PendingApproval,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ApprovalError> {
+        let offsets = &approval.evaluation.decision.remind_after_seconds;
+        let Some(offset) = due_offset(offsets, approval.reminded_through, approval, now) else {
+            return Ok(false);
+        };
+        let request_id = approval.request_id.as_str();
+        let from = approval.reminded_through;
+        let claimed = self
+            .pending
+            .advance_reminders(request_id, from, offset)
+            .await
+            .map_err(ApprovalError::PendingStore)?;
+        let Conditional::Done(claimed) = claimed else {
+            return Ok(false);
+        };
+        let reminder = Reminder {
+            approval: &claimed,
+            waiting_on: waiting_on(&claimed),
+            left: claimed.deadline() - now,
+        };
+        let mut places = Vec::new();
+        let mut failure = None;
+        for message in &claimed.messages {
+            match self.chat.remind(message, &reminder).await {
+                Ok(()) => places.push(format!(
+                    "{}:{}",
+                    message.platform().as_str(),
+                    message.place()
+                )),
+                Err(error) => {
+                    tracing::warn!(request_id, error = %error, "could not post a reminder");
+                    failure = Some(error);
+                }
+            }
+        }
+        if let (true, Some(error)) = (places.is_empty(), failure) {
+            let given_back = self
+                .pending
+                .advance_reminders(request_id, offset, from)
+                .await;
+            if let Err(store) = given_back {
+                tracing::warn!(request_id, error = %store, "could not give the reminder back; it is skipped");
+            }
+            return Err(ApprovalError::Chat(error));
+        }
+        let draft = EventDraft::new(EventKind::Reminded)
+            .data("remind_after", offset)
+            .data("waiting_on", reminder.waiting_on.clone())
+            .data("left_seconds", reminder.left.num_seconds().max(0))
+            .data("places", places)
+            .once(format!("reminded#{offset}"));
+        self.append(request_id, draft).await?;
+        tracing::info!(request_id, offset, "reminder posted");
+        Ok(true)
     }
 
     /// Closes the approval of workflow `execution_id`, which timed out, and shows it on its
@@ -1108,11 +1420,79 @@ where
     }
 }
 
+/// Who closes a request in [`Approvals::close_if_decided`].
+struct Closer<'a> {
+    /// The deciding voter; none when time decided.
+    decided_by: Option<&'a str>,
+    /// Names the attempt (see [`PendingApproval::closed_by`]).
+    attempt: String,
+    /// The re-evaluation offset, when the sweeper evaluates again because time passed: its
+    /// `evaluated` event is logged before the workflow is resumed.
+    reevaluation: Option<u64>,
+}
+
+/// The `evaluated` event of a re-evaluation at `offset`: the evaluation with the time and the
+/// votes it saw, so an auditor can rebuild its input.
+fn reevaluated(
+    offset: u64,
+    evaluation: &Evaluation,
+    time: EvaluationTime,
+    votes: &[crate::vote::Vote],
+) -> EventDraft {
+    EventDraft::new(EventKind::Evaluated)
+        .evaluation(evaluation)
+        .evaluated_at(time)
+        .votes(votes)
+        .data("reevaluate_after", offset)
+        .once(format!("evaluated#{offset}"))
+}
+
 /// What a sweep did with one approval.
 enum Swept {
     Resumed,
     Expired,
-    Waiting,
+    /// Still open: whether it was evaluated again, and reminded.
+    Waiting {
+        reevaluated: bool,
+        reminded: bool,
+    },
+}
+
+/// What a due re-evaluation did: the approval closed, or stays open (and whether this call
+/// stored the new evaluation).
+enum Reevaluated {
+    Closed(PendingApproval),
+    Open(PendingApproval, bool),
+}
+
+/// The latest of `offsets` (seconds after the approval opened) that has passed by `now` and is
+/// after `through`, the last one taken care of; several passed at once are handled as one.
+fn due_offset(
+    offsets: &[u64],
+    through: u64,
+    approval: &PendingApproval,
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    let waited = u64::try_from((now - approval.created_at).num_seconds()).ok()?;
+    offsets
+        .iter()
+        .copied()
+        .filter(|&offset| offset > through && offset <= waited)
+        .max()
+}
+
+/// The eligible approvers of the stored evaluation who have not voted.
+fn waiting_on(approval: &PendingApproval) -> Vec<String> {
+    let voted: std::collections::BTreeSet<String> =
+        approval.votes.iter().map(|v| normalize(&v.voter)).collect();
+    approval
+        .evaluation
+        .decision
+        .approvers
+        .iter()
+        .filter(|a| !voted.contains(&normalize(a)))
+        .cloned()
+        .collect()
 }
 
 /// The workflow's output when approvers approve: what was decided, by whom, under which policy.

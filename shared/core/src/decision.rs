@@ -45,21 +45,107 @@ pub struct Requirement {
     pub have: u32,
 }
 
-/// Where the approval message goes.
+/// Another way to meet a decision: every requirement of one alternative met, instead of the
+/// decision's own `requirements` (an escalation: "or 1 approval from sre").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "platform", rename_all = "lowercase")]
+pub struct Alternative {
+    pub requirements: Vec<Requirement>,
+}
+
+/// Where the approval message goes: a Slack channel or Teams conversation, or a person, by
+/// e-mail address (or Teams UPN), in a direct message. As JSON: `{"platform": "slack",
+/// "channel": "C0PAYMENTS"}`, `{"platform": "slack", "user": "erin@example.com"}`,
+/// `{"platform": "teams", "conversation": "19:…@thread.tacv2"}`, `{"platform": "teams",
+/// "user": "erin@example.com"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TargetFields", into = "TargetFields")]
 pub enum NotifyTarget {
     Slack { channel: String },
+    SlackUser { user: String },
     Teams { conversation: String },
+    TeamsUser { user: String },
 }
 
 impl NotifyTarget {
-    /// The target as one stable text (`slack:C0PAYMENTS`), for recording an intent to post.
+    /// The target as one stable text (`slack:C0PAYMENTS`, `slack-user:erin@example.com`), for
+    /// recording an intent to post.
     pub fn key(&self) -> String {
         match self {
             Self::Slack { channel } => format!("slack:{channel}"),
+            Self::SlackUser { user } => format!("slack-user:{}", crate::rules::normalize(user)),
             Self::Teams { conversation } => format!("teams:{conversation}"),
+            Self::TeamsUser { user } => format!("teams-user:{}", crate::rules::normalize(user)),
         }
+    }
+
+    /// The person a direct message goes to, for a person target.
+    pub fn person(&self) -> Option<&str> {
+        match self {
+            Self::SlackUser { user } | Self::TeamsUser { user } => Some(user),
+            Self::Slack { .. } | Self::Teams { .. } => None,
+        }
+    }
+
+    /// Whether this target is on Slack (else on Teams).
+    pub fn is_slack(&self) -> bool {
+        matches!(self, Self::Slack { .. } | Self::SlackUser { .. })
+    }
+}
+
+/// A notify target as its JSON has it.
+#[derive(Serialize, Deserialize)]
+struct TargetFields {
+    platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+}
+
+impl TryFrom<TargetFields> for NotifyTarget {
+    type Error = String;
+
+    fn try_from(fields: TargetFields) -> Result<Self, String> {
+        let TargetFields {
+            platform,
+            channel,
+            conversation,
+            user,
+        } = fields;
+        match (platform.as_str(), channel, conversation, user) {
+            ("slack", Some(channel), None, None) => Ok(Self::Slack { channel }),
+            ("slack", None, None, Some(user)) => Ok(Self::SlackUser { user }),
+            ("teams", None, Some(conversation), None) => Ok(Self::Teams { conversation }),
+            ("teams", None, None, Some(user)) => Ok(Self::TeamsUser { user }),
+            ("slack", ..) => Err("a slack notify target has either a channel or a user".into()),
+            ("teams", ..) => {
+                Err("a teams notify target has either a conversation or a user".into())
+            }
+            (other, ..) => Err(format!(
+                "unknown notify platform {other:?}: expected slack or teams"
+            )),
+        }
+    }
+}
+
+impl From<NotifyTarget> for TargetFields {
+    fn from(target: NotifyTarget) -> Self {
+        let mut fields = Self {
+            platform: if target.is_slack() { "slack" } else { "teams" }.into(),
+            channel: None,
+            conversation: None,
+            user: None,
+        };
+        match target {
+            NotifyTarget::Slack { channel } => fields.channel = Some(channel),
+            NotifyTarget::Teams { conversation } => fields.conversation = Some(conversation),
+            NotifyTarget::SlackUser { user } | NotifyTarget::TeamsUser { user } => {
+                fields.user = Some(user)
+            }
+        }
+        fields
     }
 }
 
@@ -71,6 +157,9 @@ pub struct Decision {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub requirements: Vec<Requirement>,
+    /// Other sets of requirements, any one of which also meets the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
     #[serde(default)]
     pub approvers: Vec<String>,
     #[serde(default)]
@@ -135,4 +224,41 @@ pub struct Evaluation {
     pub decision: Decision,
     pub policy_revision: String,
     pub input_digest: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotifyTarget;
+
+    #[test]
+    fn notify_targets_read_and_write_the_documented_json() {
+        let cases = [
+            (r#"{"platform":"slack","channel":"C0SRE"}"#, "slack:C0SRE"),
+            (
+                r#"{"platform":"slack","user":"Erin@Example.com"}"#,
+                "slack-user:erin@example.com",
+            ),
+            (
+                r#"{"platform":"teams","conversation":"19:a@thread.tacv2"}"#,
+                "teams:19:a@thread.tacv2",
+            ),
+            (
+                r#"{"platform":"teams","user":"erin@example.com"}"#,
+                "teams-user:erin@example.com",
+            ),
+        ];
+        for (json, key) in cases {
+            let target: NotifyTarget = serde_json::from_str(json).unwrap();
+            assert_eq!(target.key(), key);
+            assert_eq!(serde_json::to_string(&target).unwrap(), json, "round trip");
+        }
+        for bad in [
+            r#"{"platform":"slack"}"#,
+            r#"{"platform":"slack","channel":"C1","user":"a@b.c"}"#,
+            r#"{"platform":"teams","channel":"C1"}"#,
+            r#"{"platform":"email","user":"a@b.c"}"#,
+        ] {
+            assert!(serde_json::from_str::<NotifyTarget>(bad).is_err(), "{bad}");
+        }
+    }
 }

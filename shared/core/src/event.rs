@@ -31,10 +31,12 @@ pub enum EventKind {
     Decided,
     Expired,
     Error,
+    /// A reminder was posted to the approvers who had not voted.
+    Reminded,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Requested,
         Self::Evaluated,
         Self::Notified,
@@ -43,6 +45,7 @@ impl EventKind {
         Self::Decided,
         Self::Expired,
         Self::Error,
+        Self::Reminded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl EventKind {
             Self::Decided => "decided",
             Self::Expired => "expired",
             Self::Error => "error",
+            Self::Reminded => "reminded",
         }
     }
 
@@ -249,6 +253,7 @@ mod tests {
                 outcome: Outcome::ApprovalRequired,
                 reasons: vec![],
                 requirements: vec![],
+                alternatives: vec![],
                 approvers: vec![],
                 notify: vec![],
                 timeout_seconds: 3600,

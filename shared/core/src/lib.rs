@@ -19,12 +19,12 @@ pub mod rules;
 pub mod time;
 pub mod vote;
 
-pub use decision::{Decision, Evaluation, NotifyTarget, Outcome, Requirement};
+pub use decision::{Alternative, Decision, Evaluation, NotifyTarget, Outcome, Requirement};
 pub use error::ErrorName;
 pub use event::{Event, EventDraft, EventKind};
 pub use pending::{
-    ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, TaskToken,
-    Voter,
+    ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder,
+    TaskToken, Voter,
 };
 pub use policy::{EvaluationTime, PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
 pub use request::{Identity, IdentityKind, Request, RequestError};

@@ -6,8 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Evaluation, NotifyTarget};
+use crate::policy::EvaluationTime;
 use crate::request::Request;
 use crate::vote::Vote;
+
+/// How long a closed approval stays in the pending store after its timeout.
+pub const KEEP_AFTER_TIMEOUT: chrono::Duration = chrono::Duration::days(1);
 
 /// The chat platforms regate asks approvers on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,18 +86,23 @@ impl std::fmt::Debug for TaskToken {
     }
 }
 
-/// Where an approval message was posted, so it can be updated later.
+/// Where an approval message was posted, so it can be updated later. A direct message also
+/// names the person (`user`) whose target it was posted for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "platform", rename_all = "lowercase")]
 pub enum MessageRef {
     Slack {
         channel: String,
         ts: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     Teams {
         conversation: String,
         activity_id: String,
         service_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
 }
 
@@ -107,13 +116,15 @@ impl MessageRef {
 
     /// The target it was posted to, as [`NotifyTarget::key`] names it.
     pub fn target_key(&self) -> String {
-        match self {
-            Self::Slack { channel, .. } => NotifyTarget::Slack {
-                channel: channel.clone(),
-            },
-            Self::Teams { conversation, .. } => NotifyTarget::Teams {
-                conversation: conversation.clone(),
-            },
+        match self.clone() {
+            Self::Slack {
+                user: Some(user), ..
+            } => NotifyTarget::SlackUser { user },
+            Self::Slack { channel, .. } => NotifyTarget::Slack { channel },
+            Self::Teams {
+                user: Some(user), ..
+            } => NotifyTarget::TeamsUser { user },
+            Self::Teams { conversation, .. } => NotifyTarget::Teams { conversation },
         }
         .key()
     }
@@ -135,8 +146,17 @@ impl MessageRef {
     /// needed to find the message in the platform, and the log is exported).
     pub fn log_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut fields = serde_json::Map::new();
+        if let Self::Slack {
+            user: Some(user), ..
+        }
+        | Self::Teams {
+            user: Some(user), ..
+        } = self
+        {
+            fields.insert("user".into(), user.as_str().into());
+        }
         let (place, id) = match self {
-            Self::Slack { channel, ts } => (("channel", channel), ("ts", ts)),
+            Self::Slack { channel, ts, .. } => (("channel", channel), ("ts", ts)),
             Self::Teams {
                 conversation,
                 activity_id,
@@ -210,9 +230,29 @@ pub struct PendingApproval {
     /// so many paths meeting one closed approval at once resume it once.
     pub resume_claims: u64,
     pub resume_until: Option<DateTime<Utc>>,
+    /// The largest reminder offset (seconds after `created_at`) already taken care of; 0 before
+    /// the first reminder.
+    pub reminded_through: u64,
+    /// The largest re-evaluation offset already taken care of; 0 before the first.
+    pub reevaluated_through: u64,
+    /// When the sweeper made the stored `evaluation` (None: the notifier's opening one).
+    pub evaluated_at: Option<DateTime<Utc>>,
 }
 
 impl PendingApproval {
+    /// The time an evaluation of this approval at `now` uses: never earlier than the stored
+    /// evaluation's, so a function whose clock runs behind the sweeper's cannot undo an
+    /// escalation by evaluating in the past.
+    pub fn evaluation_time(&self, now: DateTime<Utc>) -> EvaluationTime {
+        let now = self.evaluated_at.map_or(now, |at| at.max(now));
+        EvaluationTime::since(self.created_at, now)
+    }
+
+    /// When the workflow stops waiting: the opening evaluation's timeout after `created_at`.
+    pub fn deadline(&self) -> DateTime<Utc> {
+        self.expires_at - KEEP_AFTER_TIMEOUT
+    }
+
     /// Closed, but the workflow has not been told.
     pub fn owes_resume(&self) -> bool {
         self.state != ApprovalState::Pending && !self.resumed
@@ -244,6 +284,16 @@ pub struct Closing {
     pub resume_until: DateTime<Utc>,
 }
 
+/// A reminder to the approvers of an open approval, posted in each message's thread.
+#[derive(Debug, Clone)]
+pub struct Reminder<'a> {
+    pub approval: &'a PendingApproval,
+    /// The eligible approvers who have not voted.
+    pub waiting_on: Vec<String>,
+    /// How long until the request expires.
+    pub left: chrono::Duration,
+}
+
 /// What people see about an approval, whatever the platform renders it as.
 #[derive(Debug, Clone, Copy)]
 pub struct ApprovalView<'a> {
@@ -262,6 +312,7 @@ mod tests {
             conversation: "19:approvals@thread.tacv2".into(),
             activity_id: "1700000000001".into(),
             service_url: "https://smba.trafficmanager.net/emea/".into(),
+            user: None,
         };
         let target = NotifyTarget::Teams {
             conversation: "19:approvals@thread.tacv2".into(),
@@ -271,11 +322,25 @@ mod tests {
         let slack = MessageRef::Slack {
             channel: "C0PAYMENTS".into(),
             ts: "1.2".into(),
+            user: None,
         };
         assert!(!slack.is_for(&target));
         assert!(slack.is_for(&NotifyTarget::Slack {
             channel: "C0PAYMENTS".into()
         }));
+        // A direct message is for its person, not for the channel it happens to be in.
+        let direct = MessageRef::Slack {
+            channel: "D0ERIN".into(),
+            ts: "1.3".into(),
+            user: Some("Erin@example.com".into()),
+        };
+        assert!(direct.is_for(&NotifyTarget::SlackUser {
+            user: "erin@example.com".into()
+        }));
+        assert!(!direct.is_for(&NotifyTarget::Slack {
+            channel: "D0ERIN".into()
+        }));
+        assert_eq!(direct.log_fields()["user"], "Erin@example.com");
     }
 
     #[test]

@@ -6,11 +6,12 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::checkpoint::{Checkpoint, Statement};
+use crate::decision::Evaluation;
 use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
 use crate::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
-    TaskToken, Voter,
+    Reminder, TaskToken, Voter,
 };
 use crate::vote::Vote;
 
@@ -135,6 +136,27 @@ pub trait PendingStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<PendingApproval>, StoreError>> + Send;
 
+    /// Records that the reminders up to offset `to` are taken care of, only while pending and
+    /// only if those up to `from` were the last: of many sweepers, one sends each reminder.
+    /// Going back (`to` < `from`) gives a reminder that could not be sent to the next sweep.
+    fn advance_reminders(
+        &self,
+        request_id: &str,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Stores a re-evaluation made at `at` of a pending approval that still has
+    /// `expected_version`, and that the re-evaluation offsets up to `through` are taken care of.
+    fn reevaluate(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        evaluation: &Evaluation,
+        through: u64,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
     /// Claims the duty to resume a closed, unresumed approval until `until`: only if it has had
     /// `claims_seen` claims and the latest one has lapsed (its end is not after `now`). Of many callers with the
     /// same view, exactly one gets `Done` (holding claim `claims_seen + 1`).
@@ -205,6 +227,14 @@ pub trait ChatPlatform: Send + Sync {
         &self,
         message: &MessageRef,
         view: ApprovalView<'_>,
+    ) -> impl Future<Output = Result<(), ChatError>> + Send;
+
+    /// Posts `reminder` in the thread of `message` (Slack: a reply under its `ts`; Teams: a
+    /// reply to its activity). Messages of other platforms are left alone.
+    fn remind(
+        &self,
+        message: &MessageRef,
+        reminder: &Reminder<'_>,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 
     /// Who the voter is, and whether their account may vote at all.

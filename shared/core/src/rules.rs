@@ -76,19 +76,26 @@ pub fn enforce(
         .filter(|v| v.vote == Choice::Approve)
         .map(|v| normalize(&v.voter))
         .collect();
-    let needed: u32 = decision.requirements.iter().map(|r| r.min).sum();
-    let seated = seat_distinct_approvers(
-        &decision.requirements,
-        &approvals,
-        &decision.approvers,
-        groups,
-    );
-    if seated < needed {
-        decision.outcome = Outcome::ApprovalRequired;
-        decision.reasons.push(format!(
-            "hard rule: the requirements need {needed} distinct approvers and {seated} can be counted"
-        ));
+    // Met when the requirements, or every requirement of one alternative, can be filled.
+    let shortfall = |requirements: &[Requirement]| {
+        let needed: u32 = requirements.iter().map(|r| r.min).sum();
+        let seated = seat_distinct_approvers(requirements, &approvals, &decision.approvers, groups);
+        (seated < needed).then_some((needed, seated))
+    };
+    let Some((needed, seated)) = shortfall(&decision.requirements) else {
+        return decision;
+    };
+    if decision
+        .alternatives
+        .iter()
+        .any(|alternative| shortfall(&alternative.requirements).is_none())
+    {
+        return decision;
     }
+    decision.outcome = Outcome::ApprovalRequired;
+    decision.reasons.push(format!(
+        "hard rule: the requirements need {needed} distinct approvers and {seated} can be counted"
+    ));
     decision
 }
 
@@ -203,6 +210,7 @@ mod tests {
     fn allow(requirements: Vec<Requirement>) -> Decision {
         Decision {
             outcome: Outcome::Allow,
+            alternatives: vec![],
             reasons: vec![],
             requirements,
             approvers: vec!["dev@example.com".into(), "alice@example.com".into()],
@@ -300,6 +308,23 @@ mod tests {
             &groups(),
         );
         assert_eq!(d.outcome, Outcome::Allow);
+    }
+
+    #[test]
+    fn an_alternative_met_in_full_allows_and_a_half_met_one_does_not() {
+        let mut decision = allow(vec![req("owners", 1)]);
+        decision.alternatives = vec![crate::decision::Alternative {
+            requirements: vec![req("security", 2)],
+        }];
+        let one = [vote("sam@example.com", Choice::Approve)];
+        let d = enforce(decision.clone(), &request(), &one, &groups());
+        assert_eq!(d.outcome, Outcome::ApprovalRequired, "1 of 2 from security");
+        let two = [
+            vote("sam@example.com", Choice::Approve),
+            vote("both@example.com", Choice::Approve),
+        ];
+        let d = enforce(decision, &request(), &two, &groups());
+        assert_eq!(d.outcome, Outcome::Allow, "the alternative is met in full");
     }
 
     #[test]

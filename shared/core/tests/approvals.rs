@@ -654,3 +654,51 @@ async fn a_click_from_where_the_request_was_not_posted_does_not_count() {
         .unwrap();
     assert!(matches!(result, VoteResult::Counted { .. }), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_person_who_cannot_be_reached_is_an_error_on_the_request_and_the_others_are_asked() {
+    let fakes = Fakes::default();
+    let approvals = fakes.approvals();
+    fakes
+        .chat
+        .strangers
+        .lock()
+        .unwrap()
+        .push("alice@example.com".into());
+    let asking = request("dm-1").with(
+        "details",
+        serde_json::json!({"ask": ["alice@example.com", "bob@example.com"]}),
+    );
+    let r = asking.build();
+    let evaluation = first_evaluation(&r, approvals.now());
+    let keys: Vec<String> = evaluation.decision.notify.iter().map(|t| t.key()).collect();
+    assert!(
+        keys.contains(&"slack-user:alice@example.com".to_string()),
+        "{keys:?}"
+    );
+    let notified = approvals
+        .notify(&r, &evaluation, &TaskToken::new("t"), &execution_of("dm-1"))
+        .await
+        .unwrap();
+    // The channel message went out; bob's Teams message is not this fake's platform.
+    assert_eq!(notified.approval.messages.len(), 1);
+    let errors: Vec<_> = fakes
+        .log
+        .of("dm-1")
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].data["unreachable"], "alice@example.com");
+    assert!(
+        errors[0].reasons[0].contains("cannot be asked directly on slack"),
+        "{errors:?}"
+    );
+    // A retried step tries again and logs nothing new.
+    approvals
+        .notify(&r, &evaluation, &TaskToken::new("t"), &execution_of("dm-1"))
+        .await
+        .unwrap();
+    let kinds = fakes.kinds("dm-1");
+    assert_eq!(kinds.iter().filter(|k| **k == EventKind::Error).count(), 1);
+}

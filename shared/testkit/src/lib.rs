@@ -16,7 +16,7 @@ use regate_core::decision::NotifyTarget;
 use regate_core::event::{Event, EventDraft};
 use regate_core::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
-    Platform, TaskToken, Voter,
+    Platform, Reminder, TaskToken, Voter,
 };
 use regate_core::ports::{
     ChatError, ChatPlatform, CheckpointPorts, Clock, DecisionLog, ExecutionStatus, PendingStore,
@@ -259,6 +259,38 @@ impl PendingStore for MemoryPending {
             .collect())
     }
 
+    async fn advance_reminders(
+        &self,
+        request_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending && i.reminded_through == from,
+            |i| i.reminded_through = to,
+        )
+    }
+
+    async fn reevaluate(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        evaluation: &Evaluation,
+        through: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending && i.version == expected_version,
+            |i| {
+                i.evaluation = evaluation.clone();
+                i.reevaluated_through = through;
+                i.evaluated_at = Some(at);
+            },
+        )
+    }
+
     async fn claim_resume(
         &self,
         request_id: &str,
@@ -421,6 +453,10 @@ impl TaskTokens for RecordingTokens {
     }
 }
 
+/// A reminder as [`RecordingChat`] records it: the message it was posted under, and who it
+/// named.
+pub type Reminded = (MessageRef, Vec<String>);
+
 /// A chat platform that records every call. It serves Slack targets; `people` maps platform
 /// user ids to identities; `fault` makes posts and updates fail.
 #[derive(Clone, Default)]
@@ -430,6 +466,9 @@ pub struct RecordingChat {
     pub posted: Arc<Mutex<BTreeMap<(String, String), MessageRef>>>,
     pub updates: Arc<Mutex<Vec<(MessageRef, ApprovalState)>>>,
     pub told: Arc<Mutex<Vec<(String, String)>>>,
+    pub reminders: Arc<Mutex<Vec<Reminded>>>,
+    /// E-mail addresses no account has: a direct message to one is refused.
+    pub strangers: Arc<Mutex<Vec<String>>>,
     pub asked_reason: Arc<Mutex<Vec<(String, String)>>>,
     pub people: Arc<Mutex<BTreeMap<String, Identified>>>,
     pub fault: Fault<ChatError>,
@@ -464,14 +503,22 @@ impl ChatPlatform for RecordingChat {
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
         self.fault.check()?;
-        let NotifyTarget::Slack { channel } = target else {
-            return Ok(None);
+        let (channel, user) = match target {
+            NotifyTarget::Slack { channel } => (channel.clone(), None),
+            NotifyTarget::SlackUser { user } if self.strangers.lock().unwrap().contains(user) => {
+                return Err(ChatError::Refused(format!(
+                    "no Slack user has the address {user}"
+                )))
+            }
+            NotifyTarget::SlackUser { user } => (format!("D-{user}"), Some(user.clone())),
+            NotifyTarget::Teams { .. } | NotifyTarget::TeamsUser { .. } => return Ok(None),
         };
         let mut posts = self.posts.lock().unwrap();
         posts.push((target.clone(), view.approval.state));
         let message = MessageRef::Slack {
-            channel: channel.clone(),
+            channel,
             ts: format!("1700000000.{:06}", posts.len()),
+            user,
         };
         let key = (target.key(), view.approval.request_id.clone());
         self.posted.lock().unwrap().insert(key, message.clone());
@@ -494,6 +541,15 @@ impl ChatPlatform for RecordingChat {
             .lock()
             .unwrap()
             .push((message.clone(), view.approval.state));
+        Ok(())
+    }
+
+    async fn remind(&self, message: &MessageRef, reminder: &Reminder<'_>) -> Result<(), ChatError> {
+        self.fault.check()?;
+        self.reminders
+            .lock()
+            .unwrap()
+            .push((message.clone(), reminder.waiting_on.clone()));
         Ok(())
     }
 
@@ -639,6 +695,9 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
         resumed: false,
         resume_claims: 0,
         resume_until: None,
+        reminded_through: 0,
+        reevaluated_through: 0,
+        evaluated_at: None,
     }
 }
 

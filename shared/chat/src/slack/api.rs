@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
-use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Voter};
+use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Reminder, Voter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::blocks::{approval_message, reason_modal, MAX_NAMED_APPROVERS};
+use super::blocks::{approval_message, reason_modal, reminder_message, MAX_NAMED_APPROVERS};
 use super::SlackWorkspace;
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
@@ -284,6 +284,32 @@ impl SlackApi {
         }
     }
 
+    /// The direct message channel with user `user_id` (`conversations.open`, scope `im:write`;
+    /// it answers the same channel each time).
+    pub async fn open_direct_message(&self, user_id: &str) -> Result<String, ChatError> {
+        let body = self
+            .call(
+                "conversations.open",
+                Payload::Json(json!({"users": user_id})),
+            )
+            .await?;
+        body.pointer("/channel/id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ChatError::Unavailable("conversations.open: the answer has no channel id".into())
+            })
+    }
+
+    /// A plain-text reply in the thread of message `ts`.
+    pub async fn reply(&self, channel: &str, ts: &str, text: &str) -> Result<(), ChatError> {
+        let body =
+            json!({"channel": channel, "thread_ts": ts, "text": text, "unfurl_links": false});
+        self.call("chat.postMessage", Payload::Json(body))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn update(
         &self,
         channel: &str,
@@ -449,7 +475,6 @@ impl SlackChat {
     /// Only the approvers the message names are looked up, and only within a time budget:
     /// a large group or a slow Slack must not hold up a post or the answer to a click.
     async fn mentions(&self, view: ApprovalView<'_>) -> BTreeMap<String, String> {
-        let mut mentions = BTreeMap::new();
         let people = view
             .evaluation
             .decision
@@ -457,6 +482,16 @@ impl SlackChat {
             .iter()
             .take(MAX_NAMED_APPROVERS)
             .chain(view.approval.votes.iter().map(|v| &v.voter));
+        self.user_ids(&view.approval.request_id, people).await
+    }
+
+    /// Slack ids of `people` (e-mail addresses) that Slack knows, looked up within a time budget.
+    async fn user_ids<'a>(
+        &self,
+        request_id: &str,
+        people: impl Iterator<Item = &'a String>,
+    ) -> BTreeMap<String, String> {
+        let mut mentions = BTreeMap::new();
         let lookups = async {
             for email in people {
                 if let Ok(Some(id)) = self.api.user_id(email).await {
@@ -465,9 +500,36 @@ impl SlackChat {
             }
         };
         if tokio::time::timeout(MENTION_BUDGET, lookups).await.is_err() {
-            tracing::warn!(request_id = %view.approval.request_id, "user lookups for mentions ran out of time; the rest are shown as addresses");
+            tracing::warn!(
+                request_id,
+                "user lookups for mentions ran out of time; the rest are shown as addresses"
+            );
         }
         mentions
+    }
+}
+
+impl SlackChat {
+    /// Where a Slack target's message goes, and the person it is for: a channel as it is, or a
+    /// person's direct message (`users.lookupByEmail`, then `conversations.open`). A person
+    /// Slack does not know by that address is refused. `None` for a Teams target.
+    async fn place(
+        &self,
+        target: &NotifyTarget,
+    ) -> Result<Option<(String, Option<String>)>, ChatError> {
+        match target {
+            NotifyTarget::Slack { channel } => Ok(Some((channel.clone(), None))),
+            NotifyTarget::SlackUser { user } => {
+                let id = self.api.user_id(user).await?.ok_or_else(|| {
+                    ChatError::Refused(format!(
+                        "users.lookupByEmail: no Slack user has the address {user}"
+                    ))
+                })?;
+                let channel = self.api.open_direct_message(&id).await?;
+                Ok(Some((channel, Some(user.clone()))))
+            }
+            NotifyTarget::Teams { .. } | NotifyTarget::TeamsUser { .. } => Ok(None),
+        }
     }
 }
 
@@ -477,7 +539,7 @@ impl ChatPlatform for SlackChat {
         target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        let NotifyTarget::Slack { channel } = target else {
+        let Some((channel, user)) = self.place(target).await? else {
             return Ok(None);
         };
         let (text, blocks) = approval_message(view, &self.mentions(view).await);
@@ -485,35 +547,46 @@ impl ChatPlatform for SlackChat {
             "event_payload": {"request_id": view.approval.request_id}});
         let (channel, ts) = self
             .api
-            .post_message(channel, &text, &blocks, &metadata)
+            .post_message(&channel, &text, &blocks, &metadata)
             .await?;
-        Ok(Some(MessageRef::Slack { channel, ts }))
+        Ok(Some(MessageRef::Slack { channel, ts, user }))
     }
 
+    /// A person Slack does not know has no message to find.
     async fn find_posted(
         &self,
         target: &NotifyTarget,
         request_id: &str,
     ) -> Result<Option<MessageRef>, ChatError> {
-        let NotifyTarget::Slack { channel } = target else {
-            return Ok(None);
+        let (channel, user) = match self.place(target).await {
+            Ok(Some(place)) => place,
+            Ok(None) | Err(ChatError::Refused(_)) => return Ok(None),
+            Err(other) => return Err(other),
         };
         let found = self
             .api
-            .find_message(channel, APPROVAL_EVENT_TYPE, ("request_id", request_id))
+            .find_message(&channel, APPROVAL_EVENT_TYPE, ("request_id", request_id))
             .await?;
-        Ok(found.map(|ts| MessageRef::Slack {
-            channel: channel.clone(),
-            ts,
-        }))
+        Ok(found.map(|ts| MessageRef::Slack { channel, ts, user }))
     }
 
     async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
-        let MessageRef::Slack { channel, ts } = message else {
+        let MessageRef::Slack { channel, ts, .. } = message else {
             return Ok(());
         };
         let (text, blocks) = approval_message(view, &self.mentions(view).await);
         self.api.update(channel, ts, &text, &blocks).await
+    }
+
+    /// A reply in the message's thread (`chat.postMessage` with `thread_ts`).
+    async fn remind(&self, message: &MessageRef, reminder: &Reminder<'_>) -> Result<(), ChatError> {
+        let MessageRef::Slack { channel, ts, .. } = message else {
+            return Ok(());
+        };
+        let named = reminder.waiting_on.iter().take(MAX_NAMED_APPROVERS);
+        let mentions = self.user_ids(&reminder.approval.request_id, named).await;
+        let text = reminder_message(reminder, &mentions);
+        self.api.reply(channel, ts, &text).await
     }
 
     /// Deactivated accounts, bots, guests and people from other organisations (Slack Connect)

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use regate_core::{ApprovalState, ApprovalView};
+use regate_core::{ApprovalState, ApprovalView, Reminder};
 use serde_json::{json, Value};
 
 use super::interaction::{APPROVE_ACTION, REASON_BLOCK, REASON_VIEW, REJECT_ACTION};
@@ -31,7 +31,9 @@ pub fn escape(text: &str) -> String {
 }
 
 pub use crate::text::truncate;
-use crate::text::{ending, named_approvers, progress, short_hash, vote_line, Ending};
+use crate::text::{
+    ending, named_approvers, reminder_text, requirement_lines, short_hash, vote_line, Ending,
+};
 
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT)}})
@@ -51,6 +53,14 @@ fn person(identity: &str, mentions: &BTreeMap<String, String>) -> String {
         Some(id) => format!("<@{id}>"),
         None => escape(identity),
     }
+}
+
+/// A reminder's text for the approval message's thread, naming (with `mentions`) the first
+/// approvers who have not voted.
+pub fn reminder_message(reminder: &Reminder<'_>, mentions: &BTreeMap<String, String>) -> String {
+    let (named, more) = named_approvers(&reminder.waiting_on, MAX_NAMED_APPROVERS);
+    let who: Vec<String> = named.iter().map(|a| person(a, mentions)).collect();
+    reminder_text(&who, more, reminder.left)
 }
 
 /// `(fallback text, blocks)` for the approval message in its current state. `mentions` maps
@@ -96,10 +106,9 @@ pub fn approval_message(
         blocks.push(section(&format!("*Why*\n{}", reasons.join("\n"))));
     }
     if !decision.requirements.is_empty() {
-        let lines: Vec<String> = decision
-            .requirements
+        let lines: Vec<String> = requirement_lines(decision, escape)
             .iter()
-            .map(|r| format!("• {}", progress(r, escape)))
+            .map(|line| format!("• {line}"))
             .collect();
         let mut text = format!("*Approvals*\n{}", lines.join("\n"));
         if approval.state == ApprovalState::Pending && !decision.approvers.is_empty() {

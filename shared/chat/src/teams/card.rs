@@ -3,10 +3,13 @@
 //! Text from a request is escaped for the card's Markdown subset, approvers are mentioned by
 //! their address (Teams resolves a UPN mention), and the card stays under Teams' 28 KB.
 
-use regate_core::{ApprovalState, ApprovalView};
+use regate_core::{ApprovalState, ApprovalView, Reminder};
 use serde_json::{json, Value};
 
-use crate::text::{ending, named_approvers, progress, short_hash, truncate, vote_line, Ending};
+use crate::text::{
+    ending, named_approvers, reminder_text, requirement_lines, short_hash, truncate, vote_line,
+    Ending,
+};
 
 /// `Action.Execute` verbs; the request id rides in the action's `data`.
 pub const APPROVE_VERB: &str = "regate.approve";
@@ -105,10 +108,9 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         body.push(text_block(&format!("**Why**\n{}", lines.join("\n"))));
     }
     if !decision.requirements.is_empty() {
-        let lines: Vec<String> = decision
-            .requirements
+        let lines: Vec<String> = requirement_lines(decision, escape)
             .iter()
-            .map(|r| format!("- {}", progress(r, escape)))
+            .map(|line| format!("- {line}"))
             .collect();
         let mut text = format!("**Approvals**\n{}", lines.join("\n"));
         if pending && !decision.approvers.is_empty() {
@@ -232,6 +234,17 @@ pub fn answer_card(text: &str, view: ApprovalView<'_>) -> Value {
                 "text": truncate(&escape(text), MAX_TEXT_CHARS)}),
         );
     }
+    card
+}
+
+/// A reminder for the card's thread, mentioning the first approvers who have not voted (Teams
+/// resolves a mention by a user's UPN in Adaptive Cards).
+pub fn reminder_card(reminder: &Reminder<'_>) -> Value {
+    let (named, more) = named_approvers(&reminder.waiting_on, MAX_NAMED_APPROVERS);
+    let (who, entities): (Vec<String>, Vec<Value>) = named.iter().map(|a| mention(a)).unzip();
+    let mut card = notice_card("");
+    card["body"] = json!([text_block(&reminder_text(&who, more, reminder.left))]);
+    card["msteams"] = json!({"entities": entities});
     card
 }
 

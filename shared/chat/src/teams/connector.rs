@@ -13,7 +13,7 @@ use regate_core::ports::ChatError;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Where single-tenant bots get their tokens.
 pub const LOGIN_BASE: &str = "https://login.microsoftonline.com";
@@ -170,6 +170,53 @@ impl Connector {
             })
     }
 
+    /// Starts a one-to-one conversation of the bot with the member `member_id` and posts
+    /// `activity` in it (`CreateConversation`); returns the conversation's and the activity's ids.
+    pub async fn create_conversation(
+        &self,
+        service_url: &str,
+        member_id: &str,
+        activity: &Value,
+    ) -> Result<(String, String), ChatError> {
+        let tenant = self.tenant_id();
+        let body = json!({
+            "isGroup": false,
+            "bot": {"id": format!("28:{}", self.app_id())},
+            "members": [{"id": member_id}],
+            "tenantId": tenant,
+            "channelData": {"tenant": {"id": tenant}},
+            "activity": activity,
+        });
+        let answer = self
+            .call(Method::POST, service_url, "v3/conversations", Some(&body))
+            .await?;
+        let field = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_string);
+        let conversation = field("id").ok_or_else(|| {
+            ChatError::Unavailable("connector: the new conversation has no id".into())
+        })?;
+        let activity_id = match field("activityId") {
+            Some(id) => id,
+            None => self.send(service_url, &conversation, activity).await?,
+        };
+        Ok((conversation, activity_id))
+    }
+
+    /// Posts `activity` as a reply to activity `activity_id` (`ReplyToActivity`).
+    pub async fn reply(
+        &self,
+        service_url: &str,
+        conversation: &str,
+        activity_id: &str,
+        activity: &Value,
+    ) -> Result<(), ChatError> {
+        let path = activity_path(conversation, activity_id);
+        let mut reply = activity.clone();
+        reply["replyToId"] = Value::String(activity_id.to_string());
+        self.call(Method::POST, service_url, &path, Some(&reply))
+            .await
+            .map(|_| ())
+    }
+
     /// Replaces a posted activity.
     pub async fn update(
         &self,
@@ -178,11 +225,7 @@ impl Connector {
         activity_id: &str,
         activity: &Value,
     ) -> Result<(), ChatError> {
-        let path = format!(
-            "v3/conversations/{}/activities/{}",
-            encode(conversation),
-            encode(activity_id)
-        );
+        let path = activity_path(conversation, activity_id);
         self.call(Method::PUT, service_url, &path, Some(activity))
             .await
             .map(|_| ())
@@ -450,6 +493,15 @@ fn classify(
 }
 
 /// A path segment: conversation ids hold `:`, `@` and `;`.
+/// The connector path of one activity of a conversation.
+fn activity_path(conversation: &str, activity_id: &str) -> String {
+    format!(
+        "v3/conversations/{}/activities/{}",
+        encode(conversation),
+        encode(activity_id)
+    )
+}
+
 fn encode(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes())
         .collect::<String>()

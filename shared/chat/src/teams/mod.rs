@@ -12,7 +12,9 @@ use std::sync::Arc;
 use regate_core::approvals::VoteResult;
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
-use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Platform, Voter};
+use regate_core::{
+    ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
+};
 use serde_json::{json, Value};
 
 pub use activity::{Activity, ActivityError, CardClick, Envelope};
@@ -59,6 +61,20 @@ pub fn click_answer(result: &VoteResult) -> Value {
     activity::card_response(card)
 }
 
+/// Where a Teams card was posted: `(service URL, conversation, activity id)`; `None` for a
+/// Slack message.
+fn posted_card(message: &MessageRef) -> Option<(&str, &str, &str)> {
+    match message {
+        MessageRef::Teams {
+            conversation,
+            activity_id,
+            service_url,
+            ..
+        } => Some((service_url, conversation, activity_id)),
+        MessageRef::Slack { .. } => None,
+    }
+}
+
 /// An approval as it stands, with the evaluation it was last stored with.
 fn as_stored(approval: &PendingApproval) -> ApprovalView<'_> {
     ApprovalView {
@@ -87,25 +103,71 @@ impl TeamsChat {
     }
 }
 
+impl TeamsChat {
+    /// The Teams account of `user` (an e-mail address or UPN), looked up as a member of the
+    /// request's Teams conversations (the connector takes a UPN as the member id); refused when
+    /// none of them has the person.
+    async fn find_member(&self, user: &str, view: ApprovalView<'_>) -> Result<Member, ChatError> {
+        let conversations = view
+            .evaluation
+            .decision
+            .notify
+            .iter()
+            .filter_map(|t| match t {
+                NotifyTarget::Teams { conversation } => Some(conversation),
+                _ => None,
+            });
+        for conversation in conversations {
+            if let Some(member) = self
+                .connector
+                .member(&self.service_url, conversation, user)
+                .await?
+            {
+                return Ok(member);
+            }
+        }
+        Err(ChatError::Refused(format!(
+            "no member of the request's Teams conversations is {user}"
+        )))
+    }
+}
+
 impl ChatPlatform for TeamsChat {
     async fn post(
         &self,
         target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        let NotifyTarget::Teams { conversation } = target else {
-            return Ok(None);
-        };
         let activity = card_activity(card::approval_card(view));
-        let activity_id = self
-            .connector
-            .send(&self.service_url, conversation, &activity)
-            .await?;
-        Ok(Some(MessageRef::Teams {
-            conversation: conversation.clone(),
-            activity_id,
-            service_url: self.service_url.clone(),
-        }))
+        let service_url = self.service_url.clone();
+        match target {
+            NotifyTarget::Teams { conversation } => {
+                let activity_id = self
+                    .connector
+                    .send(&service_url, conversation, &activity)
+                    .await?;
+                Ok(Some(MessageRef::Teams {
+                    conversation: conversation.clone(),
+                    activity_id,
+                    service_url,
+                    user: None,
+                }))
+            }
+            NotifyTarget::TeamsUser { user } => {
+                let member = self.find_member(user, view).await?;
+                let (conversation, activity_id) = self
+                    .connector
+                    .create_conversation(&service_url, &member.id, &activity)
+                    .await?;
+                Ok(Some(MessageRef::Teams {
+                    conversation,
+                    activity_id,
+                    service_url,
+                    user: Some(user.clone()),
+                }))
+            }
+            NotifyTarget::Slack { .. } | NotifyTarget::SlackUser { .. } => Ok(None),
+        }
     }
 
     /// The connector cannot list a bot's earlier posts, so an attempt that posted but did not
@@ -120,17 +182,24 @@ impl ChatPlatform for TeamsChat {
     }
 
     async fn update(&self, message: &MessageRef, view: ApprovalView<'_>) -> Result<(), ChatError> {
-        let MessageRef::Teams {
-            conversation,
-            activity_id,
-            service_url,
-        } = message
-        else {
+        let Some((service_url, conversation, activity_id)) = posted_card(message) else {
             return Ok(());
         };
         let activity = card_activity(card::approval_card(view));
         self.connector
             .update(service_url, conversation, activity_id, &activity)
+            .await
+    }
+
+    /// A reply to the card's activity (Bot Connector `ReplyToActivity`), so it shows in the
+    /// card's thread.
+    async fn remind(&self, message: &MessageRef, reminder: &Reminder<'_>) -> Result<(), ChatError> {
+        let Some((service_url, conversation, activity_id)) = posted_card(message) else {
+            return Ok(());
+        };
+        let activity = card_activity(card::reminder_card(reminder));
+        self.connector
+            .reply(service_url, conversation, activity_id, &activity)
             .await
     }
 
