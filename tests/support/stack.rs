@@ -270,6 +270,36 @@ impl LocalStack {
         }
     }
 
+    /// Sends every click (`(email, action)`) on the request's message at the same moment, each
+    /// from its own task: the answers and how long each took, timed from sending to the answer
+    /// as Slack times it.
+    pub async fn clicks_at_once(
+        self: &std::sync::Arc<Self>,
+        clicks: &[(String, &str)],
+        request_id: &str,
+    ) -> Vec<(Answer, Duration)> {
+        let (channel, ts, _) = self.message_for(request_id).await;
+        let mut bodies = Vec::new();
+        for (email, action) in clicks {
+            let user = self.slack_user(email).await;
+            bodies.push(form_body(&click_payload(
+                &user, action, request_id, &channel, &ts,
+            )));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for body in bodies {
+            let stack = self.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let answer = stack
+                    .post_signed(&body, chrono::Utc::now().timestamp(), None)
+                    .await;
+                (answer, started.elapsed())
+            });
+        }
+        tasks.join_all().await
+    }
+
     /// A signed button click by `email` on the request's message.
     pub async fn click(&self, email: &str, action: &str, request_id: &str) -> Answer {
         self.click_as(&self.slack_user(email).await, action, request_id)
