@@ -119,6 +119,9 @@ impl VoteResult {
                 ApprovalState::Expired => {
                     "This request has expired; votes no longer count.".to_string()
                 }
+                ApprovalState::Pending => "This request is already decided by the votes \
+                     counted before yours; your vote was not counted."
+                    .to_string(),
                 state => format!(
                     "This request is already decided ({}); your vote was not counted.",
                     state.as_str()
@@ -573,10 +576,11 @@ where
         Ok(VoteResult::Refused { reason, approval })
     }
 
-    /// A ballot on a closed request: carries out a resume still owed, then refuses it. It
-    /// changes nothing, so it is not a step of the decision: the voter is told privately and
-    /// the click is traced in the function's log, not appended to the request's chain (a storm
-    /// of late clicks would otherwise queue on that chain and answer after Slack's 3 s).
+    /// A ballot on a closed request, or on one the votes already counted decide: carries out a
+    /// resume still owed, then refuses it. It changes nothing, so it is not a step of the
+    /// decision: the voter is told privately and the click is traced in the function's log, not
+    /// appended to the request's chain (a storm of late clicks would otherwise queue on that
+    /// chain and answer after Slack's 3 s).
     async fn already_decided(
         &self,
         ballot: &Ballot,
@@ -617,13 +621,18 @@ where
             return self.refuse(ballot, reason, approval).await;
         }
         let prepared = PreparedRequest::new(approval.request.clone())?;
-        let check = self.policy.check_vote(
-            &prepared,
-            &approval.votes,
-            &ballot.voter,
-            approval.evaluation_time(ballot.at),
-        )?;
+        let time = approval.evaluation_time(ballot.at);
+        let check = self
+            .policy
+            .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
         if !check.allowed {
+            // The votes already counted decide the request and the vote that decided it is
+            // closing it: like a click on a closed request, this one changes nothing and is
+            // not appended to the chain (in a burst of clicks most arrive in this moment).
+            let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
+            if evaluation.decision.outcome.is_final() {
+                return self.already_decided(ballot, approval).await;
+            }
             return self.refuse(ballot, check.reason, approval).await;
         }
         let reason = ballot

@@ -475,6 +475,61 @@ async fn a_repeated_vote_completes_a_vote_whose_log_entry_failed() {
 }
 
 #[tokio::test]
+async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided_and_not_logged() {
+    // Alice's vote is stored but its log entry fails: the votes decide the request, and her
+    // retry is what closes it. Bob clicks in between.
+    let (f, s) = opened("r23", DEPLOY).await;
+    f.log
+        .fail_kind(EventKind::Vote, StoreError::Throttled("busy".into()));
+    s.vote(&ballot("r23", "alice@example.com"))
+        .await
+        .unwrap_err();
+    f.log.fault.clear();
+    let between = s.vote(&ballot("r23", "bob@example.com")).await.unwrap();
+    let VoteResult::AlreadyDecided { approval } = &between else {
+        panic!("{between:?}")
+    };
+    assert_eq!(approval.state, ApprovalState::Pending);
+    assert!(
+        between
+            .explanation()
+            .unwrap()
+            .contains("already decided by the votes counted before yours"),
+        "{between:?}"
+    );
+    assert_eq!(f.kinds("r23"), [EventKind::Notified], "nothing appended");
+    assert_eq!(f.pending.item("r23").unwrap().votes.len(), 1);
+    // Alice's retry closes it with her vote, once.
+    let retry = s.vote(&ballot("r23", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(
+            retry,
+            VoteResult::Counted {
+                closed: Some(_),
+                ..
+            }
+        ),
+        "{retry:?}"
+    );
+    assert_eq!(
+        f.kinds("r23"),
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
+    );
+    assert_eq!(f.tokens.calls().len(), 1);
+    // While the request is open, a click the policy refuses is still a logged step.
+    let (f, s) = opened("r24", DEPLOY).await;
+    let stranger = s.vote(&ballot("r24", "mallory@example.com")).await.unwrap();
+    assert!(
+        matches!(stranger, VoteResult::Refused { .. }),
+        "{stranger:?}"
+    );
+    assert_eq!(
+        f.kinds("r24"),
+        [EventKind::Notified, EventKind::VoteRefused]
+    );
+}
+
+#[tokio::test]
 async fn expiry_does_not_need_the_policy() {
     let f = Fakes::default();
     let r = request("r17").build();
