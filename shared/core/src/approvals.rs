@@ -119,8 +119,8 @@ impl VoteResult {
                 ApprovalState::Expired => {
                     "This request has expired; votes no longer count.".to_string()
                 }
-                ApprovalState::Pending => "This request is already decided by the votes \
-                     counted before yours; your vote was not counted."
+                ApprovalState::Pending => "This request is already decided and regate is \
+                     closing it; your vote was not counted."
                     .to_string(),
                 state => format!(
                     "This request is already decided ({}); your vote was not counted.",

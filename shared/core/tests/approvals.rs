@@ -494,7 +494,7 @@ async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided
         between
             .explanation()
             .unwrap()
-            .contains("already decided by the votes counted before yours"),
+            .contains("already decided and regate is closing it"),
         "{between:?}"
     );
     assert_eq!(f.kinds("r23"), [EventKind::Notified], "nothing appended");
