@@ -25,7 +25,12 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
 )
-from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackConsumerTimeout
+from moto.core.exceptions import AWSError
+from moto.stepfunctions.parser.asl.eval.callback.callback import (
+    CallbackConsumerTimeout,
+    CallbackNotifyConsumerError,
+    CallbackPoolManager,
+)
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.models import StateMachine
 
@@ -186,6 +191,24 @@ def _timed_out_tokens_answer_task_timed_out(wait):
     return wait_and_report
 
 
+def _closed_tokens_answer_like_step_functions(notify):
+    """SendTaskSuccess/Failure on a token whose task timed out answers TaskTimedOut in Step
+    Functions (TaskDoesNotExist when the task ended otherwise). moto maps that case to
+    exceptions it cannot construct (a TypeError, answered as HTTP 500), so a caller saw an
+    outage, retried for seconds and reported the service unavailable. This gives the answers
+    Step Functions documents, as 400 errors with those codes."""
+
+    def notify_or_answer(self, callback_id, outcome):
+        try:
+            return notify(self, callback_id, outcome)
+        except CallbackNotifyConsumerError as error:
+            if isinstance(error.callback_consumer_error, CallbackConsumerTimeout):
+                raise AWSError("Task Timed Out", exception_type="TaskTimedOut", status=400)
+            raise AWSError("Task Does Not Exist", exception_type="TaskDoesNotExist", status=400)
+
+    return notify_or_answer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5005)
@@ -205,6 +228,7 @@ def main() -> None:
     StateTaskServiceCallback._wait_for_task_token_timeout = _timed_out_tokens_answer_task_timed_out(
         StateTaskServiceCallback._wait_for_task_token_timeout
     )
+    CallbackPoolManager.notify = _closed_tokens_answer_like_step_functions(CallbackPoolManager.notify)
     # werkzeug logs a line for every request; at a few hundred calls a second that costs a fifth
     # of moto's time on this machine. Errors are still logged.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -28,6 +28,9 @@ use crate::vote::{Ballot, Choice, Vote};
 pub const REJECTED_ERROR: &str = "ApprovalRejected";
 /// Rounds of "evaluate, try to close" when other votes keep arriving concurrently.
 const CLOSE_ATTEMPTS: usize = 20;
+/// How many times [`Approvals::refresh`] reads an approval back and shows a newer state: a
+/// state changes at most three times after it is first shown (closed, resumed, expired).
+const REFRESH_READBACKS: usize = 3;
 /// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
 /// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
 /// minute) takes the duty over.
@@ -1414,9 +1417,36 @@ where
         Ok(expired)
     }
 
-    /// Shows the approval as it is now on every message. The state is already stored, so a
-    /// failure is logged and never loses anything.
+    /// Shows the approval on every message, then reads it back: if another path closed,
+    /// resumed or expired it meanwhile, shows that instead. Slack and Teams have no conditional
+    /// update, so a path that rendered an older state (a click slowed by retries, say) could
+    /// otherwise write last; the path that stores the last state refreshes after storing it,
+    /// and whoever wrote before that reads it back. The state is already stored, so a failure
+    /// is logged and never loses anything.
     pub async fn refresh(&self, approval: &PendingApproval, evaluation: &Evaluation) {
+        self.show(approval, evaluation).await;
+        let mut shown = (approval.state, approval.resumed);
+        for _ in 0..REFRESH_READBACKS {
+            let stored = match self.load(&approval.request_id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(request_id = %approval.request_id, error = %error, "could not read the approval back after updating its messages");
+                    return;
+                }
+            };
+            // A pending approval shown with other votes is brought up to date by the next
+            // vote or by its close; only a state the messages do not show yet is shown here.
+            if stored.state == ApprovalState::Pending || (stored.state, stored.resumed) == shown {
+                return;
+            }
+            tracing::info!(request_id = %approval.request_id, state = stored.state.as_str(), "the approval moved on while its messages were updated; showing it as it is now");
+            self.show(&stored, &stored.evaluation).await;
+            shown = (stored.state, stored.resumed);
+        }
+    }
+
+    async fn show(&self, approval: &PendingApproval, evaluation: &Evaluation) {
         let view = ApprovalView {
             approval,
             evaluation,

@@ -530,6 +530,28 @@ async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided
 }
 
 #[tokio::test]
+async fn a_refresh_that_rendered_an_older_state_shows_the_stored_one_after_it() {
+    // A click renders the approval as pending; before its update lands, another vote closes
+    // and resumes it. The slow click's update must not be the last word on the message.
+    let (f, s) = opened("r25", DEPLOY).await;
+    let stale = f.pending.item("r25").unwrap();
+    s.vote(&ballot("r25", "alice@example.com")).await.unwrap();
+    let before = f.chat.updates.lock().unwrap().len();
+    s.refresh(&stale, &stale.evaluation).await;
+    let updates = f.chat.updates.lock().unwrap().clone();
+    let states: Vec<ApprovalState> = updates[before..].iter().map(|u| u.1).collect();
+    assert_eq!(
+        states,
+        [ApprovalState::Pending, ApprovalState::Approved],
+        "the stale view, then the stored one"
+    );
+    // Up to date already: one update, no second.
+    let current = f.pending.item("r25").unwrap();
+    s.refresh(&current, &current.evaluation).await;
+    assert_eq!(f.chat.updates.lock().unwrap().len(), updates.len() + 1);
+}
+
+#[tokio::test]
 async fn expiry_does_not_need_the_policy() {
     let f = Fakes::default();
     let r = request("r17").build();
