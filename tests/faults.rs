@@ -78,21 +78,27 @@ async fn a_closing_write_whose_answer_is_lost_still_resumes_once() {
     stack.heal(&id).await;
 }
 
+/// Alice approves request `id` while its vote log entries are throttled past every retry: her
+/// vote is stored, its log entry is not, and her click fails; then the throttling stops.
+async fn alice_votes_and_her_log_entry_fails(stack: &LocalStack, id: &str, execution: &str) {
+    stack.message_for(id).await;
+    stack
+        .inject(TRANSACT_WRITE, "throttle", 50, &[id, "KEY#vote#"])
+        .await;
+    let click = stack.click("alice@example.com", "approve", id).await;
+    assert_eq!(
+        click.status, 500,
+        "the vote is stored, its log entry is not: {click:?}"
+    );
+    assert_eq!(stack.status(execution).await.status, "RUNNING");
+    stack.heal(id).await;
+}
+
 #[tokio::test]
 async fn a_vote_whose_log_entry_was_throttled_completes_on_the_next_click() {
     let stack = LocalStack::connect().await;
     let (id, execution) = stack.begin("fault-append", |r| r).await;
-    stack.message_for(&id).await;
-    stack
-        .inject(TRANSACT_WRITE, "throttle", 50, &[&id, "KEY#vote#"])
-        .await;
-    let first = stack.click("alice@example.com", "approve", &id).await;
-    assert_eq!(
-        first.status, 500,
-        "the vote is stored, its log entry is not: {first:?}"
-    );
-    assert_eq!(stack.status(&execution).await.status, "RUNNING");
-    stack.heal(&id).await;
+    alice_votes_and_her_log_entry_fails(&stack, &id, &execution).await;
     stack.click_ok("alice@example.com", "approve", &id).await;
     let done = stack.wait_finished(&execution).await;
     assert_eq!(done.status, "SUCCEEDED");
@@ -105,6 +111,45 @@ async fn a_vote_whose_log_entry_was_throttled_completes_on_the_next_click() {
         "the second click was not refused"
     );
     regate_core::chain::verify_chain(&id, &events).unwrap();
+}
+
+#[tokio::test]
+async fn a_vote_whose_click_ended_before_logging_it_is_closed_by_the_sweeper() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("fault-unlogged", |r| r).await;
+    alice_votes_and_her_log_entry_fails(&stack, &id, &execution).await;
+    // Alice never clicks again. Within the lease the sweeper leaves the click its chance...
+    let voted = regate_tests::stack_now();
+    let soon = stack
+        .sweep_request(&id, voted + chrono::Duration::seconds(30))
+        .await;
+    assert_eq!(soon["waiting"], 1, "{soon}");
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    // ...after it, the sweeper closes the request her stored vote decides, once.
+    let later = voted + chrono::Duration::minutes(2);
+    let (a, b) = tokio::join!(
+        stack.sweep_request(&id, later),
+        stack.sweep_request(&id, later)
+    );
+    assert_eq!(a["failed"], serde_json::json!([]), "{a}");
+    assert_eq!(b["failed"], serde_json::json!([]), "{b}");
+    let done = stack.wait_finished(&execution).await;
+    assert_eq!(done.status, "SUCCEEDED");
+    done.assert_approved_by(&["alice@example.com"]);
+    let events = stack.events(&id).await;
+    assert_eq!(count(&events, EventKind::Decided), 1);
+    let votes: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Vote)
+        .collect();
+    assert_eq!(votes.len(), 1, "{events:?}");
+    assert!(
+        votes[0].reasons[0].contains("logged when the request was decided"),
+        "the vote entry says it was logged late: {:?}",
+        votes[0]
+    );
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+    assert!(last_update(&stack, &id).await.contains("*Approved*"));
 }
 
 #[tokio::test]

@@ -35,6 +35,9 @@ const REFRESH_READBACKS: usize = 3;
 /// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
 /// minute) takes the duty over.
 const RESUME_LEASE: Duration = Duration::seconds(90);
+/// Why a `vote` event was appended by the close rather than by the click that cast the vote.
+const LOGGED_LATE: &str =
+    "logged when the request was decided: the click that recorded this vote ended before logging it";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -230,6 +233,40 @@ where
             .await
             .map(|_| ())
             .map_err(ApprovalError::DecisionLog)
+    }
+
+    /// Logs each of `votes` that has no `vote` event yet, before an event that counts them: a
+    /// click can store its vote and end (a crash, a throttled log) before logging it, and an
+    /// auditor must find every counted vote in the chain. Such an entry says it was logged late
+    /// and when the vote was cast; it has no platform (the stored vote does not keep one).
+    async fn log_unlogged_votes(
+        &self,
+        request_id: &str,
+        votes: &[Vote],
+    ) -> Result<(), ApprovalError> {
+        if votes.is_empty() {
+            return Ok(());
+        }
+        let events = self
+            .log
+            .events(request_id)
+            .await
+            .map_err(ApprovalError::DecisionLog)?;
+        let logged = |vote: &Vote| {
+            events.iter().any(|event| {
+                event.kind == EventKind::Vote
+                    && event.actor.as_deref() == Some(vote.voter.as_str())
+                    && event.data.get("vote").and_then(Value::as_str) == Some(vote.vote.as_str())
+            })
+        };
+        for vote in votes.iter().filter(|vote| !logged(vote)) {
+            tracing::warn!(request_id, voter = %vote.voter, "a counted vote had no log entry; logging it now");
+            let draft = vote_event(vote)
+                .data("voted_at", vote.at.as_str())
+                .reasons(vec![LOGGED_LATE.into()]);
+            self.append(request_id, draft).await?;
+        }
+        Ok(())
     }
 
     /// Opens the approval of workflow `execution_id`, which now waits on `token`, and posts its
@@ -685,14 +722,7 @@ where
         vote: &Vote,
         current: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
-        let mut draft = EventDraft::new(EventKind::Vote)
-            .actor(&vote.voter)
-            .platform(ballot.platform.as_str())
-            .data("vote", vote.vote.as_str())
-            .once(format!("vote#{}", vote.voter));
-        if let Some(reason) = &vote.reason {
-            draft = draft.data("reason", reason.as_str());
-        }
+        let draft = vote_event(vote).platform(ballot.platform.as_str());
         self.append(&current.request_id, draft).await?;
         if current.state != ApprovalState::Pending {
             let (approval, closed) = self.finish(current, None).await?;
@@ -757,7 +787,7 @@ where
                 decided_at: time.now,
                 closed_by: attempt.clone(),
                 resumed: false,
-                resume_until: now + RESUME_LEASE,
+                resume_until: self.clock.now() + RESUME_LEASE,
             };
             let closed = match self
                 .pending
@@ -788,6 +818,7 @@ where
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),
             };
             if let Some(offset) = reevaluation {
+                self.log_unlogged_votes(&request_id, &closed.votes).await?;
                 let draft = reevaluated(offset, &evaluation, time, &closed.votes);
                 self.append(&request_id, draft).await?;
             }
@@ -942,6 +973,8 @@ where
             // What the closing evaluation saw, so an auditor can rebuild its input: votes are
             // recorded only while pending, so the closed item holds exactly those it counted.
             if let Some(decided_at) = approval.decided_at {
+                self.log_unlogged_votes(&approval.request_id, &approval.votes)
+                    .await?;
                 draft = draft
                     .evaluated_at(EvaluationTime::since(approval.created_at, decided_at))
                     .votes(&approval.votes);
@@ -1108,6 +1141,9 @@ where
         approval: PendingApproval,
         now: DateTime<Utc>,
     ) -> Result<Swept, ApprovalError> {
+        if let Some(closed) = self.close_on_stored_votes(&approval, now).await? {
+            return self.sweep_closed(closed).await;
+        }
         let (approval, reevaluated) = match self.reevaluate_if_due(approval, now).await? {
             Reevaluated::Closed(closed) => return self.sweep_closed(closed).await,
             Reevaluated::Open(approval, reevaluated) => (approval, reevaluated),
@@ -1126,6 +1162,51 @@ where
         Ok(Swept::Waiting {
             reevaluated,
             reminded,
+        })
+    }
+
+    /// Closes an open approval that its stored votes already decide, once the last vote is older
+    /// than [`RESUME_LEASE`]: the click that stored the deciding vote ended before closing (a
+    /// crash, a throttled log, a timeout) and its voter may never click again. It decides as
+    /// that click would have, as of the vote's time and with the last voter as the decider,
+    /// through the same closing path, so the workflow is resumed once. Returns the approval
+    /// when this closed it (or found it closed).
+    async fn close_on_stored_votes(
+        &self,
+        approval: &PendingApproval,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingApproval>, ApprovalError> {
+        let last = approval
+            .votes
+            .iter()
+            .filter_map(|vote| Some((vote, crate::time::parse_rfc3339(&vote.at)?)))
+            .max_by_key(|(_, at)| *at);
+        let Some((last, voted_at)) = last else {
+            return Ok(None);
+        };
+        if now - voted_at < RESUME_LEASE {
+            return Ok(None);
+        }
+        let prepared = PreparedRequest::new(approval.request.clone())?;
+        let time = approval.evaluation_time(voted_at);
+        let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
+        if !evaluation.decision.outcome.is_final() {
+            return Ok(None);
+        }
+        tracing::warn!(request_id = %approval.request_id, voter = %last.voter, "the stored votes decide this approval but no click closed it; closing it now");
+        let closer = Closer {
+            decided_by: Some(&last.voter),
+            attempt: format!("sweep:vote:{}:{}:{}", last.voter, last.at, attempt_tag()),
+            reevaluation: None,
+        };
+        let result = self
+            .close_if_decided(&prepared, approval.clone(), closer, voted_at)
+            .await?;
+        Ok(match result {
+            VoteResult::Counted { approval, .. } if approval.state != ApprovalState::Pending => {
+                Some(approval)
+            }
+            _ => None,
         })
     }
 
@@ -1177,6 +1258,7 @@ where
                 .map_err(ApprovalError::PendingStore)?;
             match stored {
                 Conditional::Done(updated) => {
+                    self.log_unlogged_votes(&request_id, &updated.votes).await?;
                     let draft = reevaluated(offset, &evaluation, time, &updated.votes);
                     self.append(&request_id, draft).await?;
                     tracing::info!(request_id, offset, outcome = %evaluation.decision.outcome, "approval evaluated again");
@@ -1484,6 +1566,18 @@ fn reevaluated(
         .votes(votes)
         .data("reevaluate_after", offset)
         .once(format!("evaluated#{offset}"))
+}
+
+/// The `vote` event of a counted vote (once per voter).
+fn vote_event(vote: &Vote) -> EventDraft {
+    let mut draft = EventDraft::new(EventKind::Vote)
+        .actor(&vote.voter)
+        .data("vote", vote.vote.as_str())
+        .once(format!("vote#{}", vote.voter));
+    if let Some(reason) = &vote.reason {
+        draft = draft.data("reason", reason.as_str());
+    }
+    draft
 }
 
 /// What a sweep did with one approval.

@@ -434,6 +434,25 @@ async fn another_execution_reusing_a_live_request_id_is_refused_and_changes_noth
     );
 }
 
+/// A click whose vote is stored but whose log entry fails (the click ends with the error).
+async fn vote_stored_not_logged(f: &Fakes, s: &MemoryApprovals, id: &str, voter: &str) {
+    f.log
+        .fail_kind(EventKind::Vote, StoreError::Throttled("busy".into()));
+    s.vote(&ballot(id, voter)).await.unwrap_err();
+    f.log.fault.clear();
+    assert_eq!(f.kinds(id), [EventKind::Notified], "nothing logged");
+}
+
+/// The `vote` events of request `id`, as (voter, reasons).
+fn vote_events(f: &Fakes, id: &str) -> Vec<(String, Vec<String>)> {
+    f.log
+        .of(id)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Vote)
+        .map(|e| (e.actor.unwrap_or_default(), e.reasons))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_repeated_vote_completes_a_vote_whose_log_entry_failed() {
     let (f, s) = opened("r16", DEPLOY).await;
@@ -479,12 +498,7 @@ async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided
     // Alice's vote is stored but its log entry fails: the votes decide the request, and her
     // retry is what closes it. Bob clicks in between.
     let (f, s) = opened("r23", DEPLOY).await;
-    f.log
-        .fail_kind(EventKind::Vote, StoreError::Throttled("busy".into()));
-    s.vote(&ballot("r23", "alice@example.com"))
-        .await
-        .unwrap_err();
-    f.log.fault.clear();
+    vote_stored_not_logged(&f, &s, "r23", "alice@example.com").await;
     let between = s.vote(&ballot("r23", "bob@example.com")).await.unwrap();
     let VoteResult::AlreadyDecided { approval } = &between else {
         panic!("{between:?}")
@@ -527,6 +541,104 @@ async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided
         f.kinds("r24"),
         [EventKind::Notified, EventKind::VoteRefused]
     );
+}
+
+#[tokio::test]
+async fn the_sweeper_closes_a_request_its_stored_votes_decide_when_the_click_did_not() {
+    // Alice's click stores her deciding vote and ends before logging it; she never clicks again.
+    let (f, s) = opened("r26", DEPLOY).await;
+    vote_stored_not_logged(&f, &s, "r26", "alice@example.com").await;
+    // Within the lease the click may still be closing it: the sweeper leaves it.
+    let soon = s
+        .sweep_at(10, s.now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(soon.waiting, 1, "{soon:?}");
+    assert!(f.tokens.calls().is_empty());
+    let later = s
+        .sweep_at(10, s.now() + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(later.resumed, 1, "{later:?}");
+    let calls = f.tokens.calls();
+    assert!(
+        matches!(calls.as_slice(), [Resumed::Success { .. }]),
+        "{calls:?}"
+    );
+    assert_eq!(
+        f.kinds("r26"),
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
+    );
+    let votes = vote_events(&f, "r26");
+    assert_eq!(votes[0].0, "alice@example.com");
+    assert!(
+        votes[0].1[0].contains("logged when the request was decided"),
+        "{votes:?}"
+    );
+    let item = f.pending.item("r26").unwrap();
+    assert_eq!(item.state, ApprovalState::Approved);
+    assert_eq!(item.decided_by.as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        item.decided_at,
+        Some(ballot("r26", "x").at),
+        "decided as of her vote"
+    );
+    // Her late retry finds it decided by her vote and adds nothing.
+    s.vote(&ballot("r26", "alice@example.com")).await.unwrap();
+    s.sweep_at(10, s.now() + chrono::Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(f.kinds("r26").len(), 3);
+    assert_eq!(f.tokens.calls().len(), 1);
+    regate_core::chain::verify_chain("r26", &f.log.of("r26")).unwrap();
+}
+
+#[tokio::test]
+async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision() {
+    // An IAM change needs an owner and security. Alice's (owner) vote is stored, not logged;
+    // Ivan's (security) vote decides it: the decision counts both, so both must be in the log.
+    let (f, s) = opened("r27", IAM).await;
+    vote_stored_not_logged(&f, &s, "r27", "alice@example.com").await;
+    let deciding = s.vote(&ballot("r27", "ivan@example.com")).await.unwrap();
+    assert!(
+        matches!(
+            deciding,
+            VoteResult::Counted {
+                closed: Some(Closed {
+                    state: ApprovalState::Approved,
+                    resumed: true
+                }),
+                ..
+            }
+        ),
+        "{deciding:?}"
+    );
+    assert_eq!(
+        f.kinds("r27"),
+        [
+            EventKind::Notified,
+            EventKind::Vote,
+            EventKind::Vote,
+            EventKind::Decided
+        ]
+    );
+    let votes = vote_events(&f, "r27");
+    assert_eq!(votes[0], ("ivan@example.com".to_string(), vec![]));
+    assert_eq!(votes[1].0, "alice@example.com");
+    assert!(
+        votes[1].1[0].contains("logged when the request was decided"),
+        "{votes:?}"
+    );
+    // The decided event counts exactly the voters the log records.
+    let decided = f.log.of("r27").pop().unwrap();
+    let counted: Vec<&str> = decided.data["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["voter"].as_str().unwrap())
+        .collect();
+    assert_eq!(counted, ["alice@example.com", "ivan@example.com"]);
+    regate_core::chain::verify_chain("r27", &f.log.of("r27")).unwrap();
 }
 
 #[tokio::test]
