@@ -267,37 +267,6 @@ impl DynamoDecisionLog {
         }
     }
 
-    /// The event appended under idempotency `key`, if there is one.
-    async fn keyed_event(&self, request_id: &str, key: &str) -> Result<Option<Event>, StoreError> {
-        let get = |sk: String| {
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(partition_key(request_id)))
-                .key("sk", AttributeValue::S(sk))
-                .consistent_read(true)
-                .send()
-        };
-        let marker = get(key_marker(key))
-            .await
-            .map_err(|e| store_error(classify(&e)))?;
-        let Some(AttributeValue::N(seq)) = marker.item().and_then(|m| m.get("seq")) else {
-            return Ok(None);
-        };
-        let seq: u64 = seq
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("key marker {key} holds seq {seq:?}")))?;
-        let event = get(sort_key(seq))
-            .await
-            .map_err(|e| store_error(classify(&e)))?;
-        match event.item() {
-            Some(item) => event_from_item(item).map(Some),
-            None => Err(StoreError::Corrupt(format!(
-                "key marker {key} names seq {seq}, which does not exist"
-            ))),
-        }
-    }
-
     /// A strongly consistent query over one request's events (not its key markers).
     fn request_query(&self, request_id: &str) -> QueryFluentBuilder {
         self.client
@@ -455,7 +424,7 @@ impl DecisionLog for DynamoDecisionLog {
         request_id: &str,
         draft: EventDraft,
         at: DateTime<Utc>,
-    ) -> Result<Event, StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         self.keep_policy(draft.policy_revision.as_deref()).await?;
         let key = draft.once.as_deref();
         let mut head = self.head(request_id).await?;
@@ -465,20 +434,10 @@ impl DecisionLog for DynamoDecisionLog {
             let event = next_event(request_id, head.as_ref(), draft.clone(), at)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             match self.write(&event, key).await {
-                Ok(()) => return Ok(event),
+                Ok(()) => return Ok(Some(event)),
                 // The key has its event already: an SDK retry of a committed write, a retried
                 // step, or a racing double.
-                Err(WriteLost::Key) => {
-                    let found = match key {
-                        Some(key) => self.keyed_event(request_id, key).await?,
-                        None => None,
-                    };
-                    if let Some(event) = found {
-                        return Ok(event);
-                    }
-                    head = self.head(request_id).await?;
-                    head_was_read = true;
-                }
+                Err(WriteLost::Key) => return Ok(None),
                 Err(WriteLost::Seq(holder)) => {
                     tracing::debug!(
                         request_id,
@@ -607,7 +566,7 @@ mod tests {
     async fn append_first(
         put: &aws_smithy_mocks::Rule,
         attempts: u32,
-    ) -> Result<Event, StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&empty_head(), put]);
         DynamoDecisionLog::new(client, "DecisionLog")
             .with_append_attempts(attempts)
@@ -660,7 +619,7 @@ mod tests {
             .output(|| PutItemOutput::builder().build())
             .build();
         let event = append_first(&put, DEFAULT_APPEND_ATTEMPTS).await.unwrap();
-        assert_eq!(event.seq, 1);
+        assert_eq!(event.map(|e| e.seq), Some(1));
         assert_eq!(put.num_calls(), 3);
     }
 

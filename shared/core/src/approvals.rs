@@ -37,7 +37,7 @@ const REFRESH_READBACKS: usize = 3;
 const RESUME_LEASE: Duration = Duration::seconds(90);
 /// Why a `vote` event was appended by the close rather than by the click that cast the vote.
 const LOGGED_LATE: &str =
-    "logged when the request was decided: the click that recorded this vote ended before logging it";
+    "logged when the request was decided: the click that recorded this vote had not logged it yet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -237,8 +237,10 @@ where
 
     /// Logs each of `votes` that has no `vote` event yet, before an event that counts them: a
     /// click can store its vote and end (a crash, a throttled log) before logging it, and an
-    /// auditor must find every counted vote in the chain. Such an entry says it was logged late
-    /// and when the vote was cast; it has no platform (the stored vote does not keep one).
+    /// auditor must find every counted vote in the chain. In a burst of clicks most such votes
+    /// belong to clicks still on their way, which then find their entry made (its idempotency
+    /// key), so it says only that it was logged late, and when the vote was cast; it has no
+    /// platform (the stored vote does not keep one).
     async fn log_unlogged_votes(
         &self,
         request_id: &str,
@@ -260,7 +262,7 @@ where
             })
         };
         for vote in votes.iter().filter(|vote| !logged(vote)) {
-            tracing::warn!(request_id, voter = %vote.voter, "a counted vote had no log entry; logging it now");
+            tracing::info!(request_id, voter = %vote.voter, "a counted vote has no log entry yet; logging it now");
             let draft = vote_event(vote)
                 .data("voted_at", vote.at.as_str())
                 .reasons(vec![LOGGED_LATE.into()]);

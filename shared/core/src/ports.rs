@@ -57,15 +57,16 @@ pub enum StoreError {
 
 /// The append-only, hash-chained decision log.
 pub trait DecisionLog: Send + Sync {
-    /// Appends `draft` as the next event of the request's chain. Concurrent appends to one
-    /// request all succeed with contiguous sequence numbers (a lost race is retried, within a
-    /// bound).
+    /// Appends `draft` as the next event of the request's chain and returns it. Concurrent
+    /// appends to one request all succeed with contiguous sequence numbers (a lost race is
+    /// retried, within a bound). A draft whose idempotency key (`once`) already has its event
+    /// appends nothing and returns `None`.
     fn append(
         &self,
         request_id: &str,
         draft: EventDraft,
         at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Event>, StoreError>> + Send;
 
     /// Every event of one request, in sequence order.
     fn events(

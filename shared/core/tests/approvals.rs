@@ -638,6 +638,13 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
         .map(|v| v["voter"].as_str().unwrap())
         .collect();
     assert_eq!(counted, ["alice@example.com", "ivan@example.com"]);
+    // Her click was still on its way (a burst): it finds her entry made and adds nothing.
+    let hers = s.vote(&ballot("r27", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(hers, VoteResult::Counted { closed: None, .. }),
+        "{hers:?}"
+    );
+    assert_eq!(f.kinds("r27").len(), 4, "{:?}", f.kinds("r27"));
     regate_core::chain::verify_chain("r27", &f.log.of("r27")).unwrap();
 }
 

@@ -93,7 +93,7 @@ impl DecisionLog for MemoryLog {
         request_id: &str,
         draft: EventDraft,
         at: DateTime<Utc>,
-    ) -> Result<Event, StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         let only = *self.fault_kind.lock().unwrap();
         if only.is_none() || only == draft.kind {
             self.fault.check()?;
@@ -102,15 +102,15 @@ impl DecisionLog for MemoryLog {
         let chain = all.entry(request_id.to_string()).or_default();
         let mut keys = self.keys.lock().unwrap();
         let key = draft.once.clone().map(|k| (request_id.to_string(), k));
-        if let Some(seq) = key.as_ref().and_then(|k| keys.get(k)) {
-            return Ok(chain[usize::try_from(*seq).unwrap() - 1].clone());
+        if key.as_ref().is_some_and(|k| keys.contains_key(k)) {
+            return Ok(None);
         }
         let event = next_event(request_id, chain.last(), draft, at).unwrap();
         if let Some(key) = key {
             keys.insert(key, event.seq);
         }
         chain.push(event.clone());
-        Ok(event)
+        Ok(Some(event))
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
