@@ -95,41 +95,58 @@ async fn a_second_create_for_the_same_request_writes_nothing_and_returns_the_fir
 }
 
 #[tokio::test]
-async fn each_person_votes_once_and_only_while_pending() {
+async fn each_person_votes_once_only_while_pending_and_on_the_version_checked() {
     let store = store().await;
     let id = unique("votes");
     done(store.create(&approval(&id)).await.unwrap());
     let first = done(
         store
-            .record_vote(&id, &vote("alice@example.com", Choice::Approve))
+            .record_vote(&id, &vote("alice@example.com", Choice::Approve), 1)
             .await
             .unwrap(),
     );
     assert_eq!(first.votes.len(), 1);
     assert_eq!(first.version, 2);
     match store
-        .record_vote(&id, &vote("Alice@Example.com", Choice::Reject))
+        .record_vote(&id, &vote("Alice@Example.com", Choice::Reject), 2)
         .await
         .unwrap()
     {
         Conditional::Lost(Some(now)) => assert_eq!(now.votes, first.votes),
         other => panic!("{other:?}"),
     }
+    // Bob's vote was checked against the approval before Alice's vote: it is not stored, and
+    // he gets the approval with her vote to check again.
+    match store
+        .record_vote(&id, &vote("bob@example.com", Choice::Approve), 1)
+        .await
+        .unwrap()
+    {
+        Conditional::Lost(Some(now)) => {
+            assert_eq!(now.version, 2);
+            assert_eq!(now.votes, first.votes);
+        }
+        other => panic!("{other:?}"),
+    }
     let second = done(
         store
-            .record_vote(&id, &vote("bob@example.com", Choice::Approve))
+            .record_vote(&id, &vote("bob@example.com", Choice::Approve), 2)
             .await
             .unwrap(),
     );
     assert_eq!(second.votes.len(), 2);
-    done(
+    let closed = done(
         store
             .transition(&id, second.version, &closing(ApprovalState::Approved))
             .await
             .unwrap(),
     );
     match store
-        .record_vote(&id, &vote("carol@example.com", Choice::Approve))
+        .record_vote(
+            &id,
+            &vote("carol@example.com", Choice::Approve),
+            closed.version,
+        )
         .await
         .unwrap()
     {
@@ -251,7 +268,7 @@ async fn a_state_change_on_a_stale_version_loses() {
     done(store.create(&approval(&id)).await.unwrap());
     done(
         store
-            .record_vote(&id, &vote("alice@example.com", Choice::Approve))
+            .record_vote(&id, &vote("alice@example.com", Choice::Approve), 1)
             .await
             .unwrap(),
     );

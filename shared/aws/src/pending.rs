@@ -171,16 +171,24 @@ impl PendingStore for DynamoPendingStore {
         self.conditional_update(request_id, update).await
     }
 
-    async fn record_vote(&self, request_id: &str, vote: &Vote) -> Result<Conditional, StoreError> {
+    async fn record_vote(
+        &self,
+        request_id: &str,
+        vote: &Vote,
+        version: u64,
+    ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
             .update_expression("SET votes.#voter = :vote, version = version + :one")
-            .condition_expression("#state = :pending AND attribute_not_exists(votes.#voter)")
+            .condition_expression(
+                "#state = :pending AND version = :version AND attribute_not_exists(votes.#voter)",
+            )
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#voter", normalize(&vote.voter))
             .expression_attribute_values(":vote", json_attr(vote)?)
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .expression_attribute_values(
                 ":pending",
                 AttributeValue::S(ApprovalState::Pending.as_str().into()),

@@ -641,80 +641,77 @@ where
 
     async fn count(&self, ballot: &Ballot) -> Result<VoteResult, ApprovalError> {
         let request_id = ballot.request_id.as_str();
-        let Some(approval) = self.load(request_id).await? else {
+        let Some(mut approval) = self.load(request_id).await? else {
             return Ok(VoteResult::Unknown);
         };
         let voter = normalize(&ballot.voter);
-        let same_vote = |item: &PendingApproval| {
-            item.votes
-                .iter()
-                .find(|v| normalize(&v.voter) == voter && v.vote == ballot.choice)
-                .cloned()
-        };
-        // A repeated identical vote completes what its first click may have left undone (the
-        // log entry, closing, resuming); the log's idempotency keys keep it from counting twice.
-        if let Some(vote) = same_vote(&approval) {
-            return self.complete(ballot, &vote, approval).await;
-        }
-        if approval.state != ApprovalState::Pending {
-            return self.already_decided(ballot, approval).await;
-        }
-        if let Some(reason) = elsewhere(ballot, &approval) {
-            return self.refuse(ballot, reason, approval).await;
-        }
-        let prepared = PreparedRequest::new(approval.request.clone())?;
-        let time = approval.evaluation_time(ballot.at);
-        let check = self
-            .policy
-            .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
-        if !check.allowed {
-            // The votes already counted decide the request and the vote that decided it is
-            // closing it: like a click on a closed request, this one changes nothing and is
-            // not appended to the chain (in a burst of clicks most arrive in this moment).
-            let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
-            if evaluation.decision.outcome.is_final() {
-                return self.already_decided(ballot, approval).await;
-            }
-            return self.refuse(ballot, check.reason, approval).await;
-        }
         let reason = ballot
             .reason
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
-        if ballot.choice == Choice::Reject
-            && reason.is_none()
-            && approval.evaluation.decision.reject_reason_required
-        {
-            return Ok(VoteResult::ReasonRequired { approval });
+        // A vote is stored only on the approval it was checked against (its version): one that
+        // lost to another vote is checked again with that vote counted, so no vote is stored
+        // once the votes before it decide the request.
+        for _ in 0..CLOSE_ATTEMPTS {
+            // A repeated identical vote completes what its first click may have left undone
+            // (the log entry, closing, resuming); the log's idempotency keys keep it from
+            // counting twice. So does a vote whose write committed but whose answer was lost.
+            let same_vote = approval
+                .votes
+                .iter()
+                .find(|v| normalize(&v.voter) == voter && v.vote == ballot.choice)
+                .cloned();
+            if let Some(vote) = same_vote {
+                return self.complete(ballot, &vote, approval).await;
+            }
+            if approval.state != ApprovalState::Pending {
+                return self.already_decided(ballot, approval).await;
+            }
+            if let Some(refused) = elsewhere(ballot, &approval) {
+                return self.refuse(ballot, refused, approval).await;
+            }
+            let prepared = PreparedRequest::new(approval.request.clone())?;
+            let time = approval.evaluation_time(ballot.at);
+            let check = self
+                .policy
+                .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
+            if !check.allowed {
+                // The votes already counted decide the request and the vote that decided it is
+                // closing it: like a click on a closed request, this one changes nothing and is
+                // not appended to the chain (in a burst of clicks most arrive in this moment).
+                let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
+                if evaluation.decision.outcome.is_final() {
+                    return self.already_decided(ballot, approval).await;
+                }
+                return self.refuse(ballot, check.reason, approval).await;
+            }
+            if ballot.choice == Choice::Reject
+                && reason.is_none()
+                && approval.evaluation.decision.reject_reason_required
+            {
+                return Ok(VoteResult::ReasonRequired { approval });
+            }
+            let vote = Vote {
+                voter: voter.clone(),
+                vote: ballot.choice,
+                reason: reason.clone(),
+                at: crate::time::format_rfc3339_ms(ballot.at),
+            };
+            match self
+                .pending
+                .record_vote(request_id, &vote, approval.version)
+                .await
+                .map_err(ApprovalError::PendingStore)?
+            {
+                Conditional::Done(item) => return self.complete(ballot, &vote, *item).await,
+                // Another vote, a close or this voter's double click came first: check again.
+                Conditional::Lost(Some(item)) => approval = *item,
+                Conditional::Lost(None) => return Ok(VoteResult::Unknown),
+            }
         }
-        let vote = Vote {
-            voter: voter.clone(),
-            vote: ballot.choice,
-            reason,
-            at: crate::time::format_rfc3339_ms(ballot.at),
-        };
-        let current = match self
-            .pending
-            .record_vote(request_id, &vote)
-            .await
-            .map_err(ApprovalError::PendingStore)?
-        {
-            Conditional::Done(item) => *item,
-            // The write committed but its answer was lost, or a double click raced this one.
-            Conditional::Lost(Some(item)) if same_vote(&item).is_some() => *item,
-            Conditional::Lost(Some(item)) if item.state != ApprovalState::Pending => {
-                return self.already_decided(ballot, *item).await;
-            }
-            Conditional::Lost(Some(item)) => {
-                return self
-                    .refuse(ballot, crate::rules::REFUSED_ALREADY_VOTED.into(), *item)
-                    .await
-            }
-            Conditional::Lost(None) => return Ok(VoteResult::Unknown),
-        };
-        self.complete(ballot, &vote, current).await
+        Err(ApprovalError::Contended(request_id.to_string()))
     }
 
     /// Logs a recorded vote (once) and closes the request if the vote decides it.

@@ -103,11 +103,13 @@ pub trait PendingStore: Send + Sync {
         target_key: &str,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
-    /// Records a vote once per voter, only while the approval is pending.
+    /// Records a vote once per voter, only while the approval is pending and still at
+    /// `version` (the one the vote was checked against).
     fn record_vote(
         &self,
         request_id: &str,
         vote: &Vote,
+        version: u64,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Replaces the task token of an approval whose workflow has not been resumed (a retried

@@ -649,6 +649,34 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
 }
 
 #[tokio::test]
+async fn a_vote_that_lost_its_write_to_a_deciding_vote_is_checked_again_and_not_stored() {
+    // An IAM change needs an owner and security. Alice (owner) has voted. Ivan (security)
+    // reads the approval, but Bob's (security) vote is stored before Ivan's write: the votes
+    // before Ivan's decide the request, so his is not stored, logged or counted.
+    let (f, s) = opened("r28", IAM).await;
+    s.vote(&ballot("r28", "alice@example.com")).await.unwrap();
+    f.pending.vote_first(regate_core::Vote {
+        voter: "bob@example.com".into(),
+        vote: regate_core::Choice::Approve,
+        reason: None,
+        at: "2026-11-03T10:00:00Z".into(),
+    });
+    let ivan = s.vote(&ballot("r28", "ivan@example.com")).await.unwrap();
+    assert!(
+        matches!(ivan, VoteResult::AlreadyDecided { .. }),
+        "{ivan:?}"
+    );
+    let stored = f.pending.item("r28").unwrap();
+    let voters: Vec<&str> = stored.votes.iter().map(|v| v.voter.as_str()).collect();
+    assert_eq!(voters, ["alice@example.com", "bob@example.com"]);
+    assert_eq!(f.kinds("r28"), [EventKind::Notified, EventKind::Vote]);
+    assert!(
+        f.tokens.calls().is_empty(),
+        "Bob's click closes it, not Ivan's"
+    );
+}
+
+#[tokio::test]
 async fn a_refresh_that_rendered_an_older_state_shows_the_stored_one_after_it() {
     // A click renders the approval as pending; before its update lands, another vote closes
     // and resumes it. The slow click's update must not be the last word on the message.

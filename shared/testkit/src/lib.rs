@@ -128,6 +128,8 @@ pub struct MemoryPending {
     pub fault: Fault<StoreError>,
     /// Updates to let through before one whose answer is lost (see `lose_next_answer_after`).
     lose_answer: Arc<Mutex<Option<usize>>>,
+    /// Votes stored just before the next vote's write (see `vote_first`).
+    racing_votes: Arc<Mutex<Vec<Vote>>>,
 }
 
 impl MemoryPending {
@@ -175,6 +177,12 @@ impl MemoryPending {
     /// lost (a committed write whose response was lost, retried by the SDK).
     pub fn lose_next_answer_after(&self, updates: usize) {
         *self.lose_answer.lock().unwrap() = Some(updates);
+    }
+
+    /// Stores `vote` just before the next vote's write, as another click's write that got
+    /// there first (between that click's read and its write).
+    pub fn vote_first(&self, vote: Vote) {
+        self.racing_votes.lock().unwrap().push(vote);
     }
 
     /// Changes the stored item behind the workflow's back (a crash's leftovers, say).
@@ -228,12 +236,22 @@ impl PendingStore for MemoryPending {
         )
     }
 
-    async fn record_vote(&self, request_id: &str, vote: &Vote) -> Result<Conditional, StoreError> {
+    async fn record_vote(
+        &self,
+        request_id: &str,
+        vote: &Vote,
+        version: u64,
+    ) -> Result<Conditional, StoreError> {
+        let racing: Vec<Vote> = self.racing_votes.lock().unwrap().drain(..).collect();
+        for first in racing {
+            self.update(request_id, |_| true, |item| item.votes.push(first))?;
+        }
         let voter = normalize(&vote.voter);
         self.update(
             request_id,
             |i| {
                 i.state == ApprovalState::Pending
+                    && i.version == version
                     && !i.votes.iter().any(|v| normalize(&v.voter) == voter)
             },
             |i| i.votes.push(vote.clone()),
