@@ -35,6 +35,10 @@ const REFRESH_READBACKS: usize = 3;
 /// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
 /// minute) takes the duty over.
 const RESUME_LEASE: Duration = Duration::seconds(90);
+/// How many times a click tries to store its vote. Each lost try means another vote or a close
+/// was stored first (someone made progress), so a click loses about as many times as other
+/// votes arrive at once; the bound only keeps a broken store from looping.
+const VOTE_ATTEMPTS: usize = 64;
 /// Why a `vote` event was appended by the close rather than by the click that cast the vote.
 const LOGGED_LATE: &str =
     "logged when the request was decided: the click that recorded this vote had not logged it yet";
@@ -654,7 +658,7 @@ where
         // A vote is stored only on the approval it was checked against (its version): one that
         // lost to another vote is checked again with that vote counted, so no vote is stored
         // once the votes before it decide the request.
-        for _ in 0..CLOSE_ATTEMPTS {
+        for _ in 0..VOTE_ATTEMPTS {
             // A repeated identical vote completes what its first click may have left undone
             // (the log entry, closing, resuming); the log's idempotency keys keep it from
             // counting twice. So does a vote whose write committed but whose answer was lost.
