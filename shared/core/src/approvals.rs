@@ -241,9 +241,9 @@ where
 
     /// Logs each of `votes` that has no `vote` event yet, before an event that counts them: a
     /// click can store its vote and end (a crash, a throttled log) before logging it, and an
-    /// auditor must find every counted vote in the chain. In a burst of clicks most such votes
-    /// belong to clicks still on their way, which then find their entry made (its idempotency
-    /// key), so it says only that it was logged late, and when the vote was cast; it has no
+    /// auditor must find every counted vote in the chain. Such a vote often belongs to a click
+    /// still on its way, which then finds its entry made (its idempotency key), so the entry
+    /// says only that it was logged late, and when the vote was cast; it has no
     /// platform (the stored vote does not keep one).
     async fn log_unlogged_votes(
         &self,
@@ -649,6 +649,7 @@ where
             return Ok(VoteResult::Unknown);
         };
         let voter = normalize(&ballot.voter);
+        let prepared = PreparedRequest::new(approval.request.clone())?;
         let reason = ballot
             .reason
             .as_deref()
@@ -676,7 +677,6 @@ where
             if let Some(refused) = elsewhere(ballot, &approval) {
                 return self.refuse(ballot, refused, approval).await;
             }
-            let prepared = PreparedRequest::new(approval.request.clone())?;
             let time = approval.evaluation_time(ballot.at);
             let check = self
                 .policy

@@ -244,7 +244,10 @@ impl PendingStore for MemoryPending {
     ) -> Result<Conditional, StoreError> {
         let racing: Vec<Vote> = self.racing_votes.lock().unwrap().drain(..).collect();
         for first in racing {
-            self.update(request_id, |_| true, |item| item.votes.push(first))?;
+            self.edit(request_id, |item| {
+                item.votes.push(first);
+                item.version += 1;
+            });
         }
         let voter = normalize(&vote.voter);
         self.update(
