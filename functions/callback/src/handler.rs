@@ -22,54 +22,37 @@ use regate_chat::slack::{receive, Inbound, Interaction, SlackWorkspace};
 use regate_chat::teams::activity::{self, error_response};
 use regate_chat::teams::{click_answer, Activity, AuthError, BotAuthenticator, TeamsChat};
 use regate_core::approvals::Approvals;
-use regate_core::ports::{ChatPlatform, Clock, DecisionLog, PendingStore, TaskTokens};
+use regate_core::ports::{Clock, Ports};
 use regate_core::Choice;
 use secrecy::SecretString;
 
 pub const FAULT: &str = "regate could not record this; please try again";
 
-pub struct App<L, P, T, C, K> {
-    pub approvals: Approvals<L, P, T, C, K>,
+pub struct App<P: Ports> {
+    pub approvals: Approvals<P>,
     pub signing_secret: SecretString,
     /// The app and workspace whose clicks count.
     pub workspace: SlackWorkspace,
     /// The real time, for checking signature timestamps.
-    pub clock: K,
+    pub clock: P::Clock,
     /// Checks inbound Teams tokens; `None` when Teams is not configured.
     pub teams_auth: Option<BotAuthenticator>,
 }
 
-type Shared<L, P, T, C, K> = Arc<App<L, P, T, C, K>>;
+type Shared<P> = Arc<App<P>>;
 
-pub fn router<L, P, T, C, K>(app: Shared<L, P, T, C, K>) -> Router
-where
-    L: DecisionLog + 'static,
-    P: PendingStore + 'static,
-    T: TaskTokens + 'static,
-    C: ChatPlatform + 'static,
-    K: Clock + 'static,
-{
+pub fn router<P: Ports>(app: Shared<P>) -> Router {
     Router::new()
-        .route(
-            "/slack/interactions",
-            post(slack_interactions::<L, P, T, C, K>),
-        )
-        .route("/teams/messages", post(teams_messages::<L, P, T, C, K>))
+        .route("/slack/interactions", post(slack_interactions::<P>))
+        .route("/teams/messages", post(teams_messages::<P>))
         .with_state(app)
 }
 
-async fn slack_interactions<L, P, T, C, K>(
-    State(app): State<Shared<L, P, T, C, K>>,
+async fn slack_interactions<P: Ports>(
+    State(app): State<Shared<P>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response
-where
-    L: DecisionLog,
-    P: PendingStore,
-    T: TaskTokens,
-    C: ChatPlatform,
-    K: Clock,
-{
+) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let timestamp = header("x-slack-request-timestamp");
     let signature = header("x-slack-signature");
@@ -120,18 +103,11 @@ where
     })
 }
 
-async fn teams_messages<L, P, T, C, K>(
-    State(app): State<Shared<L, P, T, C, K>>,
+async fn teams_messages<P: Ports>(
+    State(app): State<Shared<P>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response
-where
-    L: DecisionLog,
-    P: PendingStore,
-    T: TaskTokens,
-    C: ChatPlatform,
-    K: Clock,
-{
+) -> Response {
     let Some(auth) = &app.teams_auth else {
         return (StatusCode::NOT_FOUND, "Teams is not configured").into_response();
     };

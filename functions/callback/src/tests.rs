@@ -11,9 +11,8 @@ use regate_chat::slack::SlackWorkspace;
 use regate_core::ports::{Clock, StoreError};
 use regate_core::{Choice, EventKind};
 use regate_testkit::{
-    open, request, signed_slack_click, signed_slack_reason, Fakes, FixedClock, MemoryLog,
-    MemoryPending, RecordingChat, RecordingTokens, Resumed, SignedRequest, SLACK_APP_ID,
-    SLACK_SIGNING_SECRET, SLACK_TEAM_ID,
+    open, request, signed_slack_click, signed_slack_reason, Fakes, MemoryPorts, Resumed,
+    SignedRequest, SLACK_APP_ID, SLACK_SIGNING_SECRET, SLACK_TEAM_ID,
 };
 use secrecy::SecretString;
 use tower::ServiceExt;
@@ -45,7 +44,7 @@ const IAM: (&str, &str) = ("iam_change", "role");
 fn app(
     fakes: &Fakes,
     teams_auth: Option<regate_chat::teams::BotAuthenticator>,
-) -> Arc<App<MemoryLog, MemoryPending, RecordingTokens, RecordingChat, FixedClock>> {
+) -> Arc<App<MemoryPorts>> {
     Arc::new(App {
         approvals: fakes.approvals(),
         signing_secret: SecretString::from(SLACK_SIGNING_SECRET),

@@ -3,7 +3,7 @@
 
 use lambda_runtime::Diagnostic;
 use regate_core::approvals::Approvals;
-use regate_core::ports::{ChatPlatform, Clock, DecisionLog, PendingStore, TaskTokens};
+use regate_core::ports::Ports;
 use regate_core::{Evaluation, Request, TaskToken};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,17 +23,7 @@ pub enum Input {
     },
 }
 
-pub async fn handle<L, P, T, C, K>(
-    approvals: &Approvals<L, P, T, C, K>,
-    input: Input,
-) -> Result<Value, Diagnostic>
-where
-    L: DecisionLog,
-    P: PendingStore,
-    T: TaskTokens,
-    C: ChatPlatform,
-    K: Clock,
-{
+pub async fn handle<P: Ports>(approvals: &Approvals<P>, input: Input) -> Result<Value, Diagnostic> {
     let result = match input {
         Input::Notify {
             task_token,

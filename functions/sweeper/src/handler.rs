@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use regate_core::approvals::{Approvals, SweepReport};
 use regate_core::checkpoint::{self, Cadence};
-use regate_core::ports::{
-    ChatPlatform, CheckpointPorts, Clock, DecisionLog, PendingStore, TaskTokens,
-};
+use regate_core::ports::{CheckpointPorts, Ports};
 use serde::{Deserialize, Serialize};
 
 /// An EventBridge scheduled event carries nothing the sweep needs. A direct invoke may bound
@@ -95,20 +93,12 @@ pub struct Checkpoints<'a, P> {
     pub now: DateTime<Utc>,
 }
 
-pub async fn handle<L, P, T, C, K, X>(
-    approvals: &Approvals<L, P, T, C, K>,
+pub async fn handle<P: Ports, X: CheckpointPorts>(
+    approvals: &Approvals<P>,
     checkpoints: Option<Checkpoints<'_, X>>,
     input: Input,
     settings: Settings,
-) -> Result<Output, Diagnostic>
-where
-    L: DecisionLog,
-    P: PendingStore,
-    T: TaskTokens,
-    C: ChatPlatform,
-    K: Clock,
-    X: CheckpointPorts,
-{
+) -> Result<Output, Diagnostic> {
     let limit = input.limit.unwrap_or(settings.batch).min(settings.batch);
     let now = sweep_time(&input, approvals.now(), settings.accepts_now)?;
     let swept = match &input.request_id {

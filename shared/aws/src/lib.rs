@@ -33,7 +33,7 @@ use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
 use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
-use regate_core::ports::{StoreError, SystemClock};
+use regate_core::ports::{Ports, StoreError, SystemClock};
 use regate_core::{PolicyBundle, PolicyEngine, PolicyError};
 use secrecy::SecretString;
 
@@ -77,9 +77,20 @@ pub fn function_http_client(connect_timeout: Duration) -> Result<reqwest::Client
         .map_err(|e| InitError::Http(e.to_string()))
 }
 
+/// The approval workflow's ports on AWS: the DynamoDB tables, Step Functions, the configured
+/// chat platforms and the system clock.
+pub struct AwsPorts;
+
+impl Ports for AwsPorts {
+    type Log = DynamoDecisionLog;
+    type Pending = DynamoPendingStore;
+    type Tokens = SfnTaskTokens;
+    type Chat = Chats;
+    type Clock = SystemClock;
+}
+
 /// The approval workflow on AWS, asking approvers on the configured chat platforms.
-pub type AwsApprovals =
-    Approvals<DynamoDecisionLog, DynamoPendingStore, SfnTaskTokens, Chats, SystemClock>;
+pub type AwsApprovals = Approvals<AwsPorts>;
 
 /// What a function that runs the approval workflow is built from.
 pub struct Wired {

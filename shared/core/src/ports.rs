@@ -15,6 +15,17 @@ use crate::pending::{
 };
 use crate::vote::Vote;
 
+/// The ports of the approval workflow, named once: generic code takes one `P: Ports`, as axum
+/// takes one state type, so adding a port changes this trait and its two wirings (AWS in
+/// `regate-aws`, in-memory in `regate-testkit`), not every signature.
+pub trait Ports: 'static {
+    type Log: DecisionLog + 'static;
+    type Pending: PendingStore + 'static;
+    type Tokens: TaskTokens + 'static;
+    type Chat: ChatPlatform + 'static;
+    type Clock: Clock + 'static;
+}
+
 /// The current time. Handlers take it as a port so tests can fix it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

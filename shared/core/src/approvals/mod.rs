@@ -1,0 +1,161 @@
+//! The approval workflow, generic over one [`Ports`] type: open an approval for a paused
+//! workflow and post its messages, count a vote, close and resume the workflow exactly once,
+//! expire it, and keep every message showing the approval as it is. Handlers call these and map
+//! the results; they never touch the ports themselves.
+//!
+//! One file a duty, each an `impl` block of [`Approvals`]:
+//! - `notify`: open the approval of a paused workflow and post its messages, once;
+//! - `vote`: a click or a ballot, checked against the policy and the hard rules, then stored;
+//! - `close`: decide with every vote counted, close once, and resume the workflow once
+//!   (`Closer` names who closes);
+//! - `sweep`: the scheduled backstop: resumes still owed, reminders, re-evaluation when time
+//!   passes, closes on stored votes, and expiry;
+//! - `refresh`: every message shows the approval as it is now.
+//!
+//! A vote reaches `close` through `vote`; the sweeper reaches it through `sweep`; both end in
+//! `refresh`.
+
+mod close;
+mod notify;
+mod refresh;
+mod sweep;
+mod vote;
+
+pub use close::approved_output;
+pub use notify::Notified;
+pub use sweep::SweepReport;
+pub use vote::VoteResult;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::error::ErrorName;
+use crate::event::EventDraft;
+use crate::pending::{ApprovalState, PendingApproval};
+use crate::policy::{PolicyEngine, PolicyError};
+use crate::ports::{
+    ChatError, Clock, DecisionLog, PendingStore, Ports, StoreError, TaskTokenError,
+};
+use crate::request::RequestError;
+
+/// The error Step Functions sees when approvers reject a change.
+pub const REJECTED_ERROR: &str = "ApprovalRejected";
+/// Rounds of "evaluate, try to close" when other votes keep arriving concurrently.
+const CLOSE_ATTEMPTS: usize = 20;
+/// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
+/// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
+/// minute) takes the duty over.
+const RESUME_LEASE: Duration = Duration::seconds(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("{0}")]
+    InvalidRequest(#[from] RequestError),
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("decision log: {0}")]
+    DecisionLog(StoreError),
+    #[error("pending store: {0}")]
+    PendingStore(StoreError),
+    #[error("step functions: {0}")]
+    TaskToken(TaskTokenError),
+    #[error("{0}")]
+    Chat(ChatError),
+    #[error("no notify target of request {request_id} can be reached: none of {targets} is served by a configured platform")]
+    NoTarget { request_id: String, targets: String },
+    #[error("votes kept arriving while closing request {0}; try again")]
+    Contended(String),
+    #[error(
+        "request id {request_id} belongs to execution {held_by}; start this change with a new id"
+    )]
+    RequestIdInUse { request_id: String, held_by: String },
+}
+
+impl ApprovalError {
+    /// The name Step Functions sees (see [`ErrorName`]).
+    pub fn name(&self) -> ErrorName {
+        match self {
+            Self::InvalidRequest(_) => ErrorName::InvalidRequest,
+            Self::Policy(_) => ErrorName::PolicyError,
+            Self::DecisionLog(e) => ErrorName::decision_log(e),
+            Self::PendingStore(e) => ErrorName::pending_store(e),
+            Self::TaskToken(e) => ErrorName::task_tokens(e),
+            Self::Chat(e) => ErrorName::chat(e),
+            Self::NoTarget { .. } => ErrorName::ChatNoTarget,
+            Self::Contended(_) => ErrorName::PendingStoreConflict,
+            Self::RequestIdInUse { .. } => ErrorName::RequestIdInUse,
+        }
+    }
+}
+
+/// How a request was closed by a vote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    pub state: ApprovalState,
+    /// False while the workflow has not taken the outcome: resuming failed for now, or the
+    /// workflow no longer waited (then the approval ends `expired`).
+    pub resumed: bool,
+}
+
+/// The approval workflow over its ports (the decision log, the pending store, task tokens, the
+/// chat platform(s) and a clock; see [`Ports`]), with the compiled policy.
+pub struct Approvals<P: Ports> {
+    log: P::Log,
+    pending: P::Pending,
+    tokens: P::Tokens,
+    chat: P::Chat,
+    clock: P::Clock,
+    policy: Arc<PolicyEngine>,
+}
+
+impl<P: Ports> Approvals<P> {
+    pub fn new(
+        log: P::Log,
+        pending: P::Pending,
+        tokens: P::Tokens,
+        chat: P::Chat,
+        clock: P::Clock,
+        policy: Arc<PolicyEngine>,
+    ) -> Self {
+        Self {
+            log,
+            pending,
+            tokens,
+            chat,
+            clock,
+            policy,
+        }
+    }
+
+    /// The time this workflow works in (votes, events and the policy's `now`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn load(&self, request_id: &str) -> Result<Option<PendingApproval>, ApprovalError> {
+        self.pending
+            .get(request_id)
+            .await
+            .map_err(ApprovalError::PendingStore)
+    }
+
+    async fn append(&self, request_id: &str, draft: EventDraft) -> Result<(), ApprovalError> {
+        self.log
+            .append(request_id, draft, self.clock.now())
+            .await
+            .map(|_| ())
+            .map_err(ApprovalError::DecisionLog)
+    }
+}
+
+/// A tag no other attempt shares, even one by the same voter in the same millisecond on another
+/// instance: a per-process counter hashed with process-random keys.
+fn attempt_tag() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let next = NEXT.fetch_add(1, Ordering::Relaxed);
+    let keys = std::collections::hash_map::RandomState::new();
+    format!("{:016x}", keys.hash_one(next))
+}

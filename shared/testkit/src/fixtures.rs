@@ -1,0 +1,134 @@
+//! Builders of requests, ballots and approvals, and the default policy, written once.
+
+use regate_core::pending::{ApprovalState, PendingApproval, Platform, TaskToken, Voter};
+use regate_core::ports::Clock;
+use regate_core::{Ballot, Choice, PolicyEngine, Request};
+use serde_json::{json, Value};
+
+use crate::{first_evaluation, FixedClock, SLACK_TEAM_ID};
+
+/// The repository's default policy bundle (the one the functions embed).
+pub fn default_policy() -> PolicyEngine {
+    PolicyEngine::compile(&regate_policies::bundle().unwrap()).unwrap()
+}
+
+/// A request as a workflow would send it, built from the default: a production deploy of
+/// `payments` requested by `dev@example.com` through `ci-bot`, with a pipeline link.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder(Value);
+
+/// Starts a request with `id`.
+pub fn request(id: &str) -> RequestBuilder {
+    RequestBuilder(
+        json!({"id": id, "action": "deploy", "environment": "production",
+        "resource": {"type": "service", "name": "payments"},
+        "requester": {"id": "dev@example.com", "kind": "human"},
+        "initiator": {"id": "ci-bot", "kind": "service"},
+        "summary": "Deploy payments v1.4.2", "details": {},
+        "links": [{"title": "Pipeline", "url": format!("https://ci.example.com/{id}")}]}),
+    )
+}
+
+impl RequestBuilder {
+    /// What changes: `action` on the `kind` named `name` in `environment`.
+    pub fn change(mut self, action: &str, environment: &str, kind: &str, name: &str) -> Self {
+        self.0["action"] = json!(action);
+        self.0["environment"] = json!(environment);
+        self.0["resource"] = json!({"type": kind, "name": name});
+        self.0["summary"] = json!(format!("{action} {name} in {environment}"));
+        self
+    }
+
+    pub fn requester(mut self, id: &str) -> Self {
+        self.0["requester"]["id"] = json!(id);
+        self
+    }
+
+    /// Sets any top-level field (`summary`, `details`, `links`, ...).
+    pub fn with(mut self, field: &str, value: Value) -> Self {
+        self.0[field] = value;
+        self
+    }
+
+    /// Removes a top-level field (`id`, `initiator`, ...).
+    pub fn without(mut self, field: &str) -> Self {
+        if let Some(fields) = self.0.as_object_mut() {
+            fields.remove(field);
+        }
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        self.0.clone()
+    }
+
+    pub fn build(&self) -> Request {
+        Request::from_value(&self.0, None).unwrap()
+    }
+}
+
+/// A pending approval of `request` (its first evaluation, no votes, no messages) waiting on
+/// `token`, as a store holds it.
+pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
+    let now = FixedClock::default().now();
+    PendingApproval {
+        request_id: request.id.clone(),
+        execution_id: execution_of(&request.id),
+        task_token: TaskToken::new(token),
+        request: request.clone(),
+        evaluation: first_evaluation(request, now),
+        messages: vec![],
+        posting: vec![],
+        votes: vec![],
+        state: ApprovalState::Pending,
+        version: 1,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(2),
+        decided_by: None,
+        decided_at: None,
+        closed_by: None,
+        resumed: false,
+        resume_claims: 0,
+        resume_until: None,
+        reminded_through: 0,
+        reevaluated_through: 0,
+        evaluated_at: None,
+    }
+}
+
+/// The execution tests open request `request_id` from.
+pub fn execution_of(request_id: &str) -> String {
+    format!("arn:aws:states:us-east-1:123456789012:execution:regate-approval:{request_id}")
+}
+
+/// An approve ballot by `voter` on `request_id`, on Slack, now.
+pub fn ballot(request_id: &str, voter: &str) -> Ballot {
+    Ballot {
+        request_id: request_id.into(),
+        voter: voter.into(),
+        choice: Choice::Approve,
+        reason: None,
+        platform: Platform::Slack,
+        place: None,
+        at: FixedClock::default().now(),
+    }
+}
+
+/// Turns a ballot into a rejection with `reason`.
+pub fn rejecting(mut ballot: Ballot, reason: Option<&str>) -> Ballot {
+    ballot.choice = Choice::Reject;
+    ballot.reason = reason.map(str::to_string);
+    ballot
+}
+
+/// A Slack voter who clicked in `channel`.
+pub fn slack_voter(user_id: &str) -> Voter {
+    Voter {
+        platform: Platform::Slack,
+        user_id: user_id.into(),
+        conversation: Some("C0PAYMENTS".into()),
+        trigger: Some("trigger-1".into()),
+        tenant: Some(SLACK_TEAM_ID.into()),
+        endpoint: None,
+    }
+}

@@ -1,0 +1,279 @@
+//! The pending store in memory, honouring every condition the DynamoDB adapter writes under,
+//! so domain tests see the same races as moto.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use regate_core::pending::{
+    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
+};
+use regate_core::ports::{PendingStore, StoreError};
+use regate_core::rules::normalize;
+use regate_core::{Evaluation, Vote};
+
+use crate::Fault;
+
+/// The pending store in memory, with the same conditions as DynamoDB's.
+#[derive(Clone, Default)]
+pub struct MemoryPending {
+    items: Arc<Mutex<BTreeMap<String, PendingApproval>>>,
+    pub fault: Fault<StoreError>,
+    /// Updates to let through before one whose answer is lost (see `lose_next_answer_after`).
+    lose_answer: Arc<Mutex<Option<usize>>>,
+    /// Votes stored just before the next vote's write (see `vote_first`).
+    racing_votes: Arc<Mutex<Vec<Vote>>>,
+}
+
+impl MemoryPending {
+    fn update(
+        &self,
+        request_id: &str,
+        allowed: impl FnOnce(&PendingApproval) -> bool,
+        change: impl FnOnce(&mut PendingApproval),
+    ) -> Result<Conditional, StoreError> {
+        self.fault.check()?;
+        let lost = {
+            let mut countdown = self.lose_answer.lock().unwrap();
+            match *countdown {
+                Some(0) => {
+                    *countdown = None;
+                    true
+                }
+                Some(n) => {
+                    *countdown = Some(n - 1);
+                    false
+                }
+                None => false,
+            }
+        };
+        let mut items = self.items.lock().unwrap();
+        Ok(match items.get_mut(request_id) {
+            Some(item) if allowed(item) => {
+                change(item);
+                item.version += 1;
+                let now = Box::new(item.clone());
+                // A lost answer: the write commits, the SDK's retry then fails its condition
+                // and reads the item as it is now.
+                if lost {
+                    Conditional::Lost(Some(now))
+                } else {
+                    Conditional::Done(now)
+                }
+            }
+            Some(item) => Conditional::Lost(Some(Box::new(item.clone()))),
+            None => Conditional::Lost(None),
+        })
+    }
+
+    /// After `updates` more conditional updates, the next one commits but answers as if it
+    /// lost (a committed write whose response was lost, retried by the SDK).
+    pub fn lose_next_answer_after(&self, updates: usize) {
+        *self.lose_answer.lock().unwrap() = Some(updates);
+    }
+
+    /// Stores `vote` just before the next vote's write, as another click's write that got
+    /// there first (between that click's read and its write).
+    pub fn vote_first(&self, vote: Vote) {
+        self.racing_votes.lock().unwrap().push(vote);
+    }
+
+    /// Changes the stored item behind the workflow's back (a crash's leftovers, say).
+    pub fn edit(&self, request_id: &str, change: impl FnOnce(&mut PendingApproval)) {
+        change(self.items.lock().unwrap().get_mut(request_id).unwrap());
+    }
+
+    /// The stored item, as a test sees it.
+    pub fn item(&self, request_id: &str) -> Option<PendingApproval> {
+        self.items.lock().unwrap().get(request_id).cloned()
+    }
+}
+
+impl PendingStore for MemoryPending {
+    async fn create(&self, approval: &PendingApproval) -> Result<Conditional, StoreError> {
+        self.fault.check()?;
+        let mut items = self.items.lock().unwrap();
+        if let Some(existing) = items.get(&approval.request_id) {
+            return Ok(Conditional::Lost(Some(Box::new(existing.clone()))));
+        }
+        items.insert(approval.request_id.clone(), approval.clone());
+        Ok(Conditional::Done(Box::new(approval.clone())))
+    }
+
+    async fn get(&self, request_id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        self.fault.check()?;
+        Ok(self.item(request_id))
+    }
+
+    async fn add_messages(
+        &self,
+        request_id: &str,
+        messages: &[MessageRef],
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending,
+            |i| i.messages.extend_from_slice(messages),
+        )
+    }
+
+    async fn mark_posting(
+        &self,
+        request_id: &str,
+        target_key: &str,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending,
+            |i| i.posting.push(target_key.to_string()),
+        )
+    }
+
+    async fn record_vote(
+        &self,
+        request_id: &str,
+        vote: &Vote,
+        version: u64,
+    ) -> Result<Conditional, StoreError> {
+        let racing: Vec<Vote> = self.racing_votes.lock().unwrap().drain(..).collect();
+        for first in racing {
+            self.edit(request_id, |item| {
+                item.votes.push(first);
+                item.version += 1;
+            });
+        }
+        let voter = normalize(&vote.voter);
+        self.update(
+            request_id,
+            |i| {
+                i.state == ApprovalState::Pending
+                    && i.version == version
+                    && !i.votes.iter().any(|v| normalize(&v.voter) == voter)
+            },
+            |i| i.votes.push(vote.clone()),
+        )
+    }
+
+    async fn replace_token(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+    ) -> Result<Conditional, StoreError> {
+        self.update(request_id, |i| !i.resumed, |i| i.task_token = token.clone())
+    }
+
+    async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
+        self.fault.check()?;
+        let items = self.items.lock().unwrap();
+        Ok(items
+            .values()
+            .filter(|i| !i.resumed)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn advance_reminders(
+        &self,
+        request_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending && i.reminded_through == from,
+            |i| i.reminded_through = to,
+        )
+    }
+
+    async fn reevaluate(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        evaluation: &Evaluation,
+        through: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending && i.version == expected_version,
+            |i| {
+                i.evaluation = evaluation.clone();
+                i.reevaluated_through = through;
+                i.evaluated_at = Some(at);
+            },
+        )
+    }
+
+    async fn claim_resume(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| {
+                i.owes_resume()
+                    && i.resume_claims == claims_seen
+                    && i.resume_until.is_none_or(|held| held <= now)
+            },
+            |i| {
+                i.resume_claims = claims_seen + 1;
+                i.resume_until = Some(until);
+            },
+        )
+    }
+
+    async fn release_resume(
+        &self,
+        request_id: &str,
+        claim: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| !i.resumed && i.resume_claims == claim,
+            |i| i.resume_until = Some(now),
+        )
+    }
+
+    async fn settle(
+        &self,
+        request_id: &str,
+        token: &TaskToken,
+        state: ApprovalState,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| !i.resumed && i.task_token == *token,
+            |i| {
+                i.resumed = true;
+                i.state = state;
+            },
+        )
+    }
+
+    async fn transition(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        closing: &Closing,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.state == ApprovalState::Pending && i.version == expected_version,
+            |i| {
+                i.state = closing.state;
+                i.evaluation = closing.evaluation.clone();
+                i.decided_by = closing.decided_by.clone();
+                i.decided_at = Some(closing.decided_at);
+                i.closed_by = Some(closing.closed_by.clone());
+                i.resumed = closing.resumed;
+                i.resume_claims += 1;
+                i.resume_until = Some(closing.resume_until);
+            },
+        )
+    }
+}
