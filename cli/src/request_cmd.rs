@@ -295,16 +295,13 @@ fn outcome(status: &ExecutionStatus, asked_people: bool) -> (u8, String) {
     }
 }
 
-/// A request id for a request that has none: `req-<UTC time>-<random>`.
+/// A request id for a request that has none: `req-<UTC time>-<UUID v4>`, readable by when it
+/// was made and unique whoever makes it.
 fn new_request_id() -> String {
-    let random: u32 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ std::process::id().rotate_left(16))
-        .unwrap_or_default();
     format!(
-        "req-{}-{:06x}",
+        "req-{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        random & 0xff_ffff
+        uuid::Uuid::new_v4().simple()
     )
 }
 
@@ -410,26 +407,18 @@ async fn status(args: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `90s`, `30m`, `2h`, or a number of seconds.
+/// A duration as humantime reads it (`90s`, `30m`, `2h`, `1h 30m`, `1d`), or a number of
+/// seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m or 2h"))?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{text:?} is not a duration such as 90s, 30m or 2h")),
-    };
-    number
-        .checked_mul(unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{text:?} is too long"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 90s, 30m, 2h or 1h 30m ({e})"))
 }
 
 #[cfg(test)]
@@ -463,14 +452,19 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("99999999999999999h").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 
     #[test]
     fn a_made_up_request_id_is_a_valid_execution_name() {
         let id = new_request_id();
         assert!(id.starts_with("req-") && id.len() <= 80, "{id}");
+        assert_ne!(id, new_request_id(), "two ids made in one second differ");
         assert!(
             id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
             "{id}"

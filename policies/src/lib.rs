@@ -79,9 +79,8 @@ pub fn run_tests(bundle: &PolicyBundle) -> Result<Vec<TestOutcome>, PolicyError>
         limit: Duration::from_secs(5),
         check_interval: NonZeroU32::MIN,
     });
-    let files: Vec<&PolicyFile> = bundle.policies.iter().chain(&bundle.tests).collect();
     let mut outcomes = Vec::new();
-    for name in test_rule_names(&files) {
+    for name in test_rule_names(&mut engine) {
         let mut run = engine.clone();
         let (passed, message) = match run.eval_rule(name.clone()) {
             Ok(regorus::Value::Bool(true)) => (true, None),
@@ -104,37 +103,38 @@ pub fn run_tests(bundle: &PolicyBundle) -> Result<Vec<TestOutcome>, PolicyError>
     Ok(outcomes)
 }
 
-/// `data.<package>.test_<name>` for each test rule head, in file order, once each.
-fn test_rule_names(files: &[&PolicyFile]) -> Vec<String> {
+/// `data.<package>.test_<name>` for each test rule, in load order, once each: read from regorus'
+/// own parse of the loaded files (its `unstable` AST), so a `test_` line inside a string or a
+/// comment is no rule, and an indented or `default` one is. Functions (`test_f(x)`) are not
+/// tests, as in OPA.
+fn test_rule_names(engine: &mut regorus::Engine) -> Vec<String> {
+    use regorus::unstable::{Rule, RuleHead};
+    use regorus::utils::get_path_string;
     let mut seen = BTreeSet::new();
     let mut names = Vec::new();
-    for file in files {
-        let mut package = None;
-        for line in file.source.lines() {
-            if let Some(rest) = line.strip_prefix("package ") {
-                package = Some(rest.trim().to_string());
+    for module in engine.get_modules() {
+        let Ok(package) = get_path_string(&module.package.refr, Some("data")) else {
+            continue;
+        };
+        for rule in &module.policy {
+            let head = match rule.as_ref() {
+                Rule::Spec {
+                    head: RuleHead::Compr { refr, .. },
+                    ..
+                }
+                | Rule::Default { refr, .. } => refr,
+                Rule::Spec { .. } => continue,
+            };
+            let Ok(name) = get_path_string(head, None) else {
                 continue;
-            }
-            let Some(package) = &package else { continue };
-            if !line.starts_with("test_") {
-                continue;
-            }
-            let rule: String = line
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let full = format!("data.{package}.{rule}");
-            if is_rule_head(line, &rule) && seen.insert(full.clone()) {
+            };
+            let full = format!("{package}.{name}");
+            if name.starts_with("test_") && !name.contains('.') && seen.insert(full.clone()) {
                 names.push(full);
             }
         }
     }
     names
-}
-
-fn is_rule_head(line: &str, name: &str) -> bool {
-    line.strip_prefix(name)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '{', ':', '=', '[']))
 }
 
 #[cfg(test)]
@@ -163,17 +163,59 @@ mod tests {
         assert!(error.to_string().contains("no-such-folder"), "{error}");
     }
 
+    /// The test rules of `sources` (policy files of an otherwise empty bundle).
+    fn tests_in(sources: &[&str]) -> Vec<String> {
+        let files = sources
+            .iter()
+            .enumerate()
+            .map(|(i, source)| PolicyFile {
+                path: format!("t{i}.rego"),
+                source: source.to_string(),
+            })
+            .collect();
+        let bundle = PolicyBundle::from_files(files, None).unwrap();
+        test_rule_names(&mut interpreter(&bundle, true).unwrap())
+    }
+
     #[test]
-    fn test_rules_are_found_per_package() {
-        let file = PolicyFile {
-            path: "a_test.rego".into(),
-            source: "package approvals_test\n\ntest_one if { true }\ntest_two := true\nnot_a_test if { true }\ntest_one if { false }\n".into(),
-        };
+    fn test_rules_are_found_per_package_once_each() {
+        let found = tests_in(&["package approvals_test\n\ntest_one if { true }\ntest_two := true\nnot_a_test if { true }\ntest_one if { false }\n"]);
         assert_eq!(
-            test_rule_names(&[&file]),
+            found,
             [
                 "data.approvals_test.test_one",
                 "data.approvals_test.test_two"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_real_test_rules_count_in_tricky_files() {
+        let tricky = r#"package a.b_test
+
+# test_commented if { true }
+message := `
+test_in_a_raw_string if { true }
+`
+other := "test_in_a_string if { true }"
+
+  test_indented if {
+    true
+  }
+default test_defaulted := false
+test_defaulted if { true }
+test_function(x) if { x }
+test_set contains 1
+test_object.key := 1
+testing_prefix_only if { true }
+test_last if { true }"#;
+        assert_eq!(
+            tests_in(&[tricky, "package second\ntest_other := true"]),
+            [
+                "data.a.b_test.test_indented",
+                "data.a.b_test.test_defaulted",
+                "data.a.b_test.test_last",
+                "data.second.test_other",
             ]
         );
     }

@@ -37,8 +37,8 @@ use regate_core::time::format_rfc3339_ms;
 use regate_core::Outcome;
 use regate_core::PolicyBundle;
 
-use crate::attr::{attrs_to_map, map_to_attrs};
 use crate::error::{classify, store_error};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 /// Shards per day in the `by_day` index. A request always lands in the same shard.
 pub const DEFAULT_DAY_SHARDS: u32 = 8;
@@ -308,9 +308,7 @@ impl DynamoDecisionLog {
             ),
         ]);
         let json = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if let serde_json::Value::Object(fields) = json {
-            item.extend(map_to_attrs(&fields));
-        }
+        item.extend(to_item(json).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         Ok(item)
     }
 
@@ -397,25 +395,17 @@ impl DynamoDecisionLog {
     }
 }
 
-/// Every page of a query, read as events.
+/// Every page of a query, read as events (the SDK's paginator follows `LastEvaluatedKey`).
 async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Event>, StoreError> {
+    let mut pages = query.into_paginator().send();
     let mut events = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let output = query
-            .clone()
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| store_error(classify(&e)))?;
-        for item in output.items() {
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| store_error(classify(&e)))?;
+        for item in page.items() {
             events.push(event_from_item(item)?);
         }
-        match output.last_evaluated_key() {
-            Some(next) if !next.is_empty() => start = Some(next.clone()),
-            _ => return Ok(events),
-        }
     }
+    Ok(events)
 }
 
 impl DecisionLog for DynamoDecisionLog {
@@ -468,8 +458,8 @@ impl DecisionLog for DynamoDecisionLog {
 }
 
 fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, StoreError> {
-    let mut fields = attrs_to_map(item)
-        .ok_or_else(|| StoreError::Corrupt("an event holds a non-JSON attribute".into()))?;
+    let mut fields: serde_json::Map<String, serde_json::Value> = from_item(item.clone())
+        .map_err(|e| StoreError::Corrupt(format!("an event holds a non-JSON attribute: {e}")))?;
     for key in ["pk", "sk", "day_shard"] {
         fields.remove(key);
     }
@@ -559,6 +549,33 @@ mod tests {
                 .meta(meta("ConditionalCheckFailedException"))
                 .build(),
         )
+    }
+
+    #[test]
+    fn an_events_json_data_survives_a_round_trip_through_its_item() {
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, []);
+        let log = DynamoDecisionLog::new(client, "DecisionLog");
+        let draft = EventDraft::new(EventKind::Evaluated)
+            .data("list", serde_json::json!([1, -2, 1.5, "x", null, true, ""]))
+            .data("nested", serde_json::json!({"c": u64::MAX, "d": {"e": []}}));
+        let event = next_event("chg-1", None, draft, at()).unwrap();
+        let item = log.item(&event).unwrap();
+        assert_eq!(item["pk"], AttributeValue::S("REQ#chg-1".into()));
+        assert_eq!(event_from_item(&item).unwrap(), event);
+        assert!(regate_core::chain::verify_chain("chg-1", std::slice::from_ref(&event)).is_ok());
+    }
+
+    #[test]
+    fn an_item_with_a_binary_attribute_is_not_an_event() {
+        let mut item = HashMap::from([(
+            "data".to_string(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![1])),
+        )]);
+        item.insert("pk".into(), AttributeValue::S("REQ#chg-1".into()));
+        assert!(matches!(
+            event_from_item(&item),
+            Err(StoreError::Corrupt(message)) if message.contains("non-JSON")
+        ));
     }
 
     /// Appends a first event to a log whose `PutItem` answers as `put` says, trying `attempts`

@@ -4,7 +4,6 @@
 //! `AWS_ACCESS_KEY_ID`, ...) and `AWS_ENDPOINT_URL`, so the same code talks to AWS and to the
 //! local stack.
 
-mod attr;
 pub mod checkpoints;
 pub mod config;
 pub mod decision_log;

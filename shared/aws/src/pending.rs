@@ -214,22 +214,23 @@ impl PendingStore for DynamoPendingStore {
 
     async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
         let mut found = Vec::new();
-        let mut start = None;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SWEEP_INDEX)
+            .key_condition_expression("#sweep = :due")
+            .expression_attribute_names("#sweep", SWEEP_ATTRIBUTE)
+            .expression_attribute_values(":due", AttributeValue::S(SWEEP_DUE.into()))
+            .into_paginator()
+            .page_size(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send();
         while found.len() < limit {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(SWEEP_INDEX)
-                .key_condition_expression("#sweep = :due")
-                .expression_attribute_names("#sweep", SWEEP_ATTRIBUTE)
-                .expression_attribute_values(":due", AttributeValue::S(SWEEP_DUE.into()))
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error(classify(&e)))?;
-            for key in page.items() {
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = page.map_err(|e| store_error(classify(&e)))?;
+            for key in page.items().iter().take(limit - found.len()) {
                 let Some(AttributeValue::S(request_id)) = key.get("request_id") else {
                     return Err(StoreError::Corrupt(
                         "a by_sweep entry has no request_id".into(),
@@ -239,10 +240,6 @@ impl PendingStore for DynamoPendingStore {
                 if let Some(now) = self.get(request_id).await? {
                     found.push(now);
                 }
-            }
-            match page.last_evaluated_key() {
-                Some(next) if !next.is_empty() => start = Some(next.clone()),
-                _ => break,
             }
         }
         found.retain(|item| !item.resumed);

@@ -1,9 +1,11 @@
 //! Chat platforms for regate: approval messages, verification of inbound clicks, and API
 //! clients for Slack and Microsoft Teams, and [`Chats`], which serves both through one port.
 
+mod retry;
 pub mod slack;
 pub mod teams;
 pub mod text;
+pub mod view;
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};

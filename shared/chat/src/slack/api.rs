@@ -13,18 +13,16 @@ use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Reminde
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::blocks::{approval_message, reason_modal, reminder_message, MAX_NAMED_APPROVERS};
+use super::blocks::{approval_message, reason_modal, reminder_message};
 use super::SlackWorkspace;
+use crate::retry::{retry_after, Retries};
+use crate::view::MAX_NAMED_APPROVERS;
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
 /// All the user lookups for one message's mentions share this much time.
 const MENTION_BUDGET: Duration = Duration::from_millis(800);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A longer `Retry-After` is read as this: any wait past the budget gives up at once anyway,
-/// and an absurd value must not overflow the arithmetic.
-const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
 
 /// The Slack app's secrets, as stored in Secrets Manager: `{"signing_secret", "bot_token"}`.
 pub struct SlackSecrets {
@@ -184,15 +182,13 @@ impl SlackApi {
 
     #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Slack", rpc.method = method))]
     async fn call(&self, method: &str, payload: Payload) -> Result<Value, ChatError> {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
+        let mut retries = Retries::start(self.budget);
         loop {
-            let remaining = self.budget.saturating_sub(started.elapsed());
             let builder = self
                 .http
                 .post(format!("{}/{method}", self.base_url))
                 .bearer_auth(self.token.expose_secret())
-                .timeout(remaining.clamp(Duration::from_millis(100), MAX_ATTEMPT_TIMEOUT));
+                .timeout(retries.attempt_timeout(MAX_ATTEMPT_TIMEOUT));
             let builder = match &payload {
                 Payload::Json(body) => builder.json(body),
                 Payload::Form(fields) => builder
@@ -203,26 +199,22 @@ impl SlackApi {
                             .finish(),
                     ),
             };
-            let wait = match builder.send().await {
-                Err(error) => Retry::After(
-                    backoff,
+            let (retry_after, error) = match builder.send().await {
+                Err(error) => (
+                    None,
                     ChatError::Unavailable(format!("{method}: {}", without_url(error))),
                 ),
                 Ok(response) if response.status().as_u16() == 429 => {
-                    let seconds = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .unwrap_or(1)
-                        .min(MAX_RETRY_AFTER_SECONDS);
-                    Retry::After(
-                        Duration::from_secs(seconds),
+                    // Slack always says how long; one second when it does not.
+                    let wait = retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
+                    let seconds = wait.as_secs();
+                    (
+                        Some(wait),
                         ChatError::RateLimited(format!("{method}: Retry-After {seconds} s")),
                     )
                 }
-                Ok(response) if response.status().is_server_error() => Retry::After(
-                    backoff,
+                Ok(response) if response.status().is_server_error() => (
+                    None,
                     ChatError::Unavailable(format!(
                         "{method}: HTTP {}",
                         response.status().as_u16()
@@ -244,8 +236,8 @@ impl SlackApi {
                                 .unwrap_or("unknown_error")
                                 .to_string();
                             match SlackFailure::from_code(&code) {
-                                SlackFailure::RateLimited => Retry::After(
-                                    Duration::from_secs(1),
+                                SlackFailure::RateLimited => (
+                                    Some(Duration::from_secs(1)),
                                     ChatError::RateLimited(format!("{method}: {code}")),
                                 ),
                                 failure => return Err(failure.into_chat_error(method, &code)),
@@ -254,13 +246,7 @@ impl SlackApi {
                     }
                 }
             };
-            let Retry::After(delay, error) = wait;
-            if started.elapsed().saturating_add(delay) >= self.budget {
-                tracing::warn!(method, error = %error, "Slack call gave up within its time budget");
-                return Err(error);
-            }
-            tokio::time::sleep(delay).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            retries.wait(retry_after, error, method).await?;
         }
     }
 
@@ -429,10 +415,6 @@ impl SlackApi {
         remember(cache, &key, found.clone());
         Ok(found)
     }
-}
-
-enum Retry {
-    After(Duration, ChatError),
 }
 
 /// A network error without its URL, which only makes the message longer.

@@ -17,9 +17,6 @@ pub const MAX_FIELD_TEXT: usize = 2000;
 pub const MAX_FIELDS: usize = 10;
 pub const MAX_BUTTON_TEXT: usize = 75;
 pub const MAX_BUTTON_VALUE: usize = 2000;
-/// Approvers named (and mentioned) in a message; a long list ends "and N more", so a group of
-/// hundreds neither floods the message nor costs a user lookup each.
-pub const MAX_NAMED_APPROVERS: usize = 10;
 /// The `text` fallback shown in notifications.
 pub const MAX_FALLBACK_TEXT: usize = 3000;
 
@@ -30,10 +27,9 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+use crate::text::reminder_text;
 pub use crate::text::truncate;
-use crate::text::{
-    ending, named_approvers, reminder_text, requirement_lines, short_hash, vote_line, Ending,
-};
+use crate::view::{vote_line, Ending, MessageView, Named};
 
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT)}})
@@ -58,7 +54,7 @@ fn person(identity: &str, mentions: &BTreeMap<String, String>) -> String {
 /// A reminder's text for the approval message's thread, naming (with `mentions`) the first
 /// approvers who have not voted.
 pub fn reminder_message(reminder: &Reminder<'_>, mentions: &BTreeMap<String, String>) -> String {
-    let (named, more) = named_approvers(&reminder.waiting_on, MAX_NAMED_APPROVERS);
+    let Named { named, more } = Named::first(&reminder.waiting_on);
     let who: Vec<String> = named.iter().map(|a| person(a, mentions)).collect();
     reminder_text(&who, more, reminder.left)
 }
@@ -69,50 +65,23 @@ pub fn approval_message(
     view: ApprovalView<'_>,
     mentions: &BTreeMap<String, String>,
 ) -> (String, Value) {
-    let approval = view.approval;
-    let request = &approval.request;
-    let decision = &view.evaluation.decision;
-    let state_word = match approval.state {
-        ApprovalState::Pending => "Approval needed",
-        ApprovalState::Approved => "Approved",
-        ApprovalState::Rejected => "Rejected",
-        ApprovalState::Expired => "Expired",
-    };
-    let mut blocks = vec![
-        json!({"type": "header", "text": plain(&format!("{state_word}: {}", request.summary), MAX_HEADER_TEXT)}),
-    ];
-
-    let mut fields = vec![
-        field("Action", &request.action),
-        field(
-            "Resource",
-            &format!("{} {}", request.resource.kind, request.resource.name),
-        ),
-        field("Environment", &request.environment),
-        field("Requester", &request.requester.id),
-    ];
-    if let Some(initiator) = &request.initiator {
-        fields.push(field("Initiator", &initiator.id));
-    }
+    let message = MessageView::of(view);
+    let title = format!("{}: {}", message.state_word, message.summary);
+    let mut blocks = vec![json!({"type": "header", "text": plain(&title, MAX_HEADER_TEXT)})];
+    let mut fields: Vec<Value> = message
+        .facts
+        .iter()
+        .map(|(label, value)| field(label, value))
+        .collect();
     fields.truncate(MAX_FIELDS);
     blocks.push(json!({"type": "section", "fields": fields}));
-
-    if !decision.reasons.is_empty() {
-        let reasons: Vec<String> = decision
-            .reasons
-            .iter()
-            .map(|r| format!("• {}", escape(r)))
-            .collect();
-        blocks.push(section(&format!("*Why*\n{}", reasons.join("\n"))));
+    if !message.why.is_empty() {
+        let reasons = bullets(message.why.iter().map(|r| escape(r)));
+        blocks.push(section(&format!("*Why*\n{reasons}")));
     }
-    if !decision.requirements.is_empty() {
-        let lines: Vec<String> = requirement_lines(decision, escape)
-            .iter()
-            .map(|line| format!("• {line}"))
-            .collect();
-        let mut text = format!("*Approvals*\n{}", lines.join("\n"));
-        if approval.state == ApprovalState::Pending && !decision.approvers.is_empty() {
-            let (named, more) = named_approvers(&decision.approvers, MAX_NAMED_APPROVERS);
+    if !message.requirements.is_empty() {
+        let mut text = format!("*Approvals*\n{}", bullets(message.progress_lines(escape)));
+        if let Some(Named { named, more }) = message.can_approve {
             let mut who: Vec<String> = named.iter().map(|a| person(a, mentions)).collect();
             if more > 0 {
                 who.push(format!("and {more} more"));
@@ -121,45 +90,44 @@ pub fn approval_message(
         }
         blocks.push(section(&text));
     }
-    if !approval.votes.is_empty() {
-        let lines: Vec<String> = approval
+    if !message.votes.is_empty() {
+        let lines = message
             .votes
             .iter()
-            .map(|v| format!("• {}", vote_line(v, &person(&v.voter, mentions), escape)))
-            .collect();
-        blocks.push(section(&format!("*Votes*\n{}", lines.join("\n"))));
+            .map(|v| vote_line(v, &person(&v.voter, mentions), escape));
+        blocks.push(section(&format!("*Votes*\n{}", bullets(lines))));
     }
-    if !request.links.is_empty() {
-        let links: Vec<String> = request
-            .links
-            .iter()
-            .map(|l| {
-                format!(
-                    "• <{}|{}>",
-                    l.url
-                        .replace('|', "%7C")
-                        .replace('>', "%3E")
-                        .replace('<', "%3C"),
-                    escape(&l.title).replace('|', "¦")
-                )
-            })
-            .collect();
-        blocks.push(section(&format!("*Links*\n{}", links.join("\n"))));
+    if !message.links.is_empty() {
+        let links = message.links.iter().map(|l| {
+            let url = l
+                .url
+                .replace('|', "%7C")
+                .replace('>', "%3E")
+                .replace('<', "%3C");
+            format!("<{url}|{}>", escape(&l.title).replace('|', "¦"))
+        });
+        blocks.push(section(&format!("*Links*\n{}", bullets(links))));
     }
-    if let Some(outcome) = final_line(view) {
-        blocks.push(section(&outcome));
+    if let Some(ending) = &message.ending {
+        blocks.push(section(&ending_line(ending)));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
-        &format!("Request `{}` · policy `{}`", escape(&request.id), short_hash(&view.evaluation.policy_revision)), MAX_SECTION_TEXT)}]}));
-    if approval.state == ApprovalState::Pending {
-        blocks.push(buttons(&request.id));
+    let footer = format!(
+        "Request `{}` · policy `{}`",
+        escape(message.request_id),
+        message.policy
+    );
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&footer, MAX_SECTION_TEXT)}]}));
+    if let Some(buttons) = &message.buttons {
+        blocks.push(buttons_block(buttons.request_id));
     }
     blocks.truncate(MAX_BLOCKS);
     // Slack reads the fallback `text` as mrkdwn too, so it is escaped like everything else.
+    let request = &view.approval.request;
     let fallback = truncate(
         &format!(
-            "{state_word}: {} ({} in {})",
-            escape(&request.summary),
+            "{}: {} ({} in {})",
+            message.state_word,
+            escape(message.summary),
             escape(&request.action),
             escape(&request.environment)
         ),
@@ -168,7 +136,13 @@ pub fn approval_message(
     (fallback, Value::Array(blocks))
 }
 
-fn buttons(request_id: &str) -> Value {
+/// Lines as a bulleted list.
+fn bullets(lines: impl IntoIterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.into_iter().map(|line| format!("• {line}")).collect();
+    lines.join("\n")
+}
+
+fn buttons_block(request_id: &str) -> Value {
     let value = truncate(request_id, MAX_BUTTON_VALUE);
     json!({"type": "actions", "block_id": "decision", "elements": [
         {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "text": plain("Approve", MAX_BUTTON_TEXT), "value": value},
@@ -178,18 +152,22 @@ fn buttons(request_id: &str) -> Value {
     ]})
 }
 
-fn final_line(view: ApprovalView<'_>) -> Option<String> {
-    let Ending { by, when, reason } = ending(view.approval, escape);
-    match view.approval.state {
-        ApprovalState::Pending => None,
-        ApprovalState::Approved => Some(format!(":white_check_mark: *Approved*{by}{when}")),
+fn ending_line(ending: &Ending<'_>) -> String {
+    let (by, when) = ending.by_and_when(escape);
+    match ending.state {
         ApprovalState::Rejected => {
-            let reason = reason.map(|r| format!("\n> {r}")).unwrap_or_default();
-            Some(format!(":no_entry: *Rejected*{by}{when}{reason}"))
+            let reason = ending.reason.map(|r| format!("\n> {}", escape(r)));
+            format!(
+                ":no_entry: *Rejected*{by}{when}{}",
+                reason.unwrap_or_default()
+            )
         }
-        ApprovalState::Expired => Some(format!(
-            ":hourglass: *Expired*{when}: no decision within the time allowed"
-        )),
+        ApprovalState::Expired => {
+            format!(":hourglass: *Expired*{when}: no decision within the time allowed")
+        }
+        ApprovalState::Approved | ApprovalState::Pending => {
+            format!(":white_check_mark: *Approved*{by}{when}")
+        }
     }
 }
 
@@ -495,7 +473,7 @@ mod tests {
             links.contains("https://x.example/0%7C%3C%3E"),
             "a URL cannot break out of its link"
         );
-        let value = buttons(&"i".repeat(3000));
+        let value = buttons_block(&"i".repeat(3000));
         assert_eq!(
             value["elements"][0]["value"]
                 .as_str()

@@ -6,10 +6,8 @@
 use regate_core::{ApprovalState, ApprovalView, Reminder};
 use serde_json::{json, Value};
 
-use crate::text::{
-    ending, named_approvers, reminder_text, requirement_lines, short_hash, truncate, vote_line,
-    Ending,
-};
+use crate::text::{reminder_text, truncate};
+use crate::view::{vote_line, Buttons, Ending, MessageView, Named};
 
 /// `Action.Execute` verbs; the request id rides in the action's `data`.
 pub const APPROVE_VERB: &str = "regate.approve";
@@ -20,8 +18,6 @@ pub const REASON_INPUT: &str = "reason";
 pub const MAX_CARD_BYTES: usize = 28 * 1024;
 /// The longest reason a voter can type.
 pub const MAX_REASON_CHARS: usize = 1000;
-/// Approvers named (and mentioned) on a card; the rest are counted.
-pub const MAX_NAMED_APPROVERS: usize = 10;
 /// The longest text any one element shows; a request's own fields are far shorter.
 const MAX_TEXT_CHARS: usize = 2000;
 
@@ -64,57 +60,30 @@ fn mention(identity: &str) -> (String, Value) {
     (text, entity)
 }
 
-fn state_word(state: ApprovalState) -> &'static str {
-    match state {
-        ApprovalState::Pending => "Approval needed",
-        ApprovalState::Approved => "Approved",
-        ApprovalState::Rejected => "Rejected",
-        ApprovalState::Expired => "Expired",
-    }
-}
-
 /// The approval card in its current state. While pending it has Approve and Reject, and a
 /// reason input (required by Reject only, when the policy wants a reason); once closed it has
 /// no buttons and says how it ended (or that the workflow is still being told).
 pub fn approval_card(view: ApprovalView<'_>) -> Value {
-    let approval = view.approval;
-    let request = &approval.request;
-    let decision = &view.evaluation.decision;
-    let pending = approval.state == ApprovalState::Pending;
+    let message = MessageView::of(view);
     let mut entities = Vec::new();
+    let title = format!("{}: {}", message.state_word, escape(message.summary));
     let mut body = vec![json!({
         "type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
-        "text": truncate(&format!("{}: {}", state_word(approval.state), escape(&request.summary)), MAX_TEXT_CHARS),
+        "text": truncate(&title, MAX_TEXT_CHARS),
     })];
-    let mut facts = vec![
-        fact("Action", &request.action),
-        fact(
-            "Resource",
-            &format!("{} {}", request.resource.kind, request.resource.name),
-        ),
-        fact("Environment", &request.environment),
-        fact("Requester", &request.requester.id),
-    ];
-    if let Some(initiator) = &request.initiator {
-        facts.push(fact("Initiator", &initiator.id));
-    }
+    let facts: Vec<Value> = message
+        .facts
+        .iter()
+        .map(|(title, value)| fact(title, value))
+        .collect();
     body.push(json!({"type": "FactSet", "facts": facts}));
-    if !decision.reasons.is_empty() {
-        let lines: Vec<String> = decision
-            .reasons
-            .iter()
-            .map(|r| format!("- {}", escape(r)))
-            .collect();
-        body.push(text_block(&format!("**Why**\n{}", lines.join("\n"))));
+    if !message.why.is_empty() {
+        let reasons = bullets(message.why.iter().map(|r| escape(r)));
+        body.push(text_block(&format!("**Why**\n{reasons}")));
     }
-    if !decision.requirements.is_empty() {
-        let lines: Vec<String> = requirement_lines(decision, escape)
-            .iter()
-            .map(|line| format!("- {line}"))
-            .collect();
-        let mut text = format!("**Approvals**\n{}", lines.join("\n"));
-        if pending && !decision.approvers.is_empty() {
-            let (named, more) = named_approvers(&decision.approvers, MAX_NAMED_APPROVERS);
+    if !message.requirements.is_empty() {
+        let mut text = format!("**Approvals**\n{}", bullets(message.progress_lines(escape)));
+        if let Some(Named { named, more }) = message.can_approve {
             let mut who = Vec::new();
             for approver in named {
                 let (text, entity) = mention(approver);
@@ -128,34 +97,36 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         }
         body.push(text_block(&text));
     }
-    if !approval.votes.is_empty() {
-        let lines: Vec<String> = approval
+    if !message.votes.is_empty() {
+        let lines = message
             .votes
             .iter()
-            .map(|v| format!("- {}", vote_line(v, &escape(&v.voter), escape)))
-            .collect();
-        body.push(text_block(&format!("**Votes**\n{}", lines.join("\n"))));
+            .map(|v| vote_line(v, &escape(&v.voter), escape));
+        body.push(text_block(&format!("**Votes**\n{}", bullets(lines))));
     }
-    if !request.links.is_empty() {
-        let links: Vec<String> = request
-            .links
-            .iter()
-            .map(|l| {
-                let url = l
-                    .url
-                    .replace('(', "%28")
-                    .replace(')', "%29")
-                    .replace(' ', "%20");
-                format!("- [{}]({url})", escape(&l.title))
-            })
-            .collect();
-        body.push(text_block(&format!("**Links**\n{}", links.join("\n"))));
+    if !message.links.is_empty() {
+        let links = message.links.iter().map(|l| {
+            let url = l
+                .url
+                .replace('(', "%28")
+                .replace(')', "%29")
+                .replace(' ', "%20");
+            format!("[{}]({url})", escape(&l.title))
+        });
+        body.push(text_block(&format!("**Links**\n{}", bullets(links))));
     }
-    if let Some(outcome) = final_line(view) {
-        body.push(json!({"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": truncate(&outcome, MAX_TEXT_CHARS)}));
+    if let Some(ending) = &message.ending {
+        body.push(json!({"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": truncate(&ending_line(ending), MAX_TEXT_CHARS)}));
     }
-    body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "size": "Small",
-        "text": truncate(&format!("Request {} · policy {}", escape(&request.id), escape(&short_hash(&view.evaluation.policy_revision))), MAX_TEXT_CHARS)}));
+    let footer = format!(
+        "Request {} · policy {}",
+        escape(message.request_id),
+        escape(&message.policy)
+    );
+    body.push(
+        json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "size": "Small",
+        "text": truncate(&footer, MAX_TEXT_CHARS)}),
+    );
     let mut card = json!({
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -163,8 +134,11 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         "body": body,
         "msteams": {"width": "Full", "entities": entities},
     });
-    if pending {
-        let reason_required = decision.reject_reason_required;
+    if let Some(Buttons {
+        request_id,
+        reason_required,
+    }) = message.buttons
+    {
         let label = if reason_required {
             "Reason (needed to reject)"
         } else {
@@ -177,7 +151,7 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
                 "errorMessage": "Give a reason for the rejection."}),
             );
         }
-        let data = json!({"request_id": request.id});
+        let data = json!({"request_id": request_id});
         card["actions"] = json!([
             {"type": "Action.Execute", "title": "Approve", "verb": APPROVE_VERB, "style": "positive",
              "data": data, "associatedInputs": "none"},
@@ -186,6 +160,12 @@ pub fn approval_card(view: ApprovalView<'_>) -> Value {
         ]);
     }
     fit(card, view)
+}
+
+/// Lines as a Markdown list.
+fn bullets(lines: impl IntoIterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.into_iter().map(|line| format!("- {line}")).collect();
+    lines.join("\n")
 }
 
 /// A card whose facts would exceed Teams' limit (a huge policy reason list, say) drops its
@@ -240,7 +220,7 @@ pub fn answer_card(text: &str, view: ApprovalView<'_>) -> Value {
 /// A reminder for the card's thread, mentioning the first approvers who have not voted (Teams
 /// resolves a mention by a user's UPN in Adaptive Cards).
 pub fn reminder_card(reminder: &Reminder<'_>) -> Value {
-    let (named, more) = named_approvers(&reminder.waiting_on, MAX_NAMED_APPROVERS);
+    let Named { named, more } = Named::first(&reminder.waiting_on);
     let (who, entities): (Vec<String>, Vec<Value>) = named.iter().map(|a| mention(a)).unzip();
     let mut card = notice_card("");
     card["body"] = json!([text_block(&reminder_text(&who, more, reminder.left))]);
@@ -254,24 +234,25 @@ pub fn notice_card(text: &str) -> Value {
         "version": "1.5", "body": [text_block(&escape(text))]})
 }
 
-fn final_line(view: ApprovalView<'_>) -> Option<String> {
-    let approval = view.approval;
-    let Ending { by, when, reason } = ending(approval, escape);
-    let waiting = if approval.owes_resume() {
+fn ending_line(ending: &Ending<'_>) -> String {
+    let (by, when) = ending.by_and_when(escape);
+    let waiting = if ending.telling_workflow {
         " (the workflow is being told)"
     } else {
         ""
     };
-    match approval.state {
-        ApprovalState::Pending => None,
-        ApprovalState::Approved => Some(format!("✅ Approved{by}{when}{waiting}")),
+    match ending.state {
         ApprovalState::Rejected => {
-            let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
-            Some(format!("⛔ Rejected{by}{when}{waiting}{reason}"))
+            let reason = ending.reason.map(|r| format!(": {}", escape(r)));
+            format!(
+                "⛔ Rejected{by}{when}{waiting}{}",
+                reason.unwrap_or_default()
+            )
         }
-        ApprovalState::Expired => Some(format!(
-            "⌛ Expired{when}: no decision within the time allowed"
-        )),
+        ApprovalState::Expired => format!("⌛ Expired{when}: no decision within the time allowed"),
+        ApprovalState::Approved | ApprovalState::Pending => {
+            format!("✅ Approved{by}{when}{waiting}")
+        }
     }
 }
 

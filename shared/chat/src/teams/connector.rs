@@ -15,6 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::retry::{retry_after, Retries};
+
 /// Where single-tenant bots get their tokens.
 pub const LOGIN_BASE: &str = "https://login.microsoftonline.com";
 /// The scope of a Bot Connector token.
@@ -28,9 +30,7 @@ pub const SERVICE_HOSTS: [&str; 4] = [
 ];
 /// A token is used until this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
-/// The longest `Retry-After` honoured; a longer one gives up at once (past any budget).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest one attempt may take.
 const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Member lookups are cached this long.
 const MEMBER_TTL: Duration = Duration::from_secs(15 * 60);
@@ -118,7 +118,8 @@ pub struct Connector {
 
 enum Attempt {
     Done(Value),
-    Retry(Duration, ChatError),
+    /// Worth retrying, after `Retry-After` when the connector gave one.
+    Retry(Option<Duration>, ChatError),
 }
 
 impl Connector {
@@ -311,23 +312,21 @@ impl Connector {
             }
         }
         let what = format!("connector {method} {path}");
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
+        let mut retries = Retries::start(self.budget);
         let mut renewed_token = false;
         loop {
-            let remaining = self.budget.saturating_sub(started.elapsed());
             let token = self.token().await?;
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
                 .bearer_auth(token.expose_secret())
-                .timeout(remaining.clamp(Duration::from_millis(100), MAX_ATTEMPT_TIMEOUT));
+                .timeout(retries.attempt_timeout(MAX_ATTEMPT_TIMEOUT));
             if let Some(body) = body {
                 request = request.json(body);
             }
             let attempt = match request.send().await {
                 Err(error) => Attempt::Retry(
-                    backoff,
+                    None,
                     ChatError::Unavailable(format!("{what}: {}", error.without_url())),
                 ),
                 Ok(response) => {
@@ -338,26 +337,22 @@ impl Connector {
                         renewed_token = true;
                         continue;
                     }
-                    let retry_after = retry_after(&response);
+                    let retry_after = retry_after(response.headers());
                     let operation = response
                         .headers()
                         .get("x-correlating-operationid")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     let text = response.text().await.unwrap_or_default();
-                    classify(status, &text, retry_after, backoff, &what, operation)?
+                    classify(status, &text, retry_after, &what, operation)?
                 }
             };
-            let (delay, error) = match attempt {
+            match attempt {
                 Attempt::Done(value) => return Ok(value),
-                Attempt::Retry(delay, error) => (delay, error),
-            };
-            if started.elapsed().saturating_add(delay) >= self.budget {
-                tracing::warn!(call = %what, error = %error, "Bot Connector call gave up within its time budget");
-                return Err(error);
+                Attempt::Retry(retry_after, error) => {
+                    retries.wait(retry_after, error, &what).await?
+                }
             }
-            tokio::time::sleep(delay).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -430,21 +425,11 @@ impl Connector {
     }
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 /// What an answer means: done, worth retrying after a delay, or a typed error.
 fn classify(
     status: StatusCode,
     text: &str,
     retry_after: Option<Duration>,
-    backoff: Duration,
     what: &str,
     operation: Option<String>,
 ) -> Result<Attempt, ChatError> {
@@ -474,11 +459,11 @@ fn classify(
     let described = format!("{what}: HTTP {} {code}{operation}", status.as_u16());
     match status.as_u16() {
         429 => Ok(Attempt::Retry(
-            retry_after.unwrap_or(backoff),
+            retry_after,
             ChatError::RateLimited(described),
         )),
         412 | 502 | 504 => Ok(Attempt::Retry(
-            retry_after.unwrap_or(backoff),
+            retry_after,
             ChatError::Unavailable(described),
         )),
         403 if code == "MessageWritesBlocked" => Err(ChatError::Refused(format!(
@@ -547,12 +532,10 @@ mod tests {
 
     #[test]
     fn statuses_map_to_retries_and_typed_errors() {
-        let backoff = Duration::from_millis(200);
         let retried = |status: u16, after: Option<Duration>| match classify(
             StatusCode::from_u16(status).unwrap(),
             "",
             after,
-            backoff,
             "x",
             None,
         ) {
@@ -561,17 +544,16 @@ mod tests {
         };
         assert_eq!(
             retried(429, Some(Duration::from_secs(2))),
-            Some(Duration::from_secs(2))
+            Some(Some(Duration::from_secs(2)))
         );
-        assert_eq!(retried(429, None), Some(backoff));
+        assert_eq!(retried(429, None), Some(None), "no Retry-After: backoff");
         for status in [412, 502, 504] {
-            assert_eq!(retried(status, None), Some(backoff), "{status}");
+            assert_eq!(retried(status, None), Some(None), "{status}");
         }
         let blocked = classify(
             StatusCode::FORBIDDEN,
             r#"{"error":{"code":"MessageWritesBlocked","message":"blocked"}}"#,
             None,
-            backoff,
             "x",
             Some("op-1".into()),
         );
@@ -580,16 +562,9 @@ mod tests {
             "{}",
             blocked.err().map(|e| e.to_string()).unwrap_or_default()
         );
-        let big = classify(StatusCode::PAYLOAD_TOO_LARGE, "", None, backoff, "x", None);
+        let big = classify(StatusCode::PAYLOAD_TOO_LARGE, "", None, "x", None);
         assert!(matches!(big, Err(ChatError::Refused(ref m)) if m.contains("too big")));
-        let down = classify(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "",
-            None,
-            backoff,
-            "x",
-            None,
-        );
+        let down = classify(StatusCode::SERVICE_UNAVAILABLE, "", None, "x", None);
         assert!(matches!(down, Err(ChatError::Unavailable(_))));
     }
 
