@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use regate_chat::teams::connector::BotCredentials;
 use regate_chat::teams::{card_activity, Connector};
 use regate_core::ports::ChatError;
-use regate_tests::teams::bot;
-use regate_tests::{chat_calls, chat_url, fail_chat, local_env, unique};
+use regate_tests::teams::{assert_refused, bot};
+use regate_tests::{chat_calls, chat_url, control_chat, fail_chat, local_env, unique};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -55,6 +55,11 @@ async fn calls(method: &str, matching: &str) -> Vec<(bool, String)> {
         .collect()
 }
 
+/// A connector with a 2 s budget, and the bot's service URL.
+fn connector_and_service() -> (Connector, String) {
+    (connector(Duration::from_secs(2)), bot().service_url)
+}
+
 #[tokio::test]
 async fn a_card_is_posted_and_updated_with_one_token() {
     let c = connector(Duration::from_secs(5));
@@ -83,10 +88,7 @@ async fn a_card_is_posted_and_updated_with_one_token() {
         .update(&service, &conversation, "1234567890123", &card("x"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(missing, ChatError::Refused(ref m) if m.contains("404")),
-        "{missing}"
-    );
+    assert_refused(&missing, &["404"]);
 }
 
 #[tokio::test]
@@ -98,10 +100,7 @@ async fn a_wrong_secret_or_the_multi_tenant_endpoint_is_refused_with_a_hint() {
         .send(&service, &conversation(), &card("x"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, ChatError::Refused(ref m) if m.contains("invalid_client") && m.contains("secret")),
-        "{error}"
-    );
+    assert_refused(&error, &["invalid_client", "secret"]);
     let secret = local_env()["TEAMS_CLIENT_SECRET"].clone();
     let legacy = connector_with("botframework.com", &secret, Duration::from_secs(2));
     let error = legacy
@@ -121,15 +120,7 @@ async fn a_revoked_token_is_dropped_and_fetched_again_once() {
         .await
         .unwrap();
     let first = calls("teams.send", &conversation).await[0].1.clone();
-    let revoked: Value = reqwest::Client::new()
-        .post(format!("{}/_revoke", chat_url()))
-        .json(&json!({"token": first}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let revoked = control_chat("_revoke", &json!({"token": first})).await;
     assert_eq!(revoked["revoked"], 1);
     c.send(&service, &conversation, &card("after"))
         .await
@@ -188,31 +179,21 @@ async fn throttling_and_gateway_errors_are_retried_within_the_budget() {
 
 #[tokio::test]
 async fn a_blocked_bot_and_an_oversized_message_are_refused_with_hints() {
-    let c = connector(Duration::from_secs(2));
-    let service = bot().service_url;
+    let (c, service) = connector_and_service();
     let blocked = conversation();
     fail_chat("teams.send", &blocked, json!({"status": 403})).await;
     let error = c.send(&service, &blocked, &card("x")).await.unwrap_err();
-    assert!(
-        matches!(error, ChatError::Refused(ref m) if m.contains("MessageWritesBlocked") && m.contains("add the regate app")),
-        "{error}"
-    );
+    assert_refused(&error, &["MessageWritesBlocked", "add the regate app"]);
     let big = conversation();
     fail_chat("teams.send", &big, json!({"status": 413})).await;
     let error = c.send(&service, &big, &card("x")).await.unwrap_err();
-    assert!(
-        matches!(error, ChatError::Refused(ref m) if m.contains("too big")),
-        "{error}"
-    );
+    assert_refused(&error, &["too big"]);
     // Over Teams' limit, nothing is sent at all.
     let error = c
         .send(&service, &conversation(), &card(&"x".repeat(120 * 1024)))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, ChatError::Refused(ref m) if m.contains("UTF-16")),
-        "{error}"
-    );
+    assert_refused(&error, &["UTF-16"]);
 }
 
 #[tokio::test]
@@ -227,17 +208,13 @@ async fn the_token_goes_only_to_allowed_hosts() {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, ChatError::Refused(ref m) if m.contains("not an allowed")),
-        "{error}"
-    );
+    assert_refused(&error, &["not an allowed"]);
     assert!(calls("teams.send", &conversation).await.is_empty());
 }
 
 #[tokio::test]
 async fn members_are_looked_up_with_their_mail_upn_and_role() {
-    let c = connector(Duration::from_secs(2));
-    let service = bot().service_url;
+    let (c, service) = connector_and_service();
     let conversation = conversation();
     let member = c
         .member(&service, &conversation, "29:UPNDIFFERS")
@@ -290,18 +267,7 @@ async fn signing_keys_are_cached_and_an_unknown_key_fetches_them_at_most_once_a_
     let key = TeamsKey::generate(&unique("cached"), &["msteams"]);
     let publish = |key: &TeamsKey| {
         let body = json!({"keys": [key.jwk]});
-        async move {
-            let answer: Value = reqwest::Client::new()
-                .post(format!("{}/_keys", chat_url()))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer
-        }
+        async move { control_chat("_keys", &body).await }
     };
     let fetches = || async {
         let state: Value = reqwest::get(format!("{}/_teams", chat_url()))
@@ -349,12 +315,10 @@ async fn signing_keys_are_cached_and_an_unknown_key_fetches_them_at_most_once_a_
 
 #[tokio::test]
 async fn a_direct_conversation_is_started_with_a_member_found_by_upn_and_refused_for_a_stranger() {
-    let c = connector(Duration::from_secs(2));
-    let service = bot().service_url;
+    let (c, service) = connector_and_service();
     let channel = conversation();
-    let member = c
-        .member(&service, &channel, "dan@example.com")
-        .await
+    let found = c.member(&service, &channel, "dan@example.com").await;
+    let member = found
         .unwrap()
         .expect("the connector takes a UPN as the member id");
     let text = unique("direct");

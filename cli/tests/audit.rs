@@ -145,6 +145,20 @@ fn regate(args: &[&str]) -> Output {
     run_local(env!("CARGO_BIN_EXE_regate"), args)
 }
 
+/// A full export, named `name`, of the local stack's decision log: the events of `ids` and the
+/// policy bundles, with manifests as AWS writes them (the table holds every test's requests).
+async fn local_export(ids: &[String], name: &str) -> tempfile::TempDir {
+    let lines: Vec<Value> = export_decision_log(&local_config().await)
+        .await
+        .into_iter()
+        .filter(|line| of_requests(line, ids))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let at = "2026-06-01T12:30:00.000Z";
+    write_export(dir.path(), name, "FULL_EXPORT", at, &lines);
+    dir
+}
+
 /// `regate audit verify <source> --format json`: its exit code and report.
 fn verify(source: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> (i32, Value) {
     let source = source.as_ref().to_str().unwrap().to_string();
@@ -182,6 +196,16 @@ fn findings(report: &Value) -> Vec<(String, Option<u64>, String)> {
             )
         })
         .collect()
+}
+
+/// Asserts a verify run's exit code and its findings.
+fn assert_verdict(
+    (code, report): (i32, Value),
+    expected_code: i32,
+    expected: &[(String, Option<u64>, String)],
+) {
+    assert_eq!(code, expected_code, "{report:#}");
+    assert_eq!(findings(&report), expected, "{report:#}");
 }
 
 fn finding(request_id: &str, seq: u64, kind: &str) -> (String, Option<u64>, String) {
@@ -294,80 +318,76 @@ async fn decisions_made_again_as_time_passed_verify_too() {
     assert_eq!(report["summary"]["decisions"], 6, "{report:#}");
 }
 
-#[tokio::test]
-async fn an_edited_field_is_reported_as_altered() {
-    let mut events = workflow_log().await;
-    let vote = position(&events, APPROVED, 4);
+/// Edits a vote's voter, leaving its hash as it was.
+fn edit_a_field(events: &mut [Event]) {
+    let vote = position(events, APPROVED, 4);
     events[vote].actor = Some("mallory@example.com".into());
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(APPROVED, 4, "altered")]);
 }
 
-#[tokio::test]
-async fn a_deleted_middle_event_is_reported_as_missing() {
-    let mut events = workflow_log().await;
-    events.remove(position(&events, REJECTED, 3));
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(REJECTED, 4, "missing_event")]);
+fn delete_a_middle_event(events: &mut Vec<Event>) {
+    events.remove(position(events, REJECTED, 3));
 }
 
-#[tokio::test]
-async fn reordered_events_break_the_chain_even_when_rehashed() {
-    let mut events = workflow_log().await;
-    let (a, b) = (
-        position(&events, APPROVED, 3),
-        position(&events, APPROVED, 4),
-    );
+/// Swaps two events and rehashes both.
+fn reorder_events(events: &mut [Event]) {
+    let (a, b) = (position(events, APPROVED, 3), position(events, APPROVED, 4));
     events.swap(a, b);
     let (sa, sb) = (events[a].seq, events[b].seq);
     events[a].seq = sb;
     events[b].seq = sa;
     rehash(&mut events[a]);
     rehash(&mut events[b]);
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(APPROVED, 3, "broken_link")]);
 }
 
-#[tokio::test]
-async fn a_truncated_tail_is_caught_once_the_request_is_past_its_timeout() {
-    let mut events = workflow_log().await;
-    events.remove(position(&events, APPROVED, 5));
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        findings(&report),
-        [finding(APPROVED, 4, "no_terminal_event")]
-    );
+/// Drops a request's last event, past its timeout.
+fn truncate_a_tail(events: &mut Vec<Event>) {
+    events.remove(position(events, APPROVED, 5));
 }
 
-#[tokio::test]
-async fn a_decision_changed_with_its_hash_is_caught_by_evaluating_it_again() {
-    let mut events = workflow_log().await;
-    let decided = position(&events, REJECTED, 5);
+/// Turns a rejection into an allow, with its hash recomputed.
+fn change_a_decision(events: &mut [Event]) {
+    let decided = position(events, REJECTED, 5);
     assert_eq!(events[decided].kind, EventKind::Decided);
     events[decided].outcome = Some(Outcome::Allow);
     rehash(&mut events[decided]);
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 3, "{report:#}");
-    assert_eq!(
-        findings(&report),
-        [finding(REJECTED, 5, "outcome_mismatch")]
-    );
 }
 
-#[tokio::test]
-async fn a_rewritten_vote_is_caught_by_the_decision_that_counted_it() {
-    let mut events = workflow_log().await;
-    // Rewrite the approver and every hash after, so that every link holds.
-    let from = position(&events, APPROVED, 4);
+/// Rewrites the approver and every hash after, so that every link holds.
+fn rewrite_a_vote(events: &mut [Event]) {
+    let from = position(events, APPROVED, 4);
     events[from].actor = Some("mallory@example.com".into());
-    rehash_chain_from(&mut events, from);
-    let (code, report) = verify_events(&events);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(APPROVED, 5, "input_mismatch")]);
+    rehash_chain_from(events, from);
+}
+
+/// Each tampering is found where it was done: an edited field is altered, a deleted event is
+/// missing, reordered events break the chain even when rehashed, a truncated tail is caught
+/// once the request is past its timeout, a changed decision is caught by evaluating it again,
+/// and a rewritten vote by the decision that counted it.
+#[tokio::test]
+async fn every_kind_of_tampering_is_found_where_it_was_done() {
+    type Tamper = fn(&mut Vec<Event>);
+    type Case = (&'static str, Tamper, i32, (&'static str, u64, &'static str));
+    #[rustfmt::skip]
+    let cases: [Case; 6] = [
+        ("edit", |e| edit_a_field(e), 1, (APPROVED, 4, "altered")),
+        ("delete", delete_a_middle_event, 1, (REJECTED, 4, "missing_event")),
+        ("reorder", |e| reorder_events(e), 1, (APPROVED, 3, "broken_link")),
+        ("truncate", truncate_a_tail, 1, (APPROVED, 4, "no_terminal_event")),
+        ("decision", |e| change_a_decision(e), 3, (REJECTED, 5, "outcome_mismatch")),
+        ("rewrite", |e| rewrite_a_vote(e), 1, (APPROVED, 5, "input_mismatch")),
+    ];
+    let log = workflow_log().await;
+    for (what, tamper, expected_code, (request_id, seq, kind)) in cases {
+        let mut events = log.clone();
+        tamper(&mut events);
+        let (code, report) = verify_events(&events);
+        assert_eq!(code, expected_code, "{what}: {report:#}");
+        assert_eq!(
+            findings(&report),
+            [finding(request_id, seq, kind)],
+            "{what}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -397,14 +417,13 @@ async fn a_changed_or_deleted_item_in_an_incremental_export_is_an_alteration() {
         "2026-06-02T13:00:00.000Z",
         &lines,
     );
-    let (code, report) = verify(dir.path(), &[]);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        findings(&report),
-        [
+    assert_verdict(
+        verify(dir.path(), &[]),
+        1,
+        &[
             finding(APPROVED, 4, "changed_after_write"),
             finding(&events[0].request_id, 1, "changed_after_write"),
-        ]
+        ],
     );
 }
 
@@ -554,19 +573,7 @@ async fn an_export_of_requests_decided_on_the_local_stack_verifies() {
     // The table holds every test's requests (one edits an event on purpose): the export keeps
     // this test's requests and the policy bundles, with manifests as AWS writes them.
     let ids = [staging.clone(), approved.clone(), rejected.clone()];
-    let lines: Vec<Value> = export_decision_log(&local_config().await)
-        .await
-        .into_iter()
-        .filter(|line| of_requests(line, &ids))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    write_export(
-        dir.path(),
-        "01790000000000-local001",
-        "FULL_EXPORT",
-        "2026-06-01T12:30:00.000Z",
-        &lines,
-    );
+    let dir = local_export(&ids, "01790000000000-local001").await;
     let (code, report) = verify(dir.path(), &[]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["summary"]["requests"], 3, "{report:#}");
@@ -770,9 +777,8 @@ async fn a_whole_chain_rewritten_with_fresh_hashes_is_caught_only_by_a_checkpoin
         0,
         "the chain alone cannot tell"
     );
-    let (code, report) = anchored.verify(&rewritten);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(APPROVED, 5, "rewritten_chain")]);
+    let verdict = anchored.verify(&rewritten);
+    assert_verdict(verdict, 1, &[finding(APPROVED, 5, "rewritten_chain")]);
 }
 
 #[tokio::test]
@@ -784,15 +790,13 @@ async fn a_deleted_request_and_a_truncated_chain_are_caught_by_a_checkpoint() {
         .filter(|e| e.request_id != DENIED)
         .cloned()
         .collect();
-    let (code, report) = anchored.verify(&without_denied);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(DENIED, 2, "deleted_request")]);
+    let verdict = anchored.verify(&without_denied);
+    assert_verdict(verdict, 1, &[finding(DENIED, 2, "deleted_request")]);
 
     let mut truncated = events.clone();
     truncated.remove(position(&truncated, ALLOWED, 2));
-    let (code, report) = anchored.verify(&truncated);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(findings(&report), [finding(ALLOWED, 2, "truncated_chain")]);
+    let verdict = anchored.verify(&truncated);
+    assert_verdict(verdict, 1, &[finding(ALLOWED, 2, "truncated_chain")]);
 }
 
 #[tokio::test]
@@ -849,19 +853,7 @@ async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() 
     assert!(number.is_some(), "no checkpoint: {swept}");
 
     let ids = [id.clone()];
-    let lines: Vec<Value> = export_decision_log(&local_config().await)
-        .await
-        .into_iter()
-        .filter(|line| of_requests(line, &ids))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    write_export(
-        dir.path(),
-        "01790000000000-anchor01",
-        "FULL_EXPORT",
-        "2026-06-01T12:30:00.000Z",
-        &lines,
-    );
+    let dir = local_export(&ids, "01790000000000-anchor01").await;
     let env = local_env();
     let (bucket, key) = (&env["CHECKPOINT_BUCKET"], &env["CHECKPOINT_KEY_ID"]);
     let pinned = dir.path().join("checkpoints.der");

@@ -35,9 +35,7 @@ fn eval_json(input: &Value, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("input.json");
     std::fs::write(&path, input.to_string()).unwrap();
-    let mut args = vec!["policy", "eval", "--input", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = regate(&args);
+    let out = eval(&path, extra);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
 }
@@ -64,7 +62,7 @@ fn every_example_gives_the_outcome_of_its_table_row() {
     assert!(expected.len() >= 9);
     for (file, outcome) in expected {
         let path = dir.join(file);
-        let out = regate(&["policy", "eval", "--input", path.to_str().unwrap()]);
+        let out = eval(&path, &[]);
         assert!(out.status.success(), "{file}: {}", stderr(&out));
         let result: Value = serde_json::from_str(&stdout(&out)).unwrap();
         if outcome == "vote_refused" {
@@ -159,22 +157,35 @@ fn inputs_written_from_the_table_alone_get_the_table_outcomes() {
     assert_eq!(requester["allowed"], false);
 }
 
+/// `regate policy eval --input INPUT EXTRA...`.
+fn eval(input: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["policy", "eval", "--input", input.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    regate(&args)
+}
+
+/// `regate simulate` of one of the policy's example requests, with `votes`
+/// (`who=approve`, `who=reject:why`) in order.
+fn simulate(example: &str, votes: &[&str]) -> Output {
+    let path = repo_root().join("policies/examples").join(example);
+    let mut args = vec!["simulate", "--input", path.to_str().unwrap()];
+    for vote in votes {
+        args.extend(["--vote", vote]);
+    }
+    regate(&args)
+}
+
 #[test]
 fn simulate_applies_votes_in_order_and_ends_with_the_final_outcome() {
-    let path = repo_root().join("policies/examples/05-prod-iam-change.json");
-    let out = regate(&[
-        "simulate",
-        "--input",
-        path.to_str().unwrap(),
-        "--vote",
-        "dev@example.com=approve",
-        "--vote",
-        "bob@example.com=approve",
-        "--vote",
-        "judy@example.com=approve",
-        "--vote",
-        "ivan@example.com=reject:too late",
-    ]);
+    let out = simulate(
+        "05-prod-iam-change.json",
+        &[
+            "dev@example.com=approve",
+            "bob@example.com=approve",
+            "judy@example.com=approve",
+            "ivan@example.com=reject:too late",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -188,14 +199,10 @@ fn simulate_applies_votes_in_order_and_ends_with_the_final_outcome() {
 
 #[test]
 fn simulate_shows_a_rejection_as_deny() {
-    let path = repo_root().join("policies/examples/03-prod-deploy-known-service.json");
-    let out = regate(&[
-        "simulate",
-        "--input",
-        path.to_str().unwrap(),
-        "--vote",
-        "alice@example.com=reject:not today",
-    ]);
+    let out = simulate(
+        "03-prod-deploy-known-service.json",
+        &["alice@example.com=reject:not today"],
+    );
     assert!(stdout(&out).contains("rejected by alice@example.com: not today"));
     assert!(stdout(&out).ends_with("final outcome: deny\n"));
 }
@@ -237,7 +244,7 @@ fn a_request_without_an_id_is_named_after_its_file() {
     let path = dir.path().join("my change.json");
     let r = regate_testkit::request("unused").without("id").json();
     std::fs::write(&path, r.to_string()).unwrap();
-    let out = regate(&["policy", "eval", "--input", path.to_str().unwrap()]);
+    let out = eval(&path, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = regate(&["simulate", "--input", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -269,14 +276,7 @@ fn opened_at_is_part_of_the_input_and_defaults_to_now() {
     let path = dir.path().join("input.json");
     std::fs::write(&path, input.to_string()).unwrap();
     assert_clean_failure(
-        &regate(&[
-            "policy",
-            "eval",
-            "--input",
-            path.to_str().unwrap(),
-            "--opened-at",
-            "soon",
-        ]),
+        &eval(&path, &["--opened-at", "soon"]),
         "opened_at \"soon\" is not an RFC 3339 timestamp",
     );
 }
@@ -322,14 +322,7 @@ fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
     .unwrap();
     let good = repo_root().join("policies/examples/01-staging-deploy.json");
     assert_clean_failure(
-        &regate(&[
-            "policy",
-            "eval",
-            "--input",
-            good.to_str().unwrap(),
-            "--policies",
-            broken.to_str().unwrap(),
-        ]),
+        &eval(&good, &["--policies", broken.to_str().unwrap()]),
         "approvals.rego:",
     );
 
@@ -343,17 +336,7 @@ fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
         ]),
         "neither approve nor reject",
     );
-    assert_clean_failure(
-        &regate(&[
-            "policy",
-            "eval",
-            "--input",
-            good.to_str().unwrap(),
-            "--now",
-            "tomorrow",
-        ]),
-        "RFC 3339",
-    );
+    assert_clean_failure(&eval(&good, &["--now", "tomorrow"]), "RFC 3339");
 }
 
 /// The example policy in the README's "Time-aware approvals" section, as written there.

@@ -145,11 +145,18 @@ pub async fn fail_chat(method: &str, matching: &str, fault: serde_json::Value) {
     let mut body = fault;
     body["method"] = serde_json::json!(method);
     body["match"] = serde_json::json!(matching);
+    control_chat("_fail", &body).await;
+}
+
+/// POSTs `body` to one of the chat stand-in's control paths (`_fail`, `_keys`, `_revoke`) and
+/// returns its JSON answer.
+pub async fn control_chat(path: &str, body: &serde_json::Value) -> serde_json::Value {
     let answer = reqwest::Client::new()
-        .post(format!("{}/_fail", chat_url()))
-        .json(&body)
+        .post(format!("{}/{path}", chat_url()))
+        .json(body)
         .send()
         .await
         .unwrap();
-    assert!(answer.status().is_success());
+    assert!(answer.status().is_success(), "{path}: {}", answer.status());
+    answer.json().await.unwrap()
 }

@@ -177,6 +177,14 @@ impl LocalStack {
         panic!("execution {execution} still running after {WAIT:?}");
     }
 
+    /// Waits for `execution` to succeed (it fails the test otherwise) and returns who approved,
+    /// from its output.
+    pub async fn approvers_of(&self, execution: &str) -> Value {
+        let done = self.wait_finished(execution).await;
+        assert_eq!(done.status, "SUCCEEDED", "{done:?}");
+        done.output.unwrap()["approvers"].clone()
+    }
+
     /// A local service's JSON answer to GET `url`.
     pub(crate) async fn get_json(&self, url: &str) -> Value {
         let answer = self.http.get(url).send().await.unwrap();

@@ -44,14 +44,7 @@ pub struct PostedCard {
 impl LocalStack {
     /// Publishes `key` in the stand-in's JWKS (keys already there stay).
     pub async fn publish_teams_key(&self, key: &TeamsKey) {
-        self.http
-            .post(format!("{}/_keys", self.chat_url))
-            .json(&json!({"keys": [key.jwk]}))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+        crate::control_chat("_keys", &json!({"keys": [key.jwk]})).await;
     }
 
     /// The stand-in's Teams state: members, posted activities, key fetches.
@@ -179,4 +172,12 @@ impl LocalStack {
             .filter(|c| c["method"] == method)
             .collect()
     }
+}
+
+/// Asserts that a Teams call was refused for a reason mentioning each of `mentions`.
+pub fn assert_refused(error: &regate_core::ports::ChatError, mentions: &[&str]) {
+    assert!(
+        matches!(error, regate_core::ports::ChatError::Refused(m) if mentions.iter().all(|x| m.contains(x))),
+        "{error}"
+    );
 }

@@ -240,6 +240,44 @@ pub struct PendingApproval {
 }
 
 impl PendingApproval {
+    /// A new approval of `request` for workflow `execution_id`, which waits on `token` since
+    /// `now`: pending at version 1, with no message, vote or claim yet. It is kept
+    /// [`KEEP_AFTER_TIMEOUT`] past the evaluation's timeout.
+    pub fn opened(
+        request: &Request,
+        evaluation: &Evaluation,
+        token: &TaskToken,
+        execution_id: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let timeout = chrono::Duration::seconds(
+            i64::try_from(evaluation.decision.timeout_seconds).unwrap_or(i64::MAX / 2_000_000),
+        );
+        Self {
+            request_id: request.id.clone(),
+            execution_id: execution_id.to_string(),
+            task_token: token.clone(),
+            request: request.clone(),
+            evaluation: evaluation.clone(),
+            messages: Vec::new(),
+            posting: Vec::new(),
+            votes: Vec::new(),
+            state: ApprovalState::Pending,
+            version: 1,
+            created_at: now,
+            expires_at: now + timeout + KEEP_AFTER_TIMEOUT,
+            decided_by: None,
+            decided_at: None,
+            closed_by: None,
+            resumed: false,
+            resume_claims: 0,
+            resume_until: None,
+            reminded_through: 0,
+            reevaluated_through: 0,
+            evaluated_at: None,
+        }
+    }
+
     /// The time an evaluation of this approval at `now` uses: never earlier than the stored
     /// evaluation's, so a function whose clock runs behind the sweeper's cannot undo an
     /// escalation by evaluating in the past.

@@ -200,40 +200,22 @@ impl Request {
             Some(Value::Array(items)) => parse_links(items),
             Some(_) => Err(RequestError::field("links", "must be an array")),
         });
-        match (
-            id,
-            action,
-            environment,
-            resource,
-            requester,
-            initiator,
-            summary,
-            details,
-            links,
-        ) {
-            (
-                Some(id),
-                Some(action),
-                Some(environment),
-                Some(resource),
-                Some(requester),
-                Some(initiator),
-                Some(summary),
-                Some(details),
-                Some(links),
-            ) if problems.0.is_empty() => Ok(Self {
-                id,
-                action,
-                environment,
-                resource,
-                requester,
-                initiator,
-                summary,
-                details,
-                links,
-            }),
-            _ => Err(RequestError::Fields(problems.0)),
+        if !problems.0.is_empty() {
+            return Err(RequestError::Fields(problems.0));
         }
+        // A field that failed its check recorded a problem above, so each is here.
+        let unchecked = || RequestError::field("(root)", "a field was not checked");
+        Ok(Self {
+            id: id.ok_or_else(unchecked)?,
+            action: action.ok_or_else(unchecked)?,
+            environment: environment.ok_or_else(unchecked)?,
+            resource: resource.ok_or_else(unchecked)?,
+            requester: requester.ok_or_else(unchecked)?,
+            initiator: initiator.ok_or_else(unchecked)?,
+            summary: summary.ok_or_else(unchecked)?,
+            details: details.ok_or_else(unchecked)?,
+            links: links.ok_or_else(unchecked)?,
+        })
     }
 
     /// The identities that may never vote on this request (the requester and the initiator).

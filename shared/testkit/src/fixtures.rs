@@ -1,8 +1,8 @@
 //! Builders of requests, ballots and approvals, and the default policy, written once.
 
-use regate_core::pending::{ApprovalState, PendingApproval, Platform, TaskToken, Voter};
+use regate_core::pending::{PendingApproval, Platform, TaskToken, Voter};
 use regate_core::ports::Clock;
-use regate_core::{Ballot, Choice, PolicyEngine, Request};
+use regate_core::{Ballot, Choice, Evaluation, PolicyEngine, Request, Vote};
 use serde_json::{json, Value};
 
 use crate::{first_evaluation, FixedClock, SLACK_TEAM_ID};
@@ -71,28 +71,33 @@ impl RequestBuilder {
 /// `token`, as a store holds it.
 pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
     let now = FixedClock::default().now();
-    PendingApproval {
-        request_id: request.id.clone(),
-        execution_id: execution_of(&request.id),
-        task_token: TaskToken::new(token),
-        request: request.clone(),
-        evaluation: first_evaluation(request, now),
-        messages: vec![],
-        posting: vec![],
-        votes: vec![],
-        state: ApprovalState::Pending,
-        version: 1,
-        created_at: now,
-        expires_at: now + chrono::Duration::hours(2),
-        decided_by: None,
-        decided_at: None,
-        closed_by: None,
-        resumed: false,
-        resume_claims: 0,
-        resume_until: None,
-        reminded_through: 0,
-        reevaluated_through: 0,
-        evaluated_at: None,
+    let evaluation = first_evaluation(request, now);
+    let execution = execution_of(&request.id);
+    PendingApproval::opened(
+        request,
+        &evaluation,
+        &TaskToken::new(token),
+        &execution,
+        now,
+    )
+}
+
+/// An approval of request `chg-9` about `summary` (past the request's own limits when a test
+/// needs that), and the evaluation to show it with.
+pub fn approval_about(summary: &str) -> (PendingApproval, Evaluation) {
+    let mut approval = pending_approval(&request("chg-9").build(), "t");
+    approval.request.summary = summary.into();
+    let evaluation = approval.evaluation.clone();
+    (approval, evaluation)
+}
+
+/// A counted vote, cast at `at` (RFC 3339).
+pub fn counted_vote(voter: &str, choice: Choice, reason: Option<&str>, at: &str) -> Vote {
+    Vote {
+        voter: voter.into(),
+        vote: choice,
+        reason: reason.map(String::from),
+        at: at.into(),
     }
 }
 

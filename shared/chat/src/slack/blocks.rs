@@ -197,17 +197,16 @@ pub fn reason_error(message: &str) -> Value {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use regate_core::Choice;
-    use regate_core::PendingApproval;
-    use regate_core::{PreparedRequest, Vote};
+    use regate_core::{Choice, Evaluation, PendingApproval, PreparedRequest, Vote};
+    use regate_testkit::{approval_about as approval, counted_vote};
 
-    fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
-        let mut approval =
-            regate_testkit::pending_approval(&regate_testkit::request("chg-9").build(), "t");
-        // Past the request's own limits on purpose: the message must cope with anything.
-        approval.request.summary = summary.into();
-        let evaluation = approval.evaluation.clone();
-        (approval, evaluation)
+    /// The message for `a` shown with `e`, no one mentioned.
+    fn message(a: &PendingApproval, e: &Evaluation) -> (String, Value) {
+        let view = ApprovalView {
+            approval: a,
+            evaluation: e,
+        };
+        approval_message(view, &BTreeMap::new())
     }
 
     fn calm() -> chrono::DateTime<Utc> {
@@ -221,13 +220,7 @@ mod tests {
     #[test]
     fn a_pending_message_has_the_facts_progress_and_both_buttons() {
         let (a, e) = approval("Deploy payments v1.4.2");
-        let (fallback, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (fallback, blocks) = message(&a, &e);
         assert!(fallback.starts_with("Approval needed: Deploy payments v1.4.2"));
         let text = all_text(&blocks);
         assert!(text.contains("payments-owners: 0 of 1"), "{text}");
@@ -248,13 +241,7 @@ mod tests {
     fn a_large_group_names_ten_approvers_and_counts_the_rest() {
         let (approval, mut evaluation) = approval("Deploy");
         evaluation.decision.approvers = (1..=50).map(|i| format!("c{i}@example.com")).collect();
-        let (_, blocks) = approval_message(
-            ApprovalView {
-                approval: &approval,
-                evaluation: &evaluation,
-            },
-            &BTreeMap::new(),
-        );
+        let (_, blocks) = message(&approval, &evaluation);
         let text = all_text(&blocks);
         assert!(text.contains("c10@example.com, and 40 more"), "{text}");
         assert!(!text.contains("c11@example.com"));
@@ -263,26 +250,13 @@ mod tests {
     #[test]
     fn request_text_cannot_ping_or_link() {
         let (a, e) = approval("<!channel> deploy <https://evil|click> & more");
-        let (_, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (_, blocks) = message(&a, &e);
         let header = blocks[0]["text"]["text"].as_str().unwrap();
         assert_eq!(
             header, "Approval needed: <!channel> deploy <https://evil|click> & more",
             "plain_text is never parsed as mrkdwn"
         );
-        let fallback = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        )
-        .0;
+        let fallback = message(&a, &e).0;
         assert!(
             fallback.contains("&lt;!channel&gt; deploy &lt;https://evil|click&gt; &amp; more"),
             "{fallback}"
@@ -299,19 +273,13 @@ mod tests {
         a.state = ApprovalState::Rejected;
         a.decided_by = Some("alice@example.com".into());
         a.decided_at = Some(Utc::now());
-        a.votes.push(Vote {
-            voter: "alice@example.com".into(),
-            vote: Choice::Reject,
-            reason: Some("not <today>".into()),
-            at: "2026-11-21T10:00:00.000Z".into(),
-        });
-        let (fallback, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        a.votes.push(counted_vote(
+            "alice@example.com",
+            Choice::Reject,
+            Some("not <today>"),
+            "2026-11-21T10:00:00.000Z",
+        ));
+        let (fallback, blocks) = message(&a, &e);
         assert!(fallback.starts_with("Rejected:"));
         assert!(!blocks
             .as_array()
@@ -324,12 +292,7 @@ mod tests {
     }
 
     fn vote(voter: &str, choice: Choice, reason: Option<&str>) -> Vote {
-        Vote {
-            voter: voter.into(),
-            vote: choice,
-            reason: reason.map(String::from),
-            at: "2026-11-21T10:05:00.000Z".into(),
-        }
+        counted_vote(voter, choice, reason, "2026-11-21T10:05:00.000Z")
     }
 
     #[test]
@@ -379,13 +342,7 @@ mod tests {
         a.decided_by = Some("bob@example.com".into());
         a.decided_at = regate_core::time::parse_rfc3339("2026-11-21T10:06:00Z");
         a.votes.push(vote("bob@example.com", Choice::Approve, None));
-        let (fallback, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (fallback, blocks) = message(&a, &e);
         assert!(fallback.starts_with("Approved:"));
         let text = all_text(&blocks);
         assert!(
@@ -408,13 +365,7 @@ mod tests {
         let (mut a, e) = approval("Deploy");
         a.state = ApprovalState::Expired;
         a.decided_at = Some(Utc::now());
-        let (fallback, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (fallback, blocks) = message(&a, &e);
         assert!(fallback.starts_with("Expired:"));
         assert!(all_text(&blocks).contains("*Expired*"));
         assert!(!blocks
@@ -445,13 +396,7 @@ mod tests {
                 Some(&"why ".repeat(100)),
             ));
         }
-        let (_, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (_, blocks) = message(&a, &e);
         let blocks = blocks.as_array().unwrap();
         assert!(blocks.len() <= MAX_BLOCKS);
         for block in blocks {
@@ -500,13 +445,7 @@ mod tests {
     #[test]
     fn oversized_text_is_cut_to_slacks_limits() {
         let (a, e) = approval(&"x".repeat(5000));
-        let (fallback, blocks) = approval_message(
-            ApprovalView {
-                approval: &a,
-                evaluation: &e,
-            },
-            &BTreeMap::new(),
-        );
+        let (fallback, blocks) = message(&a, &e);
         assert_eq!(
             blocks[0]["text"]["text"].as_str().unwrap().chars().count(),
             MAX_HEADER_TEXT

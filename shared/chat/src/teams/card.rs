@@ -260,15 +260,8 @@ fn ending_line(ending: &Ending<'_>) -> String {
 mod tests {
     use super::*;
     use regate_core::Choice;
-    use regate_core::{PendingApproval, Vote};
-
-    fn approval(summary: &str) -> (PendingApproval, regate_core::Evaluation) {
-        let mut approval =
-            regate_testkit::pending_approval(&regate_testkit::request("chg-9").build(), "t");
-        approval.request.summary = summary.into();
-        let evaluation = approval.evaluation.clone();
-        (approval, evaluation)
-    }
+    use regate_core::PendingApproval;
+    use regate_testkit::{approval_about as approval, counted_vote};
 
     fn view<'a>(a: &'a PendingApproval, e: &'a regate_core::Evaluation) -> ApprovalView<'a> {
         ApprovalView {
@@ -331,12 +324,12 @@ mod tests {
         a.state = ApprovalState::Rejected;
         a.decided_by = Some("erin@example.com".into());
         a.resumed = true;
-        a.votes.push(Vote {
-            voter: "erin@example.com".into(),
-            vote: Choice::Reject,
-            reason: Some("not during the freeze".into()),
-            at: "2026-06-01T12:00:00.000Z".into(),
-        });
+        a.votes.push(counted_vote(
+            "erin@example.com",
+            Choice::Reject,
+            Some("not during the freeze"),
+            "2026-06-01T12:00:00.000Z",
+        ));
         let card = approval_card(view(&a, &e));
         assert!(card.get("actions").is_none());
         let text = card.to_string();

@@ -210,12 +210,12 @@ impl Connector {
         activity_id: &str,
         activity: &Value,
     ) -> Result<(), ChatError> {
-        let path = activity_path(conversation, activity_id);
         let mut reply = activity.clone();
         reply["replyToId"] = Value::String(activity_id.to_string());
+        let path = activity_path(conversation, activity_id);
         self.call(Method::POST, service_url, &path, Some(&reply))
             .await
-            .map(|_| ())
+            .map(drop)
     }
 
     /// Replaces a posted activity.

@@ -1,14 +1,11 @@
 //! Opening an approval for a paused workflow and posting its message to each notify target,
 //! once: a retried step adopts what an earlier attempt posted instead of posting again.
 
-use chrono::Duration;
-
 use super::{ApprovalError, Approvals};
 use crate::decision::{Evaluation, NotifyTarget};
 use crate::event::{EventDraft, EventKind};
 use crate::pending::{
     ApprovalState, ApprovalView, Conditional, MessageRef, PendingApproval, TaskToken,
-    KEEP_AFTER_TIMEOUT,
 };
 use crate::ports::{ChatError, ChatPlatform, Clock, PendingStore, Ports, StoreError};
 use crate::request::Request;
@@ -132,33 +129,8 @@ impl<P: Ports> Approvals<P> {
         token: &TaskToken,
         execution_id: &str,
     ) -> Result<PendingApproval, ApprovalError> {
-        let now = self.clock.now();
-        let timeout = Duration::seconds(
-            i64::try_from(evaluation.decision.timeout_seconds).unwrap_or(i64::MAX / 2_000_000),
-        );
-        let fresh = PendingApproval {
-            request_id: request.id.clone(),
-            execution_id: execution_id.to_string(),
-            task_token: token.clone(),
-            request: request.clone(),
-            evaluation: evaluation.clone(),
-            messages: Vec::new(),
-            posting: Vec::new(),
-            votes: Vec::new(),
-            state: ApprovalState::Pending,
-            version: 1,
-            created_at: now,
-            expires_at: now + timeout + KEEP_AFTER_TIMEOUT,
-            decided_by: None,
-            decided_at: None,
-            closed_by: None,
-            resumed: false,
-            resume_claims: 0,
-            resume_until: None,
-            reminded_through: 0,
-            reevaluated_through: 0,
-            evaluated_at: None,
-        };
+        let fresh =
+            PendingApproval::opened(request, evaluation, token, execution_id, self.clock.now());
         let pending_error = ApprovalError::PendingStore;
         let existing = match self.pending.create(&fresh).await.map_err(pending_error)? {
             Conditional::Done(created) => return Ok(*created),
