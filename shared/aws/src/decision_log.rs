@@ -458,6 +458,12 @@ impl DecisionLog for DynamoDecisionLog {
 }
 
 fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, StoreError> {
+    // serde_dynamo cannot read an attribute type this SDK does not know (it would panic).
+    if !item.values().all(known_type) {
+        return Err(StoreError::Corrupt(
+            "an event holds a non-JSON attribute of an unknown type".into(),
+        ));
+    }
     let mut fields: serde_json::Map<String, serde_json::Value> = from_item(item.clone())
         .map_err(|e| StoreError::Corrupt(format!("an event holds a non-JSON attribute: {e}")))?;
     for key in ["pk", "sk", "day_shard"] {
@@ -465,6 +471,16 @@ fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<Event, Stor
     }
     serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Whether `attr`, and every attribute inside it, is of a type this SDK knows.
+fn known_type(attr: &AttributeValue) -> bool {
+    match attr {
+        AttributeValue::M(map) => map.values().all(known_type),
+        AttributeValue::L(items) => items.iter().all(known_type),
+        AttributeValue::Unknown => false,
+        _ => true,
+    }
 }
 
 /// Why a conditional write of an event did not happen.

@@ -230,7 +230,10 @@ impl PendingStore for DynamoPendingStore {
                 break;
             };
             let page = page.map_err(|e| store_error(classify(&e)))?;
-            for key in page.items().iter().take(limit - found.len()) {
+            for key in page.items() {
+                if found.len() == limit {
+                    break;
+                }
                 let Some(AttributeValue::S(request_id)) = key.get("request_id") else {
                     return Err(StoreError::Corrupt(
                         "a by_sweep entry has no request_id".into(),

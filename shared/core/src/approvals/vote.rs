@@ -290,17 +290,20 @@ impl<P: Ports> Approvals<P> {
                 return self.refuse(ballot, refused, approval).await;
             }
             let time = approval.evaluation_time(ballot.at);
-            let check = self
-                .policy
-                .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
-            if !check.allowed {
-                // The votes already counted decide the request and the vote that decided it is
-                // closing it: like a click on a closed request, this one changes nothing and is
-                // not appended to the chain (in a burst of clicks most arrive in this moment).
+            // The votes already counted decide the request and the vote that decided it is
+            // closing it: like a click on a closed request, this one changes nothing and is not
+            // appended to the chain (in a burst of clicks most arrive in this moment). This is
+            // the decision's own verdict, so it holds whatever the policy's `vote` rule checks.
+            if !approval.votes.is_empty() {
                 let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
                 if evaluation.decision.outcome.is_final() {
                     return self.already_decided(ballot, approval).await;
                 }
+            }
+            let check = self
+                .policy
+                .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
+            if !check.allowed {
                 return self.refuse(ballot, check.reason, approval).await;
             }
             if ballot.choice == Choice::Reject

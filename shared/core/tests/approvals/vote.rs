@@ -249,3 +249,62 @@ async fn a_click_from_where_the_request_was_not_posted_does_not_count() {
         .unwrap();
     assert!(matches!(result, VoteResult::Counted { .. }), "{result:?}");
 }
+
+/// A policy whose `vote` rule checks only who may vote, not whether the votes already decide:
+/// one approval or one rejection from an owner decides.
+fn membership_only_policy() -> regate_core::PolicyEngine {
+    let source = r#"package approvals
+
+owners := {"alice@example.com", "bob@example.com"}
+approves := {v.voter | some v in input.votes; v.vote == "approve"}
+rejects := {v.voter | some v in input.votes; v.vote == "reject"}
+
+outcome := "deny" if count(rejects) > 0
+else := "allow" if count(approves) > 0
+else := "approval_required"
+
+decision := {
+    "outcome": outcome,
+    "reasons": ["an owner decides"],
+    "requirements": [{"group": "owners", "min": 1, "have": count(approves)}],
+    "approvers": ["alice@example.com", "bob@example.com"],
+    "notify": [{"platform": "slack", "channel": "C0OWNERS"}],
+    "timeout_seconds": 3600,
+}
+
+vote := {"allowed": input.voter in owners, "reason": "not an owner"}
+"#;
+    let file = regate_core::policy::PolicyFile {
+        path: "approvals.rego".into(),
+        source: source.into(),
+    };
+    let bundle = regate_core::PolicyBundle::from_files(vec![file], None).unwrap();
+    regate_core::PolicyEngine::compile(&bundle).unwrap()
+}
+
+#[tokio::test]
+async fn already_decided_does_not_depend_on_the_policys_vote_rule() {
+    // Alice's approval is stored (its log entry failed, so nothing closed it yet): it decides
+    // the request. Bob's rejection arrives before the close; the policy's vote rule alone would
+    // let him vote, and the close would then turn the approval into a rejection.
+    let fakes = Fakes::default();
+    let s = fakes.approvals_with(membership_only_policy());
+    let request = request("r40")
+        .change("deploy", "production", "service", "payments")
+        .build();
+    open(&s, &request, "token-1").await;
+    vote_stored_not_logged(&fakes, &s, "r40", "alice@example.com").await;
+    let rejection = rejecting(ballot("r40", "bob@example.com"), Some("not today"));
+    let bob = s.vote(&rejection).await.unwrap();
+    assert!(matches!(bob, VoteResult::AlreadyDecided { .. }), "{bob:?}");
+    assert_eq!(
+        fakes.pending.item("r40").unwrap().votes.len(),
+        1,
+        "bob's vote is not stored"
+    );
+    // Alice's retry closes it as approved, with her vote.
+    s.vote(&ballot("r40", "alice@example.com")).await.unwrap();
+    let closed = fakes.pending.item("r40").unwrap();
+    assert_eq!(closed.state, ApprovalState::Approved);
+    assert_eq!(fakes.tokens.calls().len(), 1);
+}
