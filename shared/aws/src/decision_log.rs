@@ -478,8 +478,7 @@ fn known_type(attr: &AttributeValue) -> bool {
     match attr {
         AttributeValue::M(map) => map.values().all(known_type),
         AttributeValue::L(items) => items.iter().all(known_type),
-        AttributeValue::Unknown => false,
-        _ => true,
+        other => !other.is_unknown(),
     }
 }
 
