@@ -453,3 +453,52 @@ async fn deactivated_bot_guest_and_stranger_accounts_are_refused_privately_and_l
     stack.click_ok("frank@example.com", "approve", &id).await;
     assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
 }
+
+#[tokio::test]
+async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only() {
+    let stack = LocalStack::connect().await;
+    for trial in 0..3 {
+        let id = regate_tests::unique("e2e-twins");
+        let request = regate_testkit::request(&id).json();
+        let (name_a, name_b) = (format!("{id}-a"), format!("{id}-b"));
+        let (a, b) = tokio::join!(
+            stack.start_named(&request, &name_a),
+            stack.start_named(&request, &name_b)
+        );
+        // The one that lost fails at once; the other waits for its approval.
+        let (failed, waiting) = first_to_end(&stack, &a, &b).await;
+        stack.status(&failed).await.assert_failed("RequestIdInUse");
+        stack.message_for(&id).await;
+        assert_eq!(
+            stack.status(&waiting).await.status,
+            "RUNNING",
+            "trial {trial}"
+        );
+        let events = stack.events(&id).await;
+        assert_eq!(count(&events, EventKind::Requested), 1, "trial {trial}");
+        assert_eq!(count(&events, EventKind::Evaluated), 1, "trial {trial}");
+        regate_core::chain::verify_chain(&id, &events).unwrap();
+        let holder = &events[0].data["execution"];
+        assert_eq!(
+            holder,
+            &json!(waiting),
+            "trial {trial}: the chain is the waiting one's"
+        );
+        stack.click_ok("alice@example.com", "approve", &id).await;
+        assert_eq!(stack.wait_finished(&waiting).await.status, "SUCCEEDED");
+    }
+}
+
+/// Of executions `a` and `b`, the first that ends, and the other one (within 60 s).
+async fn first_to_end(stack: &LocalStack, a: &str, b: &str) -> (String, String) {
+    for _ in 0..300 {
+        if stack.status(a).await.status != "RUNNING" {
+            return (a.to_string(), b.to_string());
+        }
+        if stack.status(b).await.status != "RUNNING" {
+            return (b.to_string(), a.to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("neither {a} nor {b} ended");
+}

@@ -108,3 +108,59 @@ async fn another_execution_reusing_a_request_id_fails_with_request_id_in_use() {
         "nothing was logged for the other execution"
     );
 }
+
+/// The in-memory log with a yield before every call, so two evaluations run concurrently on
+/// one thread interleave at each round trip, as two Lambda instances do.
+#[derive(Clone)]
+struct Interleaving(MemoryLog);
+
+impl regate_core::ports::DecisionLog for Interleaving {
+    async fn append(
+        &self,
+        request_id: &str,
+        draft: regate_core::EventDraft,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<regate_core::Event>, regate_core::ports::StoreError> {
+        tokio::task::yield_now().await;
+        self.0.append(request_id, draft, at).await
+    }
+
+    async fn events(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<regate_core::Event>, regate_core::ports::StoreError> {
+        tokio::task::yield_now().await;
+        self.0.events(request_id).await
+    }
+}
+
+#[tokio::test]
+async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only() {
+    for trial in 0..20 {
+        let log = MemoryLog::default();
+        let e = Evaluator::new(
+            Interleaving(log.clone()),
+            FixedClock::default(),
+            Arc::new(default_policy()),
+        );
+        let id = format!("twins-{trial}");
+        let start = |name: &str| Input {
+            request: request(&id).json(),
+            execution_name: Some(name.into()),
+            execution_id: execution_of(name),
+        };
+        let (a, b) = tokio::join!(handle(&e, start("a")), handle(&e, start("b")));
+        let refused: Vec<_> = [&a, &b]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        assert_eq!(refused.len(), 1, "trial {trial}: {a:?} {b:?}");
+        assert_eq!(refused[0].error_type, "RequestIdInUse");
+        let kinds: Vec<EventKind> = log.of(&id).iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Requested, EventKind::Evaluated],
+            "trial {trial}: the loser appended nothing"
+        );
+    }
+}

@@ -57,17 +57,6 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
         let time = EvaluationTime::opening(now);
         let evaluation = self.policy.evaluate(&prepared, &[], time)?;
         let log_error = ApprovalError::DecisionLog;
-        let logged = self.log.events(&request.id).await.map_err(log_error)?;
-        let holder = logged
-            .iter()
-            .find(|e| e.kind == EventKind::Requested)
-            .and_then(|e| e.data.get("execution").and_then(Value::as_str));
-        if let Some(holder) = holder.filter(|h| *h != execution_id) {
-            return Err(ApprovalError::RequestIdInUse {
-                request_id: request.id.clone(),
-                held_by: holder.to_string(),
-            });
-        }
         let requested = EventDraft::new(EventKind::Requested)
             .actor(&request.requester.id)
             .data(
@@ -83,12 +72,18 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
         if !evaluation.decision.outcome.is_final() {
             evaluated = evaluated.waiting(&evaluation);
         }
-        for draft in [requested, evaluated] {
-            self.log
-                .append(&request.id, draft, now)
-                .await
-                .map_err(log_error)?;
+        // The `requested` event's key decides whose request id this is: a second append of it
+        // is this execution's own retry, or another execution that started with the same id at
+        // the same time (or earlier). Only the holder's execution goes on.
+        let first = self.log.append(&request.id, requested, now).await;
+        if first.map_err(log_error)?.is_none() {
+            let logged = self.log.events(&request.id).await.map_err(log_error)?;
+            check_holder(&request.id, &logged, execution_id)?;
         }
+        self.log
+            .append(&request.id, evaluated, now)
+            .await
+            .map_err(log_error)?;
         tracing::info!(request_id = %request.id, outcome = %evaluation.decision.outcome, "evaluated");
         Ok(Evaluated {
             decision: DecisionRecord {
@@ -97,5 +92,25 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
             },
             request,
         })
+    }
+}
+
+/// Fails with `RequestIdInUse` when the `requested` event of `request_id` names an execution other
+/// than `execution_id`.
+fn check_holder(
+    request_id: &str,
+    events: &[crate::event::Event],
+    execution_id: &str,
+) -> Result<(), ApprovalError> {
+    let holder = events
+        .iter()
+        .find(|e| e.kind == EventKind::Requested)
+        .and_then(|e| e.data.get("execution").and_then(Value::as_str));
+    match holder {
+        Some(holder) if holder != execution_id => Err(ApprovalError::RequestIdInUse {
+            request_id: request_id.to_string(),
+            held_by: holder.to_string(),
+        }),
+        _ => Ok(()),
     }
 }

@@ -140,11 +140,13 @@ impl<P: Ports> Approvals<P> {
             .map_err(ApprovalError::PendingStore)
     }
 
-    async fn append(&self, request_id: &str, draft: EventDraft) -> Result<(), ApprovalError> {
+    /// Appends `draft` to the request's chain; false when its idempotency key already has its
+    /// event (nothing was appended).
+    async fn append(&self, request_id: &str, draft: EventDraft) -> Result<bool, ApprovalError> {
         self.log
             .append(request_id, draft, self.clock.now())
             .await
-            .map(|_| ())
+            .map(|appended| appended.is_some())
             .map_err(ApprovalError::DecisionLog)
     }
 }

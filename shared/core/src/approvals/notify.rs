@@ -119,7 +119,7 @@ impl<P: Ports> Approvals<P> {
             )])
             .data("unreachable", person)
             .once(format!("error#unreachable#{}", target.key()));
-        self.append(request_id, draft).await
+        self.append(request_id, draft).await.map(drop)
     }
 
     async fn open(

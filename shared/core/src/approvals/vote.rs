@@ -222,15 +222,20 @@ impl<P: Ports> Approvals<P> {
         reason: String,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
+        // One refusal a voter and choice is a step of the decision; the same click again (a
+        // guest clicking in a loop, say) is answered and traced, not appended: it would grow
+        // the chain and compete with the appends that matter.
         let voter = normalize(&ballot.voter);
-        let at = crate::time::format_rfc3339_ms(ballot.at);
+        let choice = ballot.choice.as_str();
         let draft = EventDraft::new(EventKind::VoteRefused)
             .actor(&voter)
             .platform(ballot.platform.as_str())
             .reasons(vec![reason.clone()])
-            .data("vote", ballot.choice.as_str())
-            .once(format!("refused#{voter}#{at}"));
-        self.append(&ballot.request_id, draft).await?;
+            .data("vote", choice)
+            .once(format!("refused#{voter}#{choice}"));
+        if !self.append(&ballot.request_id, draft).await? {
+            tracing::info!(request_id = %ballot.request_id, voter, vote = choice, reason, "a refused click again: answered, already logged");
+        }
         Ok(VoteResult::Refused { reason, approval })
     }
 

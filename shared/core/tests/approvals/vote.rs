@@ -308,3 +308,25 @@ async fn already_decided_does_not_depend_on_the_policys_vote_rule() {
     assert_eq!(closed.state, ApprovalState::Approved);
     assert_eq!(fakes.tokens.calls().len(), 1);
 }
+
+#[tokio::test]
+async fn a_refused_click_is_logged_once_per_voter_and_choice_however_often_it_comes() {
+    let (f, s) = opened("r41", DEPLOY).await;
+    for _ in 0..5 {
+        let click = s.vote(&ballot("r41", "mallory@example.com")).await.unwrap();
+        assert!(matches!(click, VoteResult::Refused { .. }), "{click:?}");
+        f.clock.advance(chrono::Duration::milliseconds(7));
+    }
+    let rejection = rejecting(ballot("r41", "mallory@example.com"), Some("no"));
+    let other = s.vote(&rejection).await.unwrap();
+    assert!(matches!(other, VoteResult::Refused { .. }), "{other:?}");
+    assert_eq!(
+        f.kinds("r41"),
+        [
+            EventKind::Notified,
+            EventKind::VoteRefused,
+            EventKind::VoteRefused
+        ],
+        "one refusal for the approvals, one for the rejection"
+    );
+}
