@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use regate_chat::slack::blocks::reason_error;
 use regate_chat::slack::{receive, Inbound, Interaction, SlackWorkspace};
 use regate_chat::teams::activity::{self, error_response};
+use regate_chat::teams::auth;
 use regate_chat::teams::{click_answer, Activity, AuthError, BotAuthenticator, TeamsChat};
 use regate_core::approvals::Approvals;
 use regate_core::ports::{Clock, Ports};
@@ -111,6 +112,16 @@ async fn teams_messages<P: Ports>(
     let Some(auth) = &app.teams_auth else {
         return (StatusCode::NOT_FOUND, "Teams is not configured").into_response();
     };
+    if body.len() > activity::MAX_BODY_BYTES {
+        tracing::warn!(bytes = body.len(), "refused an oversized Teams activity");
+        let limit = format!("an activity is at most {} bytes", activity::MAX_BODY_BYTES);
+        return (StatusCode::PAYLOAD_TOO_LARGE, limit).into_response();
+    }
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if let Err(error) = auth::screen(authorization) {
+        tracing::warn!(error = %error, "refused a Teams request");
+        return (StatusCode::UNAUTHORIZED, error.to_string()).into_response();
+    }
     let envelope = match activity::envelope(&body) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -118,7 +129,6 @@ async fn teams_messages<P: Ports>(
             return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
         }
     };
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     if let Err(error) = auth.verify(authorization, &envelope).await {
         tracing::warn!(error = %error, "refused a Teams request");
         let status = match error {

@@ -313,12 +313,16 @@ async fn teams_activities_without_teams_or_a_token_or_a_shape_are_refused_before
         post_teams(&fakes, auth(), &activity, Some("Bearer not.a.jwt")).await,
         StatusCode::UNAUTHORIZED
     );
+    // No token is refused before the body is read; an oversized body before anything.
     assert_eq!(
-        post_teams(&fakes, auth(), "{not json", Some("Bearer x")).await,
-        StatusCode::BAD_REQUEST
+        post_teams(&fakes, auth(), "{not json", None).await,
+        StatusCode::UNAUTHORIZED
     );
-    // With a well-formed RS256 token, the keys must be fetched: unreachable is a 503, so the
-    // Bot Framework retries, and nothing is recorded.
+    let huge = format!("{{\"text\": \"{}\"}}", "x".repeat(64 * 1024));
+    assert_eq!(
+        post_teams(&fakes, auth(), &huge, None).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let key = regate_testkit::TeamsKey::generate("k", &["msteams"]);
     let token = format!(
         "Bearer {}",
@@ -327,6 +331,13 @@ async fn teams_activities_without_teams_or_a_token_or_a_shape_are_refused_before
             "https://smba.trafficmanager.net/amer/t/"
         ))
     );
+    // A well-formed token on a body that is no activity: 400, and no key was needed.
+    assert_eq!(
+        post_teams(&fakes, auth(), "{not json", Some(&token)).await,
+        StatusCode::BAD_REQUEST
+    );
+    // With a well-formed RS256 token, the keys must be fetched: unreachable is a 503, so the
+    // Bot Framework retries, and nothing is recorded.
     assert_eq!(
         post_teams(&fakes, auth(), &activity, Some(&token)).await,
         StatusCode::SERVICE_UNAVAILABLE

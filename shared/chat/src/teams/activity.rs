@@ -5,10 +5,13 @@ use regate_core::Choice;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::card::{APPROVE_VERB, REASON_INPUT, REJECT_VERB};
+use super::card::{APPROVE_VERB, MAX_REASON_CHARS, REASON_INPUT, REJECT_VERB};
 
 /// The invoke a click on an `Action.Execute` sends.
 pub const CARD_ACTION_INVOKE: &str = "adaptiveCard/action";
+/// The largest activity the callback reads (as for Slack); a larger one is refused with 413
+/// before anything of it is parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The channel id of Microsoft Teams; other channels are refused.
 pub const TEAMS_CHANNEL: &str = "msteams";
 /// The content type of an Adaptive Card in an invoke answer or an attachment.
@@ -131,12 +134,13 @@ pub fn parse(body: &[u8]) -> Result<Activity, ActivityError> {
         .filter(|id| !id.is_empty())
         .ok_or_else(|| missing("request_id"))?
         .to_string();
+    // The card's `maxLength` binds only the Teams client: the server cuts the reason too.
     let reason = data
         .get(REASON_INPUT)
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|r| !r.is_empty())
-        .map(str::to_string);
+        .map(|r| r.chars().take(MAX_REASON_CHARS).collect());
     let from = raw.from.ok_or_else(|| missing("from"))?;
     let conversation = raw.conversation.ok_or_else(|| missing("conversation"))?;
     let tenant_from_data = raw
@@ -208,6 +212,17 @@ mod tests {
         assert_eq!(click.conversation, "19:payments@thread.tacv2");
         assert_eq!(click.tenant_id.as_deref(), Some("tenant-1"));
         assert_eq!(click.reply_to_id.as_deref(), Some("1700000000000"));
+    }
+
+    #[test]
+    fn a_reason_longer_than_the_card_allows_is_cut_on_the_server() {
+        let long = "é".repeat(MAX_REASON_CHARS * 3);
+        let body = invoke(REJECT_VERB, json!({"request_id": "chg-1", "reason": long}));
+        let Activity::Click(click) = parse(body.to_string().as_bytes()).unwrap() else {
+            panic!("not a click")
+        };
+        let reason = click.reason.unwrap();
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
     }
 
     #[test]

@@ -144,6 +144,13 @@ fn signing_key_id(authorization: Option<&str>) -> Result<(&str, String), AuthErr
     Ok((token, kid))
 }
 
+/// The checks an `Authorization` header must pass before anything else of the request is read:
+/// a bearer token, signed RS256, naming its signing key. A request that fails them is refused
+/// (401) before its body is parsed.
+pub fn screen(authorization: Option<&str>) -> Result<(), AuthError> {
+    signing_key_id(authorization).map(drop)
+}
+
 /// Checks a request's `Authorization` header against `keys` for bot `app_id`, for an activity
 /// whose body claims `envelope`. Pure: the keys are fetched by [`BotAuthenticator`].
 pub fn check(
