@@ -3,9 +3,13 @@
 //! the Bot Framework's OpenID metadata, issued by `https://api.botframework.com` for our app
 //! id, within 5 minutes of skew, signed by a key endorsed for the activity's channel (which
 //! must be `msteams`), and carrying a `serviceurl` claim equal to the activity's `serviceUrl`.
-//! Keys are cached for a day; an unknown `kid` re-fetches them, at most once per interval.
+//! Keys are cached for a day; an unknown `kid` re-fetches them, at most once per interval. A
+//! fetch is bounded in time and runs without holding the cache, so a slow metadata endpoint
+//! stalls no click whose key is known; when a refresh fails, the keys in hand are served for up
+//! to a day past their age.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -25,6 +29,10 @@ pub const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// At most one fetch for an unknown `kid` this often, so forged tokens cannot make regate
 /// hammer the metadata endpoint.
 pub const UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(60);
+/// How long one fetch of the keys (the metadata, then the key set) may take.
+pub const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// When a refresh fails, keys in hand are still served this long past [`KEYS_MAX_AGE`].
+pub const KEYS_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why an inbound activity is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,8 +125,11 @@ impl SigningKeys {
 
 #[derive(Default)]
 struct KeySet {
-    keys: SigningKeys,
+    keys: Arc<SigningKeys>,
+    /// When `keys` were fetched.
     fetched: Option<Instant>,
+    /// When a fetch was last started for a reason other than age (an unknown `kid`), or after
+    /// a failed refresh: at most one such fetch a [`UNKNOWN_KEY_REFETCH`].
     fetched_for_unknown: Option<Instant>,
 }
 
@@ -210,7 +221,10 @@ pub struct BotAuthenticator {
     metadata_url: String,
     http: reqwest::Client,
     unknown_key_refetch: Duration,
-    keys: tokio::sync::Mutex<KeySet>,
+    fetch_timeout: Duration,
+    max_age: Duration,
+    grace: Duration,
+    keys: Mutex<KeySet>,
 }
 
 impl BotAuthenticator {
@@ -221,8 +235,25 @@ impl BotAuthenticator {
             metadata_url: metadata_url.to_string(),
             http,
             unknown_key_refetch: UNKNOWN_KEY_REFETCH,
-            keys: tokio::sync::Mutex::default(),
+            fetch_timeout: KEY_FETCH_TIMEOUT,
+            max_age: KEYS_MAX_AGE,
+            grace: KEYS_GRACE,
+            keys: Mutex::default(),
         }
+    }
+
+    /// How long one fetch may take, and how old keys may grow before a refresh (and, when
+    /// that fails, how much older they are still served): for tests.
+    pub fn with_key_times(
+        mut self,
+        fetch_timeout: Duration,
+        max_age: Duration,
+        grace: Duration,
+    ) -> Self {
+        self.fetch_timeout = fetch_timeout;
+        self.max_age = max_age;
+        self.grace = grace;
+        self
     }
 
     /// How often an unknown `kid` may make it fetch the keys again.
@@ -239,25 +270,58 @@ impl BotAuthenticator {
     ) -> Result<(), AuthError> {
         let (_, kid) = signing_key_id(authorization)?;
         let keys = self.keys_with(&kid).await?;
-        check(authorization, envelope, &self.app_id, &keys.keys)
+        check(authorization, envelope, &self.app_id, &keys)
     }
 
-    /// The key set, fetched again when it is a day old, or when it lacks `kid` and the last
-    /// fetch for an unknown key is long enough ago.
-    async fn keys_with(&self, kid: &str) -> Result<tokio::sync::MutexGuard<'_, KeySet>, AuthError> {
-        let mut keys = self.keys.lock().await;
-        let stale = keys.fetched.is_none_or(|at| at.elapsed() >= KEYS_MAX_AGE);
-        let may_refetch = keys
-            .fetched_for_unknown
-            .is_none_or(|at| at.elapsed() >= self.unknown_key_refetch);
-        if stale || (!keys.keys.has(kid) && may_refetch) {
-            if !stale {
-                keys.fetched_for_unknown = Some(Instant::now());
+    /// The keys to check `kid` with: those in hand, fetched again when they are a day old, or
+    /// when they lack `kid` and the last such fetch is long enough ago. The cache is not held
+    /// while fetching; a failed refresh keeps serving the keys in hand within their grace.
+    async fn keys_with(&self, kid: &str) -> Result<Arc<SigningKeys>, AuthError> {
+        let (keys, fetched) = {
+            let mut set = self
+                .keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale = set.fetched.is_none_or(|at| at.elapsed() >= self.max_age);
+            let may_refetch = set
+                .fetched_for_unknown
+                .is_none_or(|at| at.elapsed() >= self.unknown_key_refetch);
+            let usable = set
+                .fetched
+                .is_some_and(|at| at.elapsed() < self.max_age + self.grace);
+            let refetch = if stale && usable {
+                may_refetch
+            } else {
+                stale || (!set.keys.has(kid) && may_refetch)
+            };
+            if !refetch {
+                return Ok(set.keys.clone());
             }
-            keys.keys = self.fetch().await?;
-            keys.fetched = Some(Instant::now());
+            if !stale || usable {
+                set.fetched_for_unknown = Some(Instant::now());
+            }
+            (set.keys.clone(), set.fetched)
+        };
+        let fetched_now = tokio::time::timeout(self.fetch_timeout, self.fetch())
+            .await
+            .unwrap_or_else(|_| Err(AuthError::Unavailable("the key fetch timed out".into())));
+        match fetched_now {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                let mut set = self
+                    .keys
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                set.keys = fresh.clone();
+                set.fetched = Some(Instant::now());
+                Ok(fresh)
+            }
+            Err(error) if fetched.is_some_and(|at| at.elapsed() < self.max_age + self.grace) => {
+                tracing::warn!(error = %error, "could not refresh the Bot Framework signing keys; using those in hand");
+                Ok(keys)
+            }
+            Err(error) => Err(error),
         }
-        Ok(keys)
     }
 
     #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Bot Framework", rpc.method = "keys"))]
@@ -389,5 +453,127 @@ mod tests {
         assert!(keys.has("good"));
         assert!(!keys.has("ec"));
         assert!(SigningKeys::from_jwks(b"[]").is_err());
+    }
+
+    /// A local stand-in for the Bot Framework's metadata and key endpoints: it serves `jwks`,
+    /// or, as `mode` says, answers 500 (1) or never answers (2). Returns the metadata URL.
+    async fn key_server(jwks: Value, mode: Arc<std::sync::atomic::AtomicU8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let metadata = json!({"jwks_uri": format!("{base}/keys")}).to_string();
+        let jwks = jwks.to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (metadata, jwks, mode) = (metadata.clone(), jwks.clone(), mode.clone());
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 4096];
+                    let read = socket.read(&mut request).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&request[..read]).to_string();
+                    let (status, body) = match mode.load(std::sync::atomic::Ordering::SeqCst) {
+                        2 => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        1 => ("500 Internal Server Error", String::new()),
+                        _ if request.starts_with("GET /keys") => ("200 OK", jwks),
+                        _ => ("200 OK", metadata),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("{base}/metadata")
+    }
+
+    #[tokio::test]
+    async fn a_slow_key_endpoint_neither_stalls_known_keys_nor_outlasts_its_timeout() {
+        let known = TeamsKey::generate("known", &["msteams"]);
+        let jwks = json!({"keys": [known.jwk.clone()]});
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let url = key_server(jwks, mode.clone()).await;
+        let auth = Arc::new(
+            BotAuthenticator::new(APP, &url, reqwest::Client::new())
+                .with_unknown_key_refetch(Duration::ZERO)
+                .with_key_times(Duration::from_millis(500), KEYS_MAX_AGE, KEYS_GRACE),
+        );
+        let good = bearer(&known, |_| {});
+        auth.verify(Some(&good), &envelope("msteams"))
+            .await
+            .unwrap();
+        // The endpoint hangs now. An unknown key makes a fetch that ends at its timeout...
+        mode.store(2, std::sync::atomic::Ordering::SeqCst);
+        let stranger = bearer(&TeamsKey::generate("unknown", &["msteams"]), |_| {});
+        let started = Instant::now();
+        let slow = {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.verify(Some(&stranger), &envelope("msteams")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...while a click signed with a known key is checked at once.
+        auth.verify(Some(&good), &envelope("msteams"))
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "a known key waited on the fetch"
+        );
+        let refused = slow.await.unwrap();
+        assert!(
+            matches!(refused, Err(AuthError::Unauthorized(_))),
+            "{refused:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(450) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_whose_refresh_fails_are_served_within_their_grace_and_not_after() {
+        let known = TeamsKey::generate("known", &["msteams"]);
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let url = key_server(json!({"keys": [known.jwk.clone()]}), mode.clone()).await;
+        let good = bearer(&known, |_| {});
+        // Keys are stale at once; a failed refresh keeps them for a grace of an hour...
+        let within = BotAuthenticator::new(APP, &url, reqwest::Client::new()).with_key_times(
+            Duration::from_secs(1),
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        );
+        within
+            .verify(Some(&good), &envelope("msteams"))
+            .await
+            .unwrap();
+        mode.store(1, std::sync::atomic::Ordering::SeqCst);
+        within
+            .verify(Some(&good), &envelope("msteams"))
+            .await
+            .unwrap();
+        // ...and not without one.
+        mode.store(0, std::sync::atomic::Ordering::SeqCst);
+        let without = BotAuthenticator::new(APP, &url, reqwest::Client::new()).with_key_times(
+            Duration::from_secs(1),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        without
+            .verify(Some(&good), &envelope("msteams"))
+            .await
+            .unwrap();
+        mode.store(1, std::sync::atomic::Ordering::SeqCst);
+        let refused = without.verify(Some(&good), &envelope("msteams")).await;
+        assert!(
+            matches!(refused, Err(AuthError::Unavailable(_))),
+            "{refused:?}"
+        );
     }
 }
