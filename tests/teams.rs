@@ -462,3 +462,36 @@ async fn a_click_from_another_conversation_or_tenant_does_not_count() {
     assert_eq!(answer.status, 200);
     assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
 }
+
+#[tokio::test]
+async fn a_click_on_a_card_regate_did_not_post_for_the_request_does_not_count() {
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack.begin("teams-copied", |r| r).await;
+    let member = stack.teams_member("alice@example.com").await;
+    // The same conversation, but another message: a copy of the card, or a card of another
+    // request carrying this request's id.
+    let mut copied = stack.teams_invoke(&member, APPROVE_VERB, &id, None).await;
+    let conversation = copied["conversation"]["id"].as_str().unwrap().to_string();
+    let (channel, _) = conversation.split_once(";messageid=").unwrap();
+    copied["replyToId"] = json!("1699999999999");
+    copied["conversation"]["id"] = json!(format!("{channel};messageid=1699999999999"));
+    let (answer, body) = stack
+        .post_teams(&copied, Some(stack.teams_bearer().await))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        body.to_string().contains("not posted where you clicked"),
+        "{body}"
+    );
+    assert_eq!(count(&stack.events(&id).await, EventKind::Vote), 0);
+    assert_eq!(stack.status(&execution).await.status, "RUNNING");
+    // From the card itself, the same click counts.
+    let (answer, _) = stack
+        .teams_click("alice@example.com", APPROVE_VERB, &id, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        stack.approvers_of(&execution).await,
+        json!(["alice@example.com"])
+    );
+}

@@ -45,6 +45,8 @@ pub struct Voter {
     pub tenant: Option<String>,
     /// The platform endpoint that serves this voter (Teams' `serviceUrl`).
     pub endpoint: Option<String>,
+    /// The id of the message clicked, when the platform says (Teams: the card's activity id).
+    pub message: Option<String>,
 }
 
 /// Who a voter is, by their platform account.
@@ -134,6 +136,14 @@ impl MessageRef {
         match self {
             Self::Slack { channel, .. } => channel,
             Self::Teams { conversation, .. } => conversation,
+        }
+    }
+
+    /// The message's own id in its place (Slack's `ts`, Teams' activity id).
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Slack { ts, .. } => ts,
+            Self::Teams { activity_id, .. } => activity_id,
         }
     }
 

@@ -61,5 +61,7 @@ pub struct Ballot {
     /// Where it was cast (the channel or conversation of the clicked message), when known: a
     /// click must come from a message posted for this request.
     pub place: Option<String>,
+    /// The id of the message clicked, when known: it must be one regate posted there.
+    pub message: Option<String>,
     pub at: DateTime<Utc>,
 }

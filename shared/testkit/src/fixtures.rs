@@ -115,6 +115,7 @@ pub fn ballot(request_id: &str, voter: &str) -> Ballot {
         reason: None,
         platform: Platform::Slack,
         place: None,
+        message: None,
         at: FixedClock::default().now(),
     }
 }
@@ -135,5 +136,6 @@ pub fn slack_voter(user_id: &str) -> Voter {
         trigger: Some("trigger-1".into()),
         tenant: Some(SLACK_TEAM_ID.into()),
         endpoint: None,
+        message: None,
     }
 }

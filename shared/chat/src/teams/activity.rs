@@ -155,6 +155,12 @@ pub fn parse(body: &[u8]) -> Result<Activity, ActivityError> {
         reason,
         user_id: from.id,
         aad_object_id: from.aad_object_id,
+        // A channel thread's conversation id names its root message; the card clicked is
+        // `replyToId`, or that root when Teams leaves `replyToId` out.
+        reply_to_id: raw.reply_to_id.or_else(|| {
+            let (_, root) = conversation.id.split_once(";messageid=")?;
+            Some(root.to_string())
+        }),
         conversation: conversation
             .id
             .split(";messageid=")
@@ -163,7 +169,6 @@ pub fn parse(body: &[u8]) -> Result<Activity, ActivityError> {
             .to_string(),
         tenant_id: conversation.tenant_id.or(tenant_from_data),
         service_url: raw.service_url,
-        reply_to_id: raw.reply_to_id,
     }))
 }
 

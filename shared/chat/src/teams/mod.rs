@@ -99,6 +99,7 @@ impl TeamsChat {
             trigger: None,
             tenant: click.tenant_id.clone(),
             endpoint: Some(click.service_url.clone()),
+            message: click.reply_to_id.clone(),
         }
     }
 }

@@ -6,7 +6,9 @@ use super::{attempt_tag, ApprovalError, Approvals, Closed};
 use crate::decision::Evaluation;
 use crate::event::EventDraft;
 use crate::event::EventKind;
-use crate::pending::{ApprovalState, Conditional, Identified, PendingApproval, Voter};
+use crate::pending::{
+    ApprovalState, Conditional, Identified, MessageRef, PendingApproval, Platform, Voter,
+};
 use crate::policy::PreparedRequest;
 use crate::ports::{ChatPlatform, Clock, PendingStore, Ports};
 use crate::rules::normalize;
@@ -142,6 +144,7 @@ impl<P: Ports> Approvals<P> {
             reason,
             platform: voter.platform,
             place: voter.conversation.clone(),
+            message: voter.message.clone(),
             at: self.clock.now(),
         };
         self.vote(&ballot).await
@@ -189,6 +192,7 @@ impl<P: Ports> Approvals<P> {
             reason: None,
             platform: voter.platform,
             place: voter.conversation.clone(),
+            message: voter.message.clone(),
             at: self.clock.now(),
         };
         self.refuse(&ballot, reason, approval).await
@@ -376,8 +380,10 @@ impl<P: Ports> Approvals<P> {
 }
 
 /// Why a ballot cast somewhere this request's messages are not does not count: a click must
-/// come from a message regate posted for the request (a card copied or forwarded elsewhere
-/// does not vote). Unknown places, and platforms with no message, are not checked.
+/// come from a message regate posted for the request (a card copied or forwarded elsewhere does
+/// not vote), in its place and, when the platform names the message clicked, that message. A
+/// Teams click needs a Teams card of the request; a ballot of unknown place, and a Slack one on
+/// a request with no Slack message, are not checked.
 fn elsewhere(ballot: &Ballot, approval: &PendingApproval) -> Option<String> {
     let place = ballot.place.as_deref()?;
     let mut ours = approval
@@ -385,8 +391,13 @@ fn elsewhere(ballot: &Ballot, approval: &PendingApproval) -> Option<String> {
         .iter()
         .filter(|m| m.platform() == ballot.platform)
         .peekable();
-    ours.peek()?;
-    if ours.any(|m| m.place() == place) {
+    if ours.peek().is_none() && ballot.platform != Platform::Teams {
+        return None;
+    }
+    let clicked = |m: &MessageRef| {
+        m.place() == place && ballot.message.as_deref().is_none_or(|id| m.id() == id)
+    };
+    if ours.any(clicked) {
         return None;
     }
     Some("this request was not posted where you clicked".into())

@@ -330,3 +330,29 @@ async fn a_refused_click_is_logged_once_per_voter_and_choice_however_often_it_co
         "one refusal for the approvals, one for the rejection"
     );
 }
+
+#[tokio::test]
+async fn a_teams_click_counts_only_from_a_teams_card_of_the_request() {
+    // The fakes post on Slack only: this request has no Teams card anywhere.
+    let (f, s) = opened("r42", DEPLOY).await;
+    f.chat.knows("29:alice", "alice@example.com");
+    let voter = regate_core::Voter {
+        platform: regate_core::Platform::Teams,
+        user_id: "29:alice".into(),
+        conversation: Some("19:payments-approvals@thread.tacv2".into()),
+        trigger: None,
+        tenant: None,
+        endpoint: None,
+        message: Some("1700000000000".into()),
+    };
+    let result = s
+        .click(&voter, "r42", regate_core::Choice::Approve)
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, VoteResult::Refused { ref reason, .. } if reason.contains("not posted where you clicked")),
+        "{result:?}"
+    );
+    assert!(f.pending.item("r42").unwrap().votes.is_empty());
+    assert!(f.tokens.calls().is_empty());
+}
