@@ -8,6 +8,7 @@ mod decision_log;
 mod direct;
 mod faults;
 mod local_stack;
+mod metrics;
 mod pending_store;
 mod slack_api;
 mod task_tokens;

@@ -16,6 +16,7 @@ use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{
     ballot, default_policy, execution_of, open, rejecting, request, Fakes, FixedClock, MemoryLog,
+    RecordingMetrics,
 };
 use regate_tests::checkpoint::{heads_of, write_checkpoints, KmsSigner};
 use regate_tests::export::{
@@ -33,10 +34,11 @@ const DENIED: &str = "aud-denied";
 const EXPIRED: &str = "aud-expired";
 
 /// The evaluator over the fakes' log and clock, with the default policy.
-fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock> {
+fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics> {
     Evaluator::new(
         fakes.log.clone(),
         fakes.clock.clone(),
+        fakes.metrics.clone(),
         Arc::new(default_policy()),
     )
 }

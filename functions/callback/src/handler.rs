@@ -23,8 +23,9 @@ use regate_chat::teams::activity::{self, error_response};
 use regate_chat::teams::auth;
 use regate_chat::teams::{click_answer, Activity, AuthError, BotAuthenticator, TeamsChat};
 use regate_core::approvals::Approvals;
+use regate_core::metrics::Measurement;
 use regate_core::ports::{Clock, Ports};
-use regate_core::Choice;
+use regate_core::{Choice, Platform};
 use secrecy::SecretString;
 
 pub const FAULT: &str = "regate could not record this; please try again";
@@ -68,6 +69,8 @@ async fn slack_interactions<P: Ports>(
     let answer = match interaction {
         Err(Inbound::Unauthorized(error)) => {
             tracing::warn!(error = %error, "refused a Slack request");
+            app.approvals
+                .record(Measurement::click_refused(Platform::Slack, "401"));
             let text = "invalid Slack signature or timestamp";
             return (StatusCode::UNAUTHORIZED, text).into_response();
         }
@@ -77,6 +80,8 @@ async fn slack_interactions<P: Ports>(
         }
         Err(Inbound::Foreign(error)) => {
             tracing::warn!(error = %error, "a Slack interaction for another app or workspace");
+            app.approvals
+                .record(Measurement::click_refused(Platform::Slack, "403"));
             return (StatusCode::FORBIDDEN, error).into_response();
         }
         Ok(Interaction::Vote {
@@ -120,6 +125,8 @@ async fn teams_messages<P: Ports>(
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     if let Err(error) = auth::screen(authorization) {
         tracing::warn!(error = %error, "refused a Teams request");
+        app.approvals
+            .record(Measurement::click_refused(Platform::Teams, "401"));
         return (StatusCode::UNAUTHORIZED, error.to_string()).into_response();
     }
     let envelope = match activity::envelope(&body) {
@@ -136,6 +143,15 @@ async fn teams_messages<P: Ports>(
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
+        let refused = match status {
+            StatusCode::UNAUTHORIZED => Some("401"),
+            StatusCode::FORBIDDEN => Some("403"),
+            _ => None,
+        };
+        if let Some(status) = refused {
+            let refused = Measurement::click_refused(Platform::Teams, status);
+            app.approvals.record(refused);
+        }
         return (status, error.to_string()).into_response();
     }
     let click = match activity::parse(&body) {

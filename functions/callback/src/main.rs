@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::from_env()?;
     let bundle = regate_policies::bundle()?;
-    let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(1)).await?;
+    let wired =
+        regate_aws::wire_approvals("callback", &config, &bundle, Duration::from_secs(1)).await?;
     let app = Arc::new(handler::App {
         approvals: wired.approvals,
         signing_secret: wired.slack_signing_secret,

@@ -2,6 +2,7 @@
 
 use lambda_runtime::Diagnostic;
 use regate_core::evaluator::{Evaluated, Evaluator};
+use regate_core::metrics::Metrics;
 use regate_core::ports::{Clock, DecisionLog};
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,8 +17,8 @@ pub struct Input {
     pub execution_id: String,
 }
 
-pub async fn handle<L: DecisionLog, K: Clock>(
-    evaluator: &Evaluator<L, K>,
+pub async fn handle<L: DecisionLog, K: Clock, M: Metrics>(
+    evaluator: &Evaluator<L, K, M>,
     input: Input,
 ) -> Result<Evaluated, Diagnostic> {
     evaluator

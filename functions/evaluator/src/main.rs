@@ -27,7 +27,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.decision_log_table,
     )
     .keeping(KeptPolicy::new(&bundle)?);
-    let evaluator = Arc::new(Evaluator::new(log, config.clock, policy));
+    let metrics = regate_aws::EmfMetrics::new("evaluator");
+    let evaluator = Arc::new(Evaluator::new(log, config.clock, metrics, policy));
     tracing::info!(
         policy_revision = evaluator.policy().revision(),
         "evaluator ready"

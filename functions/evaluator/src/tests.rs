@@ -6,15 +6,18 @@
 use crate::handler::{handle, Input};
 use regate_core::evaluator::Evaluator;
 use regate_core::EventKind;
-use regate_testkit::{default_policy, execution_of, request, FixedClock, MemoryLog};
+use regate_testkit::{
+    default_policy, execution_of, request, FixedClock, MemoryLog, RecordingMetrics,
+};
 use serde_json::json;
 use serde_json::Value;
 use std::sync::Arc;
 
-fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock> {
+fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics> {
     Evaluator::new(
         log.clone(),
         FixedClock::default(),
+        RecordingMetrics::default(),
         Arc::new(default_policy()),
     )
 }
@@ -141,6 +144,7 @@ async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only
         let e = Evaluator::new(
             Interleaving(log.clone()),
             FixedClock::default(),
+            RecordingMetrics::default(),
             Arc::new(default_policy()),
         );
         let id = format!("twins-{trial}");

@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::from_env()?;
     let bundle = regate_policies::bundle()?;
-    let wired = regate_aws::wire_approvals(&config, &bundle, Duration::from_secs(3)).await?;
+    let wired =
+        regate_aws::wire_approvals("notifier", &config, &bundle, Duration::from_secs(3)).await?;
     let approvals = Arc::new(wired.approvals);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
         let approvals = approvals.clone();

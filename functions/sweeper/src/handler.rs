@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use regate_core::approvals::{Approvals, SweepReport};
 use regate_core::checkpoint::{self, Cadence};
+use regate_core::metrics::Measurement;
 use regate_core::ports::{CheckpointPorts, Ports};
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +150,18 @@ pub async fn handle<P: Ports, X: CheckpointPorts>(
             tracing::error!(error = %error, "checkpoint failed");
             output.checkpoint_error = Some(error.to_string());
         }
+    }
+    // The latest checkpoint's age, whether this run cut one or not: its alarm says when
+    // checkpoints stopped.
+    match checkpoints.ports.last().await {
+        Ok(Some(last)) => {
+            if let Some(until) = regate_core::time::parse_rfc3339(&last.until) {
+                let age = (checkpoints.now - until).num_milliseconds().max(0) as f64 / 1000.0;
+                approvals.record(Measurement::checkpoint_age(age));
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(error = %error, "could not read the latest checkpoint"),
     }
     Ok(output)
 }

@@ -21,7 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = config::Config::from_env()?;
     let bundle = regate_policies::bundle()?;
     let wired =
-        regate_aws::wire_approvals(&config.workflow, &bundle, Duration::from_secs(3)).await?;
+        regate_aws::wire_approvals("sweeper", &config.workflow, &bundle, Duration::from_secs(3))
+            .await?;
     let (approvals, sdk) = (Arc::new(wired.approvals), wired.sdk);
     let checkpoints = match &config.checkpoints {
         Some(settings) => {

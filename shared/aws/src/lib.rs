@@ -10,11 +10,13 @@ pub mod decision_log;
 mod error;
 pub mod http_client;
 pub mod logging;
+pub mod metrics;
 pub mod pending;
 pub mod task_tokens;
 
 pub use decision_log::{DynamoDecisionLog, KeptPolicy, LogQuery};
 pub use error::describe_sdk;
+pub use metrics::EmfMetrics;
 pub use pending::DynamoPendingStore;
 pub use task_tokens::SfnTaskTokens;
 
@@ -86,6 +88,7 @@ impl Ports for AwsPorts {
     type Tokens = SfnTaskTokens;
     type Chat = Chats;
     type Clock = SystemClock;
+    type Metrics = EmfMetrics;
 }
 
 /// The approval workflow on AWS, asking approvers on the configured chat platforms.
@@ -117,10 +120,11 @@ pub enum InitError {
     PolicyTooLarge(StoreError),
 }
 
-/// The approval workflow over the tables, Step Functions and Slack, built once at cold start,
-/// with the Slack app's secrets read once from Secrets Manager and `bundle` compiled once.
-/// `connect_timeout` bounds each connection, to AWS and to the chat platforms.
+/// The approval workflow of `function` over the tables, Step Functions and Slack, built once at
+/// cold start, with the Slack app's secrets read once from Secrets Manager and `bundle`
+/// compiled once. `connect_timeout` bounds each connection, to AWS and to the chat platforms.
 pub async fn wire_approvals(
+    function: &'static str,
     config: &WorkflowConfig,
     bundle: &PolicyBundle,
     connect_timeout: Duration,
@@ -186,6 +190,7 @@ pub async fn wire_approvals(
             teams,
         },
         config.clock,
+        EmfMetrics::new(function),
         Arc::new(policy),
     );
     Ok(Wired {

@@ -90,6 +90,15 @@ impl NotifyTarget {
     pub fn is_slack(&self) -> bool {
         matches!(self, Self::Slack { .. } | Self::SlackUser { .. })
     }
+
+    /// The platform this target is on.
+    pub fn platform(&self) -> crate::pending::Platform {
+        if self.is_slack() {
+            crate::pending::Platform::Slack
+        } else {
+            crate::pending::Platform::Teams
+        }
+    }
 }
 
 /// A notify target as its JSON has it.

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::approvals::ApprovalError;
 use crate::decision::Evaluation;
 use crate::event::{EventDraft, EventKind};
+use crate::metrics::{Measurement, Metrics};
 use crate::policy::{EvaluationTime, PolicyEngine, PreparedRequest};
 use crate::ports::{Clock, DecisionLog};
 use crate::request::Request;
@@ -27,15 +28,21 @@ pub struct DecisionRecord {
     pub evaluation: Evaluation,
 }
 
-pub struct Evaluator<L, K> {
+pub struct Evaluator<L, K, M> {
     log: L,
     clock: K,
+    metrics: M,
     policy: Arc<PolicyEngine>,
 }
 
-impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
-    pub fn new(log: L, clock: K, policy: Arc<PolicyEngine>) -> Self {
-        Self { log, clock, policy }
+impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
+    pub fn new(log: L, clock: K, metrics: M, policy: Arc<PolicyEngine>) -> Self {
+        Self {
+            log,
+            clock,
+            metrics,
+            policy,
+        }
     }
 
     pub fn policy(&self) -> &PolicyEngine {
@@ -80,10 +87,11 @@ impl<L: DecisionLog, K: Clock> Evaluator<L, K> {
             let logged = self.log.events(&request.id).await.map_err(log_error)?;
             check_holder(&request.id, &logged, execution_id)?;
         }
-        self.log
-            .append(&request.id, evaluated, now)
-            .await
-            .map_err(log_error)?;
+        let appended = self.log.append(&request.id, evaluated, now).await;
+        if appended.map_err(log_error)?.is_some() {
+            let outcome = evaluation.decision.outcome.as_str();
+            self.metrics.record(Measurement::decision(outcome));
+        }
         tracing::info!(request_id = %request.id, outcome = %evaluation.decision.outcome, "evaluated");
         Ok(Evaluated {
             decision: DecisionRecord {

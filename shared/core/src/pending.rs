@@ -190,6 +190,12 @@ pub enum ApprovalState {
 }
 
 impl ApprovalState {
+    /// Whether the approvers' votes (or time, through the policy) decided it: approved or
+    /// rejected, an outcome its workflow must be told.
+    pub fn is_decision(self) -> bool {
+        matches!(self, Self::Approved | Self::Rejected)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -9,6 +9,7 @@ use crate::checkpoint::{Checkpoint, Statement};
 use crate::decision::Evaluation;
 use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
+use crate::metrics::Metrics;
 use crate::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
     Reminder, TaskToken, Voter,
@@ -24,6 +25,7 @@ pub trait Ports: 'static {
     type Tokens: TaskTokens + 'static;
     type Chat: ChatPlatform + 'static;
     type Clock: Clock + 'static;
+    type Metrics: Metrics + 'static;
 }
 
 /// The current time. Handlers take it as a port so tests can fix it.

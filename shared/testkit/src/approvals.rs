@@ -10,7 +10,7 @@ use regate_core::{Evaluation, PolicyEngine, PreparedRequest, Request};
 
 use crate::{
     default_policy, execution_of, FixedClock, MemoryLog, MemoryPending, RecordingChat,
-    RecordingTokens,
+    RecordingMetrics, RecordingTokens,
 };
 
 /// The approval workflow's ports in memory: the fakes of this crate.
@@ -22,6 +22,7 @@ impl Ports for MemoryPorts {
     type Tokens = RecordingTokens;
     type Chat = RecordingChat;
     type Clock = FixedClock;
+    type Metrics = RecordingMetrics;
 }
 
 pub type MemoryApprovals = Approvals<MemoryPorts>;
@@ -34,6 +35,7 @@ pub struct Fakes {
     pub tokens: RecordingTokens,
     pub chat: RecordingChat,
     pub clock: FixedClock,
+    pub metrics: RecordingMetrics,
 }
 
 impl Fakes {
@@ -50,6 +52,7 @@ impl Fakes {
             self.tokens.clone(),
             self.chat.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             Arc::new(policy),
         )
     }

@@ -12,6 +12,7 @@ mod clock;
 mod fault;
 mod fixtures;
 mod log;
+mod metrics;
 mod pending;
 mod slack;
 mod teams;
@@ -27,6 +28,7 @@ pub use fixtures::{
     rejecting, request, slack_voter, RequestBuilder,
 };
 pub use log::MemoryLog;
+pub use metrics::RecordingMetrics;
 pub use pending::MemoryPending;
 pub use slack::{
     signed_slack_click, signed_slack_reason, SignedRequest, SLACK_APP_ID, SLACK_SIGNING_SECRET,

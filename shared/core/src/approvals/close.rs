@@ -10,6 +10,7 @@ use super::{ApprovalError, Approvals, Closed, CLOSE_ATTEMPTS, REJECTED_ERROR, RE
 use crate::decision::{Evaluation, Outcome};
 use crate::error::ErrorName;
 use crate::event::{EventDraft, EventKind};
+use crate::metrics::{Measurement, Metrics, ResumeResult};
 use crate::pending::{ApprovalState, Closing, Conditional, PendingApproval};
 use crate::policy::{EvaluationTime, PreparedRequest};
 use crate::ports::{
@@ -202,6 +203,14 @@ impl<P: Ports> Approvals<P> {
             }
             ApprovalState::Expired | ApprovalState::Pending => Ok(()),
         };
+        if approval.state.is_decision() {
+            let result = match &sent {
+                Ok(()) => ResumeResult::Resumed,
+                Err(TaskTokenError::AlreadyClosed(_)) => ResumeResult::Closed,
+                Err(_) => ResumeResult::Retry,
+            };
+            self.metrics.record(Measurement::resume_attempt(result));
+        }
         let took_it = match sent {
             Ok(()) => true,
             Err(TaskTokenError::AlreadyClosed(code)) => {
@@ -253,7 +262,15 @@ impl<P: Ports> Approvals<P> {
             if let Some(by) = &approval.decided_by {
                 draft = draft.actor(by);
             }
-            self.append(&approval.request_id, draft).await?;
+            if self.append(&approval.request_id, draft).await? {
+                self.metrics.record(Measurement::closed(approval.state));
+                if let Some(decided_at) = approval.decided_at {
+                    let waited = (self.clock.now() - decided_at).num_milliseconds();
+                    let seconds = waited.max(0) as f64 / 1000.0;
+                    self.metrics
+                        .record(Measurement::decision_to_resume(seconds));
+                }
+            }
             approval.state
         } else {
             let draft = EventDraft::new(EventKind::Expired)
@@ -262,7 +279,10 @@ impl<P: Ports> Approvals<P> {
                     approval.state.as_str()
                 )])
                 .once("expired");
-            self.append(&approval.request_id, draft).await?;
+            if self.append(&approval.request_id, draft).await? {
+                self.metrics
+                    .record(Measurement::closed(ApprovalState::Expired));
+            }
             ApprovalState::Expired
         };
         let settled = self

@@ -32,7 +32,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::error::ErrorName;
 use crate::event::EventDraft;
-use crate::pending::{ApprovalState, PendingApproval};
+use crate::metrics::{Measurement, Metrics};
+use crate::pending::{ApprovalState, PendingApproval, Platform};
 use crate::policy::{PolicyEngine, PolicyError};
 use crate::ports::{
     ChatError, Clock, DecisionLog, PendingStore, Ports, StoreError, TaskTokenError,
@@ -99,13 +100,14 @@ pub struct Closed {
 }
 
 /// The approval workflow over its ports (the decision log, the pending store, task tokens, the
-/// chat platform(s) and a clock; see [`Ports`]), with the compiled policy.
+/// chat platform(s), a clock and the metrics; see [`Ports`]), with the compiled policy.
 pub struct Approvals<P: Ports> {
     log: P::Log,
     pending: P::Pending,
     tokens: P::Tokens,
     chat: P::Chat,
     clock: P::Clock,
+    metrics: P::Metrics,
     policy: Arc<PolicyEngine>,
 }
 
@@ -116,6 +118,7 @@ impl<P: Ports> Approvals<P> {
         tokens: P::Tokens,
         chat: P::Chat,
         clock: P::Clock,
+        metrics: P::Metrics,
         policy: Arc<PolicyEngine>,
     ) -> Self {
         Self {
@@ -124,6 +127,7 @@ impl<P: Ports> Approvals<P> {
             tokens,
             chat,
             clock,
+            metrics,
             policy,
         }
     }
@@ -138,6 +142,18 @@ impl<P: Ports> Approvals<P> {
             .get(request_id)
             .await
             .map_err(ApprovalError::PendingStore)
+    }
+
+    /// Counts a Slack or Teams call that failed after its retries, and hands the error back.
+    fn chat_failed(&self, platform: Platform, error: ChatError) -> ChatError {
+        self.metrics
+            .record(Measurement::chat_error(platform, &error));
+        error
+    }
+
+    /// Records a measurement of something a handler saw (a refused click, a checkpoint's age).
+    pub fn record(&self, measurement: Measurement) {
+        self.metrics.record(measurement);
     }
 
     /// Appends `draft` to the request's chain; false when its idempotency key already has its

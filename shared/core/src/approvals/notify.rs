@@ -66,6 +66,7 @@ impl<P: Ports> Approvals<P> {
             let key = target.key();
             if approval.posting.contains(&key) {
                 let found = self.chat.find_posted(target, &request_id).await;
+                let found = found.map_err(|e| self.chat_failed(target.platform(), e));
                 if let Some(message) = found.map_err(ApprovalError::Chat)? {
                     approval = self.record_message(approval, message).await?;
                     continue;
@@ -90,7 +91,10 @@ impl<P: Ports> Approvals<P> {
                 Err(ChatError::Refused(reason)) if target.person().is_some() => {
                     self.unreachable(&request_id, target, &reason).await?;
                 }
-                Err(error) => return Err(ApprovalError::Chat(error)),
+                Err(error) => {
+                    let error = self.chat_failed(target.platform(), error);
+                    return Err(ApprovalError::Chat(error));
+                }
             }
         }
         Ok((approval, skipped))
@@ -104,7 +108,7 @@ impl<P: Ports> Approvals<P> {
         reason: &str,
     ) -> Result<(), ApprovalError> {
         let person = target.person().unwrap_or_default();
-        let platform = if target.is_slack() { "slack" } else { "teams" };
+        let platform = target.platform().as_str();
         tracing::error!(
             request_id,
             platform,

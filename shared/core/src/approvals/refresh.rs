@@ -47,6 +47,7 @@ impl<P: Ports> Approvals<P> {
         };
         for message in &approval.messages {
             if let Err(error) = self.chat.update(message, view).await {
+                let error = self.chat_failed(message.platform(), error);
                 tracing::warn!(request_id = %approval.request_id, error = %error, "could not update an approval message");
             }
         }

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::metrics::{Measurement, Metrics};
+
 use super::close::{reevaluated, Closer};
 use super::vote::VoteResult;
 use super::{attempt_tag, ApprovalError, Approvals, Closed, CLOSE_ATTEMPTS, RESUME_LEASE};
@@ -55,7 +57,18 @@ impl<P: Ports> Approvals<P> {
             .unresumed(limit)
             .await
             .map_err(ApprovalError::PendingStore)?;
-        Ok(self.sweep_these(due, now).await)
+        let report = self.sweep_these(due, now).await;
+        for (name, value) in [
+            ("SweepItems", report.checked),
+            ("SweepResumed", report.resumed),
+            ("Reminders", report.reminded),
+            ("Escalations", report.reevaluated),
+            ("Expiries", report.expired),
+            ("SweepFailures", report.failed.len()),
+        ] {
+            self.metrics.record(Measurement::sweep(name, value));
+        }
+        Ok(report)
     }
 
     /// The sweep of one request's approval alone, as of `now`: an operator's nudge to a request
@@ -366,6 +379,7 @@ impl<P: Ports> Approvals<P> {
                     message.place()
                 )),
                 Err(error) => {
+                    let error = self.chat_failed(message.platform(), error);
                     tracing::warn!(request_id, error = %error, "could not post a reminder");
                     failure = Some(error);
                 }
@@ -498,7 +512,10 @@ impl<P: Ports> Approvals<P> {
             .evaluation(&expired.evaluation)
             .reasons(vec![reason.to_string()])
             .once("expired");
-        self.append(&expired.request_id, draft).await?;
+        if self.append(&expired.request_id, draft).await? {
+            self.metrics
+                .record(Measurement::closed(ApprovalState::Expired));
+        }
         Ok(expired)
     }
 }

@@ -6,6 +6,7 @@ use super::{attempt_tag, ApprovalError, Approvals, Closed};
 use crate::decision::Evaluation;
 use crate::event::EventDraft;
 use crate::event::EventKind;
+use crate::metrics::{Measurement, Metrics, Refusal};
 use crate::pending::{
     ApprovalState, Conditional, Identified, MessageRef, PendingApproval, Platform, Voter,
 };
@@ -94,11 +95,10 @@ impl<P: Ports> Approvals<P> {
     ) -> Result<VoteResult, ApprovalError> {
         let result = self.vote_as(voter, request_id, choice, None).await?;
         match &result {
-            VoteResult::ReasonRequired { approval } => self
-                .chat
-                .ask_reason(voter, approval)
-                .await
-                .map_err(ApprovalError::Chat)?,
+            VoteResult::ReasonRequired { approval } => {
+                let asked = self.chat.ask_reason(voter, approval).await;
+                asked.map_err(|e| ApprovalError::Chat(self.chat_failed(voter.platform, e)))?
+            }
             other => {
                 if let Some(text) = other.explanation() {
                     self.tell(voter, &text).await;
@@ -116,19 +116,17 @@ impl<P: Ports> Approvals<P> {
         choice: Choice,
         reason: Option<String>,
     ) -> Result<VoteResult, ApprovalError> {
-        let identity = match self
-            .chat
-            .identify(voter)
-            .await
-            .map_err(ApprovalError::Chat)?
-        {
+        let identified = self.chat.identify(voter).await;
+        let identified =
+            identified.map_err(|e| ApprovalError::Chat(self.chat_failed(voter.platform, e)))?;
+        let identity = match identified {
             Identified::Person(addresses) => {
                 match self.address_to_count(request_id, addresses).await? {
                     Some(address) => address,
-                    None => return Ok(VoteResult::Unidentified),
+                    None => return Ok(self.unidentified(voter)),
                 }
             }
-            Identified::Unknown => return Ok(VoteResult::Unidentified),
+            Identified::Unknown => return Ok(self.unidentified(voter)),
             Identified::Ineligible { identity, reason } => {
                 let who = identity
                     .unwrap_or_else(|| format!("{}:{}", voter.platform.as_str(), voter.user_id));
@@ -195,12 +193,23 @@ impl<P: Ports> Approvals<P> {
             message: voter.message.clone(),
             at: self.clock.now(),
         };
-        self.refuse(&ballot, reason, approval).await
+        self.refuse(&ballot, reason, approval, Refusal::Account)
+            .await
+    }
+
+    /// A click from an account whose identity regate cannot see: nothing is recorded.
+    fn unidentified(&self, voter: &Voter) -> VoteResult {
+        self.metrics.record(Measurement::vote_refused(
+            voter.platform,
+            Refusal::Unidentified,
+        ));
+        VoteResult::Unidentified
     }
 
     /// Tells a voter something privately; best effort (the answer to the click still goes out).
     async fn tell(&self, voter: &Voter, text: &str) {
         if let Err(error) = self.chat.tell(voter, text).await {
+            let error = self.chat_failed(voter.platform, error);
             tracing::warn!(error = %error, "could not tell the voter privately");
         }
     }
@@ -209,6 +218,12 @@ impl<P: Ports> Approvals<P> {
     /// the workflow exactly once) when it decides it, and shows the result on every message.
     pub async fn vote(&self, ballot: &Ballot) -> Result<VoteResult, ApprovalError> {
         let result = self.count(ballot).await?;
+        if result == VoteResult::Unknown {
+            self.metrics.record(Measurement::vote_refused(
+                ballot.platform,
+                Refusal::UnknownRequest,
+            ));
+        }
         if let VoteResult::Counted {
             approval,
             evaluation,
@@ -225,7 +240,10 @@ impl<P: Ports> Approvals<P> {
         ballot: &Ballot,
         reason: String,
         approval: PendingApproval,
+        why: Refusal,
     ) -> Result<VoteResult, ApprovalError> {
+        self.metrics
+            .record(Measurement::vote_refused(ballot.platform, why));
         // One refusal a voter and choice is a step of the decision; the same click again (a
         // guest clicking in a loop, say) is answered and traced, not appended: it would grow
         // the chain and compete with the appends that matter.
@@ -253,6 +271,10 @@ impl<P: Ports> Approvals<P> {
         ballot: &Ballot,
         approval: PendingApproval,
     ) -> Result<VoteResult, ApprovalError> {
+        self.metrics.record(Measurement::vote_refused(
+            ballot.platform,
+            Refusal::AlreadyDecided,
+        ));
         let approval = self.finish(approval, None).await?.0;
         tracing::info!(
             request_id = %approval.request_id,
@@ -296,7 +318,9 @@ impl<P: Ports> Approvals<P> {
                 return self.already_decided(ballot, approval).await;
             }
             if let Some(refused) = elsewhere(ballot, &approval) {
-                return self.refuse(ballot, refused, approval).await;
+                return self
+                    .refuse(ballot, refused, approval, Refusal::Elsewhere)
+                    .await;
             }
             let time = approval.evaluation_time(ballot.at);
             // The votes already counted decide the request and the vote that decided it is
@@ -313,7 +337,9 @@ impl<P: Ports> Approvals<P> {
                 .policy
                 .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
             if !check.allowed {
-                return self.refuse(ballot, check.reason, approval).await;
+                return self
+                    .refuse(ballot, check.reason, approval, Refusal::Policy)
+                    .await;
             }
             if ballot.choice == Choice::Reject
                 && reason.is_none()
@@ -333,7 +359,11 @@ impl<P: Ports> Approvals<P> {
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {
-                Conditional::Done(item) => return self.complete(ballot, &vote, *item).await,
+                Conditional::Done(item) => {
+                    self.metrics
+                        .record(Measurement::vote_counted(ballot.platform));
+                    return self.complete(ballot, &vote, *item).await;
+                }
                 // Another vote, a close or this voter's double click came first: check again.
                 Conditional::Lost(Some(item)) => approval = *item,
                 Conditional::Lost(None) => return Ok(VoteResult::Unknown),

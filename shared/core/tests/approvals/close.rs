@@ -316,3 +316,47 @@ async fn many_concurrent_votes_resume_the_workflow_exactly_once() {
     assert_eq!(decided, 1);
     regate_core::chain::verify_chain("r6", &f.log.of("r6")).unwrap();
 }
+
+#[tokio::test]
+async fn a_decision_is_counted_once_with_its_votes_its_refusals_and_its_resume() {
+    let (f, s) = opened("r43", DEPLOY).await;
+    s.vote(&ballot("r43", "mallory@example.com")).await.unwrap();
+    s.vote(&ballot("r43", "alice@example.com")).await.unwrap();
+    // A double click and a late click change nothing the metrics count, but the refusal.
+    s.vote(&ballot("r43", "alice@example.com")).await.unwrap();
+    s.vote(&ballot("r43", "bob@example.com")).await.unwrap();
+    let m = &f.metrics;
+    assert_eq!(m.total("VotesCounted", &[("platform", "slack")]), 1.0);
+    assert_eq!(m.total("VotesRefused", &[("reason", "policy")]), 1.0);
+    assert_eq!(
+        m.total("VotesRefused", &[("reason", "already_decided")]),
+        1.0
+    );
+    assert_eq!(m.total("Decisions", &[("outcome", "approved")]), 1.0);
+    assert_eq!(m.total("ResumeAttempts", &[("result", "resumed")]), 1.0);
+    assert_eq!(
+        m.total("DecisionToResumeSeconds", &[]),
+        0.0,
+        "the fixed clock stood still"
+    );
+    assert_eq!(
+        m.all()
+            .iter()
+            .filter(|x| x.name == "DecisionToResumeSeconds")
+            .count(),
+        1
+    );
+    // A throttled resume is an attempt to retry; expiry is a decision of its own.
+    let (f, s) = opened("r44", DEPLOY).await;
+    f.tokens
+        .fault
+        .set(TaskTokenError::Throttled("slow down".into()));
+    s.vote(&ballot("r44", "alice@example.com")).await.unwrap();
+    assert_eq!(
+        f.metrics.total("ResumeAttempts", &[("result", "retry")]),
+        1.0
+    );
+    let (f, s) = opened("r45", DEPLOY).await;
+    s.expire("r45", &execution_of("r45")).await.unwrap();
+    assert_eq!(f.metrics.total("Decisions", &[("outcome", "expired")]), 1.0);
+}
