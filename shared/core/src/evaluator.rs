@@ -83,12 +83,18 @@ impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
         // is this execution's own retry, or another execution that started with the same id at
         // the same time (or earlier). Only the holder's execution goes on.
         let first = self.log.append(&request.id, requested, now).await;
-        if first.map_err(log_error)?.is_none() {
+        let first = first.map_err(log_error)?.is_some();
+        if !first {
             let logged = self.log.events(&request.id).await.map_err(log_error)?;
             check_holder(&request.id, &logged, execution_id)?;
         }
-        let appended = self.log.append(&request.id, evaluated, now).await;
-        if appended.map_err(log_error)?.is_some() {
+        self.log
+            .append(&request.id, evaluated, now)
+            .await
+            .map_err(log_error)?;
+        // A request decided at once is a decision (once: a retried step is not another); one
+        // that waits for approvers counts when its approval closes.
+        if first && evaluation.decision.outcome.is_final() {
             let outcome = evaluation.decision.outcome.as_str();
             self.metrics.record(Measurement::decision(outcome));
         }

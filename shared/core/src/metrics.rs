@@ -83,8 +83,8 @@ impl Measurement {
         }
     }
 
-    /// A decision: a first evaluation's outcome (`allow`, `deny`, `approval_required`) or how an
-    /// approval closed (`approved`, `rejected`, `expired`).
+    /// A decision, once a request: a first evaluation's final outcome (`allow`, `deny`) or how
+    /// an approval closed (`approved`, `rejected`, `expired`).
     pub fn decision(outcome: &'static str) -> Self {
         Self::count("Decisions", vec![("outcome", outcome)])
     }

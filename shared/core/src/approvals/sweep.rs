@@ -57,18 +57,7 @@ impl<P: Ports> Approvals<P> {
             .unresumed(limit)
             .await
             .map_err(ApprovalError::PendingStore)?;
-        let report = self.sweep_these(due, now).await;
-        for (name, value) in [
-            ("SweepItems", report.checked),
-            ("SweepResumed", report.resumed),
-            ("Reminders", report.reminded),
-            ("Escalations", report.reevaluated),
-            ("Expiries", report.expired),
-            ("SweepFailures", report.failed.len()),
-        ] {
-            self.metrics.record(Measurement::sweep(name, value));
-        }
-        Ok(report)
+        Ok(self.sweep_these(due, now).await)
     }
 
     /// The sweep of one request's approval alone, as of `now`: an operator's nudge to a request
@@ -105,6 +94,16 @@ impl<P: Ports> Approvals<P> {
                     report.failed.push(request_id);
                 }
             }
+        }
+        for (name, value) in [
+            ("SweepItems", report.checked),
+            ("SweepResumed", report.resumed),
+            ("Reminders", report.reminded),
+            ("Escalations", report.reevaluated),
+            ("Expiries", report.expired),
+            ("SweepFailures", report.failed.len()),
+        ] {
+            self.metrics.record(Measurement::sweep(name, value));
         }
         report
     }

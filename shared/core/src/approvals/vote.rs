@@ -197,6 +197,48 @@ impl<P: Ports> Approvals<P> {
             .await
     }
 
+    /// Closes `approval` when the votes it holds decide it as of the ballot's time but did not
+    /// as of the last vote's: time decided it, no click is closing it and the sweeper closes
+    /// only what the votes decide on their own, so this click closes it, as time's decision.
+    /// Returns the approval as it is now.
+    async fn close_if_time_decided(
+        &self,
+        prepared: &PreparedRequest,
+        approval: PendingApproval,
+        ballot: &Ballot,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let last_vote = approval
+            .votes
+            .iter()
+            .filter_map(|vote| crate::time::parse_rfc3339(&vote.at))
+            .max();
+        let Some(last_vote) = last_vote else {
+            return Ok(approval);
+        };
+        let then = approval.evaluation_time(last_vote);
+        if self
+            .policy
+            .evaluate(prepared, &approval.votes, then)?
+            .decision
+            .outcome
+            .is_final()
+        {
+            return Ok(approval);
+        }
+        let closer = Closer {
+            decided_by: None,
+            attempt: format!("time:click:{}", attempt_tag()),
+            reevaluation: None,
+        };
+        let closed = self
+            .close_if_decided(prepared, approval.clone(), closer, ballot.at)
+            .await?;
+        if let VoteResult::Counted { approval: now, .. } = closed {
+            return Ok(now);
+        }
+        Ok(approval)
+    }
+
     /// A click from an account whose identity regate cannot see: nothing is recorded.
     fn unidentified(&self, voter: &Voter) -> VoteResult {
         self.metrics.record(Measurement::vote_refused(
@@ -330,6 +372,9 @@ impl<P: Ports> Approvals<P> {
             if !approval.votes.is_empty() {
                 let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
                 if evaluation.decision.outcome.is_final() {
+                    let approval = self
+                        .close_if_time_decided(&prepared, approval, ballot)
+                        .await?;
                     return self.already_decided(ballot, approval).await;
                 }
             }

@@ -253,7 +253,20 @@ async fn a_click_from_where_the_request_was_not_posted_does_not_count() {
 /// A policy whose `vote` rule checks only who may vote, not whether the votes already decide:
 /// one approval or one rejection from an owner decides.
 fn membership_only_policy() -> regate_core::PolicyEngine {
-    let source = r#"package approvals
+    policy_of(MEMBERSHIP_ONLY)
+}
+
+/// The engine of a one-file policy bundle.
+fn policy_of(source: &str) -> regate_core::PolicyEngine {
+    let file = regate_core::policy::PolicyFile {
+        path: "approvals.rego".into(),
+        source: source.into(),
+    };
+    let bundle = regate_core::PolicyBundle::from_files(vec![file], None).unwrap();
+    regate_core::PolicyEngine::compile(&bundle).unwrap()
+}
+
+const MEMBERSHIP_ONLY: &str = r#"package approvals
 
 owners := {"alice@example.com", "bob@example.com"}
 approves := {v.voter | some v in input.votes; v.vote == "approve"}
@@ -274,13 +287,6 @@ decision := {
 
 vote := {"allowed": input.voter in owners, "reason": "not an owner"}
 "#;
-    let file = regate_core::policy::PolicyFile {
-        path: "approvals.rego".into(),
-        source: source.into(),
-    };
-    let bundle = regate_core::PolicyBundle::from_files(vec![file], None).unwrap();
-    regate_core::PolicyEngine::compile(&bundle).unwrap()
-}
 
 #[tokio::test]
 async fn already_decided_does_not_depend_on_the_policys_vote_rule() {
@@ -355,4 +361,40 @@ async fn a_teams_click_counts_only_from_a_teams_card_of_the_request() {
     );
     assert!(f.pending.item("r42").unwrap().votes.is_empty());
     assert!(f.tokens.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_click_on_a_request_that_time_decided_after_its_last_vote_closes_it() {
+    // One owner's approval is enough once the request has waited a minute; the policy declares
+    // no re-evaluation, so no sweep would evaluate it again.
+    let waited = MEMBERSHIP_ONLY.replace(
+        r#"else := "allow" if count(approves) > 0"#,
+        r#"else := "allow" if {
+    count(approves) > 0
+    time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.opened_at) >= 60000000000
+}"#,
+    );
+    let fakes = Fakes::default();
+    let s = fakes.approvals_with(policy_of(&waited));
+    let request = request("r46")
+        .change("deploy", "production", "service", "payments")
+        .build();
+    open(&s, &request, "token-1").await;
+    let alice = s.vote(&ballot("r46", "alice@example.com")).await.unwrap();
+    assert!(
+        matches!(alice, VoteResult::Counted { closed: None, .. }),
+        "{alice:?}"
+    );
+    // Two minutes later, Bob clicks: the stored vote and the time decide it, and his click
+    // closes it (as time's decision, not his) instead of leaving it open.
+    fakes.clock.advance(chrono::Duration::minutes(2));
+    let mut late = ballot("r46", "bob@example.com");
+    late.at = s.now();
+    let bob = s.vote(&late).await.unwrap();
+    assert!(matches!(bob, VoteResult::AlreadyDecided { .. }), "{bob:?}");
+    let closed = fakes.pending.item("r46").unwrap();
+    assert_eq!(closed.state, ApprovalState::Approved);
+    assert_eq!(closed.decided_by, None);
+    assert_eq!(closed.votes.len(), 1, "bob's vote is not stored");
+    assert_eq!(fakes.tokens.calls().len(), 1);
 }
