@@ -84,7 +84,8 @@ async fn the_functions_write_every_metric_as_emf_lines() {
     stack.click_ok("alice@example.com", "approve", &id).await;
     assert_eq!(stack.wait_finished(&execution).await.status, "SUCCEEDED");
     // Its own sweep, so as not to race the sweeps of other tests.
-    stack.sweep_request(&id, stack.opened_by(&id).await).await;
+    let later = stack.opened_by(&id).await + chrono::Duration::hours(1);
+    stack.sweep_request(&id, later).await;
     let expected = [
         "Decisions{function=evaluator,outcome=deny}",
         "Decisions{function=callback,outcome=approved}",
