@@ -96,6 +96,7 @@ async fn the_functions_write_every_metric_as_emf_lines() {
         "DecisionToResumeSeconds{function=callback}",
         "ChatApiErrors{function=callback,platform=slack,reason=unavailable}",
         "SweepItems{function=sweeper}",
+        "SweepLagSeconds{function=sweeper}",
         "Reminders{function=sweeper}",
         "Escalations{function=sweeper}",
         "Expiries{function=sweeper}",

@@ -147,6 +147,16 @@ impl Measurement {
         }
     }
 
+    /// Seconds the oldest decision a sweep found still owed to its workflow has waited.
+    pub fn sweep_lag(seconds: f64) -> Self {
+        Self {
+            name: "SweepLagSeconds",
+            unit: Unit::Seconds,
+            value: seconds,
+            dimensions: Vec::new(),
+        }
+    }
+
     /// Seconds since the cut-off of the latest signed checkpoint.
     pub fn checkpoint_age(seconds: f64) -> Self {
         Self {

@@ -72,6 +72,18 @@ impl<P: Ports> Approvals<P> {
     }
 
     async fn sweep_these(&self, due: Vec<PendingApproval>, now: DateTime<Utc>) -> SweepReport {
+        // The lag: how long the oldest decision this sweep found still owed to its workflow
+        // has waited (0 when none does). Paths resume at once; a lag of minutes means they and
+        // the sweeper keep failing to.
+        let lag = due
+            .iter()
+            .filter(|a| a.state != ApprovalState::Pending && !a.resumed)
+            .filter_map(|a| a.decided_at)
+            .map(|decided| (now - decided).num_milliseconds().max(0))
+            .max()
+            .unwrap_or(0);
+        self.metrics
+            .record(Measurement::sweep_lag(lag as f64 / 1000.0));
         let mut report = SweepReport {
             checked: due.len(),
             ..SweepReport::default()

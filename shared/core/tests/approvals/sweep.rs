@@ -87,3 +87,34 @@ async fn expiry_closes_a_pending_request_logs_it_and_shows_it() {
     assert!(late.explanation().unwrap().contains("expired"));
     assert!(f.tokens.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_decision_its_workflow_has_not_taken_shows_as_sweeper_lag() {
+    let (f, s) = opened("r47", DEPLOY).await;
+    f.tokens
+        .fault
+        .set(TaskTokenError::Throttled("slow down".into()));
+    s.vote(&ballot("r47", "alice@example.com")).await.unwrap();
+    f.clock.advance(chrono::Duration::minutes(6));
+    s.sweep(10).await.unwrap();
+    let lags: Vec<f64> = f
+        .metrics
+        .all()
+        .iter()
+        .filter(|m| m.name == "SweepLagSeconds")
+        .map(|m| m.value)
+        .collect();
+    assert_eq!(lags, [360.0], "the decision has waited 6 minutes");
+    // Once the workflow takes it, there is no lag.
+    f.tokens.fault.clear();
+    s.sweep(10).await.unwrap();
+    s.sweep(10).await.unwrap();
+    let last = f
+        .metrics
+        .all()
+        .iter()
+        .rev()
+        .find(|m| m.name == "SweepLagSeconds")
+        .map(|m| m.value);
+    assert_eq!(last, Some(0.0));
+}
