@@ -12,6 +12,14 @@ use crate::vote::Vote;
 
 /// How long a closed approval stays in the pending store after its timeout.
 pub const KEEP_AFTER_TIMEOUT: chrono::Duration = chrono::Duration::days(1);
+/// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
+/// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
+/// minute) takes the duty over.
+pub const RESUME_LEASE: chrono::Duration = chrono::Duration::seconds(90);
+/// How long after its deadline an open approval is looked at by the sweeper: the workflow's own
+/// timeout path expires it first; the sweeper closes what that path could not (its workflow is
+/// gone).
+pub const SWEEP_GRACE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The chat platforms regate asks approvers on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -310,6 +318,42 @@ impl PendingApproval {
     /// Closed, but the workflow has not been told.
     pub fn owes_resume(&self) -> bool {
         self.state != ApprovalState::Pending && !self.resumed
+    }
+
+    /// When this approval next needs the sweeper; `None` once its workflow has the outcome. A
+    /// closed one owes its resume when the claim of the path resuming it lapses (at once when
+    /// none holds it); an open one at the earliest of its next reminder and re-evaluation
+    /// offsets, the settle time of its last vote (a click that stored a deciding vote may die
+    /// before closing) and its deadline plus [`SWEEP_GRACE`].
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        if self.resumed {
+            return None;
+        }
+        if self.state != ApprovalState::Pending {
+            let closed_at = self.decided_at.unwrap_or(self.created_at);
+            return Some(self.resume_until.unwrap_or(closed_at));
+        }
+        let decision = &self.evaluation.decision;
+        let next_offset = |offsets: &[u64], through: u64| {
+            let offset = offsets.iter().copied().filter(|o| *o > through).min()?;
+            let offset = chrono::Duration::try_seconds(i64::try_from(offset).ok()?)?;
+            self.created_at.checked_add_signed(offset)
+        };
+        let settle = self
+            .votes
+            .iter()
+            .filter_map(|vote| crate::time::parse_rfc3339(&vote.at))
+            .max()
+            .map(|at| at + RESUME_LEASE);
+        [
+            next_offset(&decision.remind_after_seconds, self.reminded_through),
+            next_offset(&decision.reevaluate_after_seconds, self.reevaluated_through),
+            settle,
+            Some(self.deadline() + SWEEP_GRACE),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -28,12 +28,12 @@ pub use vote::VoteResult;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::ErrorName;
 use crate::event::EventDraft;
 use crate::metrics::{Measurement, Metrics};
-use crate::pending::{ApprovalState, PendingApproval, Platform};
+use crate::pending::{ApprovalState, PendingApproval, Platform, RESUME_LEASE};
 use crate::policy::{PolicyEngine, PolicyError};
 use crate::ports::{
     ChatError, Clock, DecisionLog, PendingStore, Ports, StoreError, TaskTokenError,
@@ -44,10 +44,6 @@ use crate::request::RequestError;
 pub const REJECTED_ERROR: &str = "ApprovalRejected";
 /// Rounds of "evaluate, try to close" when other votes keep arriving concurrently.
 const CLOSE_ATTEMPTS: usize = 20;
-/// How long a claim to resume a workflow holds: longer than any function runs (the notifier's
-/// timeout is 60 s), so a claim lapses only when its holder is gone, and the sweeper (once a
-/// minute) takes the duty over.
-const RESUME_LEASE: Duration = Duration::seconds(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {

@@ -118,3 +118,46 @@ async fn a_decision_its_workflow_has_not_taken_shows_as_sweeper_lag() {
         .map(|m| m.value);
     assert_eq!(last, Some(0.0));
 }
+
+#[test]
+fn an_approval_is_next_due_at_its_earliest_duty_and_never_once_resumed() {
+    // The default policy's production deploy: reminders at 15 and 50 minutes, a re-evaluation
+    // at 30, a timeout of an hour.
+    let request = request("r48")
+        .change("deploy", "production", "service", "payments")
+        .build();
+    let mut a = regate_testkit::pending_approval(&request, "token-1");
+    let opened = a.created_at;
+    let at = |minutes: i64| opened + chrono::Duration::minutes(minutes);
+    assert_eq!(a.next_due(), Some(at(15)), "the first reminder");
+    a.reminded_through = 900;
+    assert_eq!(a.next_due(), Some(at(30)), "then the re-evaluation");
+    a.reevaluated_through = 1800;
+    assert_eq!(a.next_due(), Some(at(50)), "then the second reminder");
+    a.reminded_through = 3000;
+    assert_eq!(
+        a.next_due(),
+        Some(at(60) + regate_core::pending::SWEEP_GRACE),
+        "then the deadline, with the grace"
+    );
+    // A vote stored at 40 minutes is settled 90 s later, unless something is due sooner.
+    a.votes.push(regate_testkit::counted_vote(
+        "alice@example.com",
+        regate_core::Choice::Approve,
+        None,
+        &regate_core::time::format_rfc3339_ms(at(40)),
+    ));
+    assert_eq!(
+        a.next_due(),
+        Some(at(40) + regate_core::pending::RESUME_LEASE)
+    );
+    // Closed: due when the resuming path's claim lapses; once resumed, never.
+    a.state = ApprovalState::Approved;
+    a.decided_at = Some(at(41));
+    a.resume_until = Some(at(42));
+    assert_eq!(a.next_due(), Some(at(42)));
+    a.resume_until = None;
+    assert_eq!(a.next_due(), Some(at(41)));
+    a.resumed = true;
+    assert_eq!(a.next_due(), None);
+}
