@@ -138,18 +138,14 @@ async fn teams_messages<P: Ports>(
     };
     if let Err(error) = auth.verify(authorization, &envelope).await {
         tracing::warn!(error = %error, "refused a Teams request");
-        let status = match error {
-            AuthError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        let (status, refused) = match error {
+            AuthError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, Some("401")),
+            AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, Some("403")),
+            // The keys could not be fetched: not the clicker's fault, and not a refusal.
+            AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
-        let refused = match status {
-            StatusCode::UNAUTHORIZED => Some("401"),
-            StatusCode::FORBIDDEN => Some("403"),
-            _ => None,
-        };
-        if let Some(status) = refused {
-            let refused = Measurement::click_refused(Platform::Teams, status);
+        if let Some(refused) = refused {
+            let refused = Measurement::click_refused(Platform::Teams, refused);
             app.approvals.record(refused);
         }
         return (status, error.to_string()).into_response();

@@ -142,7 +142,7 @@ impl TryFrom<TargetFields> for NotifyTarget {
 impl From<NotifyTarget> for TargetFields {
     fn from(target: NotifyTarget) -> Self {
         let mut fields = Self {
-            platform: if target.is_slack() { "slack" } else { "teams" }.into(),
+            platform: target.platform().as_str().into(),
             channel: None,
             conversation: None,
             user: None,
