@@ -32,6 +32,11 @@ fn vote(voter: &str, choice: Choice) -> Vote {
     }
 }
 
+/// When an approval with a vote cast now is next due: when the vote settles.
+fn settles() -> chrono::DateTime<Utc> {
+    Utc::now() + regate_core::pending::RESUME_LEASE
+}
+
 fn closing(state: ApprovalState) -> Closing {
     let evaluation = approval("x").evaluation;
     Closing {
@@ -101,14 +106,24 @@ async fn each_person_votes_once_only_while_pending_and_on_the_version_checked() 
     done(store.create(&approval(&id)).await.unwrap());
     let first = done(
         store
-            .record_vote(&id, &vote("alice@example.com", Choice::Approve), 1)
+            .record_vote(
+                &id,
+                &vote("alice@example.com", Choice::Approve),
+                1,
+                settles(),
+            )
             .await
             .unwrap(),
     );
     assert_eq!(first.votes.len(), 1);
     assert_eq!(first.version, 2);
     match store
-        .record_vote(&id, &vote("Alice@Example.com", Choice::Reject), 2)
+        .record_vote(
+            &id,
+            &vote("Alice@Example.com", Choice::Reject),
+            2,
+            settles(),
+        )
         .await
         .unwrap()
     {
@@ -118,7 +133,7 @@ async fn each_person_votes_once_only_while_pending_and_on_the_version_checked() 
     // Bob's vote was checked against the approval before Alice's vote: it is not stored, and
     // he gets the approval with her vote to check again.
     match store
-        .record_vote(&id, &vote("bob@example.com", Choice::Approve), 1)
+        .record_vote(&id, &vote("bob@example.com", Choice::Approve), 1, settles())
         .await
         .unwrap()
     {
@@ -130,7 +145,7 @@ async fn each_person_votes_once_only_while_pending_and_on_the_version_checked() 
     }
     let second = done(
         store
-            .record_vote(&id, &vote("bob@example.com", Choice::Approve), 2)
+            .record_vote(&id, &vote("bob@example.com", Choice::Approve), 2, settles())
             .await
             .unwrap(),
     );
@@ -146,6 +161,7 @@ async fn each_person_votes_once_only_while_pending_and_on_the_version_checked() 
             &id,
             &vote("carol@example.com", Choice::Approve),
             closed.version,
+            settles(),
         )
         .await
         .unwrap()
@@ -268,7 +284,12 @@ async fn a_state_change_on_a_stale_version_loses() {
     done(store.create(&approval(&id)).await.unwrap());
     done(
         store
-            .record_vote(&id, &vote("alice@example.com", Choice::Approve), 1)
+            .record_vote(
+                &id,
+                &vote("alice@example.com", Choice::Approve),
+                1,
+                settles(),
+            )
             .await
             .unwrap(),
     );

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use regate_core::approvals::SweepBudget;
 use regate_core::chain::compute_hash;
 use regate_core::checkpoint::Checkpoint;
 use regate_core::evaluator::Evaluator;
@@ -281,7 +282,10 @@ async fn time_aware_log() -> Vec<Event> {
         open(&approvals, &r.build(), &format!("token-{id}")).await;
     }
     let later = approvals.now() + chrono::Duration::minutes(31);
-    let report = approvals.sweep_at(100, later).await.unwrap();
+    let report = approvals
+        .sweep_at(SweepBudget::items(100), later)
+        .await
+        .unwrap();
     assert_eq!(
         (report.reevaluated, report.failed.len()),
         (1, 0),

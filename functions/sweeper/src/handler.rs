@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
-use regate_core::approvals::{Approvals, SweepReport};
+use regate_core::approvals::{Approvals, SweepBudget, SweepReport};
 use regate_core::checkpoint::{self, Cadence};
 use regate_core::metrics::Measurement;
 use regate_core::ports::{CheckpointPorts, Ports};
@@ -38,12 +38,27 @@ impl Input {
     }
 }
 
-/// How the sweeper runs: how many approvals one run looks at, and whether an invoke may set
-/// the time.
+/// How the sweeper runs: how many approvals one run looks at, for how long it may start
+/// looking at another, and whether an invoke may set the time.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub batch: usize,
+    pub time: std::time::Duration,
     pub accepts_now: bool,
+}
+
+/// What a run keeps of its time for the approval it is on when its budget ends, and for the
+/// checkpoint after the sweep.
+pub const FINISHING_TIME: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Settings {
+    /// The settings of a run with `left` before the invocation's deadline.
+    pub fn with_time_left(self, left: std::time::Duration) -> Self {
+        Self {
+            time: left.saturating_sub(FINISHING_TIME),
+            ..self
+        }
+    }
 }
 
 /// The time a run sweeps as of: the clock's, or the input's where that is allowed (never
@@ -104,12 +119,20 @@ pub async fn handle<P: Ports, X: CheckpointPorts>(
     let now = sweep_time(&input, approvals.now(), settings.accepts_now)?;
     let swept = match &input.request_id {
         Some(request_id) => approvals.sweep_request(request_id, now).await,
-        None => approvals.sweep_at(limit, now).await,
+        None => {
+            let budget = SweepBudget {
+                items: limit,
+                time: settings.time,
+            };
+            approvals.sweep_at(budget, now).await
+        }
     };
     let sweep = match swept {
         Ok(report) => {
             tracing::info!(
+                due = report.due,
                 checked = report.checked,
+                deferred = report.deferred,
                 resumed = report.resumed,
                 expired = report.expired,
                 waiting = report.waiting,

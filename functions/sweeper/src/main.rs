@@ -39,12 +39,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clock = config.workflow.clock;
     let settings = handler::Settings {
         batch: config.batch,
+        time: Duration::MAX,
         accepts_now: config.accepts_now,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let approvals = approvals.clone();
         let checkpoints = checkpoints.clone();
         let input = handler::Input::from_payload(event.payload);
+        let left = deadline_in(event.context.deadline);
         async move {
             let input = input?;
             let checkpoints = checkpoints
@@ -54,8 +56,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     cadence: *cadence,
                     now: clock.now(),
                 });
-            handler::handle(&approvals, checkpoints, input, settings).await
+            handler::handle(
+                &approvals,
+                checkpoints,
+                input,
+                settings.with_time_left(left),
+            )
+            .await
         }
     }))
     .await
+}
+
+/// The time left before an invocation's deadline (milliseconds since the epoch, as the Lambda
+/// runtime gives it).
+fn deadline_in(deadline_ms: u64) -> Duration {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

@@ -16,6 +16,7 @@ use crate::handler::{handle, Checkpoints, Input, Settings};
 
 const SETTINGS: Settings = Settings {
     batch: 100,
+    time: std::time::Duration::MAX,
     accepts_now: true,
 };
 const NO_CHECKPOINTS: Option<Checkpoints<'static, MemoryCheckpoints>> = None;
@@ -41,7 +42,8 @@ async fn a_resume_that_failed_is_carried_out_by_the_sweeper_once() {
         .await
         .unwrap()
         .sweep;
-    assert_eq!((report.checked, report.resumed, report.waiting), (2, 1, 1));
+    // sw-1 is due at once (no path holds its resume); sw-2 not before its first duty.
+    assert_eq!((report.due, report.checked, report.resumed), (1, 1, 1));
     let calls = fakes.tokens.calls();
     assert!(matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"));
     let again = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
@@ -49,9 +51,9 @@ async fn a_resume_that_failed_is_carried_out_by_the_sweeper_once() {
         .unwrap()
         .sweep;
     assert_eq!(
-        (again.checked, again.resumed),
-        (1, 0),
-        "sw-1 owes nothing now"
+        (again.due, again.checked),
+        (0, 0),
+        "sw-1 owes nothing now, and sw-2 is not due"
     );
     assert_eq!(fakes.tokens.calls().len(), 1);
     let decided = fakes
@@ -74,7 +76,18 @@ async fn an_open_approval_whose_workflow_is_gone_is_expired_and_shown() {
         .lock()
         .unwrap()
         .insert(execution_of("sw-3"), gone);
-    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
+    // The sweeper learns it when the approval is next due (its first duty), not before.
+    let early = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
+        .await
+        .unwrap()
+        .sweep;
+    assert_eq!(early.checked, 0, "{early:?}");
+    let due = fakes.pending.item("sw-3").unwrap().due_at.unwrap();
+    let at_due = Input {
+        now: Some(regate_core::time::format_rfc3339_ms(due)),
+        ..Input::default()
+    };
+    let report = handle(&approvals, NO_CHECKPOINTS, at_due, SETTINGS)
         .await
         .unwrap()
         .sweep;
@@ -100,11 +113,13 @@ async fn a_run_looks_at_its_batch_at_most() {
     for id in ["sw-4", "sw-5", "sw-6"] {
         open(&approvals, &request(id).build(), "t").await;
     }
+    let day_later = fakes.clock.now() + chrono::Duration::days(1);
     let report = handle(
         &approvals,
         NO_CHECKPOINTS,
         Input {
             limit: Some(50),
+            now: Some(regate_core::time::format_rfc3339_ms(day_later)),
             ..Input::default()
         },
         Settings {
@@ -115,7 +130,7 @@ async fn a_run_looks_at_its_batch_at_most() {
     .await
     .unwrap()
     .sweep;
-    assert_eq!(report.checked, 2);
+    assert_eq!((report.due, report.checked), (2, 2), "{report:?}");
 }
 
 #[tokio::test]
@@ -233,7 +248,7 @@ async fn a_reminder_goes_out_once_naming_only_those_who_have_not_voted() {
 }
 
 #[tokio::test]
-async fn a_reminder_that_no_message_could_take_is_sent_by_the_next_sweep() {
+async fn a_reminder_that_no_message_could_take_is_sent_by_a_sweep_after_the_back_off() {
     let fakes = Fakes::default();
     let approvals = fakes.approvals();
     open(&approvals, &request("rm-2").build(), "token-1").await;
@@ -244,7 +259,9 @@ async fn a_reminder_that_no_message_could_take_is_sent_by_the_next_sweep() {
     let failed = sweep_after(&approvals, &fakes, 16).await;
     assert_eq!((failed.reminded, failed.failed.len()), (0, 1));
     fakes.chat.fault.clear();
-    assert_eq!(sweep_after(&approvals, &fakes, 17).await.reminded, 1);
+    // Given back, due again two minutes on (RETRY_FAILED_SWEEP_AFTER), not at every sweep.
+    assert_eq!(sweep_after(&approvals, &fakes, 17).await.due, 0);
+    assert_eq!(sweep_after(&approvals, &fakes, 18).await.reminded, 1);
     assert_eq!(fakes.chat.reminders.lock().unwrap().len(), 1);
 }
 
@@ -313,7 +330,11 @@ async fn a_request_still_open_when_its_window_closes_is_denied_and_resumed_once(
     );
     open(&approvals, &windowed.build(), "token-1").await;
 
-    assert_eq!(sweep_after(&approvals, &fakes, 9).await.waiting, 1);
+    let early = sweep_after(&approvals, &fakes, 9).await;
+    assert_eq!(
+        early.due, 0,
+        "nothing due before the window closes: {early:?}"
+    );
     let (a, b) = tokio::join!(
         sweep_after(&approvals, &fakes, 11),
         sweep_after(&approvals, &fakes, 11)

@@ -2,8 +2,9 @@
 //! token, the request, the last evaluation, the posted messages, the votes (a map keyed by
 //! voter, so a second vote by the same person fails its condition) and the state with a version
 //! for conditional updates. TTL on `expires_at` lets DynamoDB forget closed items. While the
-//! workflow has not been resumed, an item carries `sweep = "due"`: the sparse index `by_sweep`
-//! holds exactly those items, so the sweeper finds its work without a scan.
+//! workflow has not been resumed, an item carries `due_at` (when the sweeper next needs it) and
+//! a small `due_shard`: the sparse index `by_due` holds exactly those items, sorted by `due_at`
+//! within each shard, so a sweep reads what is due now, oldest first, and nothing else.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use regate_core::decision::Evaluation;
 use regate_core::pending::{
-    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
+    ApprovalState, Closing, Conditional, DueApproval, MessageRef, PendingApproval, TaskToken,
 };
 use regate_core::ports::{PendingStore, StoreError};
 use regate_core::rules::normalize;
@@ -23,10 +24,29 @@ use serde::Serialize;
 
 use crate::error::{classify, is_condition_failure, store_error};
 
-/// The sparse index of unresumed approvals, and the attribute that puts an item in it.
-pub const SWEEP_INDEX: &str = "by_sweep";
-const SWEEP_ATTRIBUTE: &str = "sweep";
-const SWEEP_DUE: &str = "due";
+/// The sparse index of unresumed approvals by when they are due, and its keys.
+pub const DUE_INDEX: &str = "by_due";
+const DUE_AT: &str = "due_at";
+const DUE_SHARD: &str = "due_shard";
+/// How many partitions the due index spreads over: a sweep queries each, and each takes its
+/// own share of the writes (one index partition takes about 1,000 writes a second).
+pub const DUE_SHARDS: u8 = 4;
+
+/// The due index partition of a request: a stable hash of its id (FNV-1a), the same on every
+/// write and every build.
+fn due_shard(request_id: &str) -> u8 {
+    let hash = request_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    u8::try_from(hash % u64::from(DUE_SHARDS)).unwrap_or(0)
+}
+
+fn time_attr(at: DateTime<Utc>) -> AttributeValue {
+    // Fixed-width RFC 3339 UTC text: it sorts and compares as the times do.
+    AttributeValue::S(format_rfc3339_ms(at))
+}
 
 pub struct DynamoPendingStore {
     client: Client,
@@ -176,17 +196,19 @@ impl PendingStore for DynamoPendingStore {
         request_id: &str,
         vote: &Vote,
         version: u64,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
-            .update_expression("SET votes.#voter = :vote, version = version + :one")
+            .update_expression("SET votes.#voter = :vote, due_at = :due, version = version + :one")
             .condition_expression(
                 "#state = :pending AND version = :version AND attribute_not_exists(votes.#voter)",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#voter", normalize(&vote.voter))
             .expression_attribute_values(":vote", json_attr(vote)?)
+            .expression_attribute_values(":due", time_attr(due))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .expression_attribute_values(
@@ -212,66 +234,95 @@ impl PendingStore for DynamoPendingStore {
         self.conditional_update(request_id, update).await
     }
 
-    async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
-        let mut found = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SWEEP_INDEX)
-            .key_condition_expression("#sweep = :due")
-            .expression_attribute_names("#sweep", SWEEP_ATTRIBUTE)
-            .expression_attribute_values(":due", AttributeValue::S(SWEEP_DUE.into()))
-            .into_paginator()
-            .page_size(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send();
-        while found.len() < limit {
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| store_error(classify(&e)))?;
-            for key in page.items() {
-                if found.len() == limit {
-                    break;
-                }
-                let Some(AttributeValue::S(request_id)) = key.get("request_id") else {
-                    return Err(StoreError::Corrupt(
-                        "a by_sweep entry has no request_id".into(),
-                    ));
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueApproval>, StoreError> {
+        // Each shard's oldest due entries (no more than `limit` of them), merged oldest first.
+        // The index holds keys only: the sweep reads each item itself, consistently, when it
+        // comes to it.
+        let page = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let mut due = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("#shard = :shard AND #due <= :now")
+                .expression_attribute_names("#shard", DUE_SHARD)
+                .expression_attribute_names("#due", DUE_AT)
+                .expression_attribute_values(":shard", AttributeValue::N(shard.to_string()))
+                .expression_attribute_values(":now", time_attr(now))
+                .limit(page)
+                .send()
+                .await
+                .map_err(|e| store_error(classify(&e)))?;
+            for key in output.items() {
+                let (Some(AttributeValue::S(request_id)), Some(AttributeValue::S(due_at))) =
+                    (key.get("request_id"), key.get(DUE_AT))
+                else {
+                    return Err(StoreError::Corrupt(format!(
+                        "a {DUE_INDEX} entry has no request_id or {DUE_AT}"
+                    )));
                 };
-                // The index holds keys only and is eventually consistent: read the item now.
-                if let Some(now) = self.get(request_id).await? {
-                    found.push(now);
-                }
+                let due_at = parse_rfc3339(due_at)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{DUE_AT} {due_at:?}")))?;
+                due.push(DueApproval {
+                    request_id: request_id.clone(),
+                    due_at,
+                });
             }
         }
-        found.retain(|item| !item.resumed);
-        Ok(found)
+        due.sort_by(|a, b| (a.due_at, &a.request_id).cmp(&(b.due_at, &b.request_id)));
+        due.truncate(limit);
+        Ok(due)
     }
 
     async fn advance_reminders(
         &self,
         request_id: &str,
-        from: u64,
-        to: u64,
+        expected_version: u64,
+        through: u64,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
-            .update_expression("SET reminded_through = :to, version = version + :one")
-            .condition_expression(
-                "#state = :pending AND (reminded_through = :from \
-                 OR (attribute_not_exists(reminded_through) AND :from = :zero))",
+            .update_expression(
+                "SET reminded_through = :through, due_at = :due, version = version + :one",
             )
+            .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
-            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":through", AttributeValue::N(through.to_string()))
+            .expression_attribute_values(":due", time_attr(due))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(
                 ":pending",
                 AttributeValue::S(ApprovalState::Pending.as_str().into()),
             );
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn reschedule(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        due: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        // Only `due_at` changes, and no other write's condition reads it: the version stays.
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET due_at = :due")
+            .condition_expression("resumed = :false AND version = :expected")
+            .expression_attribute_values(":due", time_attr(due))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
         self.conditional_update(request_id, update).await
     }
 
@@ -282,19 +333,21 @@ impl PendingStore for DynamoPendingStore {
         evaluation: &Evaluation,
         through: u64,
         at: DateTime<Utc>,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
             .update_expression(
                 "SET evaluation = :evaluation, reevaluated_through = :through, \
-                 evaluated_at = :at, version = version + :one",
+                 evaluated_at = :at, due_at = :due, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":evaluation", json_attr(evaluation)?)
             .expression_attribute_values(":through", AttributeValue::N(through.to_string()))
-            .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(at)))
+            .expression_attribute_values(":at", time_attr(at))
+            .expression_attribute_values(":due", time_attr(due))
             .expression_attribute_values(
                 ":expected",
                 AttributeValue::N(expected_version.to_string()),
@@ -318,7 +371,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET resume_claims = :next, resume_until = :until")
+            .update_expression("SET resume_claims = :next, resume_until = :until, due_at = :until")
             .condition_expression(
                 "resumed = :false AND #state <> :pending \
                  AND (attribute_not_exists(resume_claims) OR resume_claims = :seen) \
@@ -346,7 +399,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET resume_until = :now")
+            .update_expression("SET resume_until = :now, due_at = :now")
             .condition_expression("resumed = :false AND resume_claims = :claim")
             .expression_attribute_values(":claim", AttributeValue::N(claim.to_string()))
             .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
@@ -364,7 +417,7 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                "SET resumed = :true, #state = :to, version = version + :one REMOVE sweep",
+                "SET resumed = :true, #state = :to, version = version + :one REMOVE due_at",
             )
             .condition_expression("resumed = :false AND task_token = :token")
             .expression_attribute_names("#state", "state")
@@ -390,10 +443,11 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
+                // A closed approval is due when its resume claim lapses; a resumed one never.
                 if closing.resumed {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one REMOVE sweep"
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one REMOVE due_at"
                 } else {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one"
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, version = version + :one"
                 },
             )
             .condition_expression("#state = :pending AND version = :expected")
@@ -490,8 +544,12 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
             AttributeValue::N(approval.expires_at.timestamp().to_string()),
         ),
     ]);
-    if !approval.resumed {
-        item.insert(SWEEP_ATTRIBUTE.into(), AttributeValue::S(SWEEP_DUE.into()));
+    item.insert(
+        DUE_SHARD.into(),
+        AttributeValue::N(due_shard(&approval.request_id).to_string()),
+    );
+    if let Some(due) = approval.due_at.filter(|_| !approval.resumed) {
+        item.insert(DUE_AT.into(), time_attr(due));
     }
     if let Some(at) = approval.evaluated_at {
         item.insert(
@@ -567,6 +625,7 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         reevaluated_through: count("reevaluated_through")?,
         evaluated_at: optional_time("evaluated_at")?,
         resume_until: optional_time("resume_until")?,
+        due_at: optional_time(DUE_AT)?,
         task_token: TaskToken::new(text("task_token")?),
         request: parse_json(text("request")?)?,
         evaluation: parse_json(text("evaluation")?)?,

@@ -261,6 +261,10 @@ pub struct PendingApproval {
     pub reevaluated_through: u64,
     /// When the sweeper made the stored `evaluation` (None: the notifier's opening one).
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// When the sweeper next needs to look at it (see [`Self::next_due`]); None once its
+    /// workflow has the outcome. Every write that changes what is due stores it in the same
+    /// conditional write, and the sweeper reads only what is due.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 impl PendingApproval {
@@ -277,7 +281,7 @@ impl PendingApproval {
         let timeout = chrono::Duration::seconds(
             i64::try_from(evaluation.decision.timeout_seconds).unwrap_or(i64::MAX / 2_000_000),
         );
-        Self {
+        let mut opened = Self {
             request_id: request.id.clone(),
             execution_id: execution_id.to_string(),
             task_token: token.clone(),
@@ -299,7 +303,10 @@ impl PendingApproval {
             reminded_through: 0,
             reevaluated_through: 0,
             evaluated_at: None,
-        }
+            due_at: None,
+        };
+        opened.due_at = opened.next_due(now);
+        opened
     }
 
     /// The time an evaluation of this approval at `now` uses: never earlier than the stored
@@ -320,18 +327,25 @@ impl PendingApproval {
         self.state != ApprovalState::Pending && !self.resumed
     }
 
-    /// When this approval next needs the sweeper; `None` once its workflow has the outcome. A
-    /// closed one owes its resume when the claim of the path resuming it lapses (at once when
-    /// none holds it); an open one at the earliest of its next reminder and re-evaluation
-    /// offsets, the settle time of its last vote (a click that stored a deciding vote may die
-    /// before closing) and its deadline plus [`SWEEP_GRACE`].
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+    /// When this approval next needs the sweeper, as a path that looks at it (or writes it) at
+    /// `now` sees it; `None` once its workflow has the outcome.
+    ///
+    /// A closed one owes its resume when the claim of the path resuming it lapses (at once when
+    /// none holds it). An open one is due at the earliest of:
+    /// - its next reminder and re-evaluation offsets (one that has passed and is not yet taken
+    ///   care of keeps it due; `details.not_after` is a re-evaluation offset of the default
+    ///   policy);
+    /// - the settle time of its last vote, while that is ahead (a click that stored a deciding
+    ///   vote may die before closing; the sweeper closes on stored votes after it);
+    /// - its deadline plus [`SWEEP_GRACE`], while that is ahead, and every [`SWEEP_GRACE`]
+    ///   after (the workflow's own timeout expires it first; the sweeper expires what that
+    ///   path could not).
+    pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.resumed {
             return None;
         }
         if self.state != ApprovalState::Pending {
-            let closed_at = self.decided_at.unwrap_or(self.created_at);
-            return Some(self.resume_until.unwrap_or(closed_at));
+            return Some(self.resume_until.unwrap_or(now));
         }
         let decision = &self.evaluation.decision;
         let next_offset = |offsets: &[u64], through: u64| {
@@ -344,17 +358,40 @@ impl PendingApproval {
             .iter()
             .filter_map(|vote| crate::time::parse_rfc3339(&vote.at))
             .max()
-            .map(|at| at + RESUME_LEASE);
+            .map(|at| at + RESUME_LEASE)
+            .filter(|settle| *settle > now);
+        let overdue = self.deadline() + SWEEP_GRACE;
         [
             next_offset(&decision.remind_after_seconds, self.reminded_through),
             next_offset(&decision.reevaluate_after_seconds, self.reevaluated_through),
             settle,
-            Some(self.deadline() + SWEEP_GRACE),
+            Some(if overdue > now {
+                overdue
+            } else {
+                now + SWEEP_GRACE
+            }),
         ]
         .into_iter()
         .flatten()
         .min()
     }
+
+    /// When this open approval is due after `change` is made to it at `now`: what a write of
+    /// that change stores with it (`now` for one the change leaves nothing due: the sweeper
+    /// then finds nothing to do, and writes nothing).
+    pub fn due_after(&self, now: DateTime<Utc>, change: impl FnOnce(&mut Self)) -> DateTime<Utc> {
+        let mut changed = self.clone();
+        change(&mut changed);
+        changed.next_due(now).unwrap_or(now)
+    }
+}
+
+/// An approval the sweeper has to look at, as its index lists it (the item itself is read
+/// after: the index may lag behind it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueApproval {
+    pub request_id: String,
+    pub due_at: DateTime<Utc>,
 }
 
 /// The answer to a conditional write on a pending approval.

@@ -11,8 +11,8 @@ use crate::decision::NotifyTarget;
 use crate::event::{Event, EventDraft};
 use crate::metrics::Metrics;
 use crate::pending::{
-    ApprovalState, ApprovalView, Closing, Conditional, Identified, MessageRef, PendingApproval,
-    Reminder, TaskToken, Voter,
+    ApprovalState, ApprovalView, Closing, Conditional, DueApproval, Identified, MessageRef,
+    PendingApproval, Reminder, TaskToken, Voter,
 };
 use crate::vote::Vote;
 
@@ -89,6 +89,12 @@ pub trait DecisionLog: Send + Sync {
 }
 
 /// The open approvals, with conditional writes so that concurrent clicks resolve cleanly.
+///
+/// Each unresumed approval carries when the sweeper next needs it
+/// ([`PendingApproval::due_at`]). A write that changes what is due stores the new time in the
+/// same conditional write: the caller gives it (`due`, from [`PendingApproval::due_after`])
+/// where it depends on the whole item, and the store derives it where the write alone says
+/// (a closed approval is due when its resume claim lapses; a resumed one never).
 pub trait PendingStore: Send + Sync {
     /// Stores a new pending approval. When one already exists for the request (a retried
     /// notifier), nothing is written and the existing one is returned as `Lost`.
@@ -117,12 +123,13 @@ pub trait PendingStore: Send + Sync {
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Records a vote once per voter, only while the approval is pending and still at
-    /// `version` (the one the vote was checked against).
+    /// `version` (the one the vote was checked against), and that it is next `due`.
     fn record_vote(
         &self,
         request_id: &str,
         vote: &Vote,
         version: u64,
+        due: DateTime<Utc>,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Replaces the task token of an approval whose workflow has not been resumed (a retried
@@ -144,26 +151,30 @@ pub trait PendingStore: Send + Sync {
         closing: &Closing,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
-    /// Up to `limit` approvals whose workflow has not been resumed: open ones, and closed ones
-    /// that still owe their workflow the outcome. The sweeper's work list, read from an index
-    /// that holds nothing else (never a table scan).
-    fn unresumed(
+    /// Up to `limit` approvals due by `now`, oldest due first: the sweeper's work list, read
+    /// from an index that holds nothing else (never a table scan), so what it reads grows with
+    /// what is due, not with what is open. A sweep that stops early leaves the rest due, first
+    /// in line for the next one.
+    fn due(
         &self,
+        now: DateTime<Utc>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<PendingApproval>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<DueApproval>, StoreError>> + Send;
 
-    /// Records that the reminders up to offset `to` are taken care of, only while pending and
-    /// only if those up to `from` were the last: of many sweepers, one sends each reminder.
-    /// Going back (`to` < `from`) gives a reminder that could not be sent to the next sweep.
+    /// Records that the reminders up to offset `through` are taken care of, and that it is next
+    /// `due`, only while pending and still at `expected_version`: of many sweepers, one sends
+    /// each reminder. Going back gives a reminder that could not be sent to the next sweep.
     fn advance_reminders(
         &self,
         request_id: &str,
-        from: u64,
-        to: u64,
+        expected_version: u64,
+        through: u64,
+        due: DateTime<Utc>,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Stores a re-evaluation made at `at` of a pending approval that still has
-    /// `expected_version`, and that the re-evaluation offsets up to `through` are taken care of.
+    /// `expected_version`, that the re-evaluation offsets up to `through` are taken care of,
+    /// and that it is next `due`.
     fn reevaluate(
         &self,
         request_id: &str,
@@ -171,6 +182,17 @@ pub trait PendingStore: Send + Sync {
         evaluation: &Evaluation,
         through: u64,
         at: DateTime<Utc>,
+        due: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Moves when an unresumed approval that still has `expected_version` is next due: the
+    /// sweeper's last word on one it looked at and left with nothing else to write, or backs
+    /// off one whose sweep failed.
+    fn reschedule(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        due: DateTime<Utc>,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Claims the duty to resume a closed, unresumed approval until `until`: only if it has had
@@ -185,7 +207,7 @@ pub trait PendingStore: Send + Sync {
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Gives up claim number `claim` at `now` (its resume did not settle), so the next path
-    /// need not wait for it to lapse.
+    /// need not wait for it to lapse: the next sweep (a minute on) is the retry's back-off.
     fn release_resume(
         &self,
         request_id: &str,

@@ -29,7 +29,7 @@ pub use fixtures::{
 };
 pub use log::MemoryLog;
 pub use metrics::RecordingMetrics;
-pub use pending::MemoryPending;
+pub use pending::{MemoryPending, Reads};
 pub use slack::{
     signed_slack_click, signed_slack_reason, SignedRequest, SLACK_APP_ID, SLACK_SIGNING_SECRET,
     SLACK_TEAM_ID,

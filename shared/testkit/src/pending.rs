@@ -2,11 +2,12 @@
 //! so domain tests see the same races as moto.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use regate_core::pending::{
-    ApprovalState, Closing, Conditional, MessageRef, PendingApproval, TaskToken,
+    ApprovalState, Closing, Conditional, DueApproval, MessageRef, PendingApproval, TaskToken,
 };
 use regate_core::ports::{PendingStore, StoreError};
 use regate_core::rules::normalize;
@@ -23,6 +24,17 @@ pub struct MemoryPending {
     lose_answer: Arc<Mutex<Option<usize>>>,
     /// Votes stored just before the next vote's write (see `vote_first`).
     racing_votes: Arc<Mutex<Vec<Vote>>>,
+    /// What was read, as DynamoDB would bill it (see `reads`).
+    items_read: Arc<AtomicUsize>,
+    due_listed: Arc<AtomicUsize>,
+}
+
+/// What the store has been asked to read so far: whole items (`get`), and entries of the due
+/// index (`due`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    pub items: usize,
+    pub due_entries: usize,
 }
 
 impl MemoryPending {
@@ -87,6 +99,22 @@ impl MemoryPending {
     pub fn item(&self, request_id: &str) -> Option<PendingApproval> {
         self.items.lock().unwrap().get(request_id).cloned()
     }
+
+    /// Stores many approvals at once, as they are (a test's backlog), without counting reads.
+    pub fn insert_all(&self, approvals: impl IntoIterator<Item = PendingApproval>) {
+        let mut items = self.items.lock().unwrap();
+        for approval in approvals {
+            items.insert(approval.request_id.clone(), approval);
+        }
+    }
+
+    /// The reads so far.
+    pub fn reads(&self) -> Reads {
+        Reads {
+            items: self.items_read.load(Ordering::Relaxed),
+            due_entries: self.due_listed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl PendingStore for MemoryPending {
@@ -102,6 +130,7 @@ impl PendingStore for MemoryPending {
 
     async fn get(&self, request_id: &str) -> Result<Option<PendingApproval>, StoreError> {
         self.fault.check()?;
+        self.items_read.fetch_add(1, Ordering::Relaxed);
         Ok(self.item(request_id))
     }
 
@@ -134,12 +163,15 @@ impl PendingStore for MemoryPending {
         request_id: &str,
         vote: &Vote,
         version: u64,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         let racing: Vec<Vote> = self.racing_votes.lock().unwrap().drain(..).collect();
         for first in racing {
             self.edit(request_id, |item| {
+                let at = regate_core::time::parse_rfc3339(&first.at).unwrap_or_default();
                 item.votes.push(first);
                 item.version += 1;
+                item.due_at = item.next_due(at);
             });
         }
         let voter = normalize(&vote.voter);
@@ -150,7 +182,10 @@ impl PendingStore for MemoryPending {
                     && i.version == version
                     && !i.votes.iter().any(|v| normalize(&v.voter) == voter)
             },
-            |i| i.votes.push(vote.clone()),
+            |i| {
+                i.votes.push(vote.clone());
+                i.due_at = Some(due);
+            },
         )
     }
 
@@ -162,27 +197,52 @@ impl PendingStore for MemoryPending {
         self.update(request_id, |i| !i.resumed, |i| i.task_token = token.clone())
     }
 
-    async fn unresumed(&self, limit: usize) -> Result<Vec<PendingApproval>, StoreError> {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueApproval>, StoreError> {
         self.fault.check()?;
         let items = self.items.lock().unwrap();
-        Ok(items
+        let mut due: Vec<DueApproval> = items
             .values()
-            .filter(|i| !i.resumed)
-            .take(limit)
-            .cloned()
-            .collect())
+            .filter_map(|i| {
+                let due_at = i.due_at.filter(|at| *at <= now)?;
+                Some(DueApproval {
+                    request_id: i.request_id.clone(),
+                    due_at,
+                })
+            })
+            .collect();
+        due.sort_by(|a, b| (a.due_at, &a.request_id).cmp(&(b.due_at, &b.request_id)));
+        due.truncate(limit);
+        self.due_listed.fetch_add(due.len(), Ordering::Relaxed);
+        Ok(due)
     }
 
     async fn advance_reminders(
         &self,
         request_id: &str,
-        from: u64,
-        to: u64,
+        expected_version: u64,
+        through: u64,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         self.update(
             request_id,
-            |i| i.state == ApprovalState::Pending && i.reminded_through == from,
-            |i| i.reminded_through = to,
+            |i| i.state == ApprovalState::Pending && i.version == expected_version,
+            |i| {
+                i.reminded_through = through;
+                i.due_at = Some(due);
+            },
+        )
+    }
+
+    async fn reschedule(
+        &self,
+        request_id: &str,
+        expected_version: u64,
+        due: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| !i.resumed && i.version == expected_version,
+            |i| i.due_at = Some(due),
         )
     }
 
@@ -193,6 +253,7 @@ impl PendingStore for MemoryPending {
         evaluation: &Evaluation,
         through: u64,
         at: DateTime<Utc>,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         self.update(
             request_id,
@@ -201,6 +262,7 @@ impl PendingStore for MemoryPending {
                 i.evaluation = evaluation.clone();
                 i.reevaluated_through = through;
                 i.evaluated_at = Some(at);
+                i.due_at = Some(due);
             },
         )
     }
@@ -222,6 +284,7 @@ impl PendingStore for MemoryPending {
             |i| {
                 i.resume_claims = claims_seen + 1;
                 i.resume_until = Some(until);
+                i.due_at = Some(until);
             },
         )
     }
@@ -235,7 +298,10 @@ impl PendingStore for MemoryPending {
         self.update(
             request_id,
             |i| !i.resumed && i.resume_claims == claim,
-            |i| i.resume_until = Some(now),
+            |i| {
+                i.resume_until = Some(now);
+                i.due_at = Some(now);
+            },
         )
     }
 
@@ -251,6 +317,7 @@ impl PendingStore for MemoryPending {
             |i| {
                 i.resumed = true;
                 i.state = state;
+                i.due_at = None;
             },
         )
     }
@@ -273,6 +340,7 @@ impl PendingStore for MemoryPending {
                 i.resumed = closing.resumed;
                 i.resume_claims += 1;
                 i.resume_until = Some(closing.resume_until);
+                i.due_at = (!closing.resumed).then_some(closing.resume_until);
             },
         )
     }

@@ -58,6 +58,7 @@ impl TaskTokens for RecordingTokens {
         &self,
         execution_id: &str,
     ) -> Result<ExecutionStatus, TaskTokenError> {
+        self.fault.check()?;
         Ok(self
             .executions
             .lock()

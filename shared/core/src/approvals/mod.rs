@@ -23,7 +23,7 @@ mod vote;
 
 pub use close::approved_output;
 pub use notify::Notified;
-pub use sweep::SweepReport;
+pub use sweep::{SweepBudget, SweepReport, RETRY_FAILED_SWEEP_AFTER};
 pub use vote::VoteResult;
 
 use std::sync::Arc;

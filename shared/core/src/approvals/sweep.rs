@@ -21,8 +21,13 @@ use crate::rules::normalize;
 /// What one sweep did, for its logs and its result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// Unresumed approvals looked at.
+    /// Approvals due that the sweep found (up to its batch).
+    pub due: usize,
+    /// Of those, the ones it looked at (the others had moved on since the index listed them,
+    /// or were left for the next sweep when its time ran out).
     pub checked: usize,
+    /// Due approvals left for the next sweep, first in line, because this one ran out of time.
+    pub deferred: usize,
     /// Closed approvals whose workflow now has the outcome.
     pub resumed: usize,
     /// Approvals closed as expired: their workflow is gone, or timed out before taking a vote.
@@ -32,83 +37,143 @@ pub struct SweepReport {
     /// Of those, how many were evaluated again because time passed, and how many reminded.
     pub reevaluated: usize,
     pub reminded: usize,
-    /// Approvals that failed this time (retried on the next sweep), by request id.
+    /// Approvals that failed this time (retried after [`RETRY_FAILED_SWEEP_AFTER`]), by
+    /// request id.
     pub failed: Vec<String>,
 }
 
+/// How much one sweep may do: look at `items` approvals at most, and start none after `time`
+/// (the rest stay due, first in line for the next sweep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepBudget {
+    pub items: usize,
+    pub time: std::time::Duration,
+}
+
+impl SweepBudget {
+    /// A budget of `items` approvals, with no time limit.
+    pub fn items(items: usize) -> Self {
+        Self {
+            items,
+            time: std::time::Duration::MAX,
+        }
+    }
+}
+
+/// When an approval whose sweep failed is looked at again (unless a write moves it first).
+pub const RETRY_FAILED_SWEEP_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
 impl<P: Ports> Approvals<P> {
-    /// The durable backstop, run on a schedule: resumes every closed approval whose workflow has
-    /// not taken its outcome, and expires open approvals whose workflow is gone (so no message
-    /// keeps live buttons for a workflow that will never read them). Looks at `limit` at most.
-    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, ApprovalError> {
-        self.sweep_at(limit, self.clock.now()).await
+    /// The durable backstop, run on a schedule: looks at each approval that is due (see
+    /// [`PendingApproval::next_due`]), oldest first, within `budget`. It resumes every closed
+    /// approval whose workflow has not taken its outcome, expires open approvals whose workflow
+    /// is gone (so no message keeps live buttons for a workflow that will never read them), and
+    /// does what time asks of the others.
+    pub async fn sweep(&self, budget: SweepBudget) -> Result<SweepReport, ApprovalError> {
+        self.sweep_at(budget, self.clock.now()).await
     }
 
-    /// A sweep that also carries out what time asks of each open approval whose workflow still
-    /// waits, as of `now`: a re-evaluation that is due (see [`Self::reevaluate_if_due`]), then a
-    /// reminder that is due (see [`Self::remind_if_due`]).
+    /// A sweep as of `now`. Each open approval whose workflow still waits gets what time asks
+    /// of it: a close on its stored votes, a re-evaluation that is due (see
+    /// [`Self::reevaluate_if_due`]), then a reminder that is due (see [`Self::remind_if_due`]);
+    /// then it is due again at its next duty.
     pub async fn sweep_at(
         &self,
-        limit: usize,
+        budget: SweepBudget,
         now: DateTime<Utc>,
     ) -> Result<SweepReport, ApprovalError> {
+        let started = std::time::Instant::now();
         let due = self
             .pending
-            .unresumed(limit)
+            .due(now, budget.items)
             .await
             .map_err(ApprovalError::PendingStore)?;
-        Ok(self.sweep_these(due, now).await)
+        // The lag: how long the oldest due approval has waited for a sweep (0 when none is
+        // due). A sweep a minute keeps it under a minute; more means sweeps fall behind.
+        let lag = due
+            .first()
+            .map_or(0, |oldest| (now - oldest.due_at).num_milliseconds().max(0));
+        self.metrics
+            .record(Measurement::sweep_lag(lag as f64 / 1000.0));
+        let mut report = SweepReport {
+            due: due.len(),
+            ..SweepReport::default()
+        };
+        for (looked_at, entry) in due.iter().enumerate() {
+            if looked_at > 0 && started.elapsed() >= budget.time {
+                report.deferred = due.len() - looked_at;
+                tracing::warn!(
+                    deferred = report.deferred,
+                    "the sweep ran out of time; the next one carries on"
+                );
+                break;
+            }
+            let approval = match self.load(&entry.request_id).await {
+                Ok(approval) => approval,
+                Err(error) => {
+                    tracing::warn!(request_id = %entry.request_id, error = %error, "could not read a due approval; the next sweep retries it");
+                    report.failed.push(entry.request_id.clone());
+                    continue;
+                }
+            };
+            // The index lags behind the item: one another path moved on is not due now.
+            let Some(approval) = approval.filter(|a| a.due_at.is_some_and(|at| at <= now)) else {
+                continue;
+            };
+            self.visit(approval, now, &mut report).await;
+        }
+        self.record_sweep(&report);
+        Ok(report)
     }
 
-    /// The sweep of one request's approval alone, as of `now`: an operator's nudge to a request
-    /// they are watching (nothing when it owes its workflow nothing).
+    /// The sweep of one request's approval alone, as of `now`, due or not: an operator's nudge
+    /// to a request they are watching (nothing when it owes its workflow nothing).
     pub async fn sweep_request(
         &self,
         request_id: &str,
         now: DateTime<Utc>,
     ) -> Result<SweepReport, ApprovalError> {
-        let due = self.load(request_id).await?.filter(|a| !a.resumed);
-        Ok(self.sweep_these(due.into_iter().collect(), now).await)
+        let mut report = SweepReport::default();
+        if let Some(approval) = self.load(request_id).await?.filter(|a| !a.resumed) {
+            report.due = 1;
+            self.visit(approval, now, &mut report).await;
+        }
+        self.record_sweep(&report);
+        Ok(report)
     }
 
-    async fn sweep_these(&self, due: Vec<PendingApproval>, now: DateTime<Utc>) -> SweepReport {
-        // The lag: how long the oldest decision this sweep found still owed to its workflow
-        // has waited (0 when none does). Paths resume at once; a lag of minutes means they and
-        // the sweeper keep failing to.
-        let lag = due
-            .iter()
-            .filter(|a| a.state != ApprovalState::Pending && !a.resumed)
-            .filter_map(|a| a.decided_at)
-            .map(|decided| (now - decided).num_milliseconds().max(0))
-            .max()
-            .unwrap_or(0);
-        self.metrics
-            .record(Measurement::sweep_lag(lag as f64 / 1000.0));
-        let mut report = SweepReport {
-            checked: due.len(),
-            ..SweepReport::default()
-        };
-        for approval in due {
-            let request_id = approval.request_id.clone();
-            match self.sweep_one(approval, now).await {
-                Ok(Swept::Resumed) => report.resumed += 1,
-                Ok(Swept::Expired) => report.expired += 1,
-                Ok(Swept::Waiting {
-                    reevaluated,
-                    reminded,
-                }) => {
-                    report.waiting += 1;
-                    report.reevaluated += usize::from(reevaluated);
-                    report.reminded += usize::from(reminded);
+    /// Sweeps one approval and counts what happened. One that fails is looked at again after
+    /// [`RETRY_FAILED_SWEEP_AFTER`] (sooner when a write moves it): a request that keeps
+    /// failing does not take every sweep's first place.
+    async fn visit(&self, approval: PendingApproval, now: DateTime<Utc>, report: &mut SweepReport) {
+        report.checked += 1;
+        let request_id = approval.request_id.clone();
+        let version = approval.version;
+        match self.sweep_one(approval, now).await {
+            Ok(Swept::Resumed) => report.resumed += 1,
+            Ok(Swept::Expired) => report.expired += 1,
+            Ok(Swept::Waiting {
+                reevaluated,
+                reminded,
+            }) => {
+                report.waiting += 1;
+                report.reevaluated += usize::from(reevaluated);
+                report.reminded += usize::from(reminded);
+            }
+            Err(error) => {
+                tracing::warn!(request_id, error = %error, "sweeping an approval failed; a later sweep retries it");
+                let later = now + RETRY_FAILED_SWEEP_AFTER;
+                if let Err(error) = self.pending.reschedule(&request_id, version, later).await {
+                    tracing::warn!(request_id, error = %error, "could not put the failed approval back; the next sweep retries it");
                 }
-                Err(error) => {
-                    tracing::warn!(request_id, error = %error, "sweeping an approval failed; the next sweep retries it");
-                    report.failed.push(request_id);
-                }
+                report.failed.push(request_id);
             }
         }
+    }
+
+    fn record_sweep(&self, report: &SweepReport) {
         for (name, value) in [
-            ("SweepItems", report.checked),
+            ("SweepItems", report.due),
             ("SweepResumed", report.resumed),
             ("Reminders", report.reminded),
             ("Escalations", report.reevaluated),
@@ -117,7 +182,6 @@ impl<P: Ports> Approvals<P> {
         ] {
             self.metrics.record(Measurement::sweep(name, value));
         }
-        report
     }
 
     async fn sweep_one(
@@ -185,7 +249,22 @@ impl<P: Ports> Approvals<P> {
         } else {
             approval
         };
-        let reminded = self.remind_if_due(&approval, now).await?;
+        let (approval, reminded) = self.remind_if_due(approval, now).await?;
+        // Its next duty: a write above stored it, unless nothing was written (a settle time
+        // or the deadline's grace passed with nothing to do).
+        if let Some(due) = approval
+            .next_due(now)
+            .filter(|due| approval.due_at != Some(*due))
+        {
+            let moved = self
+                .pending
+                .reschedule(&approval.request_id, approval.version, due)
+                .await
+                .map_err(ApprovalError::PendingStore)?;
+            if let Conditional::Lost(_) = moved {
+                tracing::debug!(request_id = %approval.request_id, "the approval changed while it was swept; its writer set when it is due");
+            }
+        }
         Ok(Swept::Waiting {
             reevaluated,
             reminded,
@@ -278,9 +357,21 @@ impl<P: Ports> Approvals<P> {
             if approval.state != ApprovalState::Pending {
                 return Ok(Reevaluated::Closed(approval));
             }
+            let due = approval.due_after(now, |a| {
+                a.evaluation = (*evaluation).clone();
+                a.reevaluated_through = offset;
+                a.evaluated_at = Some(time.now);
+            });
             let stored = self
                 .pending
-                .reevaluate(&request_id, approval.version, &evaluation, offset, time.now)
+                .reevaluate(
+                    &request_id,
+                    approval.version,
+                    &evaluation,
+                    offset,
+                    time.now,
+                    due,
+                )
                 .await
                 .map_err(ApprovalError::PendingStore)?;
             match stored {
@@ -358,22 +449,26 @@ impl<P: Ports> Approvals<P> {
     /// `reminded`. Returns whether this call sent one.
     async fn remind_if_due(
         &self,
-        approval: &PendingApproval,
+        approval: PendingApproval,
         now: DateTime<Utc>,
-    ) -> Result<bool, ApprovalError> {
+    ) -> Result<(PendingApproval, bool), ApprovalError> {
         let offsets = &approval.evaluation.decision.remind_after_seconds;
-        let Some(offset) = due_offset(offsets, approval.reminded_through, approval, now) else {
-            return Ok(false);
+        let Some(offset) = due_offset(offsets, approval.reminded_through, &approval, now) else {
+            return Ok((approval, false));
         };
-        let request_id = approval.request_id.as_str();
+        let request_id = approval.request_id.clone();
         let from = approval.reminded_through;
+        let due = approval.due_after(now, |a| a.reminded_through = offset);
         let claimed = self
             .pending
-            .advance_reminders(request_id, from, offset)
+            .advance_reminders(&request_id, approval.version, offset, due)
             .await
             .map_err(ApprovalError::PendingStore)?;
-        let Conditional::Done(claimed) = claimed else {
-            return Ok(false);
+        let claimed = match claimed {
+            Conditional::Done(claimed) => *claimed,
+            // Another sweeper took it, or a vote came in between (the next sweep sends it).
+            Conditional::Lost(Some(item)) => return Ok((*item, false)),
+            Conditional::Lost(None) => return Ok((approval, false)),
         };
         let reminder = Reminder {
             approval: &claimed,
@@ -397,13 +492,7 @@ impl<P: Ports> Approvals<P> {
             }
         }
         if let (true, Some(error)) = (places.is_empty(), failure) {
-            let given_back = self
-                .pending
-                .advance_reminders(request_id, offset, from)
-                .await;
-            if let Err(store) = given_back {
-                tracing::warn!(request_id, error = %store, "could not give the reminder back; it is skipped");
-            }
+            self.give_reminder_back(claimed, from, offset, now).await;
             return Err(ApprovalError::Chat(error));
         }
         let draft = EventDraft::new(EventKind::Reminded)
@@ -412,9 +501,45 @@ impl<P: Ports> Approvals<P> {
             .data("left_seconds", reminder.left.num_seconds().max(0))
             .data("places", places)
             .once(format!("reminded#{offset}"));
-        self.append(request_id, draft).await?;
+        self.append(&request_id, draft).await?;
         tracing::info!(request_id, offset, "reminder posted");
-        Ok(true)
+        Ok((claimed, true))
+    }
+
+    /// Gives the reminder at `offset`, which no message could take, back to a later sweep
+    /// (reminders taken care of up to `from` again, due after [`RETRY_FAILED_SWEEP_AFTER`]),
+    /// however many votes come in meanwhile.
+    async fn give_reminder_back(
+        &self,
+        mut claimed: PendingApproval,
+        from: u64,
+        offset: u64,
+        now: DateTime<Utc>,
+    ) {
+        let request_id = claimed.request_id.clone();
+        let due = now + RETRY_FAILED_SWEEP_AFTER;
+        for _ in 0..CLOSE_ATTEMPTS {
+            let given_back = self
+                .pending
+                .advance_reminders(&request_id, claimed.version, from, due)
+                .await;
+            match given_back {
+                Ok(Conditional::Lost(Some(item)))
+                    if item.state == ApprovalState::Pending && item.reminded_through == offset =>
+                {
+                    claimed = *item;
+                }
+                Ok(_) => return,
+                Err(store) => {
+                    tracing::warn!(request_id, error = %store, "could not give the reminder back; it is skipped");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(
+            request_id,
+            "could not give the reminder back against concurrent votes; it is skipped"
+        );
     }
 
     /// Closes the approval of workflow `execution_id`, which timed out, and shows it on its

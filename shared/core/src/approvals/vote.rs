@@ -398,9 +398,10 @@ impl<P: Ports> Approvals<P> {
                 reason: reason.clone(),
                 at: crate::time::format_rfc3339_ms(ballot.at),
             };
+            let due = approval.due_after(ballot.at, |a| a.votes.push(vote.clone()));
             match self
                 .pending
-                .record_vote(request_id, &vote, approval.version)
+                .record_vote(request_id, &vote, approval.version, due)
                 .await
                 .map_err(ApprovalError::PendingStore)?
             {

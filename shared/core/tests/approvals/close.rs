@@ -202,14 +202,14 @@ async fn a_live_claim_to_resume_keeps_other_paths_off_until_it_lapses() {
         matches!(late, VoteResult::AlreadyDecided { .. }),
         "{late:?}"
     );
-    let report = s.sweep(10).await.unwrap();
+    let report = s.sweep(SweepBudget::items(10)).await.unwrap();
     assert_eq!(report.waiting, 1, "{report:?}");
     assert!(
         f.tokens.calls().is_empty(),
         "nobody calls Step Functions while another path holds the claim"
     );
     f.clock.advance(chrono::Duration::seconds(91));
-    let report = s.sweep(10).await.unwrap();
+    let report = s.sweep(SweepBudget::items(10)).await.unwrap();
     assert_eq!(report.resumed, 1, "{report:?}");
     assert_eq!(f.tokens.calls().len(), 1);
     assert!(f.pending.item("r19").unwrap().resumed);

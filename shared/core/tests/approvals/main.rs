@@ -12,9 +12,9 @@ mod vote;
 
 use std::sync::Arc;
 
-use regate_core::approvals::{Closed, VoteResult, REJECTED_ERROR};
+use regate_core::approvals::{Closed, SweepBudget, VoteResult, REJECTED_ERROR};
 use regate_core::event::EventKind;
-use regate_core::ports::{ExecutionStatus, StoreError, TaskTokenError};
+use regate_core::ports::{Clock, ExecutionStatus, StoreError, TaskTokenError};
 use regate_core::{ApprovalState, TaskToken};
 use regate_testkit::{
     ballot, execution_of, first_evaluation, open, rejecting, request, Fakes, MemoryApprovals,
