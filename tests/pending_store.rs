@@ -367,3 +367,94 @@ async fn the_closing_write_holds_the_resume_claim_and_of_twenty_later_claims_one
         .unwrap();
     assert!(matches!(settled, Conditional::Lost(Some(ref item)) if item.resumed));
 }
+
+#[tokio::test]
+async fn a_vote_racing_the_sweepers_reschedule_keeps_its_settle_time() {
+    // The sweeper moves an approval it looked at to its next duty while a click stores a
+    // vote, both on version 1: whichever lands first, the item ends with the vote and due
+    // when the vote settles (the reschedule never hides a vote from the sweeper).
+    let store = Arc::new(store().await);
+    for trial in 0..10 {
+        let id = unique("reschedule-race");
+        done(store.create(&approval(&id)).await.unwrap());
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let settle = settles();
+        let later = settle + chrono::Duration::hours(1);
+        let sweeper = {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.reschedule(&id, 1, later).await.unwrap()
+            })
+        };
+        let click = {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let vote = vote("alice@example.com", Choice::Approve);
+                store.record_vote(&id, &vote, 1, settle).await.unwrap()
+            })
+        };
+        sweeper.await.unwrap();
+        done(click.await.unwrap());
+        let item = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(item.votes.len(), 1, "trial {trial}");
+        assert_eq!(
+            regate_core::time::format_rfc3339_ms(item.due_at.unwrap()),
+            regate_core::time::format_rfc3339_ms(settle),
+            "trial {trial}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_two_sweepers_and_a_click_racing_on_one_version_exactly_one_writes() {
+    // Two sweepers claim the same reminder while a click stores a vote, all on version 1:
+    // exactly one write lands, and the item is due as that writer said.
+    let store = Arc::new(store().await);
+    for trial in 0..10 {
+        let id = unique("remind-race");
+        done(store.create(&approval(&id)).await.unwrap());
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let settle = settles();
+        let next_reminder = settle + chrono::Duration::hours(1);
+        let mut writers = Vec::new();
+        for sweeper in 0..2 {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            writers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let written = store.advance_reminders(&id, 1, 900, next_reminder).await;
+                (format!("sweeper {sweeper}"), written.unwrap())
+            }));
+        }
+        {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            writers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let vote = vote("alice@example.com", Choice::Approve);
+                let written = store.record_vote(&id, &vote, 1, settle).await;
+                ("click".to_string(), written.unwrap())
+            }));
+        }
+        let mut landed = Vec::new();
+        for writer in writers {
+            if let (who, Conditional::Done(item)) = writer.await.unwrap() {
+                landed.push((who, item));
+            }
+        }
+        assert_eq!(landed.len(), 1, "trial {trial}: {landed:?}");
+        let (who, item) = &landed[0];
+        let expected = if who == "click" {
+            settle
+        } else {
+            next_reminder
+        };
+        let stored = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored.version, 2);
+        assert_eq!(
+            regate_core::time::format_rfc3339_ms(stored.due_at.unwrap()),
+            regate_core::time::format_rfc3339_ms(expected),
+            "trial {trial}: {who} {item:?}"
+        );
+    }
+}

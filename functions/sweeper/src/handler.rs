@@ -47,17 +47,24 @@ pub struct Settings {
     pub accepts_now: bool,
 }
 
-/// What a run keeps of its time for the approval it is on when its budget ends, and for the
-/// checkpoint after the sweep.
+/// What a run keeps of its time, at most, for the approval it is on when its budget ends and
+/// for the checkpoint after the sweep (half its time when it has less than twice that).
 pub const FINISHING_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// How long a run starts sweeps for when its invocation has no deadline ahead (a local
+/// emulator, such as `cargo lambda watch`, sends a fixed one in 1970): the template's timeout
+/// (50 s) less [`FINISHING_TIME`].
+pub const TIME_WITHOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Settings {
-    /// The settings of a run with `left` before the invocation's deadline.
-    pub fn with_time_left(self, left: std::time::Duration) -> Self {
-        Self {
-            time: left.saturating_sub(FINISHING_TIME),
-            ..self
-        }
+    /// The settings of a run with `left` before the invocation's deadline (`None`: no deadline
+    /// ahead).
+    pub fn with_time_left(self, left: Option<std::time::Duration>) -> Self {
+        let time = match left {
+            Some(left) => left - FINISHING_TIME.min(left / 2),
+            None => TIME_WITHOUT_DEADLINE,
+        };
+        Self { time, ..self }
     }
 }
 
@@ -130,6 +137,7 @@ pub async fn handle<P: Ports, X: CheckpointPorts>(
     let sweep = match swept {
         Ok(report) => {
             tracing::info!(
+                time_budget_ms = u64::try_from(settings.time.as_millis()).unwrap_or(u64::MAX),
                 due = report.due,
                 checked = report.checked,
                 deferred = report.deferred,

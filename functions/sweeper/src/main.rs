@@ -69,12 +69,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 /// The time left before an invocation's deadline (milliseconds since the epoch, as the Lambda
-/// runtime gives it).
-fn deadline_in(deadline_ms: u64) -> Duration {
+/// runtime gives it); `None` when that is not ahead.
+fn deadline_in(deadline_ms: u64) -> Option<Duration> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    deadline_ms.checked_sub(now_ms).map(Duration::from_millis)
 }

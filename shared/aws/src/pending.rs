@@ -256,19 +256,22 @@ impl PendingStore for DynamoPendingStore {
                 .await
                 .map_err(|e| store_error(classify(&e)))?;
             for key in output.items() {
-                let (Some(AttributeValue::S(request_id)), Some(AttributeValue::S(due_at))) =
-                    (key.get("request_id"), key.get(DUE_AT))
-                else {
-                    return Err(StoreError::Corrupt(format!(
-                        "a {DUE_INDEX} entry has no request_id or {DUE_AT}"
-                    )));
+                let entry = match (key.get("request_id"), key.get(DUE_AT)) {
+                    (Some(AttributeValue::S(request_id)), Some(AttributeValue::S(due_at))) => {
+                        parse_rfc3339(due_at).map(|due_at| DueApproval {
+                            request_id: request_id.clone(),
+                            due_at,
+                        })
+                    }
+                    _ => None,
                 };
-                let due_at = parse_rfc3339(due_at)
-                    .ok_or_else(|| StoreError::Corrupt(format!("{DUE_AT} {due_at:?}")))?;
-                due.push(DueApproval {
-                    request_id: request_id.clone(),
-                    due_at,
-                });
+                // One unreadable entry must not stop the sweep of every other approval.
+                match entry {
+                    Some(entry) => due.push(entry),
+                    None => {
+                        tracing::error!(entry = ?key, "a {DUE_INDEX} entry is not a request id and a time; skipped")
+                    }
+                }
             }
         }
         due.sort_by(|a, b| (a.due_at, &a.request_id).cmp(&(b.due_at, &b.request_id)));

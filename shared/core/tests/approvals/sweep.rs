@@ -200,7 +200,7 @@ fn backlog(
             let mut a = template.clone();
             let id = format!("{prefix}-{n:05}");
             let at = opened + chrono::Duration::milliseconds(n as i64);
-            a.expires_at = a.expires_at + (at - a.created_at);
+            a.expires_at += at - a.created_at;
             a.created_at = at;
             a.due_at = a.next_due(at);
             a.request_id = id.clone();
