@@ -5,7 +5,7 @@
 # `<!-- end generated -->`) are replaced with them, under the date and this machine.
 #
 #   bash bench/run.sh                 # everything (about 30 minutes on 2 cores)
-#   bash bench/run.sh opa coldstart   # some parts: opa, coldstart, size, clicks (and cost)
+#   bash bench/run.sh opa coldstart   # some parts: opa, coldstart, size, clicks (and cost), sweep
 #   REGATE_BENCH_QUICK=1 bash bench/run.sh opa   # fewer rounds, for trying things (not published)
 #
 # Installs what it needs, pinned: OPA's wheel (bench/opa.sh), and through infra/local/setup.sh
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(opa coldstart size clicks)
+[ ${#parts[@]} -gt 0 ] || parts=(opa coldstart size clicks sweep)
 tables=target/bench-tables
 mkdir -p "$tables"
 
@@ -36,6 +36,11 @@ if wants coldstart; then
   bin=target/release
   "$bin/coldstart" --runs 20 --callgrind --hello "$bin/hello" \
     evaluator="$bin/evaluator" notifier="$bin/notifier" callback="$bin/callback" sweeper="$bin/sweeper"
+fi
+
+if wants sweep; then
+  echo "== one sweep at 1,000 and 10,000 open approvals (bench/benches/sweep.rs)"
+  cargo bench --locked -p regate-bench --bench sweep
 fi
 
 if wants size; then

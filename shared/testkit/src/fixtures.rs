@@ -82,6 +82,31 @@ pub fn pending_approval(request: &Request, token: &str) -> PendingApproval {
     )
 }
 
+/// `count` open production deploys of the default policy (reminders at 15 and 50 minutes, a
+/// re-evaluation at 30, an hour's timeout), named `prefix-00000` on, opened a millisecond
+/// apart from `opened` and due at their first duty: a backlog to store directly.
+pub fn open_backlog(
+    prefix: &str,
+    count: usize,
+    opened: chrono::DateTime<chrono::Utc>,
+) -> Vec<PendingApproval> {
+    let template = pending_approval(&request("template").build(), "token");
+    (0..count)
+        .map(|n| {
+            let mut approval = template.clone();
+            let id = format!("{prefix}-{n:05}");
+            let at = opened + chrono::Duration::milliseconds(i64::try_from(n).unwrap());
+            approval.expires_at += at - approval.created_at;
+            approval.created_at = at;
+            approval.due_at = approval.next_due(at);
+            approval.execution_id = execution_of(&id);
+            approval.request.id = id.clone();
+            approval.request_id = id;
+            approval
+        })
+        .collect()
+}
+
 /// An approval of request `chg-9` about `summary` (past the request's own limits when a test
 /// needs that), and the evaluation to show it with.
 pub fn approval_about(summary: &str) -> (PendingApproval, Evaluation) {

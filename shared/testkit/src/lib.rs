@@ -24,8 +24,8 @@ pub use checkpoints::MemoryCheckpoints;
 pub use clock::{FixedClock, CALM_DAY, FROZEN_DAY};
 pub use fault::Fault;
 pub use fixtures::{
-    approval_about, ballot, counted_vote, default_policy, execution_of, pending_approval,
-    rejecting, request, slack_voter, RequestBuilder,
+    approval_about, ballot, counted_vote, default_policy, execution_of, open_backlog,
+    pending_approval, rejecting, request, slack_voter, RequestBuilder,
 };
 pub use log::MemoryLog;
 pub use metrics::RecordingMetrics;

@@ -1,7 +1,7 @@
 //! The pending store in memory, honouring every condition the DynamoDB adapter writes under,
 //! so domain tests see the same races as moto.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,7 @@ use crate::Fault;
 /// The pending store in memory, with the same conditions as DynamoDB's.
 #[derive(Clone, Default)]
 pub struct MemoryPending {
-    items: Arc<Mutex<BTreeMap<String, PendingApproval>>>,
+    table: Arc<Mutex<Table>>,
     pub fault: Fault<StoreError>,
     /// Updates to let through before one whose answer is lost (see `lose_next_answer_after`).
     lose_answer: Arc<Mutex<Option<usize>>>,
@@ -35,6 +35,38 @@ pub struct MemoryPending {
 pub struct Reads {
     pub items: usize,
     pub due_entries: usize,
+}
+
+/// The items, and the due index DynamoDB keeps beside them (`by_due`): every item with a due
+/// time, in due order, so listing what is due reads only that.
+#[derive(Default)]
+struct Table {
+    items: BTreeMap<String, PendingApproval>,
+    by_due: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Table {
+    /// Stores `approval` (replacing the item with its id), and its due index entry.
+    fn put(&mut self, approval: PendingApproval) {
+        let id = approval.request_id.clone();
+        if let Some(due) = self.items.get(&id).and_then(|old| old.due_at) {
+            self.by_due.remove(&(due, id.clone()));
+        }
+        if let Some(due) = approval.due_at {
+            self.by_due.insert((due, id.clone()));
+        }
+        self.items.insert(id, approval);
+    }
+
+    /// Changes a stored item (and its due index entry); false when there is none.
+    fn change(&mut self, request_id: &str, change: impl FnOnce(&mut PendingApproval)) -> bool {
+        let Some(mut item) = self.items.get(request_id).cloned() else {
+            return false;
+        };
+        change(&mut item);
+        self.put(item);
+        true
+    }
 }
 
 impl MemoryPending {
@@ -59,12 +91,15 @@ impl MemoryPending {
                 None => false,
             }
         };
-        let mut items = self.items.lock().unwrap();
-        Ok(match items.get_mut(request_id) {
-            Some(item) if allowed(item) => {
-                change(item);
-                item.version += 1;
-                let now = Box::new(item.clone());
+        let mut table = self.table.lock().unwrap();
+        let allowed = table.items.get(request_id).map(allowed);
+        Ok(match allowed {
+            Some(true) => {
+                table.change(request_id, |item| {
+                    change(item);
+                    item.version += 1;
+                });
+                let now = Box::new(table.items[request_id].clone());
                 // A lost answer: the write commits, the SDK's retry then fails its condition
                 // and reads the item as it is now.
                 if lost {
@@ -73,7 +108,7 @@ impl MemoryPending {
                     Conditional::Done(now)
                 }
             }
-            Some(item) => Conditional::Lost(Some(Box::new(item.clone()))),
+            Some(false) => Conditional::Lost(Some(Box::new(table.items[request_id].clone()))),
             None => Conditional::Lost(None),
         })
     }
@@ -92,19 +127,19 @@ impl MemoryPending {
 
     /// Changes the stored item behind the workflow's back (a crash's leftovers, say).
     pub fn edit(&self, request_id: &str, change: impl FnOnce(&mut PendingApproval)) {
-        change(self.items.lock().unwrap().get_mut(request_id).unwrap());
+        assert!(self.table.lock().unwrap().change(request_id, change));
     }
 
     /// The stored item, as a test sees it.
     pub fn item(&self, request_id: &str) -> Option<PendingApproval> {
-        self.items.lock().unwrap().get(request_id).cloned()
+        self.table.lock().unwrap().items.get(request_id).cloned()
     }
 
     /// Stores many approvals at once, as they are (a test's backlog), without counting reads.
     pub fn insert_all(&self, approvals: impl IntoIterator<Item = PendingApproval>) {
-        let mut items = self.items.lock().unwrap();
+        let mut table = self.table.lock().unwrap();
         for approval in approvals {
-            items.insert(approval.request_id.clone(), approval);
+            table.put(approval);
         }
     }
 
@@ -120,11 +155,11 @@ impl MemoryPending {
 impl PendingStore for MemoryPending {
     async fn create(&self, approval: &PendingApproval) -> Result<Conditional, StoreError> {
         self.fault.check()?;
-        let mut items = self.items.lock().unwrap();
-        if let Some(existing) = items.get(&approval.request_id) {
+        let mut table = self.table.lock().unwrap();
+        if let Some(existing) = table.items.get(&approval.request_id) {
             return Ok(Conditional::Lost(Some(Box::new(existing.clone()))));
         }
-        items.insert(approval.request_id.clone(), approval.clone());
+        table.put(approval.clone());
         Ok(Conditional::Done(Box::new(approval.clone())))
     }
 
@@ -199,19 +234,17 @@ impl PendingStore for MemoryPending {
 
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueApproval>, StoreError> {
         self.fault.check()?;
-        let items = self.items.lock().unwrap();
-        let mut due: Vec<DueApproval> = items
-            .values()
-            .filter_map(|i| {
-                let due_at = i.due_at.filter(|at| *at <= now)?;
-                Some(DueApproval {
-                    request_id: i.request_id.clone(),
-                    due_at,
-                })
+        let table = self.table.lock().unwrap();
+        let due: Vec<DueApproval> = table
+            .by_due
+            .iter()
+            .take_while(|(due_at, _)| *due_at <= now)
+            .take(limit)
+            .map(|(due_at, request_id)| DueApproval {
+                request_id: request_id.clone(),
+                due_at: *due_at,
             })
             .collect();
-        due.sort_by(|a, b| (a.due_at, &a.request_id).cmp(&(b.due_at, &b.request_id)));
-        due.truncate(limit);
         self.due_listed.fetch_add(due.len(), Ordering::Relaxed);
         Ok(due)
     }

@@ -184,33 +184,6 @@ fn an_approval_is_next_due_at_its_earliest_duty_and_never_once_resumed() {
     assert_eq!(a.next_due(at(43)), None);
 }
 
-/// `count` open production deploys (reminders at 15 and 50 minutes, an hour's timeout),
-/// opened a millisecond apart from `opened`, stored directly: a backlog.
-fn backlog(
-    prefix: &str,
-    count: usize,
-    opened: chrono::DateTime<chrono::Utc>,
-) -> Vec<regate_core::PendingApproval> {
-    let request = request("template")
-        .change("deploy", "production", "service", "payments")
-        .build();
-    let template = regate_testkit::pending_approval(&request, "token");
-    (0..count)
-        .map(|n| {
-            let mut a = template.clone();
-            let id = format!("{prefix}-{n:05}");
-            let at = opened + chrono::Duration::milliseconds(n as i64);
-            a.expires_at += at - a.created_at;
-            a.created_at = at;
-            a.due_at = a.next_due(at);
-            a.request_id = id.clone();
-            a.request.id = id.clone();
-            a.execution_id = execution_of(&id);
-            a
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_sweep_reads_what_is_due_not_what_is_open() {
     // 10,000 open approvals: 9,800 opened a minute ago (their first reminder is 14 minutes
@@ -218,10 +191,13 @@ async fn a_sweep_reads_what_is_due_not_what_is_open() {
     let f = Fakes::default();
     let now = f.clock.now();
     let minutes = chrono::Duration::minutes;
+    f.pending.insert_all(regate_testkit::open_backlog(
+        "fresh",
+        9_800,
+        now - minutes(1),
+    ));
     f.pending
-        .insert_all(backlog("fresh", 9_800, now - minutes(1)));
-    f.pending
-        .insert_all(backlog("late", 200, now - minutes(20)));
+        .insert_all(regate_testkit::open_backlog("late", 200, now - minutes(20)));
     let s = f.approvals();
     let report = s.sweep(SweepBudget::items(1_000)).await.unwrap();
     let reads = f.pending.reads();
@@ -249,8 +225,11 @@ async fn a_sweep_reads_what_is_due_not_what_is_open() {
 async fn a_sweep_out_of_time_leaves_the_rest_first_in_line_for_the_next() {
     let f = Fakes::default();
     let now = f.clock.now();
-    f.pending
-        .insert_all(backlog("late", 3, now - chrono::Duration::minutes(20)));
+    f.pending.insert_all(regate_testkit::open_backlog(
+        "late",
+        3,
+        now - chrono::Duration::minutes(20),
+    ));
     let s = f.approvals();
     // No time at all: each sweep still looks at one, the oldest due.
     let no_time = SweepBudget {
@@ -299,8 +278,11 @@ async fn an_approval_looked_at_with_nothing_to_do_is_due_again_at_its_next_duty(
 async fn an_approval_whose_sweep_failed_is_looked_at_again_after_a_back_off() {
     let f = Fakes::default();
     let now = f.clock.now();
-    f.pending
-        .insert_all(backlog("late", 1, now - chrono::Duration::minutes(20)));
+    f.pending.insert_all(regate_testkit::open_backlog(
+        "late",
+        1,
+        now - chrono::Duration::minutes(20),
+    ));
     let s = f.approvals();
     f.tokens
         .fault
