@@ -100,9 +100,15 @@ async fn each_of_150_due_approvals_is_reminded_once_within_three_sweeps_of_100()
     for _ in 0..3 {
         let report = stack.sweep().await;
         assert!(report.get("errorType").is_none(), "{report}");
-        assert!(report["due"].as_u64().unwrap() <= 100, "{report}");
         reports.push(report);
     }
+    // The first sweep finds more due than its batch and reads the batch; the rest follow.
+    assert_eq!(reports[0]["due"], 100, "{reports:?}");
+    let sent: u64 = reports
+        .iter()
+        .map(|r| r["reminded"].as_u64().unwrap())
+        .sum();
+    assert!(sent >= 150, "{reports:?}");
     let mut reminded = 0;
     for id in &ids {
         let events = stack.events(id).await;

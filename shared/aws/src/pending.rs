@@ -77,6 +77,19 @@ impl DynamoPendingStore {
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<Conditional, StoreError> {
         let (key, value) = Self::key(request_id);
+        // Every write of `due_at` writes the shard too, so an item stored before the due index
+        // existed joins it at its next write.
+        let writes_due = update
+            .get_update_expression()
+            .as_deref()
+            .is_some_and(|expression| expression.contains(":shard"));
+        let update = match writes_due {
+            true => update.expression_attribute_values(
+                ":shard",
+                AttributeValue::N(due_shard(request_id).to_string()),
+            ),
+            false => update,
+        };
         match update
             .table_name(&self.table)
             .key(key, value)
@@ -201,7 +214,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET votes.#voter = :vote, due_at = :due, version = version + :one")
+            .update_expression("SET votes.#voter = :vote, due_at = :due, due_shard = :shard, version = version + :one")
             .condition_expression(
                 "#state = :pending AND version = :version AND attribute_not_exists(votes.#voter)",
             )
@@ -290,7 +303,7 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                "SET reminded_through = :through, due_at = :due, version = version + :one",
+                "SET reminded_through = :through, due_at = :due, due_shard = :shard, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -318,7 +331,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET due_at = :due")
+            .update_expression("SET due_at = :due, due_shard = :shard")
             .condition_expression("resumed = :false AND version = :expected")
             .expression_attribute_values(":due", time_attr(due))
             .expression_attribute_values(
@@ -343,7 +356,7 @@ impl PendingStore for DynamoPendingStore {
             .update_item()
             .update_expression(
                 "SET evaluation = :evaluation, reevaluated_through = :through, \
-                 evaluated_at = :at, due_at = :due, version = version + :one",
+                 evaluated_at = :at, due_at = :due, due_shard = :shard, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -374,7 +387,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET resume_claims = :next, resume_until = :until, due_at = :until")
+            .update_expression("SET resume_claims = :next, resume_until = :until, due_at = :until, due_shard = :shard")
             .condition_expression(
                 "resumed = :false AND #state <> :pending \
                  AND (attribute_not_exists(resume_claims) OR resume_claims = :seen) \
@@ -402,7 +415,7 @@ impl PendingStore for DynamoPendingStore {
         let update = self
             .client
             .update_item()
-            .update_expression("SET resume_until = :now, due_at = :now")
+            .update_expression("SET resume_until = :now, due_at = :now, due_shard = :shard")
             .condition_expression("resumed = :false AND resume_claims = :claim")
             .expression_attribute_values(":claim", AttributeValue::N(claim.to_string()))
             .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
@@ -450,7 +463,7 @@ impl PendingStore for DynamoPendingStore {
                 if closing.resumed {
                     "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one REMOVE due_at"
                 } else {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, version = version + :one"
+                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, due_shard = :shard, version = version + :one"
                 },
             )
             .condition_expression("#state = :pending AND version = :expected")

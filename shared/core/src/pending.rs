@@ -21,6 +21,9 @@ pub const RESUME_LEASE: chrono::Duration = chrono::Duration::seconds(90);
 /// gone).
 pub const SWEEP_GRACE: chrono::Duration = chrono::Duration::minutes(5);
 
+/// When an approval whose sweep failed is looked at again, unless a duty comes sooner.
+pub const RETRY_FAILED_SWEEP_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
 /// The chat platforms regate asks approvers on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -339,7 +342,10 @@ impl PendingApproval {
     ///   vote may die before closing; the sweeper closes on stored votes after it);
     /// - its deadline plus [`SWEEP_GRACE`], while that is ahead, and every [`SWEEP_GRACE`]
     ///   after (the workflow's own timeout expires it first; the sweeper expires what that
-    ///   path could not).
+    ///   path could not);
+    /// - while a target of a re-evaluation has no message yet: [`RESUME_LEASE`] after the
+    ///   re-evaluation (the sweep that stored it may have died before posting), and every
+    ///   [`RETRY_FAILED_SWEEP_AFTER`] after.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.resumed {
             return None;
@@ -361,7 +367,22 @@ impl PendingApproval {
             .map(|at| at + RESUME_LEASE)
             .filter(|settle| *settle > now);
         let overdue = self.deadline() + SWEEP_GRACE;
+        let unposted = self.evaluated_at.filter(|_| {
+            decision
+                .notify
+                .iter()
+                .any(|target| !self.messages.iter().any(|m| m.is_for(target)))
+        });
+        let post_again = unposted.map(|at| {
+            let at = at + RESUME_LEASE;
+            if at > now {
+                at
+            } else {
+                now + RETRY_FAILED_SWEEP_AFTER
+            }
+        });
         [
+            post_again,
             next_offset(&decision.remind_after_seconds, self.reminded_through),
             next_offset(&decision.reevaluate_after_seconds, self.reevaluated_through),
             settle,

@@ -272,11 +272,19 @@ impl PendingStore for MemoryPending {
         expected_version: u64,
         due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
-        self.update(
-            request_id,
-            |i| !i.resumed && i.version == expected_version,
-            |i| i.due_at = Some(due),
-        )
+        // As DynamoDB's: only `due_at` changes, and the version stays.
+        self.fault.check()?;
+        let mut table = self.table.lock().unwrap();
+        let allowed = table
+            .items
+            .get(request_id)
+            .map(|i| !i.resumed && i.version == expected_version);
+        if allowed == Some(true) {
+            table.change(request_id, |i| i.due_at = Some(due));
+            return Ok(Conditional::Done(Box::new(table.items[request_id].clone())));
+        }
+        let item = table.items.get(request_id).cloned().map(Box::new);
+        Ok(Conditional::Lost(item))
     }
 
     async fn reevaluate(

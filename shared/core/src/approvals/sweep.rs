@@ -60,8 +60,7 @@ impl SweepBudget {
     }
 }
 
-/// When an approval whose sweep failed is looked at again (unless a write moves it first).
-pub const RETRY_FAILED_SWEEP_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+pub use crate::pending::RETRY_FAILED_SWEEP_AFTER;
 
 impl<P: Ports> Approvals<P> {
     /// The durable backstop, run on a schedule: looks at each approval that is due (see
@@ -148,7 +147,6 @@ impl<P: Ports> Approvals<P> {
     async fn visit(&self, approval: PendingApproval, now: DateTime<Utc>, report: &mut SweepReport) {
         report.checked += 1;
         let request_id = approval.request_id.clone();
-        let version = approval.version;
         match self.sweep_one(approval, now).await {
             Ok(Swept::Resumed) => report.resumed += 1,
             Ok(Swept::Expired) => report.expired += 1,
@@ -162,13 +160,37 @@ impl<P: Ports> Approvals<P> {
             }
             Err(error) => {
                 tracing::warn!(request_id, error = %error, "sweeping an approval failed; a later sweep retries it");
-                let later = now + RETRY_FAILED_SWEEP_AFTER;
-                if let Err(error) = self.pending.reschedule(&request_id, version, later).await {
+                if let Err(error) = self.back_off(&request_id, now).await {
                     tracing::warn!(request_id, error = %error, "could not put the failed approval back; the next sweep retries it");
                 }
                 report.failed.push(request_id);
             }
         }
+    }
+
+    /// Puts an approval whose sweep failed back for [`RETRY_FAILED_SWEEP_AFTER`], or until its
+    /// next duty when that comes sooner, as it is now (the failed sweep may have written it).
+    async fn back_off(&self, request_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for _ in 0..2 {
+            let Some(current) = self.pending.get(request_id).await? else {
+                return Ok(());
+            };
+            if current.resumed {
+                return Ok(());
+            }
+            let retry = now + RETRY_FAILED_SWEEP_AFTER;
+            let sooner = current.next_due(now).filter(|due| *due > now);
+            let due = sooner.map_or(retry, |due| due.min(retry));
+            match self
+                .pending
+                .reschedule(request_id, current.version, due)
+                .await?
+            {
+                Conditional::Done(_) => return Ok(()),
+                Conditional::Lost(_) => continue,
+            }
+        }
+        Ok(())
     }
 
     fn record_sweep(&self, report: &SweepReport) {
@@ -517,8 +539,15 @@ impl<P: Ports> Approvals<P> {
         now: DateTime<Utc>,
     ) {
         let request_id = claimed.request_id.clone();
-        let due = now + RETRY_FAILED_SWEEP_AFTER;
         for _ in 0..CLOSE_ATTEMPTS {
+            // Back in two minutes, or at a duty that comes sooner (a vote's settle time).
+            let retry = now + RETRY_FAILED_SWEEP_AFTER;
+            let sooner = claimed.due_after(now, |a| a.reminded_through = offset);
+            let due = if sooner > now {
+                sooner.min(retry)
+            } else {
+                retry
+            };
             let given_back = self
                 .pending
                 .advance_reminders(&request_id, claimed.version, from, due)

@@ -301,3 +301,23 @@ async fn an_approval_whose_sweep_failed_is_looked_at_again_after_a_back_off() {
     let retried = s.sweep(SweepBudget::items(10)).await.unwrap();
     assert_eq!((retried.checked, retried.reminded), (1, 1), "{retried:?}");
 }
+
+#[test]
+fn a_re_evaluation_target_without_a_message_keeps_an_approval_due_until_it_has_one() {
+    let mut a = regate_testkit::pending_approval(&request("r50").build(), "token-1");
+    let opened = a.created_at;
+    let at = |minutes: i64| opened + chrono::Duration::minutes(minutes);
+    assert!(!a.evaluation.decision.notify.is_empty());
+    assert_eq!(
+        a.next_due(at(0)),
+        Some(at(15)),
+        "the notifier posts the first messages"
+    );
+    // A sweep stored a re-evaluation at 10 minutes and died before posting its message.
+    a.evaluated_at = Some(at(10));
+    let lease = regate_core::pending::RESUME_LEASE;
+    assert_eq!(a.next_due(at(10)), Some(at(10) + lease));
+    // Looked at after that, the post failed again: retried two minutes on.
+    let retry = regate_core::approvals::RETRY_FAILED_SWEEP_AFTER;
+    assert_eq!(a.next_due(at(12)), Some(at(12) + retry));
+}
