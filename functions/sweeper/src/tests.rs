@@ -409,3 +409,16 @@ fn a_scheduled_event_sweeps_everything_and_a_mistyped_input_is_refused() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn a_run_starts_sweeps_until_twenty_seconds_before_its_deadline_or_for_half_a_short_one() {
+    use std::time::Duration;
+    let time = |left| SETTINGS.with_time_left(left).time;
+    assert_eq!(time(Some(Duration::from_secs(50))), Duration::from_secs(30));
+    assert_eq!(time(Some(Duration::from_secs(10))), Duration::from_secs(5));
+    assert_eq!(
+        time(None),
+        crate::handler::TIME_WITHOUT_DEADLINE,
+        "no deadline ahead (cargo lambda watch)"
+    );
+}

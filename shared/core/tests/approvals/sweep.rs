@@ -221,16 +221,21 @@ async fn a_sweep_reads_what_is_due_not_what_is_open() {
     );
 }
 
-#[tokio::test]
-async fn a_sweep_out_of_time_leaves_the_rest_first_in_line_for_the_next() {
+/// Fakes holding `count` open approvals opened 20 minutes before their clock's now (their
+/// first reminder 5 minutes late), their workflow, and that now.
+fn late_backlog(count: usize) -> (Fakes, MemoryApprovals, chrono::DateTime<chrono::Utc>) {
     let f = Fakes::default();
     let now = f.clock.now();
-    f.pending.insert_all(regate_testkit::open_backlog(
-        "late",
-        3,
-        now - chrono::Duration::minutes(20),
-    ));
+    let opened = now - chrono::Duration::minutes(20);
+    f.pending
+        .insert_all(regate_testkit::open_backlog("late", count, opened));
     let s = f.approvals();
+    (f, s, now)
+}
+
+#[tokio::test]
+async fn a_sweep_out_of_time_leaves_the_rest_first_in_line_for_the_next() {
+    let (f, s, _) = late_backlog(3);
     // No time at all: each sweep still looks at one, the oldest due.
     let no_time = SweepBudget {
         items: 10,
@@ -276,14 +281,7 @@ async fn an_approval_looked_at_with_nothing_to_do_is_due_again_at_its_next_duty(
 
 #[tokio::test]
 async fn an_approval_whose_sweep_failed_is_looked_at_again_after_a_back_off() {
-    let f = Fakes::default();
-    let now = f.clock.now();
-    f.pending.insert_all(regate_testkit::open_backlog(
-        "late",
-        1,
-        now - chrono::Duration::minutes(20),
-    ));
-    let s = f.approvals();
+    let (f, s, now) = late_backlog(1);
     f.tokens
         .fault
         .set(TaskTokenError::Unavailable("connection reset".into()));
