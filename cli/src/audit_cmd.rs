@@ -10,14 +10,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use regate_core::audit::{
-    backtest, AuditReport, ChangedDecision, Finding, LogAudit, VerifiedDecision,
+    backtest, AuditContext, AuditReport, ChangedDecision, Finding, VerifiedDecision,
 };
-use regate_core::checkpoint::{check_checkpoints, Anchors, PublicKey};
+use regate_core::checkpoint::{check_checkpoints, Anchors, Cadence, PublicKey};
 use regate_core::PolicyEngine;
 use serde_json::json;
 
-use crate::export;
 use crate::log_cmd::{csv_cell, Format};
+use crate::{export, partitions};
 
 pub const EXIT_INTEGRITY: u8 = 1;
 pub const EXIT_MISMATCH: u8 = 3;
@@ -43,6 +43,10 @@ pub struct ExportArgs {
     export: String,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// How many data files and partitions are read at once (default: one for each core).
+    /// Partitions are spilled under TMPDIR, about the size of the export uncompressed.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args)]
@@ -59,6 +63,14 @@ pub struct VerifyArgs {
     /// `regate audit public-key` pins it), or a KMS key id or ARN to fetch it from.
     #[arg(long, requires = "checkpoints")]
     public_key: Option<String>,
+    /// Minutes between checkpoints, as the stack's CheckpointMinutes: a last checkpoint more
+    /// than three of these older than the export is `stale_checkpoints`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    checkpoint_minutes: u32,
+    /// Seconds the checkpointer leaves an event to reach the table (CHECKPOINT_SETTLE_SECONDS):
+    /// events older than the last checkpoint's until, less this, must be under a signed head.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    checkpoint_settle_seconds: u32,
 }
 
 #[derive(Args)]
@@ -91,31 +103,44 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
     }
 }
 
-/// Reads the exports and audits them, handing each verified decision to `verified`.
-fn audit(
-    source: &str,
+/// Reads the exports and audits them in two passes (see `partitions`), each worker handing the
+/// decisions that verified to `visit` with its own `state`.
+fn audit<S: Send>(
+    args: &ExportArgs,
     policies: &[PathBuf],
-    anchors: Option<&Anchors>,
-    verified: impl FnMut(VerifiedDecision),
-) -> Result<AuditReport> {
+    anchors: Option<Anchors>,
+    start: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, VerifiedDecision) + Sync,
+) -> Result<(AuditReport, Vec<S>)> {
     let mut downloaded = None;
-    let folder = export::local_folder(&export::Source::parse(source), &mut downloaded)?;
+    let folder = export::local_folder(&export::Source::parse(&args.export), &mut downloaded)?;
     let exports = export::find_exports(&folder)?;
-    let mut audit = LogAudit::new();
-    export::read_into(&exports, &mut audit)?;
+    let workers = partitions::workers(args.workers);
+    let mut spilled = partitions::spill(&exports, workers)?;
     for dir in policies {
-        audit.add_known_policy(regate_policies::load_dir(dir)?);
+        spilled.policies.add_known(regate_policies::load_dir(dir)?);
     }
-    let as_of = exports.iter().filter_map(export::Export::as_of).max();
-    Ok(audit.finish(as_of, anchors, verified))
+    let context = AuditContext {
+        policies: std::mem::take(&mut spilled.policies),
+        anchors,
+        as_of: exports.iter().filter_map(export::Export::as_of).max(),
+    };
+    partitions::verify(spilled, &context, workers, start, visit)
 }
 
 /// The checkpoints, checked against the key: what they vouch for, and what is wrong with them.
-fn checked_checkpoints(source: &str, key: &str) -> Result<(Anchors, Vec<Finding>)> {
+fn checked_checkpoints(
+    source: &str,
+    key: &str,
+    cadence: Cadence,
+) -> Result<(Anchors, Vec<Finding>)> {
     let key = PublicKey::from_spki_der(&public_key_der(key)?).map_err(anyhow::Error::msg)?;
     let mut downloaded = None;
-    let folder = export::local_folder(&export::Source::parse(source), &mut downloaded)?;
-    Ok(check_checkpoints(export::read_checkpoints(&folder)?, &key))
+    let folder = export::local_checkpoints(&export::Source::parse(source), &mut downloaded)?;
+    let (checkpoints, mut rewritten) = export::read_checkpoints(&folder)?;
+    let (anchors, findings) = check_checkpoints(checkpoints, &key, cadence);
+    rewritten.extend(findings);
+    Ok((anchors, rewritten))
 }
 
 /// The key's DER: read from a file, or fetched from KMS when `key` names no file.
@@ -160,19 +185,18 @@ fn public_key(args: &PublicKeyArgs) -> Result<ExitCode> {
 }
 
 fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let cadence = Cadence {
+        every: chrono::Duration::minutes(args.checkpoint_minutes.into()),
+        settle: chrono::Duration::seconds(args.checkpoint_settle_seconds.into()),
+    };
     let (anchors, checkpoint_findings) = match (&args.checkpoints, &args.public_key) {
         (Some(source), Some(key)) => {
-            let (anchors, findings) = checked_checkpoints(source, key)?;
+            let (anchors, findings) = checked_checkpoints(source, key, cadence)?;
             (Some(anchors), findings)
         }
         _ => (None, Vec::new()),
     };
-    let mut report = audit(
-        &args.export.export,
-        &args.policies,
-        anchors.as_ref(),
-        |_| {},
-    )?;
+    let (mut report, _) = audit(&args.export, &args.policies, anchors, || (), |_, _| {})?;
     report.findings.splice(0..0, checkpoint_findings);
     print_report(&report, args.export.format)?;
     Ok(ExitCode::from(if report.integrity_findings() > 0 {
@@ -208,12 +232,13 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
             }
         }
         Format::Table => {
-            let anchored = match counts.unanchored_events {
-                Some(unanchored) => format!(
-                    ", {} ({unanchored} events newer than the last)",
-                    plural(counts.checkpoints, "checkpoint")
+            let anchored = match (counts.unanchored_events, counts.predating_checkpoints) {
+                (Some(unanchored), predating) => format!(
+                    ", {} ({unanchored} events newer than the last, {} older than the first)",
+                    plural(counts.checkpoints, "checkpoint"),
+                    predating.unwrap_or_default()
                 ),
-                None => String::new(),
+                _ => String::new(),
             };
             let verdict = match (report.integrity_findings(), report.mismatches()) {
                 (0, 0) => "everything verified".to_string(),
@@ -241,13 +266,22 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
 
 fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
     let bundle = regate_policies::load_dir(&args.policies)?;
-    let engine = PolicyEngine::compile(&bundle)?;
-    let mut changes: Vec<ChangedDecision> = Vec::new();
-    let mut replayed = 0usize;
-    let report = audit(&args.export.export, &[], None, |decision| {
-        replayed += 1;
-        changes.extend(backtest(&decision, &engine));
-    })?;
+    PolicyEngine::compile(&bundle)?;
+    // Each worker replays under its own engine: (the engine, decisions replayed, changes).
+    let (report, workers) = audit(
+        &args.export,
+        &[],
+        None,
+        || (PolicyEngine::compile(&bundle).ok(), 0usize, Vec::new()),
+        |(engine, replayed, changes), decision| {
+            *replayed += 1;
+            if let Some(engine) = engine {
+                changes.extend(backtest(&decision, engine));
+            }
+        },
+    )?;
+    let replayed: usize = workers.iter().map(|w| w.1).sum();
+    let mut changes: Vec<ChangedDecision> = workers.into_iter().flat_map(|w| w.2).collect();
     if report.integrity_findings() > 0 {
         bail!(
             "the export does not verify ({} integrity findings): run `regate audit verify` first",

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value};
 
-use regate_core::audit::{Finding, FindingKind, LogAudit};
+use regate_core::audit::{Finding, FindingKind, LogAudit, PolicySet};
 use regate_core::checkpoint::Checkpoint;
 use regate_core::event::keys;
 
@@ -172,15 +172,22 @@ fn relative_key(key: &str) -> anyhow::Result<&str> {
         .ok_or_else(|| anyhow!("manifest key {key:?} is not under AWSDynamoDB/"))
 }
 
-/// Feeds every item of `exports` into `audit`, checking each data file's item count against
-/// its manifest and every change an incremental export shows. A progress bar shows on a
-/// terminal and nowhere else.
-pub fn read_into(exports: &[Export], audit: &mut LogAudit) -> anyhow::Result<()> {
-    let mut paths = Vec::new();
+/// One data file of an export, on disk, with what its manifest says it holds.
+pub struct DataFileOnDisk<'a> {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub listed_items: u64,
+    pub key: &'a str,
+    pub incremental: bool,
+}
+
+/// Every data file of `exports`, checked to be there.
+pub fn data_files(exports: &[Export]) -> anyhow::Result<Vec<DataFileOnDisk<'_>>> {
+    let mut files = Vec::new();
     for export in exports {
         for file in &export.data_files {
             let path = export.root.join(relative_key(&file.data_file_s3_key)?);
-            let size = std::fs::metadata(&path)
+            let bytes = std::fs::metadata(&path)
                 .with_context(|| {
                     format!(
                         "data file {} of export {}",
@@ -189,52 +196,124 @@ pub fn read_into(exports: &[Export], audit: &mut LogAudit) -> anyhow::Result<()>
                     )
                 })?
                 .len();
-            paths.push((export, file, path, size));
+            files.push(DataFileOnDisk {
+                path,
+                bytes,
+                listed_items: file.item_count,
+                key: &file.data_file_s3_key,
+                incremental: export.incremental(),
+            });
         }
     }
-    let progress = ProgressBar::new(paths.iter().map(|p| p.3).sum());
+    Ok(files)
+}
+
+/// A progress bar over `total` bytes, shown on a terminal and nowhere else.
+pub fn progress_bar(total: u64) -> ProgressBar {
+    let progress = ProgressBar::new(total);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} read, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for (export, file, path, _) in paths {
-        let opened = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let reader = BufReader::new(MultiGzDecoder::new(progress.wrap_read(opened)));
-        let mut items = 0u64;
-        for (number, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            items += 1;
-            let where_ = || format!("{} line {}", path.display(), number + 1);
-            match serde_json::from_str::<Line>(&line) {
-                Ok(line) => take_line(line, export.incremental(), audit, &where_),
-                Err(error) => audit.report(Finding::new(
-                    where_(),
-                    None,
-                    FindingKind::Unreadable,
-                    format!("not a DynamoDB JSON item: {error}"),
-                )),
-            }
+    progress
+}
+
+/// Reads one data file line by line, handing each line on, then checks the count against its
+/// manifest.
+pub fn read_data_file(
+    file: &DataFileOnDisk<'_>,
+    progress: &ProgressBar,
+    audit: &mut LogAudit,
+    mut each_line: impl FnMut(&str, u64, &mut LogAudit) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let opened =
+        File::open(&file.path).with_context(|| format!("opening {}", file.path.display()))?;
+    let mut reader =
+        BufReader::with_capacity(1 << 16, MultiGzDecoder::new(progress.wrap_read(opened)));
+    let (mut items, mut number, mut line) = (0u64, 0u64, String::new());
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {}", file.path.display()))?;
+        if read == 0 {
+            break;
         }
-        if items != file.item_count {
-            audit.report(Finding::new(
-                file.data_file_s3_key.clone(),
-                None,
-                FindingKind::ItemCount,
-                format!(
-                    "the manifest lists {} items; the file holds {items}",
-                    file.item_count
-                ),
-            ));
+        number += 1;
+        let text = line.trim_end();
+        if text.trim().is_empty() {
+            continue;
         }
+        items += 1;
+        each_line(text, number, audit)?;
     }
-    progress.finish_and_clear();
+    if items != file.listed_items {
+        audit.report(Finding::new(
+            file.key,
+            None,
+            FindingKind::ItemCount,
+            format!(
+                "the manifest lists {} items; the file holds {items}",
+                file.listed_items
+            ),
+        ));
+    }
     Ok(())
 }
 
-fn take_line(line: Line, incremental: bool, audit: &mut LogAudit, where_: &dyn Fn() -> String) {
+/// One line of a data file, whole: its item goes to `audit`, a policy bundle to `policies`.
+pub fn take_text(
+    text: &str,
+    incremental: bool,
+    audit: &mut LogAudit,
+    policies: &mut PolicySet,
+    where_: &dyn Fn() -> String,
+) {
+    match serde_json::from_str::<Line>(text) {
+        Ok(line) => take_line(line, incremental, audit, policies, where_),
+        Err(error) => audit.report(Finding::new(
+            where_(),
+            None,
+            FindingKind::Unreadable,
+            format!("not a DynamoDB JSON item: {error}"),
+        )),
+    }
+}
+
+/// The partition key of a line, read without reading the rest: the item's in a full export,
+/// the changed item's in an incremental one.
+pub fn partition_key_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct LineKeys {
+        item: Option<KeysOnly>,
+        keys: Option<KeysOnly>,
+        new_image: Option<KeysOnly>,
+        old_image: Option<KeysOnly>,
+    }
+    #[derive(Deserialize)]
+    struct KeysOnly {
+        pk: Option<Text>,
+    }
+    #[derive(Deserialize)]
+    struct Text {
+        #[serde(rename = "S")]
+        s: Option<String>,
+    }
+    let line: LineKeys = serde_json::from_str(text).ok()?;
+    [line.item, line.keys, line.new_image, line.old_image]
+        .into_iter()
+        .flatten()
+        .find_map(|keys| keys.pk.and_then(|pk| pk.s))
+}
+
+fn take_line(
+    line: Line,
+    incremental: bool,
+    audit: &mut LogAudit,
+    policies: &mut PolicySet,
+    where_: &dyn Fn() -> String,
+) {
     let item = match (line.item, incremental) {
         (Some(item), false) => item,
         (None, true) => {
@@ -278,14 +357,19 @@ fn take_line(line: Line, incremental: bool, audit: &mut LogAudit, where_: &dyn F
             return;
         }
     };
-    take_item(item, audit, where_);
+    take_item(item, audit, policies, where_);
 }
 
-fn take_item(mut item: Item, audit: &mut LogAudit, where_: &dyn Fn() -> String) {
+fn take_item(
+    mut item: Item,
+    audit: &mut LogAudit,
+    policies: &mut PolicySet,
+    where_: &dyn Fn() -> String,
+) {
     let pk = text(&item, "pk");
     if let Some(revision) = pk.strip_prefix(keys::POLICY_PREFIX) {
         match bundle_text(&mut item) {
-            Ok(text) => audit.add_policy(revision, &text),
+            Ok(text) => policies.add_archived(revision, &text),
             Err(problem) => audit.report(Finding::new(
                 pk.clone(),
                 None,
@@ -441,8 +525,230 @@ where
     }
 }
 
-/// Every checkpoint (`*.json`) under `folder`.
-pub fn read_checkpoints(folder: &Path) -> anyhow::Result<Vec<Checkpoint>> {
+/// The file, in a folder of checkpoints, that lists every version of every checkpoint object:
+/// the output of `aws s3api list-object-versions --bucket B --prefix checkpoints/`.
+pub const VERSIONS_FILE: &str = "versions.json";
+
+/// `aws s3api list-object-versions` output, the fields regate reads.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct VersionListing {
+    #[serde(default)]
+    versions: Vec<ObjectVersion>,
+    #[serde(default)]
+    delete_markers: Vec<ObjectVersion>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObjectVersion {
+    key: String,
+    version_id: String,
+    #[serde(default)]
+    is_latest: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+}
+
+/// The checkpoints of `source` in a local folder: the folder itself, or, from `s3://`, every
+/// version of every object under the prefix, into a temporary folder kept while `held` lives:
+/// the latest version of each as `aws s3 sync` would write it, each older one beside it as
+/// `<name>.<version id>`, and the listing as [`VERSIONS_FILE`].
+pub fn local_checkpoints(
+    source: &Source,
+    held: &mut Option<tempfile::TempDir>,
+) -> anyhow::Result<PathBuf> {
+    let (bucket, prefix) = match source {
+        Source::Folder(path) => return Ok(path.clone()),
+        Source::S3 { bucket, prefix } => (bucket, prefix),
+    };
+    let dir = tempfile::tempdir().context("creating a folder for the download")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(download_versions(bucket, prefix, dir.path()))?;
+    let path = dir.path().to_path_buf();
+    *held = Some(dir);
+    Ok(path)
+}
+
+async fn download_versions(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
+    let s3 = regate_aws::s3_client(&crate::load_aws_config().await);
+    let listing_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let mut listing = VersionListing::default();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(&listing_prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "listing the versions under s3://{bucket}/{listing_prefix}: {}",
+                    aws_error(&e)
+                )
+            })?;
+        let version = |key: Option<&str>, id: Option<&str>, latest, tag: Option<&str>, at| {
+            Some(ObjectVersion {
+                key: key?.to_string(),
+                version_id: id.unwrap_or("null").to_string(),
+                is_latest: latest,
+                e_tag: tag.map(str::to_string),
+                last_modified: at,
+            })
+        };
+        for v in page.versions() {
+            let at = v.last_modified().map(|t| t.to_string());
+            let latest = v.is_latest().unwrap_or_default();
+            listing
+                .versions
+                .extend(version(v.key(), v.version_id(), latest, v.e_tag(), at));
+        }
+        for m in page.delete_markers() {
+            let at = m.last_modified().map(|t| t.to_string());
+            let latest = m.is_latest().unwrap_or_default();
+            listing
+                .delete_markers
+                .extend(version(m.key(), m.version_id(), latest, None, at));
+        }
+        if !page.is_truncated().unwrap_or_default() {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        if key_marker.is_none() {
+            break;
+        }
+    }
+    if listing.versions.is_empty() {
+        bail!("nothing under s3://{bucket}/{listing_prefix}");
+    }
+    for version in &listing.versions {
+        let relative = version
+            .key
+            .strip_prefix(&listing_prefix)
+            .unwrap_or(&version.key);
+        if relative
+            .split('/')
+            .any(|part| part.is_empty() || part == ".." || part == ".")
+            || version.version_id.contains(['/', '\\'])
+        {
+            continue;
+        }
+        let name = if version.is_latest {
+            relative.to_string()
+        } else {
+            format!("{relative}.{}", version.version_id)
+        };
+        let target = into.join(name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut request = s3.get_object().bucket(bucket).key(&version.key);
+        if version.version_id != "null" {
+            request = request.version_id(&version.version_id);
+        }
+        let body = request
+            .send()
+            .await
+            .map_err(|e| anyhow!("reading s3://{bucket}/{}: {}", version.key, aws_error(&e)))?
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading s3://{bucket}/{}", version.key))?;
+        std::fs::write(&target, body.into_bytes())?;
+    }
+    std::fs::write(
+        into.join(VERSIONS_FILE),
+        serde_json::to_vec_pretty(&listing)?,
+    )?;
+    Ok(())
+}
+
+/// Every checkpoint (`*.json`) under `folder`, and a `rewritten_checkpoint` finding for each
+/// object [`VERSIONS_FILE`] lists more than one version of (a put over it, or a delete
+/// marker). Where the original (oldest) version is in the folder as `<name>.<version id>`, it
+/// is the one verified: it is what was signed when the checkpoint was cut.
+pub fn read_checkpoints(folder: &Path) -> anyhow::Result<(Vec<Checkpoint>, Vec<Finding>)> {
+    let mut findings = Vec::new();
+    let mut originals: std::collections::HashMap<PathBuf, PathBuf> = Default::default();
+    let versions_path = folder.join(VERSIONS_FILE);
+    if versions_path.is_file() {
+        let text = std::fs::read_to_string(&versions_path)
+            .with_context(|| format!("reading {}", versions_path.display()))?;
+        let listing: VersionListing = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not what `aws s3api list-object-versions` prints",
+                versions_path.display()
+            )
+        })?;
+        let mut by_key: std::collections::BTreeMap<&str, Vec<&ObjectVersion>> = Default::default();
+        for version in listing.versions.iter().chain(&listing.delete_markers) {
+            by_key.entry(&version.key).or_default().push(version);
+        }
+        for (key, mut versions) in by_key {
+            if versions.len() < 2 {
+                continue;
+            }
+            versions.sort_by(|a, b| a.last_modified.cmp(&b.last_modified));
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let local = |v: &ObjectVersion| {
+                let latest = folder.join(name_in_folder(key, folder));
+                if v.is_latest {
+                    latest
+                } else {
+                    PathBuf::from(format!("{}.{}", latest.display(), v.version_id))
+                }
+            };
+            let described: Vec<String> = versions
+                .iter()
+                .map(|v| {
+                    let digest = std::fs::read(local(v))
+                        .map(|bytes| {
+                            format!(", sha256 {}", regate_core::canonical::sha256_hex(bytes))
+                        })
+                        .unwrap_or_default();
+                    let deleted = if listing.delete_markers.iter().any(|m| std::ptr::eq(m, *v)) {
+                        " (a delete marker)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "version {}{deleted} of {}: ETag {}{digest}",
+                        v.version_id,
+                        v.last_modified.as_deref().unwrap_or("an unknown time"),
+                        v.e_tag.as_deref().unwrap_or("none")
+                    )
+                })
+                .collect();
+            findings.push(Finding::new(
+                key,
+                None,
+                FindingKind::RewrittenCheckpoint,
+                format!(
+                    "{name} has {} versions: it was put again after it was cut ({})",
+                    versions.len(),
+                    described.join("; ")
+                ),
+            ));
+            if let Some(oldest) = versions.first().filter(|v| !v.is_latest) {
+                let original = local(oldest);
+                if original.is_file() {
+                    originals.insert(folder.join(name_in_folder(key, folder)), original);
+                }
+            }
+        }
+    }
     let mut found = Vec::new();
     let mut pending = vec![folder.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -452,12 +758,13 @@ pub fn read_checkpoints(folder: &Path) -> anyhow::Result<Vec<Checkpoint>> {
             let path = entry?.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+            } else if path.extension().is_some_and(|e| e == "json") && path != versions_path {
+                let read = originals.get(&path).unwrap_or(&path);
+                let text = std::fs::read_to_string(read)
+                    .with_context(|| format!("reading {}", read.display()))?;
                 found.push(
                     serde_json::from_str(&text).with_context(|| {
-                        format!("{} is not a regate checkpoint", path.display())
+                        format!("{} is not a regate checkpoint", read.display())
                     })?,
                 );
             }
@@ -466,5 +773,18 @@ pub fn read_checkpoints(folder: &Path) -> anyhow::Result<Vec<Checkpoint>> {
     if found.is_empty() {
         bail!("no checkpoints (*.json) under {}", folder.display());
     }
-    Ok(found)
+    Ok((found, findings))
+}
+
+/// Where a listed key sits in the folder: keys in [`VERSIONS_FILE`] may carry the prefix the
+/// folder was downloaded from (`checkpoints/0000000001.json` for a folder of `checkpoints/`).
+fn name_in_folder(key: &str, folder: &Path) -> PathBuf {
+    let mut relative = key;
+    while !relative.is_empty() && !folder.join(relative).exists() {
+        match relative.split_once('/') {
+            Some((_, rest)) => relative = rest,
+            None => break,
+        }
+    }
+    PathBuf::from(relative)
 }

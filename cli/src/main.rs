@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod export;
 mod log_cmd;
+mod partitions;
 mod policy_cmd;
 mod request_cmd;
 

@@ -715,20 +715,43 @@ impl Anchored {
         }
     }
 
-    /// Verifies `events` exported, against the checkpoints.
+    /// Verifies `events` exported a day after the checkpoints, against them, cut daily.
     fn verify(&self, events: &[Event]) -> (i32, Value) {
+        self.verify_with(events, &["--checkpoint-minutes", "1440"])
+    }
+
+    /// As [`Self::verify`], with other options.
+    fn verify_with(&self, events: &[Event], extra: &[&str]) -> (i32, Value) {
         full_export(self.export.path(), events);
         let checkpoints = self.checkpoints.path().join("checkpoints");
-        verify(
-            self.export.path(),
-            &[
-                "--checkpoints",
-                checkpoints.to_str().unwrap(),
-                "--public-key",
-                self.key.to_str().unwrap(),
-            ],
-        )
+        let mut args = vec![
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+            "--public-key",
+            self.key.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        verify(self.export.path(), &args)
     }
+}
+
+/// A request approved by alice, written by the real core, as someone who can write the table
+/// would make one up: every hash holds and its decision comes out the same again.
+async fn made_up_request(id: &str) -> Vec<Event> {
+    let fakes = Fakes::default();
+    let evaluator = evaluator_of(&fakes);
+    let approvals = fakes.approvals();
+    let made_up = request(id);
+    evaluator
+        .evaluate(&made_up.json(), None, &execution_of(id))
+        .await
+        .unwrap();
+    open(&approvals, &made_up.build(), "token").await;
+    approvals
+        .vote(&ballot(id, "alice@example.com"))
+        .await
+        .unwrap();
+    fakes.log.of(id)
 }
 
 #[tokio::test]
@@ -749,20 +772,100 @@ async fn signed_checkpoints_vouch_for_an_untouched_export() {
             checkpoints.to_str().unwrap(),
             "--public-key",
             &anchored.signer.key_id,
+            "--checkpoint-minutes",
+            "1440",
         ],
     );
     assert_eq!(code, 0, "{report:#}");
 
-    // Events after the last checkpoint are reported as not anchored yet, not as a finding.
+    // Events after what the last checkpoint covers are reported as not anchored yet, not as a
+    // finding: here the vote and the decision came at 12:20, after checkpoint 2 (12:10).
     let earlier: Vec<Event> = events
         .iter()
         .filter(|e| e.request_id != APPROVED || e.seq < 4)
         .cloned()
         .collect();
     let partly = Anchored::new(&earlier).await;
-    let (code, report) = partly.verify(&events);
+    let mut later = events.clone();
+    let vote = position(&later, APPROVED, 4);
+    for event in &mut later[vote..vote + 2] {
+        event.at = "2026-06-01T12:20:00.000Z".into();
+    }
+    rehash_chain_from(&mut later, vote);
+    let (code, report) = partly.verify(&later);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["summary"]["unanchored_events"], 2);
+    assert_eq!(report["summary"]["predating_checkpoints"], 0);
+}
+
+#[tokio::test]
+async fn a_request_made_up_after_its_time_was_signed_fails_naming_it() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    // Dated 12:00, before checkpoint 2's until (12:10), and in no checkpoint.
+    let mut with_made_up = events.clone();
+    with_made_up.extend(made_up_request("aud-made-up").await);
+    let plain = tempfile::tempdir().unwrap();
+    full_export(plain.path(), &with_made_up);
+    assert_eq!(
+        verify(plain.path(), &[]).0,
+        0,
+        "without checkpoints it cannot be told from a real one"
+    );
+    let (code, report) = anchored.verify(&with_made_up);
+    assert_verdict(
+        (code, report.clone()),
+        1,
+        &[finding("aud-made-up", 1, "unanchored_before_checkpoint")],
+    );
+    let detail = report["findings"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("checkpoint 2"), "{detail}");
+
+    // A vote slipped into a signed request after its time was signed is caught the same way.
+    let mut slipped = events.clone();
+    let last = position(&slipped, DENIED, 2);
+    let mut extra = slipped[last].clone();
+    extra.seq = 3;
+    extra.prev_hash = slipped[last].hash.clone();
+    rehash(&mut extra);
+    slipped.insert(last + 1, extra);
+    let verdict = anchored.verify(&slipped);
+    assert_eq!(verdict.0, 1, "{:#}", verdict.1);
+    assert!(
+        findings(&verdict.1).contains(&finding(DENIED, 3, "unanchored_before_checkpoint")),
+        "{:#}",
+        verdict.1
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_series_that_stopped_is_stale() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    // Cut every 5 minutes, the last at 12:10; the export is from the next day.
+    let (code, report) = anchored.verify_with(&events, &["--checkpoint-minutes", "5"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [(
+            "checkpoint 2".to_string(),
+            None,
+            "stale_checkpoints".to_string()
+        )]
+    );
+    // The same series, cut hourly, has lagged more than three periods too; daily, it has not.
+    assert_eq!(
+        anchored
+            .verify_with(&events, &["--checkpoint-minutes", "60"])
+            .0,
+        1
+    );
+    assert_eq!(
+        anchored
+            .verify_with(&events, &["--checkpoint-minutes", "600"])
+            .0,
+        0
+    );
 }
 
 #[tokio::test]
@@ -883,6 +986,9 @@ async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() 
             &format!("s3://{bucket}/checkpoints"),
             "--public-key",
             pinned.to_str().unwrap(),
+            // The export's time is fixed at 12:30 here; the stack's checkpoints run from 12:00.
+            "--checkpoint-minutes",
+            "60",
         ],
     );
     // Every checkpoint the sweeper signed holds, and this request's chain is anchored to its
@@ -917,4 +1023,166 @@ async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() 
         .send()
         .await;
     assert!(deleted.is_err(), "a locked checkpoint was deleted");
+}
+
+#[tokio::test]
+async fn a_checkpoint_put_again_over_object_lock_fails_from_s3_and_from_a_folder() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    full_export(anchored.export.path(), &events);
+    let s3 = local_s3(&local_config().await);
+    let bucket = unique("regate-locked").to_lowercase();
+    s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let folder = anchored.checkpoints.path().join("checkpoints");
+    upload_folder(&s3, &folder, &bucket, "checkpoints").await;
+    let source = format!("s3://{bucket}/checkpoints");
+    let key = anchored.key.to_str().unwrap();
+    let args = [
+        "--checkpoints",
+        source.as_str(),
+        "--public-key",
+        key,
+        "--checkpoint-minutes",
+        "1440",
+    ];
+    let (code, report) = verify(anchored.export.path(), &args);
+    assert_eq!(code, 0, "{report:#}");
+
+    // Someone who can sign re-cuts checkpoint 2 and puts it over the original: a new version,
+    // itself well signed and chained.
+    let first: Checkpoint =
+        serde_json::from_slice(&std::fs::read(folder.join("0000000001.json")).unwrap()).unwrap();
+    let recut = anchored
+        .signer
+        .checkpoint(Some(&first), "2026-06-01T12:11:00.000Z", vec![])
+        .await;
+    let object = "checkpoints/0000000002.json";
+    s3.put_object()
+        .bucket(&bucket)
+        .key(object)
+        .body(serde_json::to_vec_pretty(&recut).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = verify(anchored.export.path(), &args);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [(object.to_string(), None, "rewritten_checkpoint".to_string())]
+    );
+    let listed = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .prefix(object)
+        .send()
+        .await
+        .unwrap();
+    let detail = report["findings"][0]["detail"].as_str().unwrap();
+    assert_eq!(listed.versions().len(), 2);
+    for version in listed.versions() {
+        assert!(detail.contains(version.version_id().unwrap()), "{detail}");
+    }
+    assert_eq!(detail.matches("sha256 ").count(), 2, "{detail}");
+
+    // The same from a folder, as `aws s3 sync` and `aws s3api list-object-versions` leave it.
+    let downloaded = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        folder.join("0000000001.json"),
+        downloaded.path().join("0000000001.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        downloaded.path().join("0000000002.json"),
+        serde_json::to_vec_pretty(&recut).unwrap(),
+    )
+    .unwrap();
+    let versions: Vec<Value> = listed
+        .versions()
+        .iter()
+        .map(|v| {
+            json!({
+                "Key": v.key().unwrap(),
+                "VersionId": v.version_id().unwrap(),
+                "IsLatest": v.is_latest().unwrap(),
+                "ETag": v.e_tag().unwrap(),
+                "LastModified": v.last_modified().unwrap().to_string(),
+            })
+        })
+        .collect();
+    std::fs::write(
+        downloaded.path().join("versions.json"),
+        serde_json::to_vec_pretty(&json!({ "Versions": versions })).unwrap(),
+    )
+    .unwrap();
+    let from_folder = [
+        "--checkpoints",
+        downloaded.path().to_str().unwrap(),
+        "--public-key",
+        key,
+        "--checkpoint-minutes",
+        "1440",
+    ];
+    let (code, report) = verify(anchored.export.path(), &from_folder);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        [(object.to_string(), None, "rewritten_checkpoint".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_whose_paths_could_be_read_two_ways_is_refused() {
+    let events = workflow_log().await;
+    let bundle = regate_policies::bundle().unwrap();
+    let mut archived = bundle.archive();
+    // One file named so that `path NUL sha LF` reads as two files.
+    let first = archived.policies[0].clone();
+    archived.policies = vec![regate_core::policy::PolicyFile {
+        path: format!(
+            "{}\0{}\nsecond.rego",
+            first.path,
+            regate_core::canonical::sha256_hex(&first.source)
+        ),
+        source: first.source,
+    }];
+    let item = json!({
+        "pk": keys::policy_key(&bundle.revision),
+        "sk": keys::POLICY_SORT_KEY,
+        "revision": bundle.revision,
+        "bundle": serde_json::to_string(&archived).unwrap(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"Item": dynamo(&event_item(e))}))
+        .collect();
+    lines.push(json!({"Item": dynamo(&item)}));
+    write_export(
+        dir.path(),
+        "01790000000000-ambig001",
+        "FULL_EXPORT",
+        "2026-06-02T12:00:00.000Z",
+        &lines,
+    );
+    let (code, report) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let invalid: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "policy_invalid")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{report:#}");
+    assert!(
+        invalid[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a bundle path"),
+        "{report:#}"
+    );
 }

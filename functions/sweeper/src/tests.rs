@@ -186,7 +186,7 @@ async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
     assert_eq!(kept[0].heads[0].seq, fakes.log.of("cp-1").len() as u64);
     assert!(kept[1].heads.is_empty());
     let key = PublicKey::from_spki_der(&ports.public_key_der()).unwrap();
-    let (anchors, findings) = check_checkpoints(kept, &key);
+    let (anchors, findings) = check_checkpoints(kept, &key, cadence);
     assert!(findings.is_empty(), "{findings:?}");
     assert_eq!(anchors.checkpoints, 2);
 }

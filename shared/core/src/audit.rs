@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::canonical::sha256_hex;
 use crate::chain::{compute_hash, GENESIS_HASH};
 use crate::checkpoint::Anchors;
 use crate::decision::Outcome;
@@ -70,6 +71,16 @@ pub enum FindingKind {
     TruncatedChain,
     /// An event with another hash than a checkpoint signed: the chain was rewritten.
     RewrittenChain,
+    /// An event dated within what the checkpoints cover, under no signed head: it was added
+    /// after its time was signed (a made-up request, or a vote slipped in later).
+    UnanchoredBeforeCheckpoint,
+    /// The last checkpoint is more than three periods older than the export: checkpoints
+    /// stopped, so nothing signed vouches for what came after.
+    StaleCheckpoints,
+    /// A checkpoint object with more than one version: it was put again after it was cut.
+    RewrittenCheckpoint,
+    /// Two different bundles under one policy revision (the export's and a `--policies` one).
+    PolicyConflict,
     /// Evaluated again under its own policy, the decision comes out otherwise.
     OutcomeMismatch,
 }
@@ -96,6 +107,10 @@ impl FindingKind {
             Self::DeletedRequest => "deleted_request",
             Self::TruncatedChain => "truncated_chain",
             Self::RewrittenChain => "rewritten_chain",
+            Self::UnanchoredBeforeCheckpoint => "unanchored_before_checkpoint",
+            Self::StaleCheckpoints => "stale_checkpoints",
+            Self::RewrittenCheckpoint => "rewritten_checkpoint",
+            Self::PolicyConflict => "policy_conflict",
             Self::OutcomeMismatch => "outcome_mismatch",
         }
     }
@@ -154,12 +169,14 @@ pub struct RecordedDecision {
     votes: Result<Vec<Vote>, String>,
 }
 
-/// What the audit keeps of one event: its place in the chain.
+/// What the audit keeps of one event: its place in the chain, and its time (milliseconds since
+/// the epoch; `None` when it has none that reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Link {
     seq: u64,
     prev_hash: [u8; 32],
     hash: [u8; 32],
+    at: Option<i64>,
 }
 
 /// What the audit keeps of one request while items stream by.
@@ -187,10 +204,14 @@ pub struct AuditCounts {
     pub policies: usize,
     /// Checkpoints whose signature, root and place in the chain held.
     pub checkpoints: usize,
-    /// Events newer than the last checkpoint of their request: nothing signed vouches for them
-    /// yet. `None` when no checkpoints were given.
+    /// Events newer than what the last checkpoint covers: nothing signed vouches for them yet.
+    /// `None` when no checkpoints were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unanchored_events: Option<usize>,
+    /// Events older than the first checkpoint looked back: the log predates its checkpoints,
+    /// and nothing signed can vouch for them. `None` when no checkpoints were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predating_checkpoints: Option<usize>,
 }
 
 /// A finished audit: counts, and findings in request and seq order.
@@ -198,6 +219,8 @@ pub struct AuditCounts {
 pub struct AuditReport {
     pub counts: AuditCounts,
     pub findings: Vec<Finding>,
+    /// The oldest event's time: with no checkpoint at all, how long the log has gone unsigned.
+    pub oldest_event: Option<DateTime<Utc>>,
 }
 
 /// A decision of a verified chain, with its input rebuilt.
@@ -222,11 +245,189 @@ impl AuditReport {
     }
 }
 
-/// The audit of one decision log, fed item by item.
+/// The policy bundles an audit evaluates decisions under: the export's own (`POLICY#` items)
+/// and any given with `--policies`, one per revision.
+#[derive(Default)]
+pub struct PolicySet {
+    bundles: HashMap<String, PolicyBundle>,
+    findings: Vec<Finding>,
+}
+
+impl PolicySet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A policy bundle item's archived form (the `bundle` attribute, decompressed).
+    pub fn add_archived(&mut self, claimed_revision: &str, archived: &str) {
+        let restored = serde_json::from_str::<ArchivedBundle>(archived)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.restore().map_err(|e| e.to_string()));
+        let invalid = |detail: String| {
+            Finding::new(
+                keys::policy_key(claimed_revision),
+                None,
+                FindingKind::PolicyInvalid,
+                detail,
+            )
+        };
+        match restored {
+            Ok(bundle) if bundle.revision == claimed_revision => self.add(bundle, "the export"),
+            Ok(bundle) => self.findings.push(invalid(format!(
+                "stored as {claimed_revision} but holds {}",
+                bundle.revision
+            ))),
+            Err(problem) => self.findings.push(invalid(problem)),
+        }
+    }
+
+    /// A bundle given from outside the export (`--policies`).
+    pub fn add_known(&mut self, bundle: PolicyBundle) {
+        self.add(bundle, "--policies");
+    }
+
+    /// Keeps the first bundle of each revision; another one with other files under the same
+    /// revision is a `policy_conflict`, whichever came first.
+    fn add(&mut self, bundle: PolicyBundle, from: &str) {
+        let Some(known) = self.bundles.get(&bundle.revision) else {
+            self.bundles.insert(bundle.revision.clone(), bundle);
+            return;
+        };
+        if known.policies != bundle.policies || known.data_json != bundle.data_json {
+            self.findings.push(Finding::new(
+                keys::policy_key(&bundle.revision),
+                None,
+                FindingKind::PolicyConflict,
+                format!(
+                    "the bundle from {from} has other files than another bundle of the same \
+                     revision (theirs: {}; this one: {})",
+                    file_list(known),
+                    file_list(&bundle)
+                ),
+            ));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bundles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bundles.is_empty()
+    }
+
+    /// Merges the bundles another reader of the same export found.
+    pub fn absorb(&mut self, other: PolicySet) {
+        self.findings.extend(other.findings);
+        for bundle in other.bundles.into_values() {
+            self.add(bundle, "the export");
+        }
+    }
+
+    /// Engines for one worker: each revision compiled once, when a decision first needs it.
+    pub fn engines(&self) -> Engines<'_> {
+        Engines {
+            bundles: &self.bundles,
+            compiled: BTreeMap::new(),
+        }
+    }
+}
+
+fn file_list(bundle: &PolicyBundle) -> String {
+    let mut paths: Vec<String> = bundle
+        .policies
+        .iter()
+        .map(|f| format!("{} sha256:{}", f.path, sha256_hex(&f.source)))
+        .collect();
+    paths.push(format!(
+        "data.json sha256:{}",
+        sha256_hex(&bundle.data_json)
+    ));
+    paths.join(", ")
+}
+
+/// What every partition of an audit shares: the bundles, the checked checkpoints and when the
+/// export was taken (requests past their timeout by then must have closed).
+pub struct AuditContext {
+    pub policies: PolicySet,
+    pub anchors: Option<Anchors>,
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// Which of `partitions` a request's events go to: FNV-1a of its id, so that every event of a
+/// request, and its signed heads, meet in one partition.
+pub fn partition_of(request_id: &str, partitions: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % partitions.max(1) as u64) as usize
+}
+
+impl AuditContext {
+    /// The requests checkpoints signed, by the partition they fall in: each partition checks
+    /// that its own are in the export.
+    pub fn anchored_by_partition(&self, partitions: usize) -> Vec<Vec<&str>> {
+        let mut split = vec![Vec::new(); partitions.max(1)];
+        if let Some(anchors) = &self.anchors {
+            for request_id in anchors.heads.keys() {
+                split[partition_of(request_id, partitions)].push(request_id.as_str());
+            }
+        }
+        split
+    }
+
+    /// The partitions' reports as one: counts summed, the policies' and the checkpoints'
+    /// freshness findings added, findings in request and seq order.
+    pub fn combine(&self, parts: Vec<AuditReport>) -> AuditReport {
+        let mut counts = AuditCounts {
+            policies: self.policies.len(),
+            checkpoints: self.anchors.as_ref().map_or(0, |a| a.checkpoints),
+            unanchored_events: self.anchors.as_ref().map(|_| 0),
+            predating_checkpoints: self.anchors.as_ref().map(|_| 0),
+            ..AuditCounts::default()
+        };
+        let mut findings = self.policies.findings.clone();
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for part in parts {
+            counts.requests += part.counts.requests;
+            counts.events += part.counts.events;
+            counts.decisions += part.counts.decisions;
+            for (sum, add) in [
+                (&mut counts.unanchored_events, part.counts.unanchored_events),
+                (
+                    &mut counts.predating_checkpoints,
+                    part.counts.predating_checkpoints,
+                ),
+            ] {
+                if let Some(sum) = sum {
+                    *sum += add.unwrap_or_default();
+                }
+            }
+            oldest = match (oldest, part.oldest_event) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            findings.extend(part.findings);
+        }
+        if let (Some(anchors), Some(as_of)) = (&self.anchors, self.as_of) {
+            findings.extend(anchors.staleness(as_of, oldest));
+        }
+        findings
+            .sort_by(|a, b| (&a.request_id, a.seq, a.kind).cmp(&(&b.request_id, b.seq, b.kind)));
+        AuditReport {
+            counts,
+            findings,
+            oldest_event: oldest,
+        }
+    }
+}
+
+/// The audit of one partition of a decision log (or of all of it), fed item by item.
 #[derive(Default)]
 pub struct LogAudit {
     requests: HashMap<String, Trail>,
-    policies: HashMap<String, PolicyBundle>,
     findings: Vec<Finding>,
     events: usize,
     /// Each policy revision once, shared by its decisions.
@@ -330,6 +531,7 @@ impl LogAudit {
             seq: event.seq,
             prev_hash: prev_hash.unwrap_or_default(),
             hash: hash.unwrap_or_default(),
+            at: event.at_time().map(|at| at.timestamp_millis()),
         };
         let trail = self.requests.entry(request_id.to_string()).or_default();
         trail.links.push(link);
@@ -374,84 +576,67 @@ impl LogAudit {
         }
     }
 
-    /// A policy bundle item's archived form (the `bundle` attribute, decompressed).
-    pub fn add_policy(&mut self, claimed_revision: &str, archived: &str) {
-        let restored = serde_json::from_str::<ArchivedBundle>(archived)
-            .map_err(|e| e.to_string())
-            .and_then(|a| a.restore().map_err(|e| e.to_string()));
-        match restored {
-            Ok(bundle) if bundle.revision == claimed_revision => {
-                self.policies.insert(bundle.revision.clone(), bundle);
-            }
-            Ok(bundle) => self.findings.push(Finding::new(
-                keys::policy_key(claimed_revision),
-                None,
-                FindingKind::PolicyInvalid,
-                format!("stored as {claimed_revision} but holds {}", bundle.revision),
-            )),
-            Err(problem) => self.findings.push(Finding::new(
-                keys::policy_key(claimed_revision),
-                None,
-                FindingKind::PolicyInvalid,
-                problem,
-            )),
-        }
-    }
-
-    /// A bundle given from outside the export (`--policies`); the export's own come first.
-    pub fn add_known_policy(&mut self, bundle: PolicyBundle) {
-        self.policies
-            .entry(bundle.revision.clone())
-            .or_insert(bundle);
-    }
-
-    /// Checks every chain and re-evaluates every decision of the chains that hold, handing each
-    /// decision that verified to `verified` (a backtest replays them). `as_of` is when the
-    /// export was taken: requests past their timeout by then must have closed.
+    /// Checks every chain of this partition and re-evaluates every decision of the chains
+    /// that hold, with `engines` (one worker's), handing each decision that verified to
+    /// `verified` (a backtest replays them). `anchored_here` are the requests checkpoints signed
+    /// that fall in this partition: each must be in the export.
     pub fn finish(
         mut self,
-        as_of: Option<DateTime<Utc>>,
-        anchors: Option<&Anchors>,
+        context: &AuditContext,
+        engines: &mut Engines<'_>,
+        anchored_here: &[&str],
         mut verified: impl FnMut(VerifiedDecision),
     ) -> AuditReport {
+        let anchors = context.anchors.as_ref();
         let mut counts = AuditCounts {
             requests: self.requests.len(),
             events: self.events,
-            decisions: 0,
-            policies: self.policies.len(),
-            checkpoints: anchors.map_or(0, |a| a.checkpoints),
             unanchored_events: anchors.map(|_| 0),
+            predating_checkpoints: anchors.map(|_| 0),
+            ..AuditCounts::default()
         };
-        let mut engines = Engines::new(&self.policies);
-        let mut requests: Vec<(String, Trail)> = self.requests.drain().collect();
-        requests.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut oldest_event: Option<i64> = None;
         if let Some(anchors) = anchors {
-            for (request_id, heads) in &anchors.heads {
-                if requests.binary_search_by(|r| r.0.cmp(request_id)).is_err() {
-                    let last = heads.keys().next_back().copied();
-                    self.findings.push(Finding::new(
-                        request_id.clone(),
-                        last,
-                        FindingKind::DeletedRequest,
-                        format!("a checkpoint signed its chain up to seq {}, but the export does not hold it", last.unwrap_or_default()),
-                    ));
+            for request_id in anchored_here {
+                if self.requests.contains_key(*request_id) {
+                    continue;
                 }
+                let last = anchors
+                    .heads
+                    .get(*request_id)
+                    .and_then(|heads| heads.keys().next_back().copied());
+                self.findings.push(Finding::new(
+                    *request_id,
+                    last,
+                    FindingKind::DeletedRequest,
+                    format!(
+                        "a checkpoint signed its chain up to seq {}, but the export does not hold it",
+                        last.unwrap_or_default()
+                    ),
+                ));
             }
         }
-        for (request_id, mut trail) in requests {
+        for (request_id, mut trail) in self.requests {
             counts.decisions += trail.decisions.len();
+            if let Some(first) = trail.links.iter().filter_map(|l| l.at).min() {
+                oldest_event = Some(oldest_event.map_or(first, |o| o.min(first)));
+            }
             let before = self.findings.len();
             check_links(&request_id, &mut trail.links, &mut self.findings);
             if let Some(anchors) = anchors {
-                let signed = anchors.heads.get(&request_id);
-                let unanchored =
-                    check_anchors(&request_id, &trail.links, signed, &mut self.findings);
-                if let Some(count) = &mut counts.unanchored_events {
-                    *count += unanchored;
+                let anchoring =
+                    check_anchors(&request_id, &trail.links, anchors, &mut self.findings);
+                for (count, add) in [
+                    (&mut counts.unanchored_events, anchoring.unanchored),
+                    (&mut counts.predating_checkpoints, anchoring.predating),
+                ] {
+                    if let Some(count) = count {
+                        *count += add;
+                    }
                 }
             }
             if let (false, Some((at, timeout)), Some(as_of)) =
-                (trail.terminal, trail.waits_from, as_of)
+                (trail.terminal, trail.waits_from, context.as_of)
             {
                 let must_close_by = at + chrono::Duration::seconds(timeout as i64) + CLOSE_GRACE;
                 if must_close_by < as_of {
@@ -482,11 +667,10 @@ impl LogAudit {
                 }
             }
         }
-        self.findings
-            .sort_by(|a, b| (&a.request_id, a.seq, a.kind).cmp(&(&b.request_id, b.seq, b.kind)));
         AuditReport {
             counts,
             findings: self.findings,
+            oldest_event: oldest_event.and_then(DateTime::from_timestamp_millis),
         }
     }
 }
@@ -522,19 +706,27 @@ pub fn backtest(decision: &VerifiedDecision, engine: &PolicyEngine) -> Option<Ch
     })
 }
 
-/// Checks a request's links against the heads checkpoints signed for it; returns how many of
-/// its events are newer than its last signed head.
+/// How a request's events stand against the checkpoints, besides the findings.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Anchoring {
+    /// Newer than what the last checkpoint covers.
+    unanchored: usize,
+    /// Older than what the first checkpoint looked back on.
+    predating: usize,
+}
+
+/// Checks a request's sorted links against the heads checkpoints signed for it: each signed
+/// head must be in the chain with its hash, and every event dated within what the checkpoints
+/// cover must be under a signed head.
 fn check_anchors(
     request_id: &str,
     links: &[Link],
-    signed: Option<&BTreeMap<u64, String>>,
+    anchors: &Anchors,
     findings: &mut Vec<Finding>,
-) -> usize {
-    let Some(signed) = signed else {
-        return links.len();
-    };
+) -> Anchoring {
+    let signed = anchors.heads.get(request_id);
     let last_seq = links.last().map_or(0, |l| l.seq);
-    for (seq, hash) in signed {
+    for (seq, hash) in signed.into_iter().flatten() {
         let finding =
             |kind, detail: String| Finding::new(request_id.to_string(), Some(*seq), kind, detail);
         match links.iter().find(|l| l.seq == *seq) {
@@ -543,20 +735,56 @@ fn check_anchors(
                     FindingKind::TruncatedChain,
                     format!("a checkpoint signed seq {seq}, but the chain ends at seq {last_seq}"),
                 ));
-                return 0;
+                return Anchoring::default();
             }
             Some(link) if hex::encode(link.hash) != *hash => {
                 findings.push(finding(
                     FindingKind::RewrittenChain,
                     "its hash is not the one a checkpoint signed".into(),
                 ));
-                return 0;
+                return Anchoring::default();
             }
             Some(_) => {}
         }
     }
-    let anchored = signed.keys().next_back().copied().unwrap_or_default();
-    links.iter().filter(|l| l.seq > anchored).count()
+    let anchored = signed
+        .and_then(|heads| heads.keys().next_back().copied())
+        .unwrap_or_default();
+    let covers_from = anchors.covers_from.map(|t| t.timestamp_millis());
+    let through = anchors.must_cover_through().map(|t| t.timestamp_millis());
+    let mut anchoring = Anchoring::default();
+    let mut reported = false;
+    for link in links.iter().filter(|l| l.seq > anchored) {
+        match (link.at, covers_from, through) {
+            (Some(at), Some(from), _) if at < from => anchoring.predating += 1,
+            (at, _, Some(through)) if at.is_none_or(|at| at <= through) => {
+                if !reported {
+                    reported = true;
+                    let (number, until) = anchors.last.unwrap_or_default();
+                    let when = at_text(link.at);
+                    findings.push(Finding::new(
+                        request_id,
+                        Some(link.seq),
+                        FindingKind::UnanchoredBeforeCheckpoint,
+                        format!(
+                            "dated {when}, within what checkpoint {number} (until {}) covers, \
+                             yet under no signed head: it was added after its time was signed",
+                            crate::time::format_rfc3339_ms(until)
+                        ),
+                    ));
+                }
+            }
+            _ => anchoring.unanchored += 1,
+        }
+    }
+    anchoring
+}
+
+fn at_text(at: Option<i64>) -> String {
+    at.and_then(DateTime::from_timestamp_millis).map_or_else(
+        || "with no readable time".to_string(),
+        crate::time::format_rfc3339_ms,
+    )
 }
 
 /// Sorts one request's links and reports the first gap, duplicate or broken link.
@@ -694,20 +922,13 @@ fn rebuild(
     })
 }
 
-/// Engines compiled once per revision, and what failed to compile.
-struct Engines<'a> {
+/// One worker's engines, compiled once per revision, and what failed to compile.
+pub struct Engines<'a> {
     bundles: &'a HashMap<String, PolicyBundle>,
     compiled: BTreeMap<String, Result<PolicyEngine, String>>,
 }
 
-impl<'a> Engines<'a> {
-    fn new(bundles: &'a HashMap<String, PolicyBundle>) -> Self {
-        Self {
-            bundles,
-            compiled: BTreeMap::new(),
-        }
-    }
-
+impl Engines<'_> {
     /// A finding when the decision does not come out the same under its own policy.
     fn recheck(&mut self, rebuilt: &VerifiedDecision) -> Option<Finding> {
         let decision = &rebuilt.decision;
@@ -768,5 +989,53 @@ impl<'a> Engines<'a> {
             ));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyFile;
+
+    fn bundle(source: &str) -> PolicyBundle {
+        let files = vec![PolicyFile {
+            path: "approvals.rego".into(),
+            source: source.into(),
+        }];
+        PolicyBundle::from_files(files, None).unwrap()
+    }
+
+    #[test]
+    fn another_bundle_under_the_same_revision_is_a_conflict_whichever_comes_first() {
+        let exported = bundle("package approvals\n");
+        // What an older, ambiguous revision could have let through: other files, same name.
+        let mut other = bundle("package approvals\ndefault x := 1\n");
+        other.revision = exported.revision.clone();
+        for (first, second) in [(&exported, &other), (&other, &exported)] {
+            let mut set = PolicySet::new();
+            set.add(first.clone(), "the export");
+            set.add_known(second.clone());
+            let kinds: Vec<FindingKind> = set.findings.iter().map(|f| f.kind).collect();
+            assert!(kinds.contains(&FindingKind::PolicyConflict), "{kinds:?}");
+            assert_eq!(set.len(), 1);
+        }
+        // The same bundle twice is no conflict.
+        let mut set = PolicySet::new();
+        set.add_known(exported.clone());
+        set.add_known(exported.clone());
+        assert!(set.findings.is_empty());
+    }
+
+    #[test]
+    fn every_event_of_a_request_goes_to_one_partition_and_the_partitions_are_used() {
+        let mut used = [0usize; 8];
+        for n in 0..8_000 {
+            let id = format!("req-{n}");
+            let partition = partition_of(&id, 8);
+            assert_eq!(partition, partition_of(&id, 8));
+            used[partition] += 1;
+        }
+        assert!(used.iter().all(|&count| count > 800), "{used:?}");
+        assert_eq!(partition_of("anything", 1), 0);
     }
 }

@@ -256,23 +256,93 @@ pub enum CheckpointError {
     Corrupt(String),
 }
 
-/// What the checkpoints vouch for: each request's signed heads, by seq.
-#[derive(Debug, Default)]
+/// What the checkpoints vouch for: each request's signed heads, by seq, and the span of time
+/// they cover.
+#[derive(Debug)]
 pub struct Anchors {
     pub heads: HashMap<String, BTreeMap<u64, String>>,
     pub checkpoints: usize,
-    /// When the last checkpoint was cut: later events are not anchored yet.
-    pub until: Option<String>,
+    /// The last checkpoint that held: its number and its `until`. Every event at or before
+    /// its `until` (less the settle time) must be under a signed head.
+    pub last: Option<(u64, DateTime<Utc>)>,
+    /// Where checkpoint 1 began to look ([`FIRST_LOOKBACK`] before its `until`): older events
+    /// predate the checkpoints and nothing signed can vouch for them. `None` when checkpoint 1
+    /// did not hold.
+    pub covers_from: Option<DateTime<Utc>>,
+    /// How often checkpoints were cut, and the settle time they left.
+    pub cadence: Cadence,
+}
+
+/// How many checkpoint periods the last checkpoint may lag the export before the series is
+/// stale: checkpoints stopped, or someone stopped them.
+pub const STALE_AFTER_PERIODS: i32 = 3;
+
+impl Anchors {
+    fn new(cadence: Cadence) -> Self {
+        Self {
+            heads: HashMap::new(),
+            checkpoints: 0,
+            last: None,
+            covers_from: None,
+            cadence,
+        }
+    }
+
+    /// Events at or before this time must be under a signed head.
+    pub fn must_cover_through(&self) -> Option<DateTime<Utc>> {
+        self.last.map(|(_, until)| until - self.cadence.settle)
+    }
+
+    /// A `stale_checkpoints` finding when the last checkpoint (or, with none, the oldest event
+    /// `oldest`) is more than [`STALE_AFTER_PERIODS`] periods older than the export `as_of`.
+    pub fn staleness(
+        &self,
+        as_of: DateTime<Utc>,
+        oldest: Option<DateTime<Utc>>,
+    ) -> Option<Finding> {
+        let allowed = self.cadence.every * STALE_AFTER_PERIODS;
+        let (name, detail) = match self.last {
+            Some((number, until)) if until + allowed < as_of => (
+                format!("checkpoint {number}"),
+                format!(
+                    "the last checkpoint covers until {}, more than {STALE_AFTER_PERIODS} \
+                     periods of {} min before the export ({}): checkpoints stopped",
+                    crate::time::format_rfc3339_ms(until),
+                    self.cadence.every.num_minutes(),
+                    crate::time::format_rfc3339_ms(as_of)
+                ),
+            ),
+            None => {
+                let oldest = oldest.filter(|oldest| *oldest + allowed < as_of)?;
+                (
+                    "checkpoints".to_string(),
+                    format!(
+                        "no checkpoint holds, yet the log has events since {}",
+                        crate::time::format_rfc3339_ms(oldest)
+                    ),
+                )
+            }
+            Some(_) => return None,
+        };
+        Some(Finding::new(
+            name,
+            None,
+            FindingKind::StaleCheckpoints,
+            detail,
+        ))
+    }
 }
 
 /// Checks every checkpoint (its signature, its root, its place in the chain of checkpoints) and
 /// gathers the heads of those that hold. Findings name the checkpoint as `checkpoint <n>`.
+/// `cadence` is how the deployment cut them (`CHECKPOINT_MINUTES`, `CHECKPOINT_SETTLE_SECONDS`).
 pub fn check_checkpoints(
     mut checkpoints: Vec<Checkpoint>,
     key: &PublicKey,
+    cadence: Cadence,
 ) -> (Anchors, Vec<Finding>) {
     checkpoints.sort_by_key(|c| c.statement.number);
-    let mut anchors = Anchors::default();
+    let mut anchors = Anchors::new(cadence);
     let mut findings = Vec::new();
     let mut previous: Option<&Statement> = None;
     for checkpoint in &checkpoints {
@@ -327,7 +397,18 @@ pub fn check_checkpoints(
                 .insert(head.seq, head.hash);
         }
         anchors.checkpoints += 1;
-        anchors.until = Some(statement.until.clone());
+        match crate::time::parse_rfc3339(&statement.until) {
+            Some(until) => {
+                if statement.number == 1 {
+                    anchors.covers_from = Some(until - FIRST_LOOKBACK);
+                }
+                anchors.last = Some((statement.number, until));
+            }
+            None => fail(
+                FindingKind::CheckpointAltered,
+                format!("its until {:?} is not a time", statement.until),
+            ),
+        }
         previous = Some(statement);
     }
     (anchors, findings)

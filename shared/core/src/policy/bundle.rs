@@ -34,6 +34,7 @@ impl PolicyBundle {
         files: Vec<PolicyFile>,
         data_json: Option<String>,
     ) -> Result<Self, PolicyError> {
+        check_paths(&files)?;
         let (mut tests, mut policies): (Vec<_>, Vec<_>) = files
             .into_iter()
             .partition(|f| f.path.ends_with(TEST_SUFFIX));
@@ -53,6 +54,31 @@ impl PolicyBundle {
             revision,
         })
     }
+}
+
+/// Refuses a path that could make two different bundles hash alike, or that points outside the
+/// bundle: empty, absolute, with an empty, `.` or `..` part, with a NUL or a line break, or
+/// the same as another file's, or `data.json` itself.
+fn check_paths(files: &[PolicyFile]) -> Result<(), PolicyError> {
+    let mut seen = std::collections::HashSet::new();
+    for file in files {
+        let path = file.path.as_str();
+        let problem = if path.contains(['\0', '\n', '\r']) {
+            Some("holds a NUL or a line break")
+        } else if path.split('/').any(|part| matches!(part, "" | "." | "..")) {
+            Some("is absolute, or has an empty, `.` or `..` part")
+        } else if path == "data.json" {
+            Some("is data.json's")
+        } else if !seen.insert(path) {
+            Some("is there twice")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(PolicyError::Path(format!("{path:?} {problem}")));
+        }
+    }
+    Ok(())
 }
 
 /// A bundle as the decision log keeps it (`pk = POLICY#<revision>`): the policy files and
@@ -103,4 +129,51 @@ fn revision_of(policies: &[PolicyFile], data_json: &str) -> String {
         manifest.push('\n');
     }
     format!("sha256:{}", sha256_hex(manifest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> PolicyFile {
+        PolicyFile {
+            path: path.into(),
+            source: "package approvals\n".into(),
+        }
+    }
+
+    #[test]
+    fn a_path_that_could_be_read_two_ways_or_leaves_the_bundle_is_refused() {
+        let one_name_for_two = format!("a.rego\0{}\nb.rego", sha256_hex("package approvals\n"));
+        for paths in [
+            vec![one_name_for_two.as_str()],
+            vec!["a\nb.rego"],
+            vec!["a\rb.rego"],
+            vec!["../outside.rego"],
+            vec!["rules/../a.rego"],
+            vec!["/etc/a.rego"],
+            vec!["rules//a.rego"],
+            vec!["./a.rego"],
+            vec!["a.rego", "a.rego"],
+            vec!["data.json"],
+        ] {
+            let files = paths.iter().map(|p| file(p)).collect();
+            let refused = PolicyBundle::from_files(files, None);
+            assert!(
+                matches!(refused, Err(PolicyError::Path(_))),
+                "{paths:?}: {refused:?}"
+            );
+        }
+        // What a bundle folder holds is fine.
+        let files = vec![file("a.rego"), file("rules/b.rego"), file("a_test.rego")];
+        assert!(PolicyBundle::from_files(files, None).is_ok());
+    }
+
+    #[test]
+    fn an_archived_bundle_with_a_refused_path_does_not_restore() {
+        let bundle = PolicyBundle::from_files(vec![file("a.rego")], None).unwrap();
+        let mut archived = bundle.archive();
+        archived.policies.push(file("a.rego"));
+        assert!(matches!(archived.restore(), Err(PolicyError::Path(_))));
+    }
 }

@@ -19,6 +19,8 @@ pub enum PolicyError {
     Compile(String),
     #[error("data.json is not valid: {0}")]
     Data(String),
+    #[error("a bundle path {0}: refused, so that a revision names one bundle only")]
+    Path(String),
     #[error("the bundle does not match its revision: {0}")]
     Revision(String),
     #[error("the policy does not define {0}")]
