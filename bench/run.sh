@@ -32,10 +32,10 @@ if wants coldstart; then
     apt-get install -y -qq valgrind >/dev/null
   fi
   cargo build --locked --release -p regate-evaluator -p regate-notifier -p regate-callback \
-    -p regate-sweeper -p regate-bench --bins
+    -p regate-sweeper -p regate-checkpointer -p regate-bench --bins
   bin=target/release
   "$bin/coldstart" --runs 20 --callgrind --hello "$bin/hello" \
-    evaluator="$bin/evaluator" notifier="$bin/notifier" callback="$bin/callback" sweeper="$bin/sweeper"
+    evaluator="$bin/evaluator" notifier="$bin/notifier" callback="$bin/callback" sweeper="$bin/sweeper" checkpointer="$bin/checkpointer"
 fi
 
 if wants sweep; then

@@ -4,7 +4,7 @@
 #   the cfn-guard rules in infra/guard/ (the template passes; each example in
 #   infra/guard/examples/ fails exactly the rules its first line names), the Athena named
 #   queries against their files (infra/athena/), and the release
-#   packaging of the four functions with cargo lambda, each zip within 5 MB.
+#   packaging of the five functions with cargo lambda, each zip within 5 MB.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the four functions' release zips with cargo lambda (arm64, as the template deploys
+# Builds the five functions' release zips with cargo lambda (arm64, as the template deploys
 # them) and checks each against the 5 MB budget (5,000,000 bytes): a function's zip is what a
 # cold start downloads. Part of the infrastructure checks; `bench/run.sh size` runs it too.
 #   bash infra/package.sh [--table FILE]   # FILE: the sizes as a markdown table
@@ -18,12 +18,12 @@ if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; the
   fi
 fi
 PATH="$root/.local/venv/bin:$PATH" cargo lambda build --release $arch_flag --output-format zip --locked \
-  --bin evaluator --bin notifier --bin callback --bin sweeper
+  --bin evaluator --bin notifier --bin callback --bin sweeper --bin checkpointer
 
 limit=5000000
 over=0
 rows="| function | release zip (${arch_flag#--}) | target |\n|---|---:|---|\n"
-for function in evaluator notifier callback sweeper; do
+for function in evaluator notifier callback sweeper checkpointer; do
   zip="target/lambda/$function/bootstrap.zip"
   size=$(stat -c %s "$zip")
   verdict="ok"

@@ -86,6 +86,12 @@ async fn the_functions_write_every_metric_as_emf_lines() {
     // Its own sweep, so as not to race the sweeps of other tests.
     let later = stack.opened_by(&id).await + chrono::Duration::hours(1);
     stack.sweep_request(&id, later).await;
+    // A full sweep's lag, from a run that looks at nothing.
+    let nothing = stack.sweep_nothing().await;
+    assert_eq!(nothing["due"], 0, "{nothing}");
+    // Two checkpointer runs: the second measures the age of the checkpoint the first cut.
+    stack.checkpoint().await;
+    stack.checkpoint().await;
     let expected = [
         "Decisions{function=evaluator,outcome=deny}",
         "Decisions{function=callback,outcome=approved}",
@@ -100,7 +106,7 @@ async fn the_functions_write_every_metric_as_emf_lines() {
         "Reminders{function=sweeper}",
         "Escalations{function=sweeper}",
         "Expiries{function=sweeper}",
-        "CheckpointAgeSeconds{function=sweeper}",
+        "CheckpointAgeSeconds{function=checkpointer}",
     ];
     // The log is written as the functions run: look again for a while.
     let started = Instant::now();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use regate_core::audit::{
     backtest, AuditContext, AuditReport, ChangedDecision, Finding, VerifiedDecision,
@@ -17,7 +17,7 @@ use regate_core::PolicyEngine;
 use serde_json::json;
 
 use crate::log_cmd::{csv_cell, Format};
-use crate::{export, partitions};
+use crate::{export, partitions, report};
 
 pub const EXIT_INTEGRITY: u8 = 1;
 pub const EXIT_MISMATCH: u8 = 3;
@@ -71,7 +71,14 @@ pub struct VerifyArgs {
     /// events older than the last checkpoint's until, less this, must be under a signed head.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
     checkpoint_settle_seconds: u32,
+    /// Also write the verification as one self-contained HTML page: the summary, each finding
+    /// and what it means, timelines, time to decision and the checkpoints covered.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
+
+/// How many timelines of requests without findings a report shows.
+const REPORT_TIMELINES: usize = 50;
 
 #[derive(Args)]
 pub struct PublicKeyArgs {
@@ -103,15 +110,25 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
     }
 }
 
+/// What an audit found, and what it was checked against.
+struct Audited<S> {
+    report: AuditReport,
+    /// Each worker's state, as `visit` left it.
+    workers: Vec<S>,
+    context: AuditContext,
+    exports: usize,
+}
+
 /// Reads the exports and audits them in two passes (see `partitions`), each worker handing the
-/// decisions that verified to `visit` with its own `state`.
+/// decisions that verified to `visit` with its own `state`; `timelines` are kept for a report.
 fn audit<S: Send>(
     args: &ExportArgs,
     policies: &[PathBuf],
     anchors: Option<Anchors>,
+    timelines: usize,
     start: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, VerifiedDecision) + Sync,
-) -> Result<(AuditReport, Vec<S>)> {
+) -> Result<Audited<S>> {
     let mut downloaded = None;
     let folder = export::local_folder(&export::Source::parse(&args.export), &mut downloaded)?;
     let exports = export::find_exports(&folder)?;
@@ -124,8 +141,15 @@ fn audit<S: Send>(
         policies: std::mem::take(&mut spilled.policies),
         anchors,
         as_of: exports.iter().filter_map(export::Export::as_of).max(),
+        timelines,
     };
-    partitions::verify(spilled, &context, workers, start, visit)
+    let (report, workers) = partitions::verify(spilled, &context, workers, start, visit)?;
+    Ok(Audited {
+        report,
+        workers,
+        context,
+        exports: exports.len(),
+    })
 }
 
 /// The checkpoints, checked against the key: what they vouch for, and what is wrong with them.
@@ -196,8 +220,31 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         }
         _ => (None, Vec::new()),
     };
-    let (mut report, _) = audit(&args.export, &args.policies, anchors, || (), |_, _| {})?;
+    let timelines = if args.report.is_some() {
+        REPORT_TIMELINES
+    } else {
+        0
+    };
+    let audited = audit(
+        &args.export,
+        &args.policies,
+        anchors,
+        timelines,
+        || (),
+        |_, _| {},
+    )?;
+    let mut report = audited.report;
     report.findings.splice(0..0, checkpoint_findings);
+    if let Some(path) = &args.report {
+        let sources = report::Sources {
+            exports: audited.exports,
+            export: &args.export.export,
+            checkpoints: args.checkpoints.as_deref(),
+            anchors: audited.context.anchors.as_ref(),
+        };
+        std::fs::write(path, report::render(&report, &sources))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
     print_report(&report, args.export.format)?;
     Ok(ExitCode::from(if report.integrity_findings() > 0 {
         EXIT_INTEGRITY
@@ -268,10 +315,13 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
     let bundle = regate_policies::load_dir(&args.policies)?;
     PolicyEngine::compile(&bundle)?;
     // Each worker replays under its own engine: (the engine, decisions replayed, changes).
-    let (report, workers) = audit(
+    let Audited {
+        report, workers, ..
+    } = audit(
         &args.export,
         &[],
         None,
+        0,
         || (PolicyEngine::compile(&bundle).ok(), 0usize, Vec::new()),
         |(engine, replayed, changes), decision| {
             *replayed += 1;

@@ -14,11 +14,11 @@ use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
-use serde_json::{Map, Value};
 
 use regate_core::audit::{Finding, FindingKind, LogAudit, PolicySet};
 use regate_core::checkpoint::Checkpoint;
 use regate_core::event::keys;
+use regate_core::Event;
 
 const SUMMARY_FILE: &str = "manifest-summary.json";
 
@@ -357,15 +357,10 @@ fn take_line(
             return;
         }
     };
-    take_item(item, audit, policies, where_);
+    take_item(item, audit, policies);
 }
 
-fn take_item(
-    mut item: Item,
-    audit: &mut LogAudit,
-    policies: &mut PolicySet,
-    where_: &dyn Fn() -> String,
-) {
+fn take_item(mut item: Item, audit: &mut LogAudit, policies: &mut PolicySet) {
     let pk = text(&item, "pk");
     if let Some(revision) = pk.strip_prefix(keys::POLICY_PREFIX) {
         match bundle_text(&mut item) {
@@ -379,15 +374,11 @@ fn take_item(
         }
         return;
     }
-    match serde_dynamo::from_item::<_, Map<String, Value>>(item) {
-        Ok(map) => audit.add_item(map),
-        Err(error) => audit.report(Finding::new(
-            where_(),
-            None,
-            FindingKind::Unreadable,
-            format!("item {pk:?} does not read as JSON: {error}"),
-        )),
-    }
+    // Read straight from DynamoDB JSON into an event (its keys and `day_shard` are ignored).
+    let sk = text(&item, "sk");
+    audit.add_item(&pk, &sk, || {
+        serde_dynamo::from_item::<_, Event>(item).map_err(|e| e.to_string())
+    });
 }
 
 /// A policy item's archived bundle: `bundle` as text, or `bundle_gzip` decompressed.

@@ -18,10 +18,14 @@ use regate_core::event::keys;
 
 use crate::export::{self, DataFileOnDisk, Export};
 
-/// About this much of the export's gzipped data goes to one partition: a partition's requests
-/// are held in memory while it is verified (about 630 bytes an event).
+/// About this much of the export's gzipped data goes to one partition, at most: a partition's
+/// requests are held in memory while it is verified (about 630 bytes an event).
 const GZIP_BYTES_PER_PARTITION: u64 = 4 << 20;
-const MAX_PARTITIONS: usize = 4096;
+/// Partitions for each worker, at least, so that the last ones to finish are small.
+const PARTITIONS_PER_WORKER: usize = 8;
+/// Partition files open at once in the first pass, at most (each reader holds one of each
+/// partition), well under the usual limit of 1,024 open files.
+const MAX_OPEN_FILES: usize = 900;
 
 /// The first pass done: partition files on disk, and what was found on the way.
 pub struct Spilled {
@@ -50,10 +54,12 @@ pub fn spill(exports: &[Export], workers: usize) -> anyhow::Result<Spilled> {
     let mut files = export::data_files(exports)?;
     files.sort_by_key(|f| std::cmp::Reverse(f.bytes));
     let total: u64 = files.iter().map(|f| f.bytes).sum();
-    let partitions = usize::try_from(total / GZIP_BYTES_PER_PARTITION)
-        .unwrap_or(MAX_PARTITIONS)
-        .clamp(workers, MAX_PARTITIONS);
     let writers = workers.min(files.len()).max(1);
+    let most = (MAX_OPEN_FILES / writers).max(1);
+    let partitions = usize::try_from(total.div_ceil(GZIP_BYTES_PER_PARTITION))
+        .unwrap_or(most)
+        .max(workers * PARTITIONS_PER_WORKER)
+        .min(most);
     let dir = tempfile::tempdir().context("creating a folder for the partitions")?;
     let progress = export::progress_bar(total);
     let next = AtomicUsize::new(0);

@@ -942,7 +942,7 @@ async fn a_forged_checkpoint_signature_is_caught() {
 }
 
 #[tokio::test]
-async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() {
+async fn the_checkpointer_signs_checkpoints_that_verify_and_that_nobody_can_delete() {
     let stack = LocalStack::connect().await;
     let (id, run) = stack.begin("audit-anchored", |r| r).await;
     stack.message_for(&id).await;
@@ -956,10 +956,13 @@ async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() 
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // The local sweeper cuts a checkpoint at every run (CHECKPOINT_MINUTES=0).
+    // The local checkpointer cuts a checkpoint at every run (CHECKPOINT_MINUTES=0); the
+    // sweeper cuts none any more.
     let swept = stack.sweep().await;
-    let number = swept["checkpoint"].as_u64();
-    assert!(number.is_some(), "no checkpoint: {swept}");
+    assert!(swept.get("checkpoint").is_none(), "{swept}");
+    let cut = stack.checkpoint().await;
+    let number = cut["checkpoint"].as_u64();
+    assert!(number.is_some(), "no checkpoint: {cut}");
 
     let ids = [id.clone()];
     let dir = local_export(&ids, "01790000000000-anchor01").await;
@@ -991,7 +994,7 @@ async fn the_sweeper_signs_checkpoints_that_verify_and_that_nobody_can_delete() 
             "60",
         ],
     );
-    // Every checkpoint the sweeper signed holds, and this request's chain is anchored to its
+    // Every checkpoint the checkpointer signed holds, and this request's chain is anchored to its
     // end. (The checkpoints vouch for the other tests' requests too, which this export leaves
     // out on purpose: those, and only those, are reported as missing.)
     assert!(
@@ -1184,5 +1187,112 @@ async fn a_bundle_whose_paths_could_be_read_two_ways_is_refused() {
             .unwrap()
             .contains("a bundle path"),
         "{report:#}"
+    );
+}
+
+/// `tests/browser/page_check.py` on `url`: the console's errors and each expression's value.
+fn open_in_chromium(url: &str, screenshot: &Path, evals: &[(&str, &str)]) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut command = Command::new(root.join(".local/venv/bin/python"));
+    command
+        .arg(root.join("tests/browser/page_check.py"))
+        .arg(url)
+        .arg("--screenshot")
+        .arg(screenshot);
+    for (name, expression) in evals {
+        command.arg("--eval").arg(format!("{name}={expression}"));
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "page_check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_report_lists_the_findings_and_renders_in_chromium() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    let mut with_made_up = events.clone();
+    with_made_up.extend(made_up_request("aud-made-up").await);
+    let report = anchored.export.path().join("report.html");
+    let (code, json_report) = anchored.verify_with(
+        &with_made_up,
+        &[
+            "--checkpoint-minutes",
+            "1440",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{json_report:#}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    // Self-contained: nothing is fetched from anywhere, and nothing runs.
+    for outside in ["src=", "href=", "<script", "@import", "url("] {
+        assert!(!html.contains(outside), "the report holds {outside:?}");
+    }
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let screenshot = shots.join("audit-report.png");
+    let page = open_in_chromium(
+        &format!("file://{}", report.display()),
+        &screenshot,
+        &[
+            ("verdict", "document.getElementById('verdict').innerText"),
+            ("findings", "document.getElementById('findings').innerText"),
+            (
+                "bars",
+                "document.querySelectorAll('#wait-chart rect').length",
+            ),
+            (
+                "timelines",
+                "document.querySelectorAll('section.timeline').length",
+            ),
+            (
+                "flagged",
+                "document.querySelector('section.timeline.flagged h3').innerText",
+            ),
+            (
+                "checkpoints",
+                "document.getElementById('checkpoints').innerText",
+            ),
+            ("height", "document.documentElement.scrollHeight"),
+        ],
+    );
+    assert_eq!(page["console_errors"], json!([]), "{page:#}");
+    let values = &page["values"];
+    assert!(
+        values["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("1 integrity finding"),
+        "{page:#}"
+    );
+    let findings_text = values["findings"].as_str().unwrap();
+    assert!(findings_text.contains("aud-made-up"), "{page:#}");
+    assert!(
+        findings_text.contains("unanchored_before_checkpoint"),
+        "{page:#}"
+    );
+    assert_eq!(values["bars"], 7, "{page:#}");
+    // The flagged request first, then the five real ones.
+    assert_eq!(values["timelines"], 6, "{page:#}");
+    assert_eq!(values["flagged"], "aud-made-up", "{page:#}");
+    assert!(
+        values["checkpoints"]
+            .as_str()
+            .unwrap()
+            .contains("2 verified"),
+        "{page:#}"
+    );
+    assert!(values["height"].as_u64().unwrap() > 900, "{page:#}");
+    let png = std::fs::read(&screenshot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 20_000,
+        "a blank screenshot: {} bytes",
+        png.len()
     );
 }

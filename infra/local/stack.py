@@ -39,7 +39,7 @@ START_TIMEOUT_SECONDS = 90
 STACK_NAME = "regate"
 ACCOUNT = "123456789012"
 FUNCTIONS_URL = "http://127.0.0.1:9000"
-FUNCTION_BINARIES = ["evaluator", "notifier", "callback", "sweeper"]
+FUNCTION_BINARIES = ["evaluator", "notifier", "callback", "sweeper", "checkpointer"]
 # REGATE_LOCAL_RELEASE=1 runs release builds of the functions (what the click-latency bench
 # measures); by default they are debug builds, which build faster.
 RELEASE = os.environ.get("REGATE_LOCAL_RELEASE") == "1"

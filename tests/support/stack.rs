@@ -447,10 +447,28 @@ impl LocalStack {
         report
     }
 
+    /// A full sweep that looks at no approval (`limit` 0): a run's own metrics, and nothing
+    /// that could race other tests' sweeps.
+    pub async fn sweep_nothing(&self) -> Value {
+        self.invoke_sweeper(&serde_json::json!({"limit": 0})).await
+    }
+
+    /// Runs the checkpointer once (the local one cuts a checkpoint at every run:
+    /// `CHECKPOINT_MINUTES=0` in local.env); returns its result.
+    pub async fn checkpoint(&self) -> Value {
+        self.invoke("checkpointer", &serde_json::json!({})).await
+    }
+
     async fn invoke_sweeper(&self, input: &Value) -> Value {
+        self.invoke("sweeper", input).await
+    }
+
+    async fn invoke(&self, function: &str, input: &Value) -> Value {
         let base = self.interactivity_url.split("/lambda-url/").next().unwrap();
         self.http
-            .post(format!("{base}/2015-03-31/functions/sweeper/invocations"))
+            .post(format!(
+                "{base}/2015-03-31/functions/{function}/invocations"
+            ))
             .json(input)
             .send()
             .await

@@ -1,14 +1,11 @@
-//! Maps a scheduled event (or a direct invoke: see [`Input`]) to one sweep of the core and, when
-//! checkpoints are on, one signed checkpoint when it is due; and their reports to the result
-//! and the logs.
+//! Maps a scheduled event (or a direct invoke: see [`Input`]) to one sweep of the core, and its
+//! report to the result and the logs.
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use regate_core::approvals::{Approvals, SweepBudget, SweepReport};
-use regate_core::checkpoint::{self, Cadence};
-use regate_core::metrics::Measurement;
-use regate_core::ports::{CheckpointPorts, Ports};
-use serde::{Deserialize, Serialize};
+use regate_core::ports::Ports;
+use serde::Deserialize;
 
 /// An EventBridge scheduled event carries nothing the sweep needs. A direct invoke may bound
 /// it (`limit`), sweep one request alone (`request_id`), and, where the sweeper is configured to
@@ -47,8 +44,8 @@ pub struct Settings {
     pub accepts_now: bool,
 }
 
-/// What a run keeps of its time, at most, for the approval it is on when its budget ends and
-/// for the checkpoint after the sweep (half its time when it has less than twice that).
+/// What a run keeps of its time, at most, for the approval it is on when its budget ends (half
+/// its time when it has less than twice that).
 pub const FINISHING_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How long a run starts sweeps for when its invocation has no deadline ahead (a local
@@ -98,30 +95,11 @@ fn sweep_time(
     Ok(now)
 }
 
-/// What one run did: the sweep, and the number of the checkpoint it cut (or why it could not).
-#[derive(Debug, Serialize)]
-pub struct Output {
-    #[serde(flatten)]
-    pub sweep: SweepReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint_error: Option<String>,
-}
-
-/// The checkpoint side of a run: where checkpoints go, and how often.
-pub struct Checkpoints<'a, P> {
-    pub ports: &'a P,
-    pub cadence: Cadence,
-    pub now: DateTime<Utc>,
-}
-
-pub async fn handle<P: Ports, X: CheckpointPorts>(
+pub async fn handle<P: Ports>(
     approvals: &Approvals<P>,
-    checkpoints: Option<Checkpoints<'_, X>>,
     input: Input,
     settings: Settings,
-) -> Result<Output, Diagnostic> {
+) -> Result<SweepReport, Diagnostic> {
     let limit = input.limit.unwrap_or(settings.batch).min(settings.batch);
     let now = sweep_time(&input, approvals.now(), settings.accepts_now)?;
     let swept = match &input.request_id {
@@ -134,7 +112,7 @@ pub async fn handle<P: Ports, X: CheckpointPorts>(
             approvals.sweep_at(budget, now).await
         }
     };
-    let sweep = match swept {
+    match swept {
         Ok(report) => {
             tracing::info!(
                 time_budget_ms = u64::try_from(settings.time.as_millis()).unwrap_or(u64::MAX),
@@ -149,50 +127,11 @@ pub async fn handle<P: Ports, X: CheckpointPorts>(
                 failed = report.failed.len(),
                 "sweep done"
             );
-            report
+            Ok(report)
         }
         Err(error) => {
             tracing::error!(error = %error, "sweep failed");
-            return Err(regate_aws::diagnostic(error));
-        }
-    };
-    let mut output = Output {
-        sweep,
-        checkpoint: None,
-        checkpoint_error: None,
-    };
-    let Some(checkpoints) = checkpoints else {
-        return Ok(output);
-    };
-    // A failed checkpoint does not undo the sweep, nor stop the next runs: it is logged as an
-    // error line (`checkpoint failed`) and in the result, and the next run cuts it.
-    match checkpoint::cut(checkpoints.ports, checkpoints.now, checkpoints.cadence).await {
-        Ok(Some(statement)) => {
-            tracing::info!(
-                number = statement.number,
-                heads = statement.heads,
-                until = %statement.until,
-                "checkpoint signed and kept"
-            );
-            output.checkpoint = Some(statement.number);
-        }
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(error = %error, "checkpoint failed");
-            output.checkpoint_error = Some(error.to_string());
+            Err(regate_aws::diagnostic(error))
         }
     }
-    // The latest checkpoint's age, whether this run cut one or not: its alarm says when
-    // checkpoints stopped.
-    match checkpoints.ports.last().await {
-        Ok(Some(last)) => {
-            if let Some(until) = regate_core::time::parse_rfc3339(&last.until) {
-                let age = (checkpoints.now - until).num_milliseconds().max(0) as f64 / 1000.0;
-                approvals.record(Measurement::checkpoint_age(age));
-            }
-        }
-        Ok(None) => {}
-        Err(error) => tracing::warn!(error = %error, "could not read the latest checkpoint"),
-    }
-    Ok(output)
 }

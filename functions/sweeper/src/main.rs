@@ -1,6 +1,6 @@
 //! The sweeper Lambda: wiring only. Run by an EventBridge schedule (every minute by default), it
-//! is the durable backstop of the approval workflow, and it cuts the decision log's signed
-//! checkpoints; [`handler`] maps each run to the core.
+//! is the durable backstop of the approval workflow; [`handler`] maps each run to the core.
+//! (Signed checkpoints are the checkpointer's: this role cannot sign.)
 
 mod config;
 mod handler;
@@ -11,9 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use regate_aws::checkpoints::AwsCheckpoints;
-use regate_aws::DynamoDecisionLog;
-use regate_core::ports::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -23,20 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let wired =
         regate_aws::wire_approvals("sweeper", &config.workflow, &bundle, Duration::from_secs(3))
             .await?;
-    let (approvals, sdk) = (Arc::new(wired.approvals), wired.sdk);
-    let checkpoints = match &config.checkpoints {
-        Some(settings) => {
-            let log = DynamoDecisionLog::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                config.workflow.tables.decision_log.clone(),
-            );
-            let ports =
-                AwsCheckpoints::new(&sdk, log, settings.key_id.clone(), settings.bucket.clone());
-            Some((Arc::new(ports), settings.cadence))
-        }
-        None => None,
-    };
-    let clock = config.workflow.clock;
+    let approvals = Arc::new(wired.approvals);
     let settings = handler::Settings {
         batch: config.batch,
         time: Duration::MAX,
@@ -44,26 +28,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let approvals = approvals.clone();
-        let checkpoints = checkpoints.clone();
         let input = handler::Input::from_payload(event.payload);
         let left = deadline_in(event.context.deadline);
-        async move {
-            let input = input?;
-            let checkpoints = checkpoints
-                .as_ref()
-                .map(|(ports, cadence)| handler::Checkpoints {
-                    ports: ports.as_ref(),
-                    cadence: *cadence,
-                    now: clock.now(),
-                });
-            handler::handle(
-                &approvals,
-                checkpoints,
-                input,
-                settings.with_time_left(left),
-            )
-            .await
-        }
+        async move { handler::handle(&approvals, input?, settings.with_time_left(left)).await }
     }))
     .await
 }

@@ -4,22 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use regate_core::approvals::{SweepReport, VoteResult};
-use regate_core::checkpoint::{check_checkpoints, Cadence, PublicKey};
 use regate_core::ports::Clock;
 use regate_core::ports::{ChatError, ExecutionStatus, TaskTokenError};
 use regate_core::{ApprovalState, EventKind};
-use regate_testkit::{
-    ballot, execution_of, open, request, Fakes, MemoryApprovals, MemoryCheckpoints, Resumed,
-};
+use regate_testkit::{ballot, execution_of, open, request, Fakes, MemoryApprovals, Resumed};
 
-use crate::handler::{handle, Checkpoints, Input, Settings};
+use crate::handler::{handle, Input, Settings};
 
 const SETTINGS: Settings = Settings {
     batch: 100,
     time: std::time::Duration::MAX,
     accepts_now: true,
 };
-const NO_CHECKPOINTS: Option<Checkpoints<'static, MemoryCheckpoints>> = None;
 
 #[tokio::test]
 async fn a_resume_that_failed_is_carried_out_by_the_sweeper_once() {
@@ -38,18 +34,16 @@ async fn a_resume_that_failed_is_carried_out_by_the_sweeper_once() {
     assert!(fakes.pending.item("sw-1").unwrap().owes_resume());
     fakes.tokens.fault.clear();
 
-    let report = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
+    let report = handle(&approvals, Input::default(), SETTINGS)
         .await
-        .unwrap()
-        .sweep;
+        .unwrap();
     // sw-1 is due at once (no path holds its resume); sw-2 not before its first duty.
     assert_eq!((report.due, report.checked, report.resumed), (1, 1, 1));
     let calls = fakes.tokens.calls();
     assert!(matches!(&calls[..], [Resumed::Success { token, .. }] if token == "token-1"));
-    let again = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
+    let again = handle(&approvals, Input::default(), SETTINGS)
         .await
-        .unwrap()
-        .sweep;
+        .unwrap();
     assert_eq!(
         (again.due, again.checked),
         (0, 0),
@@ -77,20 +71,16 @@ async fn an_open_approval_whose_workflow_is_gone_is_expired_and_shown() {
         .unwrap()
         .insert(execution_of("sw-3"), gone);
     // The sweeper learns it when the approval is next due (its first duty), not before.
-    let early = handle(&approvals, NO_CHECKPOINTS, Input::default(), SETTINGS)
+    let early = handle(&approvals, Input::default(), SETTINGS)
         .await
-        .unwrap()
-        .sweep;
+        .unwrap();
     assert_eq!(early.checked, 0, "{early:?}");
     let due = fakes.pending.item("sw-3").unwrap().due_at.unwrap();
     let at_due = Input {
         now: Some(regate_core::time::format_rfc3339_ms(due)),
         ..Input::default()
     };
-    let report = handle(&approvals, NO_CHECKPOINTS, at_due, SETTINGS)
-        .await
-        .unwrap()
-        .sweep;
+    let report = handle(&approvals, at_due, SETTINGS).await.unwrap();
     assert_eq!(report.expired, 1);
     let item = fakes.pending.item("sw-3").unwrap();
     assert_eq!((item.state, item.resumed), (ApprovalState::Expired, true));
@@ -116,7 +106,6 @@ async fn a_run_looks_at_its_batch_at_most() {
     let day_later = fakes.clock.now() + chrono::Duration::days(1);
     let report = handle(
         &approvals,
-        NO_CHECKPOINTS,
         Input {
             limit: Some(50),
             now: Some(regate_core::time::format_rfc3339_ms(day_later)),
@@ -128,67 +117,8 @@ async fn a_run_looks_at_its_batch_at_most() {
         },
     )
     .await
-    .unwrap()
-    .sweep;
+    .unwrap();
     assert_eq!((report.due, report.checked), (2, 2), "{report:?}");
-}
-
-#[tokio::test]
-async fn checkpoints_are_cut_when_due_signed_chained_and_empty_ones_too() {
-    let fakes = Fakes::default();
-    let approvals = fakes.approvals();
-    let ports = MemoryCheckpoints::new(fakes.log.clone());
-    let cadence = Cadence {
-        every: chrono::Duration::minutes(5),
-        settle: chrono::Duration::seconds(30),
-    };
-    let run = |now| {
-        Some(Checkpoints {
-            ports: &ports,
-            cadence,
-            now,
-        })
-    };
-    open(&approvals, &request("cp-1").build(), "token-1").await;
-    approvals
-        .vote(&ballot("cp-1", "alice@example.com"))
-        .await
-        .unwrap();
-    let start = fakes.clock.now() + chrono::Duration::minutes(1);
-
-    let first = handle(&approvals, run(start), Input::default(), SETTINGS)
-        .await
-        .unwrap();
-    assert_eq!(first.checkpoint, Some(1));
-    // Not due again until five minutes later; then one with nothing new is cut all the same.
-    let early = handle(
-        &approvals,
-        run(start + chrono::Duration::minutes(2)),
-        Input::default(),
-        SETTINGS,
-    )
-    .await
-    .unwrap();
-    assert_eq!(early.checkpoint, None);
-    let later = handle(
-        &approvals,
-        run(start + chrono::Duration::minutes(6)),
-        Input::default(),
-        SETTINGS,
-    )
-    .await
-    .unwrap();
-    assert_eq!(later.checkpoint, Some(2));
-
-    let kept = ports.kept.lock().unwrap().clone();
-    assert_eq!(kept[0].heads.len(), 1);
-    assert_eq!(kept[0].heads[0].request_id, "cp-1");
-    assert_eq!(kept[0].heads[0].seq, fakes.log.of("cp-1").len() as u64);
-    assert!(kept[1].heads.is_empty());
-    let key = PublicKey::from_spki_der(&ports.public_key_der()).unwrap();
-    let (anchors, findings) = check_checkpoints(kept, &key, cadence);
-    assert!(findings.is_empty(), "{findings:?}");
-    assert_eq!(anchors.checkpoints, 2);
 }
 
 /// A sweep as of `minutes` after the fakes' clock.
@@ -198,10 +128,7 @@ async fn sweep_after(approvals: &MemoryApprovals, fakes: &Fakes, minutes: i64) -
         now: Some(regate_core::time::format_rfc3339_ms(now)),
         ..Input::default()
     };
-    handle(approvals, NO_CHECKPOINTS, input, SETTINGS)
-        .await
-        .unwrap()
-        .sweep
+    handle(approvals, input, SETTINGS).await.unwrap()
 }
 
 #[tokio::test]
@@ -373,9 +300,7 @@ async fn only_a_sweeper_configured_for_it_takes_the_time_from_its_input() {
         accepts_now: false,
         ..SETTINGS
     };
-    let refused = handle(&approvals, NO_CHECKPOINTS, later, locked)
-        .await
-        .unwrap_err();
+    let refused = handle(&approvals, later, locked).await.unwrap_err();
     assert!(
         refused.error_message.contains("SWEEP_ACCEPTS_NOW"),
         "{refused:?}"
@@ -385,9 +310,7 @@ async fn only_a_sweeper_configured_for_it_takes_the_time_from_its_input() {
             now: Some(bad.into()),
             ..Input::default()
         };
-        let refused = handle(&approvals, NO_CHECKPOINTS, input, SETTINGS)
-            .await
-            .unwrap_err();
+        let refused = handle(&approvals, input, SETTINGS).await.unwrap_err();
         assert_eq!(refused.error_type, "InvalidInput", "{bad}");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::canonical::sha256_hex;
 use crate::chain::{compute_hash, GENESIS_HASH};
@@ -177,6 +177,8 @@ struct Link {
     prev_hash: [u8; 32],
     hash: [u8; 32],
     at: Option<i64>,
+    kind: EventKind,
+    outcome: Option<Outcome>,
 }
 
 /// What the audit keeps of one request while items stream by.
@@ -189,8 +191,8 @@ struct Trail {
     /// When the first evaluation asked for approval, when it was, and how long it waits.
     waits_from: Option<(DateTime<Utc>, u64)>,
     terminal: bool,
-    /// `(voter, choice)` of each `vote` event: a decision may count only recorded votes.
-    votes: Vec<(String, String)>,
+    /// `(seq, voter, choice)` of each `vote` event: a decision may count only recorded votes.
+    votes: Vec<(u64, String, String)>,
     /// A finding was made on one of its events already: its decisions are not evaluated again.
     flagged: bool,
 }
@@ -215,12 +217,143 @@ pub struct AuditCounts {
 }
 
 /// A finished audit: counts, and findings in request and seq order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AuditReport {
     pub counts: AuditCounts,
     pub findings: Vec<Finding>,
     /// The oldest event's time: with no checkpoint at all, how long the log has gone unsigned.
     pub oldest_event: Option<DateTime<Utc>>,
+    /// How long the requests that waited for approvers waited.
+    pub waits: WaitTimes,
+    /// The timelines of requests with a finding, and of the first requests by id (as many as
+    /// [`AuditContext::timelines`] asks for).
+    pub timelines: Vec<Timeline>,
+}
+
+/// One step of a request's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub seq: u64,
+    pub kind: EventKind,
+    pub at: Option<DateTime<Utc>>,
+    /// The voter of a vote, and how they voted.
+    pub who: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+/// A request's events in order, for people: requested, evaluated, notified, the votes, decided
+/// or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timeline {
+    pub request_id: String,
+    pub steps: Vec<Step>,
+    /// A finding names this request.
+    pub flagged: bool,
+}
+
+/// How long requests that waited for approvers waited, from the evaluation that asked for
+/// approval to their decision or expiry, by bucket; and how many still wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WaitTimes {
+    pub counts: [u64; WAIT_BUCKETS.len()],
+    pub open: u64,
+    /// Decided (allowed or denied) at their first evaluation, with no wait.
+    pub at_once: u64,
+}
+
+/// The upper bounds of the [`WaitTimes`] buckets, in seconds, and their labels; the last takes
+/// the rest.
+pub const WAIT_BUCKETS: [(i64, &str); 7] = [
+    (60, "under 1 min"),
+    (5 * 60, "1-5 min"),
+    (15 * 60, "5-15 min"),
+    (60 * 60, "15-60 min"),
+    (4 * 3600, "1-4 h"),
+    (24 * 3600, "4-24 h"),
+    (i64::MAX, "a day or more"),
+];
+
+impl WaitTimes {
+    fn add(&mut self, other: &WaitTimes) {
+        for (sum, add) in self.counts.iter_mut().zip(other.counts) {
+            *sum += add;
+        }
+        self.open += other.open;
+        self.at_once += other.at_once;
+    }
+
+    /// Counts a request by its sorted links.
+    fn count(&mut self, links: &[Link]) {
+        let asked = links.iter().find(|l| {
+            l.kind == EventKind::Evaluated && l.outcome == Some(Outcome::ApprovalRequired)
+        });
+        let closed = links.iter().find(|l| {
+            matches!(l.kind, EventKind::Decided | EventKind::Expired)
+                || (l.kind == EventKind::Evaluated && l.outcome.is_some_and(Outcome::is_final))
+        });
+        match (asked, closed) {
+            (None, Some(_)) => self.at_once += 1,
+            (Some(_), None) => self.open += 1,
+            (Some(asked), Some(closed)) => {
+                let waited = closed.at.zip(asked.at).map_or(0, |(c, a)| (c - a) / 1000);
+                let bucket = WAIT_BUCKETS
+                    .iter()
+                    .position(|(under, _)| waited < *under)
+                    .unwrap_or(WAIT_BUCKETS.len() - 1);
+                self.counts[bucket] += 1;
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// At most this many timelines of requests with findings go in a report.
+pub const MAX_FLAGGED_TIMELINES: usize = 500;
+
+fn timeline(
+    request_id: &str,
+    links: &[Link],
+    votes: &[(u64, String, String)],
+    flagged: bool,
+) -> Timeline {
+    let steps = links
+        .iter()
+        .map(|link| Step {
+            seq: link.seq,
+            kind: link.kind,
+            at: link.at.and_then(DateTime::from_timestamp_millis),
+            who: votes
+                .iter()
+                .find(|(seq, _, _)| *seq == link.seq)
+                .map(|(_, voter, choice)| format!("{voter} ({choice})")),
+            outcome: link.outcome,
+        })
+        .collect();
+    Timeline {
+        request_id: request_id.to_string(),
+        steps,
+        flagged,
+    }
+}
+
+/// Keeps the timelines a report shows: every flagged one (up to [`MAX_FLAGGED_TIMELINES`]),
+/// then the first `samples` others by request id.
+fn keep_timelines(timelines: &mut Vec<Timeline>, samples: usize) {
+    timelines.sort_by(|a, b| (!a.flagged, &a.request_id).cmp(&(!b.flagged, &b.request_id)));
+    let flagged = timelines
+        .iter()
+        .filter(|t| t.flagged)
+        .count()
+        .min(MAX_FLAGGED_TIMELINES);
+    let mut kept = 0;
+    timelines.retain(|t| {
+        kept += 1;
+        if t.flagged {
+            kept <= flagged
+        } else {
+            kept <= flagged + samples
+        }
+    });
 }
 
 /// A decision of a verified chain, with its input rebuilt.
@@ -352,6 +485,8 @@ pub struct AuditContext {
     pub policies: PolicySet,
     pub anchors: Option<Anchors>,
     pub as_of: Option<DateTime<Utc>>,
+    /// How many timelines of requests without findings to keep for a report (0: no report).
+    pub timelines: usize,
 }
 
 /// Which of `partitions` a request's events go to: FNV-1a of its id, so that every event of a
@@ -390,7 +525,10 @@ impl AuditContext {
         };
         let mut findings = self.policies.findings.clone();
         let mut oldest: Option<DateTime<Utc>> = None;
+        let (mut waits, mut timelines) = (WaitTimes::default(), Vec::new());
         for part in parts {
+            waits.add(&part.waits);
+            timelines.extend(part.timelines);
             counts.requests += part.counts.requests;
             counts.events += part.counts.events;
             counts.decisions += part.counts.decisions;
@@ -416,10 +554,13 @@ impl AuditContext {
         }
         findings
             .sort_by(|a, b| (&a.request_id, a.seq, a.kind).cmp(&(&b.request_id, b.seq, b.kind)));
+        keep_timelines(&mut timelines, self.timelines);
         AuditReport {
             counts,
             findings,
             oldest_event: oldest,
+            waits,
+            timelines,
         }
     }
 }
@@ -453,17 +594,11 @@ impl LogAudit {
         self.findings.push(finding);
     }
 
-    /// One item of the decision-log table as JSON (binary attributes aside). Events are checked
-    /// and kept; idempotency-key markers carry nothing to check; policy bundles go through
-    /// [`Self::add_policy`].
-    pub fn add_item(&mut self, mut item: Map<String, Value>) {
-        let text = |item: &Map<String, Value>, key: &str| {
-            item.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (pk, sk) = (text(&item, "pk"), text(&item, "sk"));
+    /// One item of the decision-log table, by its keys: an event is read (by `read`, only
+    /// then) and checked and kept; idempotency-key markers carry nothing to check; policy
+    /// bundles go to a [`PolicySet`] and the checkpoint record to no one, so either is passed
+    /// over here; anything else is unreadable.
+    pub fn add_item(&mut self, pk: &str, sk: &str, read: impl FnOnce() -> Result<Event, String>) {
         let Some(request_id) = pk.strip_prefix(keys::REQUEST_PREFIX) else {
             if !pk.starts_with(keys::POLICY_PREFIX) && pk != keys::CHECKPOINT_PARTITION {
                 self.findings.push(Finding::new(
@@ -478,23 +613,15 @@ impl LogAudit {
         if sk.starts_with(keys::KEY_PREFIX) {
             return;
         }
-        let request_id = request_id.to_string();
-        for key in ["pk", "sk", "day_shard"] {
-            item.remove(key);
+        match read() {
+            Ok(event) => self.add_event(request_id, sk, event),
+            Err(error) => self.findings.push(Finding::new(
+                request_id,
+                None,
+                FindingKind::Unreadable,
+                format!("item {sk:?} is not an event: {error}"),
+            )),
         }
-        let event: Event = match serde_json::from_value(Value::Object(item)) {
-            Ok(event) => event,
-            Err(error) => {
-                self.findings.push(Finding::new(
-                    request_id,
-                    None,
-                    FindingKind::Unreadable,
-                    format!("item {sk:?} is not an event: {error}"),
-                ));
-                return;
-            }
-        };
-        self.add_event(&request_id, &sk, event);
     }
 
     fn add_event(&mut self, request_id: &str, sort_key: &str, event: Event) {
@@ -532,6 +659,8 @@ impl LogAudit {
             prev_hash: prev_hash.unwrap_or_default(),
             hash: hash.unwrap_or_default(),
             at: event.at_time().map(|at| at.timestamp_millis()),
+            kind: event.kind,
+            outcome: event.outcome,
         };
         let trail = self.requests.entry(request_id.to_string()).or_default();
         trail.links.push(link);
@@ -544,6 +673,7 @@ impl LogAudit {
             EventKind::Requested => trail.request = event.data.get("request").map(Value::to_string),
             EventKind::Decided | EventKind::Expired => trail.terminal = true,
             EventKind::Vote => trail.votes.push((
+                event.seq,
                 event.actor.clone().unwrap_or_default(),
                 event
                     .data
@@ -596,6 +726,7 @@ impl LogAudit {
             ..AuditCounts::default()
         };
         let mut oldest_event: Option<i64> = None;
+        let (mut waits, mut timelines) = (WaitTimes::default(), Vec::new());
         if let Some(anchors) = anchors {
             for request_id in anchored_here {
                 if self.requests.contains_key(*request_id) {
@@ -623,6 +754,7 @@ impl LogAudit {
             }
             let before = self.findings.len();
             check_links(&request_id, &mut trail.links, &mut self.findings);
+            waits.count(&trail.links);
             if let Some(anchors) = anchors {
                 let anchoring =
                     check_anchors(&request_id, &trail.links, anchors, &mut self.findings);
@@ -651,26 +783,36 @@ impl LogAudit {
                     ));
                 }
             }
-            if trail.flagged || self.findings.len() > before {
-                continue;
-            }
-            for decision in trail.decisions {
-                match rebuild(&trail.request, decision, &trail.votes) {
-                    Ok(rebuilt) => {
-                        if let Some(finding) = engines.recheck(&rebuilt) {
-                            self.findings.push(finding);
-                        } else {
-                            verified(rebuilt);
+            let flagged_before = trail.flagged || self.findings.len() > before;
+            if !flagged_before {
+                for decision in trail.decisions {
+                    match rebuild(&trail.request, decision, &trail.votes) {
+                        Ok(rebuilt) => {
+                            if let Some(finding) = engines.recheck(&rebuilt) {
+                                self.findings.push(finding);
+                            } else {
+                                verified(rebuilt);
+                            }
                         }
+                        Err(finding) => self.findings.push(*finding),
                     }
-                    Err(finding) => self.findings.push(*finding),
+                }
+            }
+            if context.timelines > 0 {
+                let flagged = self.findings.len() > before || trail.flagged;
+                timelines.push(timeline(&request_id, &trail.links, &trail.votes, flagged));
+                if timelines.len() > 4 * (context.timelines + MAX_FLAGGED_TIMELINES) {
+                    keep_timelines(&mut timelines, context.timelines);
                 }
             }
         }
+        keep_timelines(&mut timelines, context.timelines);
         AuditReport {
             counts,
             findings: self.findings,
             oldest_event: oldest_event.and_then(DateTime::from_timestamp_millis),
+            waits,
+            timelines,
         }
     }
 }
@@ -863,7 +1005,7 @@ fn recorded_decision(event: &Event, revision: Option<Arc<str>>) -> Option<Record
 fn rebuild(
     request: &Option<String>,
     decision: RecordedDecision,
-    vote_events: &[(String, String)],
+    vote_events: &[(u64, String, String)],
 ) -> Result<VerifiedDecision, Box<Finding>> {
     let fail = |decision: &RecordedDecision, detail: String| {
         Box::new(Finding::new(
@@ -898,7 +1040,7 @@ fn rebuild(
     let unrecorded = votes.iter().find(|vote| {
         !vote_events
             .iter()
-            .any(|(voter, choice)| *voter == vote.voter && choice == vote.vote.as_str())
+            .any(|(_, voter, choice)| *voter == vote.voter && choice == vote.vote.as_str())
     });
     if let Some(vote) = unrecorded {
         return Err(fail(

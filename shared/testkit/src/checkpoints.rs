@@ -18,6 +18,8 @@ pub struct MemoryCheckpoints {
     pub kept: Mutex<Vec<Checkpoint>>,
     last: Mutex<Option<Statement>>,
     claims: Mutex<BTreeMap<u64, DateTime<Utc>>>,
+    /// When set, signing fails as KMS does when it is unreachable.
+    pub signing_fails: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryCheckpoints {
@@ -32,6 +34,7 @@ impl MemoryCheckpoints {
             kept: Mutex::default(),
             last: Mutex::default(),
             claims: Mutex::default(),
+            signing_fails: Default::default(),
         }
     }
 
@@ -80,6 +83,9 @@ impl CheckpointPorts for MemoryCheckpoints {
     }
 
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if self.signing_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("KMS is not answering".into()));
+        }
         let rng = aws_lc_rs::rand::SystemRandom::new();
         Ok(self.key.sign(&rng, message).unwrap().as_ref().to_vec())
     }
