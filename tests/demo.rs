@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use regate_testkit::RequestBuilder;
 use regate_tests::export::{export_decision_log, of_requests, write_export};
 use regate_tests::stack::{Finished, LocalStack};
-use regate_tests::{local_config, repo_root};
+use regate_tests::{local_config, repo_root, stack_now};
 
 use regate_chat::teams::card::APPROVE_VERB;
 use serde_json::{json, Value};
@@ -415,11 +415,37 @@ async fn main() -> ExitCode {
         .collect();
     let folder = repo_root().join(".local/run/demo-export");
     let _ = std::fs::remove_dir_all(&folder);
-    let now = regate_core::time::format_rfc3339_ms(chrono::Utc::now());
+    let now = regate_core::time::format_rfc3339_ms(stack_now());
     write_export(&folder, "demo-export", "FULL_EXPORT", &now, &lines);
     println!(
         "  → {} items of the demo's requests, with manifests, in {}",
         lines.len(),
+        folder.display()
+    );
+
+    println!(
+        "
+== A signed checkpoint of the whole log (the checkpointer), and an export of all of it"
+    );
+    let cut = demo.stack.checkpoint().await;
+    println!("  → the checkpointer → {}", compact(&cut));
+    demo.expect(
+        cut["checkpoint"].is_u64(),
+        "a checkpoint was signed with the KMS key and kept in the Object Lock bucket",
+    );
+    let all = export_decision_log(&local_config().await).await;
+    // A stack the tests have used holds their requests too, some made up on purpose: then the
+    // audit's findings may name them, and only the demo's own requests must verify.
+    let only_demo = all.iter().all(|line| of_requests(line, &demo.ids));
+    let folder = repo_root().join(".local/run/demo-export-all");
+    let _ = std::fs::remove_dir_all(&folder);
+    let now = regate_core::time::format_rfc3339_ms(stack_now());
+    write_export(&folder, "demo-export-all", "FULL_EXPORT", &now, &all);
+    let strict = repo_root().join(".local/run/demo-audit-strict");
+    std::fs::write(&strict, if only_demo { "yes\n" } else { "no\n" }).unwrap();
+    println!(
+        "  → {} items, with manifests, in {}",
+        all.len(),
         folder.display()
     );
     if demo.failures.is_empty() {

@@ -130,7 +130,11 @@ fn audit<S: Send>(
     visit: impl Fn(&mut S, VerifiedDecision) + Sync,
 ) -> Result<Audited<S>> {
     let mut downloaded = None;
-    let folder = export::local_folder(&export::Source::parse(&args.export), &mut downloaded)?;
+    let folder = export::local_folder(
+        &export::Source::parse(&args.export),
+        &mut downloaded,
+        export::Download::Latest,
+    )?;
     let exports = export::find_exports(&folder)?;
     let workers = partitions::workers(args.workers);
     let mut spilled = partitions::spill(&exports, workers)?;
@@ -160,7 +164,11 @@ fn checked_checkpoints(
 ) -> Result<(Anchors, Vec<Finding>)> {
     let key = PublicKey::from_spki_der(&public_key_der(key)?).map_err(anyhow::Error::msg)?;
     let mut downloaded = None;
-    let folder = export::local_checkpoints(&export::Source::parse(source), &mut downloaded)?;
+    let folder = export::local_folder(
+        &export::Source::parse(source),
+        &mut downloaded,
+        export::Download::EveryVersion,
+    )?;
     let (checkpoints, mut rewritten) = export::read_checkpoints(&folder)?;
     let (anchors, findings) = check_checkpoints(checkpoints, &key, cadence);
     rewritten.extend(findings);

@@ -424,12 +424,22 @@ impl Source {
     }
 }
 
-/// `source` as a local folder: the folder itself, or the S3 prefix downloaded object by object
-/// (each streamed to disk, under its key less the prefix) into a temporary folder kept while
-/// `held` lives.
+/// What to download from an S3 prefix.
+#[derive(Clone, Copy)]
+pub enum Download {
+    /// Each object as it is now, under its key less the prefix (an export).
+    Latest,
+    /// Every version of each object: the latest as [`Self::Latest`] writes it, each older one
+    /// beside it as `<name>.<version id>`, and the listing as [`VERSIONS_FILE`] (checkpoints).
+    EveryVersion,
+}
+
+/// `source` as a local folder: the folder itself, or the S3 prefix downloaded (each object
+/// streamed to disk) into a temporary folder kept while `held` lives.
 pub fn local_folder(
     source: &Source,
     held: &mut Option<tempfile::TempDir>,
+    what: Download,
 ) -> anyhow::Result<PathBuf> {
     let (bucket, prefix) = match source {
         Source::Folder(path) => return Ok(path.clone()),
@@ -439,23 +449,35 @@ pub fn local_folder(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(download(bucket, prefix, dir.path()))?;
-    let path = dir.path().to_path_buf();
-    *held = Some(dir);
-    Ok(path)
-}
-
-async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
-    let s3 = regate_aws::s3_client(&crate::load_aws_config().await);
     let listing_prefix = if prefix.is_empty() {
         String::new()
     } else {
         format!("{prefix}/")
     };
+    runtime.block_on(async {
+        let s3 = regate_aws::s3_client(&crate::load_aws_config().await);
+        match what {
+            Download::Latest => download(&s3, bucket, &listing_prefix, dir.path()).await,
+            Download::EveryVersion => {
+                download_versions(&s3, bucket, &listing_prefix, dir.path()).await
+            }
+        }
+    })?;
+    let path = dir.path().to_path_buf();
+    *held = Some(dir);
+    Ok(path)
+}
+
+async fn download(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    listing_prefix: &str,
+    into: &Path,
+) -> anyhow::Result<()> {
     let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
-        .prefix(&listing_prefix)
+        .prefix(listing_prefix)
         .into_paginator()
         .send();
     let mut count = 0usize;
@@ -464,7 +486,7 @@ async fn download(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()>
             page.map_err(|e| anyhow!("listing s3://{bucket}/{listing_prefix}: {}", aws_error(&e)))?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
-            let relative = key.strip_prefix(&listing_prefix).unwrap_or(key);
+            let relative = key.strip_prefix(listing_prefix).unwrap_or(key);
             if relative
                 .split('/')
                 .any(|part| part.is_empty() || part == "..")
@@ -543,42 +565,19 @@ struct ObjectVersion {
     last_modified: Option<String>,
 }
 
-/// The checkpoints of `source` in a local folder: the folder itself, or, from `s3://`, every
-/// version of every object under the prefix, into a temporary folder kept while `held` lives:
-/// the latest version of each as `aws s3 sync` would write it, each older one beside it as
-/// `<name>.<version id>`, and the listing as [`VERSIONS_FILE`].
-pub fn local_checkpoints(
-    source: &Source,
-    held: &mut Option<tempfile::TempDir>,
-) -> anyhow::Result<PathBuf> {
-    let (bucket, prefix) = match source {
-        Source::Folder(path) => return Ok(path.clone()),
-        Source::S3 { bucket, prefix } => (bucket, prefix),
-    };
-    let dir = tempfile::tempdir().context("creating a folder for the download")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(download_versions(bucket, prefix, dir.path()))?;
-    let path = dir.path().to_path_buf();
-    *held = Some(dir);
-    Ok(path)
-}
-
-async fn download_versions(bucket: &str, prefix: &str, into: &Path) -> anyhow::Result<()> {
-    let s3 = regate_aws::s3_client(&crate::load_aws_config().await);
-    let listing_prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
+async fn download_versions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    listing_prefix: &str,
+    into: &Path,
+) -> anyhow::Result<()> {
     let mut listing = VersionListing::default();
     let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
     loop {
         let page = s3
             .list_object_versions()
             .bucket(bucket)
-            .prefix(&listing_prefix)
+            .prefix(listing_prefix)
             .set_key_marker(key_marker.take())
             .set_version_id_marker(version_marker.take())
             .send()
@@ -627,7 +626,7 @@ async fn download_versions(bucket: &str, prefix: &str, into: &Path) -> anyhow::R
     for version in &listing.versions {
         let relative = version
             .key
-            .strip_prefix(&listing_prefix)
+            .strip_prefix(listing_prefix)
             .unwrap_or(&version.key);
         if relative
             .split('/')

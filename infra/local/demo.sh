@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: the end-to-end demo on the local stack, setup included.
 #   setup (pinned tools) -> build -> start the stack and create the resources from infra/ ->
-#   six requests through the real state machine -> each request's decision log, verified.
+#   six requests through the real state machine -> each request's decision log, verified, then
+#   the whole log against a signed checkpoint, with an HTML report.
 # It leaves the stack running so you can try your own requests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,19 @@ done < .local/run/demo-requests.txt
 echo
 echo "== an auditor's check of the export (regate audit verify)"
 target/debug/regate audit verify .local/run/demo-export || status=1
+
+echo
+echo "== the whole log against the signed checkpoints, with a report (--checkpoints, --report)"
+# The local checkpointer cuts one at every run with no settle time (local.env).
+if target/debug/regate audit verify .local/run/demo-export-all \
+    --checkpoints "s3://$CHECKPOINT_BUCKET/checkpoints" --public-key "$CHECKPOINT_KEY_ID" \
+    --checkpoint-minutes 1 --checkpoint-settle-seconds 0 --report .local/run/demo-report.html; then
+  echo "the report: .local/run/demo-report.html (open it in a browser)"
+elif [ "$(cat .local/run/demo-audit-strict 2>/dev/null)" = no ]; then
+  echo "(this stack holds the tests' requests too, some made up on purpose: the findings name them)"
+else
+  status=1
+fi
 
 cat <<'TXT'
 
