@@ -71,6 +71,10 @@ pub struct VerifyArgs {
     /// events older than the last checkpoint's until, less this, must be under a signed head.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
     checkpoint_settle_seconds: u32,
+    /// The log is older than its checkpoints (they were turned on later): a request whose every
+    /// event predates what checkpoint 1 looked back on is counted, not a finding.
+    #[arg(long, requires = "checkpoints")]
+    accept_older_log: bool,
     /// Also write the verification as one self-contained HTML page: the summary, each finding
     /// and what it means, timelines, time to decision and the checkpoints covered.
     #[arg(long, value_name = "FILE")]
@@ -136,6 +140,13 @@ fn audit<S: Send>(
         export::Download::Latest,
     )?;
     let exports = export::find_exports(&folder)?;
+    let as_of = exports.iter().filter_map(export::Export::as_of).max();
+    if anchors.is_some() && as_of.is_none() {
+        bail!(
+            "the exports' manifests give no export time (exportTime): without it, whether \
+             checkpoints stopped cannot be checked"
+        );
+    }
     let workers = partitions::workers(args.workers);
     let mut spilled = partitions::spill(&exports, workers)?;
     for dir in policies {
@@ -144,7 +155,7 @@ fn audit<S: Send>(
     let context = AuditContext {
         policies: std::mem::take(&mut spilled.policies),
         anchors,
-        as_of: exports.iter().filter_map(export::Export::as_of).max(),
+        as_of,
         timelines,
     };
     let (report, workers) = partitions::verify(spilled, &context, workers, start, visit)?;
@@ -223,7 +234,8 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     };
     let (anchors, checkpoint_findings) = match (&args.checkpoints, &args.public_key) {
         (Some(source), Some(key)) => {
-            let (anchors, findings) = checked_checkpoints(source, key, cadence)?;
+            let (mut anchors, findings) = checked_checkpoints(source, key, cadence)?;
+            anchors.accept_older_log = args.accept_older_log;
             (Some(anchors), findings)
         }
         _ => (None, Vec::new()),

@@ -301,7 +301,8 @@ pub fn partition_key_of(text: &str) -> Option<String> {
         s: Option<String>,
     }
     let line: LineKeys = serde_json::from_str(text).ok()?;
-    [line.item, line.keys, line.new_image, line.old_image]
+    // The item that is audited first: a full export's, or an incremental one's new image.
+    [line.item, line.new_image, line.keys, line.old_image]
         .into_iter()
         .flatten()
         .find_map(|keys| keys.pk.and_then(|pk| pk.s))
@@ -325,6 +326,19 @@ fn take_line(
             // The record of the last checkpoint is the one item regate updates.
             if text(&item_keys, "pk") == keys::CHECKPOINT_PARTITION {
                 return;
+            }
+            // The image must be of the item its keys name.
+            if let (Some(named), Some(image)) = (&line.keys, &line.new_image) {
+                let (pk, image_pk) = (text(named, "pk"), text(image, "pk"));
+                if pk != image_pk || text(named, "sk") != text(image, "sk") {
+                    audit.report(Finding::new(
+                        where_(),
+                        None,
+                        FindingKind::KeyMismatch,
+                        format!("its keys name {pk:?} but its new image is of {image_pk:?}"),
+                    ));
+                    return;
+                }
             }
             // Only a new item may appear: an event, a key marker or a policy is never changed.
             if line.old_image.is_some() || line.new_image.is_none() {
@@ -673,6 +687,13 @@ pub fn read_checkpoints(folder: &Path) -> anyhow::Result<(Vec<Checkpoint>, Vec<F
     let mut findings = Vec::new();
     let mut originals: std::collections::HashMap<PathBuf, PathBuf> = Default::default();
     let versions_path = folder.join(VERSIONS_FILE);
+    if !versions_path.is_file() {
+        eprintln!(
+            "note: {} has no {VERSIONS_FILE}: a checkpoint put again over the original cannot be \
+             seen (see the README's \"Audit the decision log\" for how to list the versions)",
+            folder.display()
+        );
+    }
     if versions_path.is_file() {
         let text = std::fs::read_to_string(&versions_path)
             .with_context(|| format!("reading {}", versions_path.display()))?;

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, Context};
 use regate_core::audit::{
-    partition_of, AuditContext, AuditReport, LogAudit, PolicySet, VerifiedDecision,
+    partition_of, AuditContext, AuditReport, Finding, FindingKind, LogAudit, PolicySet,
+    VerifiedDecision,
 };
 use regate_core::event::keys;
 
@@ -123,16 +124,24 @@ fn spill_file(
 ) -> anyhow::Result<()> {
     let path = file.path.display().to_string();
     export::read_data_file(file, progress, found, |text, number, found| {
-        let request = export::partition_key_of(text)
-            .and_then(|pk| pk.strip_prefix(keys::REQUEST_PREFIX).map(str::to_string));
-        match request {
+        let where_ = || format!("{path} line {number}");
+        let Some(pk) = export::partition_key_of(text) else {
+            // Read whole, it could be of a request the partitions hold: it is not read at all.
+            found.report(Finding::new(
+                where_(),
+                None,
+                FindingKind::Unreadable,
+                "not a DynamoDB JSON item with one partition key".to_string(),
+            ));
+            return Ok(());
+        };
+        match pk.strip_prefix(keys::REQUEST_PREFIX) {
             Some(request_id) => {
-                let partition = partition_of(&request_id, out.files.len());
+                let partition = partition_of(request_id, out.files.len());
                 writeln!(out.files[partition], "{index} {number}\t{text}")
                     .context("writing a partition file")
             }
             None => {
-                let where_ = || format!("{path} line {number}");
                 export::take_text(text, file.incremental, found, policies, &where_);
                 Ok(())
             }

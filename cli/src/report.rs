@@ -240,6 +240,7 @@ fn meaning(kind: FindingKind) -> &'static str {
         FindingKind::StaleCheckpoints => "The checkpoints stopped more than three periods before the export: nothing signed vouches for what came after.",
         FindingKind::RewrittenCheckpoint => "A checkpoint object has more than one version: it was put again after it was cut. The original was verified.",
         FindingKind::PolicyConflict => "Two different bundles claim one revision: which policy decided is ambiguous.",
+        FindingKind::DatedAfterExport => "An event dated after the export was taken: placed ahead so that a later checkpoint would sign it, or written with a wrong clock.",
         FindingKind::OutcomeMismatch => "Evaluated again under its own policy, the decision comes out otherwise.",
     }
 }

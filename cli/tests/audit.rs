@@ -157,8 +157,8 @@ async fn local_export(ids: &[String], name: &str) -> tempfile::TempDir {
         .filter(|line| of_requests(line, ids))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let at = "2026-06-01T12:30:00.000Z";
-    write_export(dir.path(), name, "FULL_EXPORT", at, &lines);
+    let at = regate_core::time::format_rfc3339_ms(regate_tests::stack_now());
+    write_export(dir.path(), name, "FULL_EXPORT", &at, &lines);
     dir
 }
 
@@ -838,6 +838,74 @@ async fn a_request_made_up_after_its_time_was_signed_fails_naming_it() {
     );
 }
 
+/// `events` of one request moved to `at` and hashed again from its first event: a chain that
+/// holds, dated as someone who can write the table chose.
+fn dated(mut events: Vec<Event>, at: &str) -> Vec<Event> {
+    for event in &mut events {
+        event.at = at.into();
+    }
+    rehash_chain_from(&mut events, 0);
+    events
+}
+
+#[tokio::test]
+async fn events_dated_before_the_checkpoints_or_after_the_export_are_found() {
+    let events = workflow_log().await;
+    let anchored = Anchored::new(&events).await;
+    // A whole request dated years before checkpoint 1 looked back: a finding, unless the auditor
+    // says the log is older than its checkpoints; then it is counted.
+    let mut with_old = events.clone();
+    with_old.extend(dated(
+        made_up_request("aud-long-ago").await,
+        "2020-01-01T09:00:00.000Z",
+    ));
+    assert_verdict(
+        anchored.verify(&with_old),
+        1,
+        &[finding("aud-long-ago", 1, "unanchored_before_checkpoint")],
+    );
+    let (code, report) = anchored.verify_with(
+        &with_old,
+        &["--checkpoint-minutes", "1440", "--accept-older-log"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["predating_checkpoints"], 5, "{report:#}");
+
+    // A vote and an approval appended to a signed, denied request, dated long ago: never, even
+    // with --accept-older-log, since its request was signed.
+    let mut approved_late = events.clone();
+    let last = position(&approved_late, DENIED, 2);
+    let mut vote = approved_late[last].clone();
+    vote.seq = 3;
+    vote.kind = EventKind::Vote;
+    vote.at = "2020-01-01T09:00:00.000Z".into();
+    vote.prev_hash = approved_late[last].hash.clone();
+    rehash(&mut vote);
+    approved_late.insert(last + 1, vote);
+    let (code, report) = anchored.verify_with(
+        &approved_late,
+        &["--checkpoint-minutes", "1440", "--accept-older-log"],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        findings(&report).contains(&finding(DENIED, 3, "unanchored_before_checkpoint")),
+        "{report:#}"
+    );
+
+    // A request dated after the export (2026-06-02 12:00), for a later checkpoint to sign.
+    let mut ahead = events.clone();
+    ahead.extend(dated(
+        made_up_request("aud-ahead").await,
+        "2026-06-03T09:00:00.000Z",
+    ));
+    let (code, report) = anchored.verify(&ahead);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        findings(&report).contains(&finding("aud-ahead", 1, "dated_after_export")),
+        "{report:#}"
+    );
+}
+
 #[tokio::test]
 async fn a_checkpoint_series_that_stopped_is_stale() {
     let events = workflow_log().await;
@@ -989,7 +1057,7 @@ async fn the_checkpointer_signs_checkpoints_that_verify_and_that_nobody_can_dele
             &format!("s3://{bucket}/checkpoints"),
             "--public-key",
             pinned.to_str().unwrap(),
-            // The export's time is fixed at 12:30 here; the stack's checkpoints run from 12:00.
+            // The local checkpointer cuts at every run, but runs only when a test asks.
             "--checkpoint-minutes",
             "60",
         ],

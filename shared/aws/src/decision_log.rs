@@ -391,18 +391,43 @@ impl DynamoDecisionLog {
             .expression_attribute_values(":since", since.clone())
             .expression_attribute_values(":until", until.clone())
             .set_limit(page_size);
-        all_pages(query).await
+        // A time range passes over an item it cannot read (logging it), so that one bad item
+        // written by someone else cannot stop every later checkpoint; `regate audit verify`
+        // reports it from an export.
+        all_pages(query, Unreadable::PassOver).await
     }
 }
 
+/// What a query does with an item that does not read as an event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    Fail,
+    PassOver,
+}
+
 /// Every page of a query, read as events (the SDK's paginator follows `LastEvaluatedKey`).
-async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Event>, StoreError> {
+async fn all_pages(
+    query: QueryFluentBuilder,
+    unreadable: Unreadable,
+) -> Result<Vec<Event>, StoreError> {
     let mut pages = query.into_paginator().send();
     let mut events = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| store_error(classify(&e)))?;
         for item in page.items() {
-            events.push(event_from_item(item)?);
+            match event_from_item(item) {
+                Ok(event) => events.push(event),
+                Err(error) if unreadable == Unreadable::PassOver => {
+                    let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                    tracing::error!(
+                        pk = key("pk").unwrap_or_default(),
+                        sk = key("sk").unwrap_or_default(),
+                        error = %error,
+                        "an unreadable decision-log item was passed over"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(events)
@@ -453,7 +478,7 @@ impl DecisionLog for DynamoDecisionLog {
     }
 
     async fn events(&self, request_id: &str) -> Result<Vec<Event>, StoreError> {
-        all_pages(self.request_query(request_id)).await
+        all_pages(self.request_query(request_id), Unreadable::Fail).await
     }
 }
 

@@ -23,6 +23,9 @@ use crate::policy::{ArchivedBundle, EvaluationTime, PolicyBundle, PolicyEngine, 
 use crate::request::Request;
 use crate::vote::Vote;
 
+/// How far past the export's time an event may be dated (clocks differ a little).
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// How long after its timeout a request may still be open: the workflow's own timeout, the
 /// resume lease and the sweeper's period all fit well inside it.
 pub const CLOSE_GRACE: chrono::Duration = chrono::Duration::hours(1);
@@ -81,6 +84,9 @@ pub enum FindingKind {
     RewrittenCheckpoint,
     /// Two different bundles under one policy revision (the export's and a `--policies` one).
     PolicyConflict,
+    /// An event dated after the export was taken: a clock regate does not keep, or an event
+    /// placed ahead so that a later checkpoint would sign it.
+    DatedAfterExport,
     /// Evaluated again under its own policy, the decision comes out otherwise.
     OutcomeMismatch,
 }
@@ -111,6 +117,7 @@ impl FindingKind {
             Self::StaleCheckpoints => "stale_checkpoints",
             Self::RewrittenCheckpoint => "rewritten_checkpoint",
             Self::PolicyConflict => "policy_conflict",
+            Self::DatedAfterExport => "dated_after_export",
             Self::OutcomeMismatch => "outcome_mismatch",
         }
     }
@@ -295,7 +302,15 @@ impl WaitTimes {
             (None, Some(_)) => self.at_once += 1,
             (Some(_), None) => self.open += 1,
             (Some(asked), Some(closed)) => {
-                let waited = closed.at.zip(asked.at).map_or(0, |(c, a)| (c - a) / 1000);
+                // No time, or closed before it asked: nothing to chart.
+                let Some(waited) = closed
+                    .at
+                    .zip(asked.at)
+                    .map(|(c, a)| (c - a) / 1000)
+                    .filter(|w| *w >= 0)
+                else {
+                    return;
+                };
                 let bucket = WAIT_BUCKETS
                     .iter()
                     .position(|(under, _)| waited < *under)
@@ -340,19 +355,15 @@ fn timeline(
 /// then the first `samples` others by request id.
 fn keep_timelines(timelines: &mut Vec<Timeline>, samples: usize) {
     timelines.sort_by(|a, b| (!a.flagged, &a.request_id).cmp(&(!b.flagged, &b.request_id)));
-    let flagged = timelines
-        .iter()
-        .filter(|t| t.flagged)
-        .count()
-        .min(MAX_FLAGGED_TIMELINES);
-    let mut kept = 0;
+    let (mut flagged, mut others) = (0, 0);
     timelines.retain(|t| {
-        kept += 1;
-        if t.flagged {
-            kept <= flagged
+        let (count, most) = if t.flagged {
+            (&mut flagged, MAX_FLAGGED_TIMELINES)
         } else {
-            kept <= flagged + samples
-        }
+            (&mut others, samples)
+        };
+        *count += 1;
+        *count <= most
     });
 }
 
@@ -767,6 +778,25 @@ impl LogAudit {
                     }
                 }
             }
+            if let Some(as_of) = context.as_of {
+                let latest = (as_of + CLOCK_SKEW).timestamp_millis();
+                let ahead = trail
+                    .links
+                    .iter()
+                    .find(|l| l.at.is_some_and(|at| at > latest));
+                if let Some(ahead) = ahead {
+                    self.findings.push(Finding::new(
+                        request_id.clone(),
+                        Some(ahead.seq),
+                        FindingKind::DatedAfterExport,
+                        format!(
+                            "dated {}, after the export was taken ({})",
+                            at_text(ahead.at),
+                            crate::time::format_rfc3339_ms(as_of)
+                        ),
+                    ));
+                }
+            }
             if let (false, Some((at, timeout)), Some(as_of)) =
                 (trail.terminal, trail.waits_from, context.as_of)
             {
@@ -894,29 +924,49 @@ fn check_anchors(
         .unwrap_or_default();
     let covers_from = anchors.covers_from.map(|t| t.timestamp_millis());
     let through = anchors.must_cover_through().map(|t| t.timestamp_millis());
+    // Older than what checkpoint 1 looked back on: a log older than its checkpoints, which
+    // nothing signed can vouch for. Accepted (counted) only when the auditor says the log
+    // predates its checkpoints, and only for a request no checkpoint signed at all: an event
+    // after a signed head cannot be older than the checkpoints.
+    let predates = |at: Option<i64>| match (at, covers_from) {
+        (Some(at), Some(from)) => at < from,
+        _ => false,
+    };
+    let accepted_as_older =
+        anchors.accept_older_log && anchored == 0 && links.iter().all(|l| predates(l.at));
     let mut anchoring = Anchoring::default();
     let mut reported = false;
     for link in links.iter().filter(|l| l.seq > anchored) {
-        match (link.at, covers_from, through) {
-            (Some(at), Some(from), _) if at < from => anchoring.predating += 1,
-            (at, _, Some(through)) if at.is_none_or(|at| at <= through) => {
-                if !reported {
-                    reported = true;
-                    let (number, until) = anchors.last.unwrap_or_default();
-                    let when = at_text(link.at);
-                    findings.push(Finding::new(
-                        request_id,
-                        Some(link.seq),
-                        FindingKind::UnanchoredBeforeCheckpoint,
-                        format!(
-                            "dated {when}, within what checkpoint {number} (until {}) covers, \
-                             yet under no signed head: it was added after its time was signed",
-                            crate::time::format_rfc3339_ms(until)
-                        ),
-                    ));
-                }
+        let within = match through {
+            Some(through) => link.at.is_none_or(|at| at <= through),
+            None => false,
+        };
+        if accepted_as_older {
+            anchoring.predating += 1;
+        } else if within {
+            if !reported {
+                reported = true;
+                let (number, until) = anchors.last.unwrap_or_default();
+                let when = at_text(link.at);
+                let why = if predates(link.at) {
+                    "before checkpoint 1 looked back, which an event of a signed request or of a \
+                     log that checkpoints covered from its start cannot be"
+                } else {
+                    "within what the checkpoints cover"
+                };
+                findings.push(Finding::new(
+                    request_id,
+                    Some(link.seq),
+                    FindingKind::UnanchoredBeforeCheckpoint,
+                    format!(
+                        "dated {when}, {why} (checkpoint {number} covers until {}), yet under \
+                         no signed head: it was added after its time was signed",
+                        crate::time::format_rfc3339_ms(until)
+                    ),
+                ));
             }
-            _ => anchoring.unanchored += 1,
+        } else {
+            anchoring.unanchored += 1;
         }
     }
     anchoring

@@ -271,6 +271,9 @@ pub struct Anchors {
     pub covers_from: Option<DateTime<Utc>>,
     /// How often checkpoints were cut, and the settle time they left.
     pub cadence: Cadence,
+    /// The auditor knows the log is older than its checkpoints (they were turned on later):
+    /// requests whose every event predates checkpoint 1's look-back are counted, not findings.
+    pub accept_older_log: bool,
 }
 
 /// How many checkpoint periods the last checkpoint may lag the export before the series is
@@ -285,6 +288,7 @@ impl Anchors {
             last: None,
             covers_from: None,
             cadence,
+            accept_older_log: false,
         }
     }
 
