@@ -150,6 +150,11 @@ impl PublicKey {
         }
     }
 
+    /// The key from PEM text (`-----BEGIN PUBLIC KEY-----`) or from its DER bytes.
+    pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, String> {
+        Self::from_spki_der(&crate::policy::der_from_pem(bytes)?)
+    }
+
     /// sha256 of the DER, to compare with what was pinned.
     pub fn fingerprint(&self) -> String {
         let mut der = P256_SPKI_PREFIX.to_vec();
@@ -161,6 +166,14 @@ impl PublicKey {
         use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
             .verify(message, signature_der)
+            .is_ok()
+    }
+
+    /// Whether `signature` (`r || s`, as a JWT carries it) signs `message`.
+    pub(crate) fn verifies_fixed(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
+            .verify(message, signature)
             .is_ok()
     }
 }

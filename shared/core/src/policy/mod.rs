@@ -6,12 +6,16 @@
 mod bundle;
 mod engine;
 mod input;
+mod opa_bundle;
 
 pub use bundle::{ArchivedBundle, PolicyBundle, PolicyFile, TEST_SUFFIX};
 pub use engine::{
     interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE,
 };
 pub use input::{EvaluationTime, PreparedRequest};
+pub use opa_bundle::{
+    der_from_pem, fixed_signature_from_der, Manifest, OpaBundle, MAX_UNPACKED_BYTES,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -21,6 +25,10 @@ pub enum PolicyError {
     Data(String),
     #[error("a bundle path {0}: refused, so that a revision names one bundle only")]
     Path(String),
+    #[error("the bundle file cannot be read: {0}")]
+    Archive(String),
+    #[error("the bundle's signature is refused: {0}")]
+    Signature(String),
     #[error("the bundle does not match its revision: {0}")]
     Revision(String),
     #[error("the policy does not define {0}")]
