@@ -40,7 +40,7 @@ fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock, RecordingMetr
         fakes.log.clone(),
         fakes.clock.clone(),
         fakes.metrics.clone(),
-        Arc::new(default_policy()),
+        Arc::new(regate_core::LivePolicy::new(default_policy())),
     )
 }
 

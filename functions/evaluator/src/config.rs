@@ -1,12 +1,14 @@
 //! The evaluator's settings, read once at cold start.
 
 use regate_aws::config::{clock, AwsSettings, ConfigError, Vars};
+use regate_aws::policy_bucket::PolicySettings;
 use regate_core::ports::SystemClock;
 
 pub struct Config {
     pub aws: AwsSettings,
     pub decision_log_table: String,
     pub clock: SystemClock,
+    pub policy: PolicySettings,
 }
 
 impl Config {
@@ -17,6 +19,7 @@ impl Config {
             aws: AwsSettings::from_vars(&vars)?,
             decision_log_table: vars.required("REGATE_DECISION_LOG_TABLE")?,
             clock: clock(&vars)?,
+            policy: PolicySettings::from_vars(&vars)?,
         })
     }
 }

@@ -10,32 +10,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use regate_aws::{DynamoDecisionLog, KeptPolicy};
+use regate_aws::policy_bucket::FunctionPolicy;
+use regate_aws::DynamoDecisionLog;
 use regate_core::evaluator::Evaluator;
-use regate_core::PolicyEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::Config::from_env()?;
-    let bundle = regate_policies::bundle()?;
-    let policy = Arc::new(PolicyEngine::compile(&bundle)?);
     let http = regate_aws::function_http_client(Duration::from_secs(3))?;
     let sdk = regate_aws::function_sdk_config(&config.aws, &http);
+    let policy =
+        FunctionPolicy::load(&config.policy, &sdk, regate_policies::bundle, "evaluator").await?;
     let log = DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         config.decision_log_table,
     )
-    .keeping(KeptPolicy::new(&bundle)?);
+    .keeping(Arc::clone(&policy.kept));
     let metrics = regate_aws::EmfMetrics::new("evaluator");
-    let evaluator = Arc::new(Evaluator::new(log, config.clock, metrics, policy));
-    tracing::info!(
-        policy_revision = evaluator.policy().revision(),
-        "evaluator ready"
-    );
+    let evaluator = Arc::new(Evaluator::new(
+        log,
+        config.clock,
+        metrics,
+        Arc::clone(&policy.live),
+    ));
+    let policy = Arc::new(policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
-        let evaluator = evaluator.clone();
-        async move { handler::handle(&evaluator, event.payload).await }
+        let (evaluator, policy) = (evaluator.clone(), policy.clone());
+        async move {
+            policy.refresh_if_due().await;
+            handler::handle(&evaluator, event.payload).await
+        }
     }))
     .await
 }

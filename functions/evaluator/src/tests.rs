@@ -18,7 +18,7 @@ fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock, RecordingMetri
         log.clone(),
         FixedClock::default(),
         RecordingMetrics::default(),
-        Arc::new(default_policy()),
+        Arc::new(regate_core::LivePolicy::new(default_policy())),
     )
 }
 
@@ -145,7 +145,7 @@ async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only
             Interleaving(log.clone()),
             FixedClock::default(),
             RecordingMetrics::default(),
-            Arc::new(default_policy()),
+            Arc::new(regate_core::LivePolicy::new(default_policy())),
         );
         let id = format!("twins-{trial}");
         let start = |name: &str| Input {

@@ -15,13 +15,21 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::from_env()?;
-    let bundle = regate_policies::bundle()?;
-    let wired =
-        regate_aws::wire_approvals("notifier", &config, &bundle, Duration::from_secs(3)).await?;
+    let wired = regate_aws::wire_approvals(
+        "notifier",
+        &config,
+        regate_policies::bundle,
+        Duration::from_secs(3),
+    )
+    .await?;
     let approvals = Arc::new(wired.approvals);
+    let policy = Arc::new(wired.policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
-        let approvals = approvals.clone();
-        async move { handler::handle(&approvals, event.payload).await }
+        let (approvals, policy) = (approvals.clone(), policy.clone());
+        async move {
+            policy.refresh_if_due().await;
+            handler::handle(&approvals, event.payload).await
+        }
     }))
     .await
 }

@@ -16,21 +16,28 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     regate_aws::logging::init(|name| std::env::var(name).ok());
     let config = config::Config::from_env()?;
-    let bundle = regate_policies::bundle()?;
-    let wired =
-        regate_aws::wire_approvals("sweeper", &config.workflow, &bundle, Duration::from_secs(3))
-            .await?;
+    let wired = regate_aws::wire_approvals(
+        "sweeper",
+        &config.workflow,
+        regate_policies::bundle,
+        Duration::from_secs(3),
+    )
+    .await?;
     let approvals = Arc::new(wired.approvals);
+    let policy = Arc::new(wired.policy);
     let settings = handler::Settings {
         batch: config.batch,
         time: Duration::MAX,
         accepts_now: config.accepts_now,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        let approvals = approvals.clone();
+        let (approvals, policy) = (approvals.clone(), policy.clone());
         let input = handler::Input::from_payload(event.payload);
         let left = deadline_in(event.context.deadline);
-        async move { handler::handle(&approvals, input?, settings.with_time_left(left)).await }
+        async move {
+            policy.refresh_if_due().await;
+            handler::handle(&approvals, input?, settings.with_time_left(left)).await
+        }
     }))
     .await
 }

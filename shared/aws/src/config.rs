@@ -256,6 +256,7 @@ pub struct WorkflowConfig {
     pub slack: SlackSettings,
     pub teams: Option<TeamsSettings>,
     pub clock: regate_core::ports::SystemClock,
+    pub policy: crate::policy_bucket::PolicySettings,
 }
 
 impl WorkflowConfig {
@@ -267,6 +268,7 @@ impl WorkflowConfig {
             slack: SlackSettings::from_vars(vars, default_chat_budget)?,
             teams: TeamsSettings::from_vars(vars, default_chat_budget)?,
             clock: clock(vars)?,
+            policy: crate::policy_bucket::PolicySettings::from_vars(vars)?,
         })
     }
 }

@@ -53,7 +53,7 @@ pub struct DynamoDecisionLog {
     table: String,
     day_shards: u32,
     append_attempts: u32,
-    policy: Option<Arc<KeptPolicy>>,
+    policies: Arc<KeptPolicies>,
 }
 
 /// A DynamoDB item holds at most 400 KB: an archived bundle above this is stored gzipped.
@@ -94,6 +94,38 @@ impl KeptPolicy {
     }
 }
 
+/// The bundles this process has evaluated with lately, each kept in the table before the first
+/// event that names its revision. A function that loads a new revision adds it here.
+#[derive(Default)]
+pub struct KeptPolicies {
+    recent: std::sync::Mutex<Vec<Arc<KeptPolicy>>>,
+}
+
+/// Revisions remembered: a process swaps revisions at most once a refresh interval, so a few
+/// cover any evaluation still running under an older one.
+const RECENT_POLICIES: usize = 8;
+
+impl KeptPolicies {
+    /// Remembers `bundle`, to keep before its first use; refused when too large to keep.
+    pub fn add(&self, bundle: &PolicyBundle) -> Result<(), StoreError> {
+        let kept = Arc::new(KeptPolicy::new(bundle)?);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.iter().any(|k| k.revision == kept.revision) {
+            return Ok(());
+        }
+        if recent.len() >= RECENT_POLICIES {
+            recent.remove(0);
+        }
+        recent.push(kept);
+        Ok(())
+    }
+
+    fn get(&self, revision: &str) -> Option<Arc<KeptPolicy>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().find(|k| k.revision == revision).cloned()
+    }
+}
+
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
     encoder.write_all(bytes)?;
@@ -119,24 +151,24 @@ impl DynamoDecisionLog {
             table: table.into(),
             day_shards: DEFAULT_DAY_SHARDS,
             append_attempts: DEFAULT_APPEND_ATTEMPTS,
-            policy: None,
+            policies: Arc::default(),
         }
     }
 
-    /// Keeps `policy` in the table before the first event that names its revision.
-    pub fn keeping(mut self, policy: KeptPolicy) -> Self {
-        self.policy = Some(Arc::new(policy));
+    /// Keeps each of `policies` in the table before the first event that names its revision.
+    pub fn keeping(mut self, policies: Arc<KeptPolicies>) -> Self {
+        self.policies = policies;
         self
     }
 
-    /// Stores this process's policy bundle once, if `revision` is its revision and it is not
+    /// Stores the bundle of `revision` once, if this process evaluated with it and it is not
     /// stored yet. A bundle already there (another function kept it) counts as kept: the
     /// revision is a digest of the files, so the stored one is the same.
     async fn keep_policy(&self, revision: Option<&str>) -> Result<(), StoreError> {
-        let Some(policy) = &self.policy else {
+        let Some(policy) = revision.and_then(|r| self.policies.get(r)) else {
             return Ok(());
         };
-        if revision != Some(policy.revision.as_str()) || policy.kept.load(Ordering::Acquire) {
+        if policy.kept.load(Ordering::Acquire) {
             return Ok(());
         }
         let (name, value) = &policy.attribute;

@@ -12,9 +12,10 @@ pub mod http_client;
 pub mod logging;
 pub mod metrics;
 pub mod pending;
+pub mod policy_bucket;
 pub mod task_tokens;
 
-pub use decision_log::{DynamoDecisionLog, KeptPolicy, LogQuery};
+pub use decision_log::{DynamoDecisionLog, KeptPolicies, KeptPolicy, LogQuery};
 pub use error::describe_sdk;
 pub use metrics::EmfMetrics;
 pub use pending::DynamoPendingStore;
@@ -34,8 +35,9 @@ use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
 use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
-use regate_core::ports::{Ports, StoreError, SystemClock};
-use regate_core::{PolicyBundle, PolicyEngine, PolicyError};
+use regate_core::ports::{Ports, SystemClock};
+use policy_bucket::{FunctionPolicy, PolicyInitError};
+use regate_core::{PolicyBundle, PolicyError};
 use secrecy::SecretString;
 
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode (exponential
@@ -104,6 +106,8 @@ pub struct Wired {
     /// The AWS configuration the workflow's clients were built from, for a function's other
     /// clients: loading it again would cost a second cold-start setup.
     pub sdk: SdkConfig,
+    /// The policy the workflow evaluates with; refresh it before each invocation.
+    pub policy: FunctionPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,25 +119,23 @@ pub enum InitError {
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
     #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error("cannot keep the policy bundle in the decision log: {0}")]
-    PolicyTooLarge(StoreError),
+    Policy(#[from] PolicyInitError),
 }
 
 /// The approval workflow of `function` over the tables, Step Functions and Slack, built once at
-/// cold start, with the Slack app's secrets read once from Secrets Manager and `bundle`
-/// compiled once. `connect_timeout` bounds each connection, to AWS and to the chat platforms.
+/// cold start, with the Slack app's secrets read once from Secrets Manager and the policy
+/// loaded once (from the policy bucket, or `embedded`). `connect_timeout` bounds each
+/// connection, to AWS and to the chat platforms.
 pub async fn wire_approvals(
     function: &'static str,
     config: &WorkflowConfig,
-    bundle: &PolicyBundle,
+    embedded: impl FnOnce() -> Result<PolicyBundle, PolicyError>,
     connect_timeout: Duration,
 ) -> Result<Wired, InitError> {
-    let policy = PolicyEngine::compile(bundle)?;
-    let kept = KeptPolicy::new(bundle).map_err(InitError::PolicyTooLarge)?;
     let http = function_http_client(connect_timeout)?;
     let sdk_config = function_sdk_config(&config.aws, &http);
     let sdk = &sdk_config;
+    let policy = FunctionPolicy::load(&config.policy, sdk, embedded, function).await?;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
         secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;
@@ -179,7 +181,8 @@ pub async fn wire_approvals(
     };
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let approvals = Approvals::new(
-        DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone()).keeping(kept),
+        DynamoDecisionLog::new(dynamodb.clone(), tables.decision_log.clone())
+            .keeping(Arc::clone(&policy.kept)),
         DynamoPendingStore::new(dynamodb, tables.pending.clone()),
         SfnTaskTokens::new(aws_sdk_sfn::Client::new(sdk)),
         Chats {
@@ -191,13 +194,14 @@ pub async fn wire_approvals(
         },
         config.clock,
         EmfMetrics::new(function),
-        Arc::new(policy),
+        Arc::clone(&policy.live),
     );
     Ok(Wired {
         approvals,
         slack_signing_secret: secrets.signing_secret,
         teams_auth,
         sdk: sdk_config,
+        policy,
     })
 }
 

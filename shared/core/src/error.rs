@@ -10,6 +10,7 @@ pub enum ErrorName {
     InvalidRequest,
     RequestIdInUse,
     PolicyError,
+    PolicyUnavailable,
     DecisionLogThrottled,
     DecisionLogUnavailable,
     DecisionLogConflict,
@@ -40,10 +41,11 @@ pub enum Step {
 }
 
 impl ErrorName {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::InvalidRequest,
         Self::RequestIdInUse,
         Self::PolicyError,
+        Self::PolicyUnavailable,
         Self::DecisionLogThrottled,
         Self::DecisionLogUnavailable,
         Self::DecisionLogConflict,
@@ -68,6 +70,7 @@ impl ErrorName {
             Self::InvalidRequest => "InvalidRequest",
             Self::RequestIdInUse => "RequestIdInUse",
             Self::PolicyError => "PolicyError",
+            Self::PolicyUnavailable => "PolicyUnavailable",
             Self::DecisionLogThrottled => "DecisionLog.Throttled",
             Self::DecisionLogUnavailable => "DecisionLog.Unavailable",
             Self::DecisionLogConflict => "DecisionLog.Conflict",
@@ -92,7 +95,8 @@ impl ErrorName {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::DecisionLogThrottled
+            Self::PolicyUnavailable
+                | Self::DecisionLogThrottled
                 | Self::DecisionLogUnavailable
                 | Self::DecisionLogConflict
                 | Self::PendingStoreThrottled
@@ -160,6 +164,7 @@ impl Step {
                 "InvalidRequest",
                 "RequestIdInUse",
                 "PolicyError",
+                "PolicyUnavailable",
                 "DecisionLog",
             ],
             Self::Notify => &[

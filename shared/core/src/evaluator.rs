@@ -10,7 +10,7 @@ use crate::approvals::ApprovalError;
 use crate::decision::Evaluation;
 use crate::event::{EventDraft, EventKind};
 use crate::metrics::{Measurement, Metrics};
-use crate::policy::{EvaluationTime, PolicyEngine, PreparedRequest};
+use crate::policy::{EvaluationTime, LivePolicy, PreparedRequest};
 use crate::ports::{Clock, DecisionLog};
 use crate::request::Request;
 
@@ -32,11 +32,11 @@ pub struct Evaluator<L, K, M> {
     log: L,
     clock: K,
     metrics: M,
-    policy: Arc<PolicyEngine>,
+    policy: Arc<LivePolicy>,
 }
 
 impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
-    pub fn new(log: L, clock: K, metrics: M, policy: Arc<PolicyEngine>) -> Self {
+    pub fn new(log: L, clock: K, metrics: M, policy: Arc<LivePolicy>) -> Self {
         Self {
             log,
             clock,
@@ -45,7 +45,8 @@ impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
         }
     }
 
-    pub fn policy(&self) -> &PolicyEngine {
+    /// The policy it evaluates with now.
+    pub fn policy(&self) -> &LivePolicy {
         &self.policy
     }
 
@@ -62,7 +63,7 @@ impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
         let now = self.clock.now();
         let prepared = PreparedRequest::new(request.clone())?;
         let time = EvaluationTime::opening(now);
-        let evaluation = self.policy.evaluate(&prepared, &[], time)?;
+        let evaluation = self.policy.current()?.evaluate(&prepared, &[], time)?;
         let log_error = ApprovalError::DecisionLog;
         let requested = EventDraft::new(EventKind::Requested)
             .actor(&request.requester.id)

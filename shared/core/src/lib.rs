@@ -27,6 +27,8 @@ pub use pending::{
     ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder,
     TaskToken, Voter,
 };
-pub use policy::{EvaluationTime, PolicyBundle, PolicyEngine, PolicyError, PreparedRequest};
+pub use policy::{
+    EvaluationTime, LivePolicy, PolicyBundle, PolicyEngine, PolicyError, PreparedRequest,
+};
 pub use request::{Identity, IdentityKind, Request, RequestError};
 pub use vote::{Ballot, Choice, Vote, VoteCheck};

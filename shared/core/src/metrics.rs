@@ -167,6 +167,12 @@ impl Measurement {
         }
     }
 
+    /// A policy bundle that was not loaded, by the stage that failed: `pointer`, `bundle`,
+    /// `digest`, `key`, `signature`, `revision` or `compile`.
+    pub fn policy_load_failed(stage: &'static str) -> Self {
+        Self::count("PolicyLoadFailed", vec![("stage", stage)])
+    }
+
     /// A click refused before it was read: `status` 401 or 403.
     pub fn click_refused(platform: Platform, status: &'static str) -> Self {
         Self::count(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use regate_core::approvals::Approvals;
 use regate_core::pending::TaskToken;
 use regate_core::ports::Ports;
-use regate_core::{Evaluation, PolicyEngine, PreparedRequest, Request};
+use regate_core::{Evaluation, LivePolicy, PolicyEngine, PreparedRequest, Request};
 
 use crate::{
     default_policy, execution_of, FixedClock, MemoryLog, MemoryPending, RecordingChat,
@@ -53,7 +53,7 @@ impl Fakes {
             self.chat.clone(),
             self.clock.clone(),
             self.metrics.clone(),
-            Arc::new(policy),
+            Arc::new(LivePolicy::new(policy)),
         )
     }
 

@@ -54,7 +54,7 @@ pub fn click_answer(result: &VoteResult) -> Value {
                 as_stored(approval),
             )
         }
-        VoteResult::Unknown | VoteResult::Unidentified => {
+        VoteResult::Unknown | VoteResult::Unidentified | VoteResult::PolicyUnavailable => {
             card::notice_card(&result.explanation().unwrap_or_default())
         }
     };

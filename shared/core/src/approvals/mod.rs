@@ -34,7 +34,7 @@ use crate::error::ErrorName;
 use crate::event::EventDraft;
 use crate::metrics::{Measurement, Metrics};
 use crate::pending::{ApprovalState, PendingApproval, Platform, RESUME_LEASE};
-use crate::policy::{PolicyEngine, PolicyError};
+use crate::policy::{LivePolicy, PolicyError};
 use crate::ports::{
     ChatError, Clock, DecisionLog, PendingStore, Ports, StoreError, TaskTokenError,
 };
@@ -74,6 +74,7 @@ impl ApprovalError {
     pub fn name(&self) -> ErrorName {
         match self {
             Self::InvalidRequest(_) => ErrorName::InvalidRequest,
+            Self::Policy(PolicyError::Unavailable(_)) => ErrorName::PolicyUnavailable,
             Self::Policy(_) => ErrorName::PolicyError,
             Self::DecisionLog(e) => ErrorName::decision_log(e),
             Self::PendingStore(e) => ErrorName::pending_store(e),
@@ -104,7 +105,7 @@ pub struct Approvals<P: Ports> {
     chat: P::Chat,
     clock: P::Clock,
     metrics: P::Metrics,
-    policy: Arc<PolicyEngine>,
+    policy: Arc<LivePolicy>,
 }
 
 impl<P: Ports> Approvals<P> {
@@ -115,7 +116,7 @@ impl<P: Ports> Approvals<P> {
         chat: P::Chat,
         clock: P::Clock,
         metrics: P::Metrics,
-        policy: Arc<PolicyEngine>,
+        policy: Arc<LivePolicy>,
     ) -> Self {
         Self {
             log,

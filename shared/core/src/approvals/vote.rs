@@ -44,6 +44,9 @@ pub enum VoteResult {
     /// The voter's platform account has no identity regate can see (an e-mail address), so the
     /// vote cannot be matched against the policy's approvers. Nothing was recorded.
     Unidentified,
+    /// No policy is loaded (the function's first load failed), so no vote can be checked.
+    /// Nothing was recorded.
+    PolicyUnavailable,
 }
 
 impl VoteResult {
@@ -78,6 +81,11 @@ impl VoteResult {
             }
             Self::Unidentified => Some(
                 "regate cannot see the e-mail address of your account, so it cannot count your vote."
+                    .into(),
+            ),
+            Self::PolicyUnavailable => Some(
+                "regate cannot check votes right now: its policy could not be loaded. Your vote \
+                 was not recorded; please try again in a few minutes."
                     .into(),
             ),
         }
@@ -116,6 +124,10 @@ impl<P: Ports> Approvals<P> {
         choice: Choice,
         reason: Option<String>,
     ) -> Result<VoteResult, ApprovalError> {
+        if let Err(error) = self.policy.current() {
+            tracing::error!(error = %error, request_id, "a vote arrived with no policy loaded");
+            return Ok(VoteResult::PolicyUnavailable);
+        }
         let identified = self.chat.identify(voter).await;
         let identified =
             identified.map_err(|e| ApprovalError::Chat(self.chat_failed(voter.platform, e)))?;
@@ -218,6 +230,7 @@ impl<P: Ports> Approvals<P> {
         let then = approval.evaluation_time(last_vote);
         if self
             .policy
+            .current()?
             .evaluate(prepared, &approval.votes, then)?
             .decision
             .outcome
@@ -370,7 +383,7 @@ impl<P: Ports> Approvals<P> {
             // appended to the chain (in a burst of clicks most arrive in this moment). This is
             // the decision's own verdict, so it holds whatever the policy's `vote` rule checks.
             if !approval.votes.is_empty() {
-                let evaluation = self.policy.evaluate(&prepared, &approval.votes, time)?;
+                let evaluation = self.policy.current()?.evaluate(&prepared, &approval.votes, time)?;
                 if evaluation.decision.outcome.is_final() {
                     let approval = self
                         .close_if_time_decided(&prepared, approval, ballot)
@@ -380,6 +393,7 @@ impl<P: Ports> Approvals<P> {
             }
             let check = self
                 .policy
+                .current()?
                 .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
             if !check.allowed {
                 return self

@@ -6,6 +6,7 @@
 mod bundle;
 mod engine;
 mod input;
+mod live;
 mod opa_bundle;
 
 pub use bundle::{ArchivedBundle, PolicyBundle, PolicyFile, TEST_SUFFIX};
@@ -13,6 +14,7 @@ pub use engine::{
     interpreter, EvalLimits, PolicyEngine, DECISION_RULE, DEFAULT_TIME_LIMIT, VOTE_RULE,
 };
 pub use input::{EvaluationTime, PreparedRequest};
+pub use live::LivePolicy;
 pub use opa_bundle::{
     der_from_pem, fixed_signature_from_der, Manifest, OpaBundle, MAX_UNPACKED_BYTES,
 };
@@ -29,6 +31,8 @@ pub enum PolicyError {
     Archive(String),
     #[error("the bundle's signature is refused: {0}")]
     Signature(String),
+    #[error("no policy is loaded: {0}")]
+    Unavailable(String),
     #[error("the bundle does not match its revision: {0}")]
     Revision(String),
     #[error("the policy does not define {0}")]

@@ -1,0 +1,398 @@
+//! Policy bundles published to S3, loaded by the running functions without a redeploy.
+//!
+//! The bucket holds each bundle as `bundles/<revision>.tar.gz` (OPA's format, see
+//! `regate_core::policy::OpaBundle`) and a pointer, `current.json`, naming the one in use.
+//! A function reads the pointer at cold start, then at most every refresh interval with a
+//! conditional GET (`If-None-Match`); a new revision is downloaded (or read from the `/tmp`
+//! cache), checked (digest, signature, revision) and compiled, then swapped in whole. Any
+//! failure keeps the last good revision, logs an ERROR line and counts `PolicyLoadFailed`; a
+//! function that has never loaded one evaluates nothing (`PolicyUnavailable`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_types::SdkConfig;
+use regate_core::checkpoint::PublicKey;
+use regate_core::metrics::{Measurement, Metrics};
+use regate_core::policy::OpaBundle;
+use regate_core::{LivePolicy, PolicyBundle, PolicyEngine};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Vars};
+use crate::decision_log::KeptPolicies;
+use crate::error::describe_sdk;
+use crate::EmfMetrics;
+
+/// The pointer's key in the policy bucket.
+pub const POINTER_KEY: &str = "current.json";
+/// Where bundles go in the policy bucket, by revision.
+pub const BUNDLES_PREFIX: &str = "bundles/";
+
+/// `current.json`: the bundle in use, and who made it so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub revision: String,
+    /// sha256 (hex) of the bundle file's bytes.
+    pub sha256: String,
+    /// The bundle's key in the bucket.
+    pub key: String,
+    pub pushed_at: String,
+    pub pushed_by: String,
+}
+
+/// The bundle key of `revision`: `bundles/<hex digest>.tar.gz` (the `sha256:` prefix dropped).
+pub fn bundle_key(revision: &str) -> String {
+    let digest = revision.strip_prefix("sha256:").unwrap_or(revision);
+    format!("{BUNDLES_PREFIX}{digest}.tar.gz")
+}
+
+/// Where a function's policy comes from.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The policy bucket; without one, the bundle embedded in the binary is used.
+    pub bucket: Option<String>,
+    pub refresh: Duration,
+    pub verification: Option<VerificationKey>,
+    pub cache_dir: PathBuf,
+}
+
+/// The key bundles must be signed with.
+#[derive(Debug, Clone)]
+pub enum VerificationKey {
+    /// A P-256 public key, PEM text.
+    Pem(String),
+    /// A KMS key (id, ARN or alias) whose public key is fetched once.
+    Kms(String),
+}
+
+impl PolicySettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let verification = match (
+            vars.optional("REGATE_POLICY_PUBLIC_KEY"),
+            vars.optional("REGATE_POLICY_KEY_ID"),
+        ) {
+            (Some(pem), _) => {
+                PublicKey::from_pem_or_der(pem.as_bytes()).map_err(|problem| {
+                    ConfigError::Invalid {
+                        name: "REGATE_POLICY_PUBLIC_KEY".into(),
+                        problem,
+                    }
+                })?;
+                Some(VerificationKey::Pem(pem))
+            }
+            (None, Some(key_id)) => Some(VerificationKey::Kms(key_id)),
+            (None, None) => None,
+        };
+        let refresh = vars.whole_number("REGATE_POLICY_REFRESH_SECONDS", 60)?;
+        Ok(Self {
+            bucket: vars.optional("REGATE_POLICY_BUCKET"),
+            refresh: Duration::from_secs(refresh),
+            verification,
+            cache_dir: PathBuf::from(vars.or_default("REGATE_POLICY_CACHE_DIR", "/tmp/regate-policy")),
+        })
+    }
+}
+
+/// The policy a function evaluates with, and what keeps it current.
+pub struct FunctionPolicy {
+    pub live: Arc<LivePolicy>,
+    pub kept: Arc<KeptPolicies>,
+    loader: Option<Loader>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyInitError {
+    #[error(transparent)]
+    Policy(#[from] regate_core::PolicyError),
+    #[error("cannot keep the policy bundle in the decision log: {0}")]
+    TooLarge(regate_core::ports::StoreError),
+}
+
+impl FunctionPolicy {
+    /// At cold start: the embedded bundle when no bucket is configured (an error in it fails
+    /// the cold start), else the bucket's current bundle. A bucket whose bundle cannot be
+    /// loaded leaves the function without a policy (every evaluation fails closed) until a
+    /// later refresh loads one.
+    pub async fn load(
+        settings: &PolicySettings,
+        sdk: &SdkConfig,
+        embedded: impl FnOnce() -> Result<PolicyBundle, regate_core::PolicyError>,
+        function: &'static str,
+    ) -> Result<Self, PolicyInitError> {
+        let kept = Arc::new(KeptPolicies::default());
+        let Some(bucket) = &settings.bucket else {
+            let bundle = embedded()?;
+            let engine = PolicyEngine::compile(&bundle)?;
+            kept.add(&bundle).map_err(PolicyInitError::TooLarge)?;
+            tracing::info!(policy_revision = %bundle.revision, "embedded policy bundle loaded");
+            return Ok(Self {
+                live: Arc::new(LivePolicy::new(engine)),
+                kept,
+                loader: None,
+            });
+        };
+        let live = Arc::new(LivePolicy::unavailable("not loaded yet"));
+        let loader = Loader {
+            s3: crate::s3_client(sdk),
+            kms: settings
+                .verification
+                .as_ref()
+                .map(|_| aws_sdk_kms::Client::new(sdk)),
+            bucket: bucket.clone(),
+            verification: settings.verification.clone(),
+            refresh: settings.refresh,
+            cache_dir: settings.cache_dir.clone(),
+            metrics: EmfMetrics::new(function),
+            state: tokio::sync::Mutex::new(LoaderState::default()),
+        };
+        let policy = Self {
+            live,
+            kept,
+            loader: Some(loader),
+        };
+        policy.refresh().await;
+        Ok(policy)
+    }
+
+    /// Before an invocation: checks the pointer if the refresh interval has passed since the
+    /// last check (at once while no policy is loaded), and swaps to a new revision that passes
+    /// every check. Never fails: a failure keeps what is loaded.
+    pub async fn refresh_if_due(&self) {
+        let Some(loader) = &self.loader else {
+            return;
+        };
+        let due = {
+            let state = loader.state.lock().await;
+            match (&state.revision, state.checked_at) {
+                (Some(_), Some(at)) => at.elapsed() >= loader.refresh,
+                _ => true,
+            }
+        };
+        if due {
+            self.refresh().await;
+        }
+    }
+
+    async fn refresh(&self) {
+        let Some(loader) = &self.loader else {
+            return;
+        };
+        let mut state = loader.state.lock().await;
+        state.checked_at = Some(Instant::now());
+        if let Err(failure) = loader.check(&mut state, self).await {
+            let keeping = state.revision.as_deref().unwrap_or("none: failing closed");
+            tracing::error!(
+                bucket = %loader.bucket,
+                stage = failure.stage,
+                error = %failure.message,
+                keeping,
+                "the policy bundle was not loaded"
+            );
+            loader
+                .metrics
+                .record(Measurement::policy_load_failed(failure.stage));
+        }
+    }
+}
+
+struct Loader {
+    s3: aws_sdk_s3::Client,
+    kms: Option<aws_sdk_kms::Client>,
+    bucket: String,
+    verification: Option<VerificationKey>,
+    refresh: Duration,
+    cache_dir: PathBuf,
+    metrics: EmfMetrics,
+    state: tokio::sync::Mutex<LoaderState>,
+}
+
+#[derive(Default)]
+struct LoaderState {
+    /// The pointer's ETag when it was last read whole.
+    etag: Option<String>,
+    checked_at: Option<Instant>,
+    /// The revision loaded, if any.
+    revision: Option<String>,
+    key: Option<Arc<PublicKey>>,
+}
+
+/// Why a load failed: the stage (a metric dimension) and what happened.
+struct Failure {
+    stage: &'static str,
+    message: String,
+}
+
+fn failure(stage: &'static str) -> impl FnOnce(String) -> Failure {
+    move |message| Failure { stage, message }
+}
+
+impl Loader {
+    async fn check(&self, state: &mut LoaderState, policy: &FunctionPolicy) -> Result<(), Failure> {
+        let Some((pointer, etag)) = self.pointer(state.etag.as_deref()).await? else {
+            return Ok(());
+        };
+        if state.revision.as_deref() == Some(pointer.revision.as_str()) {
+            state.etag = Some(etag);
+            return Ok(());
+        }
+        let key = match (&self.verification, &state.key) {
+            (None, _) => None,
+            (Some(_), Some(key)) => Some(Arc::clone(key)),
+            (Some(source), None) => {
+                let key = Arc::new(self.public_key(source).await?);
+                state.key = Some(Arc::clone(&key));
+                Some(key)
+            }
+        };
+        let bytes = self.bundle_bytes(&pointer).await?;
+        let read = OpaBundle::read(&bytes).map_err(|e| failure("bundle")(e.to_string()))?;
+        if let Some(key) = &key {
+            read.verify_signature(key)
+                .map_err(|e| failure("signature")(e.to_string()))?;
+        }
+        let bundle = read.bundle;
+        if bundle.revision != pointer.revision {
+            return Err(failure("revision")(format!(
+                "the pointer names {} but the bundle's files hash to {}",
+                pointer.revision, bundle.revision
+            )));
+        }
+        let engine =
+            PolicyEngine::compile(&bundle).map_err(|e| failure("compile")(e.to_string()))?;
+        policy
+            .kept
+            .add(&bundle)
+            .map_err(|e| failure("bundle")(e.to_string()))?;
+        policy.live.replace(Arc::new(engine));
+        tracing::info!(
+            policy_revision = %pointer.revision,
+            previous = state.revision.as_deref().unwrap_or("none"),
+            pushed_by = %pointer.pushed_by,
+            pushed_at = %pointer.pushed_at,
+            "policy bundle loaded"
+        );
+        state.revision = Some(pointer.revision);
+        state.etag = Some(etag);
+        Ok(())
+    }
+
+    /// The pointer and its ETag, or `None` when it has not changed since `etag`.
+    async fn pointer(&self, etag: Option<&str>) -> Result<Option<(Pointer, String)>, Failure> {
+        let answer = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(POINTER_KEY)
+            .set_if_none_match(etag.map(str::to_string))
+            .send()
+            .await;
+        let object = match answer {
+            Ok(object) => object,
+            Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(304) => {
+                return Ok(None)
+            }
+            Err(error) => {
+                return Err(failure("pointer")(format!(
+                    "s3://{}/{POINTER_KEY}: {}",
+                    self.bucket,
+                    describe_sdk(&error)
+                )))
+            }
+        };
+        let etag = object.e_tag().unwrap_or_default().to_string();
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| failure("pointer")(e.to_string()))?
+            .into_bytes();
+        let pointer = serde_json::from_slice(&body).map_err(|e| {
+            failure("pointer")(format!("{POINTER_KEY} is not a valid pointer: {e}"))
+        })?;
+        Ok(Some((pointer, etag)))
+    }
+
+    /// The bundle's bytes, from the `/tmp` cache when a copy with the pointer's digest is
+    /// there, else from the bucket (and cached).
+    async fn bundle_bytes(&self, pointer: &Pointer) -> Result<Vec<u8>, Failure> {
+        let digest = pointer.sha256.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(failure("pointer")(format!(
+                "{POINTER_KEY}'s sha256 is not a hex SHA-256: {:?}",
+                pointer.sha256
+            )));
+        }
+        let cached = self.cache_dir.join(format!("{digest}.tar.gz"));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            if regate_core::canonical::sha256_hex(&bytes) == digest {
+                return Ok(bytes);
+            }
+        }
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&pointer.key)
+            .send()
+            .await
+            .map_err(|e| {
+                failure("bundle")(format!(
+                    "s3://{}/{}: {}",
+                    self.bucket,
+                    pointer.key,
+                    describe_sdk(&e)
+                ))
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| failure("bundle")(e.to_string()))?
+            .into_bytes()
+            .to_vec();
+        let actual = regate_core::canonical::sha256_hex(&bytes);
+        if actual != digest {
+            return Err(failure("digest")(format!(
+                "s3://{}/{} has sha256 {actual}; the pointer says {digest}",
+                self.bucket, pointer.key
+            )));
+        }
+        // The cache only saves a download: failing to write it is not a failure.
+        let written = std::fs::create_dir_all(&self.cache_dir).and_then(|()| {
+            let partial = self.cache_dir.join(format!("{digest}.partial"));
+            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, &cached))
+        });
+        if let Err(error) = written {
+            tracing::warn!(error = %error, "cannot cache the policy bundle in /tmp");
+        }
+        Ok(bytes)
+    }
+
+    async fn public_key(&self, source: &VerificationKey) -> Result<PublicKey, Failure> {
+        let der = match (source, &self.kms) {
+            (VerificationKey::Pem(pem), _) => pem.as_bytes().to_vec(),
+            (VerificationKey::Kms(key_id), Some(kms)) => {
+                let answer = kms
+                    .get_public_key()
+                    .key_id(key_id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        failure("key")(format!(
+                            "the public key of KMS key {key_id}: {}",
+                            describe_sdk(&e)
+                        ))
+                    })?;
+                answer
+                    .public_key()
+                    .map(|k| k.as_ref().to_vec())
+                    .unwrap_or_default()
+            }
+            (VerificationKey::Kms(key_id), None) => {
+                return Err(failure("key")(format!("no KMS client for {key_id}")))
+            }
+        };
+        PublicKey::from_pem_or_der(&der).map_err(failure("key"))
+    }
+}
