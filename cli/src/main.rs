@@ -6,6 +6,7 @@ mod export;
 mod log_cmd;
 mod partitions;
 mod policy_cmd;
+mod publish_cmd;
 mod report;
 mod request_cmd;
 

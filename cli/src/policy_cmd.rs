@@ -12,6 +12,8 @@ use regate_core::{
 use regate_policies::{load_dir, run_tests};
 use serde_json::Value;
 
+use crate::publish_cmd;
+
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Run every `test_*` rule in the bundle (OPA's test convention).
@@ -22,6 +24,18 @@ pub enum PolicyCommand {
     },
     /// Evaluate the decision (or, with --voter, whether that person may vote) and print it as JSON.
     Eval(EvalArgs),
+    /// Make a bundle file (OPA's format) from a folder; refused unless it compiles and its
+    /// tests pass. The same files give the same bytes.
+    Build(publish_cmd::BuildArgs),
+    /// Sign a bundle file (OPA's .signatures.json, ES256) with a KMS key or a local key.
+    Sign(publish_cmd::SignArgs),
+    /// Check a signed bundle and make it the one the functions use (the policy bucket's
+    /// current.json), without a redeploy.
+    Push(publish_cmd::PushArgs),
+    /// Show the bundle the functions use: its revision, and when and by whom it was pushed.
+    Status(publish_cmd::BucketArgs),
+    /// Point the functions back to a bundle pushed before.
+    Rollback(publish_cmd::RollbackArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +80,11 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
         PolicyCommand::Test { dir } => test(&dir),
         PolicyCommand::Eval(args) => eval(&args),
+        PolicyCommand::Build(args) => publish_cmd::build(&args),
+        PolicyCommand::Sign(args) => publish_cmd::sign(&args),
+        PolicyCommand::Push(args) => publish_cmd::push(&args),
+        PolicyCommand::Status(args) => publish_cmd::status(&args),
+        PolicyCommand::Rollback(args) => publish_cmd::rollback(&args),
     }
 }
 

@@ -150,7 +150,7 @@ impl Regate {
     }
 }
 
-async fn stack_outputs(
+pub(crate) async fn stack_outputs(
     config: &aws_config::SdkConfig,
     stack: &str,
 ) -> Result<Vec<(String, String)>> {
