@@ -30,7 +30,11 @@ pub struct SignArgs {
     /// The bundle file; it is rewritten with `.signatures.json`.
     file: PathBuf,
     /// Sign with this KMS key (ECC_NIST_P256): id, ARN or alias.
-    #[arg(long, conflicts_with = "private_key", required_unless_present = "private_key")]
+    #[arg(
+        long,
+        conflicts_with = "private_key",
+        required_unless_present = "private_key"
+    )]
     kms_key_id: Option<String>,
     /// Sign with this P-256 private key (PEM).
     #[arg(long)]
@@ -204,7 +208,10 @@ async fn verification_key(config: &aws_config::SdkConfig, key: &str) -> Result<P
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("the public key of KMS key {key}: {}", describe_sdk(&e)))?;
-    let der = answer.public_key().map(|k| k.as_ref().to_vec()).unwrap_or_default();
+    let der = answer
+        .public_key()
+        .map(|k| k.as_ref().to_vec())
+        .unwrap_or_default();
     PublicKey::from_spki_der(&der).map_err(anyhow::Error::msg)
 }
 
@@ -314,10 +321,7 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
 }
 
 /// The pointer and its ETag, or `None` when there is none yet.
-async fn read_pointer(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-) -> Result<Option<(Pointer, String)>> {
+async fn read_pointer(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<(Pointer, String)>> {
     match s3.get_object().bucket(bucket).key(POINTER_KEY).send().await {
         Ok(object) => {
             let etag = object.e_tag().unwrap_or_default().to_string();
@@ -346,7 +350,12 @@ async fn point_to(
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("who is pushing (STS GetCallerIdentity): {}", describe_sdk(&e)))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "who is pushing (STS GetCallerIdentity): {}",
+                describe_sdk(&e)
+            )
+        })?
         .arn()
         .unwrap_or("unknown")
         .to_string();

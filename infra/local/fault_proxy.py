@@ -1,7 +1,8 @@
 """A fault-injecting proxy between the regate functions and moto, for the local stack's fault
 tests. The functions' AWS_ENDPOINT_URL points here; every request goes on to moto unchanged,
 unless a fault names its operation (the X-Amz-Target header, e.g.
-"AWSStepFunctions.SendTaskSuccess", "DynamoDB_20120810.UpdateItem"):
+"AWSStepFunctions.SendTaskSuccess", "DynamoDB_20120810.UpdateItem"; S3's REST calls are
+"S3.GET", "S3.PUT", ..., matched against their path too):
 
   POST   /_faults {"operation": "...", "mode": "...", "times": 3, "match": ["text", "in the body"],
                    "delay_ms": 2000}
@@ -115,8 +116,11 @@ def make_handler(upstream: str, faults: Faults):
             body = self.rfile.read(length) if length else b""
             if self.path.startswith("/_faults"):
                 return self.control(method, body)
-            operation = self.headers.get("x-amz-target", "")
-            fault = faults.take(operation, body)
+            # S3 speaks REST, without a target: its calls are "S3.GET", "S3.PUT", ..., and
+            # their match texts are looked for in the path as well as the body.
+            operation = self.headers.get("x-amz-target") or f"S3.{method}"
+            matched = body if self.headers.get("x-amz-target") else self.path.encode() + b"\n" + body
+            fault = faults.take(operation, matched)
             mode = fault["mode"] if fault else None
             if mode == "throttle":
                 error = {"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}

@@ -31,12 +31,12 @@ use aws_types::sdk_config::RetryConfig;
 use aws_types::SdkConfig;
 use config::{secret_string, AwsSettings, ConfigError, WorkflowConfig};
 use http_client::ReqwestHttpClient;
+use policy_bucket::{FunctionPolicy, PolicyInitError};
 use regate_chat::slack::{SlackApi, SlackChat, SlackSecrets};
 use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat};
 use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
 use regate_core::ports::{Ports, SystemClock};
-use policy_bucket::{FunctionPolicy, PolicyInitError};
 use regate_core::{PolicyBundle, PolicyError};
 use secrecy::SecretString;
 

@@ -89,7 +89,9 @@ impl PolicySettings {
             bucket: vars.optional("REGATE_POLICY_BUCKET"),
             refresh: Duration::from_secs(refresh),
             verification,
-            cache_dir: PathBuf::from(vars.or_default("REGATE_POLICY_CACHE_DIR", "/tmp/regate-policy")),
+            cache_dir: PathBuf::from(
+                vars.or_default("REGATE_POLICY_CACHE_DIR", "/tmp/regate-policy"),
+            ),
         })
     }
 }
@@ -151,16 +153,17 @@ impl FunctionPolicy {
             kept,
             loader: Some(loader),
         };
-        policy.refresh().await;
+        let _ = policy.refresh().await;
         Ok(policy)
     }
 
     /// Before an invocation: checks the pointer if the refresh interval has passed since the
     /// last check (at once while no policy is loaded), and swaps to a new revision that passes
-    /// every check. Never fails: a failure keeps what is loaded.
-    pub async fn refresh_if_due(&self) {
+    /// every check. A failure keeps what is loaded (it is logged and counted here; callers
+    /// need not look at the answer).
+    pub async fn refresh_if_due(&self) -> Refresh {
         let Some(loader) = &self.loader else {
-            return;
+            return Refresh::NotDue;
         };
         let due = {
             let state = loader.state.lock().await;
@@ -170,30 +173,60 @@ impl FunctionPolicy {
             }
         };
         if due {
-            self.refresh().await;
+            self.refresh().await
+        } else {
+            Refresh::NotDue
         }
     }
 
-    async fn refresh(&self) {
+    async fn refresh(&self) -> Refresh {
         let Some(loader) = &self.loader else {
-            return;
+            return Refresh::NotDue;
         };
         let mut state = loader.state.lock().await;
         state.checked_at = Some(Instant::now());
-        if let Err(failure) = loader.check(&mut state, self).await {
-            let keeping = state.revision.as_deref().unwrap_or("none: failing closed");
-            tracing::error!(
-                bucket = %loader.bucket,
-                stage = failure.stage,
-                error = %failure.message,
-                keeping,
-                "the policy bundle was not loaded"
-            );
-            loader
-                .metrics
-                .record(Measurement::policy_load_failed(failure.stage));
+        let before = state.revision.clone();
+        let checked = loader.check(&mut state, self).await;
+        match checked {
+            Ok(()) if state.revision != before => {
+                Refresh::Loaded(state.revision.clone().unwrap_or_default())
+            }
+            Ok(()) => Refresh::Unchanged,
+            Err(failure) => {
+                let keeping = state.revision.as_deref().unwrap_or("none: failing closed");
+                tracing::error!(
+                    bucket = %loader.bucket,
+                    stage = failure.stage,
+                    error = %failure.message,
+                    keeping,
+                    "the policy bundle was not loaded"
+                );
+                loader
+                    .metrics
+                    .record(Measurement::policy_load_failed(failure.stage));
+                Refresh::Failed {
+                    stage: failure.stage,
+                    message: failure.message,
+                }
+            }
         }
     }
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// Not checked: the interval has not passed, or no bucket is configured.
+    NotDue,
+    /// The pointer names the revision already loaded.
+    Unchanged,
+    /// This revision was loaded and is now the one in use.
+    Loaded(String),
+    /// Nothing changed: the stage that failed, and why.
+    Failed {
+        stage: &'static str,
+        message: String,
+    },
 }
 
 struct Loader {

@@ -40,7 +40,10 @@ impl<P: Ports> Approvals<P> {
         let request_id = current.request_id.clone();
         for _ in 0..CLOSE_ATTEMPTS {
             let time = current.evaluation_time(now);
-            let evaluation = self.policy.current()?.evaluate(prepared, &current.votes, time)?;
+            let evaluation = self
+                .policy
+                .current()?
+                .evaluate(prepared, &current.votes, time)?;
             let state = match evaluation.decision.outcome {
                 Outcome::ApprovalRequired => {
                     return Ok(VoteResult::Counted {

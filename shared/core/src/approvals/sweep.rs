@@ -317,7 +317,10 @@ impl<P: Ports> Approvals<P> {
         }
         let prepared = PreparedRequest::new(approval.request.clone())?;
         let time = approval.evaluation_time(voted_at);
-        let evaluation = self.policy.current()?.evaluate(&prepared, &approval.votes, time)?;
+        let evaluation = self
+            .policy
+            .current()?
+            .evaluate(&prepared, &approval.votes, time)?;
         if !evaluation.decision.outcome.is_final() {
             return Ok(None);
         }

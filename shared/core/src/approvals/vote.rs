@@ -383,7 +383,10 @@ impl<P: Ports> Approvals<P> {
             // appended to the chain (in a burst of clicks most arrive in this moment). This is
             // the decision's own verdict, so it holds whatever the policy's `vote` rule checks.
             if !approval.votes.is_empty() {
-                let evaluation = self.policy.current()?.evaluate(&prepared, &approval.votes, time)?;
+                let evaluation =
+                    self.policy
+                        .current()?
+                        .evaluate(&prepared, &approval.votes, time)?;
                 if evaluation.decision.outcome.is_final() {
                     let approval = self
                         .close_if_time_decided(&prepared, approval, ballot)
@@ -391,10 +394,12 @@ impl<P: Ports> Approvals<P> {
                     return self.already_decided(ballot, approval).await;
                 }
             }
-            let check = self
-                .policy
-                .current()?
-                .check_vote(&prepared, &approval.votes, &ballot.voter, time)?;
+            let check = self.policy.current()?.check_vote(
+                &prepared,
+                &approval.votes,
+                &ballot.voter,
+                time,
+            )?;
             if !check.allowed {
                 return self
                     .refuse(ballot, check.reason, approval, Refusal::Policy)

@@ -34,13 +34,19 @@ impl LivePolicy {
     /// The engine to evaluate with now.
     pub fn current(&self) -> Result<Arc<PolicyEngine>, PolicyError> {
         // A poisoned lock still holds a whole value: a swap is one write.
-        let engine = self.engine.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let engine = self
+            .engine
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         engine.clone().map_err(PolicyError::Unavailable)
     }
 
     /// Makes `engine` the one every later evaluation uses.
     pub fn replace(&self, engine: Arc<PolicyEngine>) {
-        let mut current = self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = self
+            .engine
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *current = Ok(engine);
     }
 }

@@ -158,10 +158,9 @@ impl OpaBundle {
     /// The gzipped tar: `.manifest`, `.signatures.json` when signed, then every other file in
     /// name order, with no time or owner.
     pub fn to_bytes(&self) -> Result<Vec<u8>, PolicyError> {
-        let gzip = flate2::GzBuilder::new().mtime(0).write(
-            Vec::new(),
-            flate2::Compression::default(),
-        );
+        let gzip = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::default());
         let mut tar = tar::Builder::new(gzip);
         let manifest = self.files.get_key_value(MANIFEST);
         let manifest = manifest.map(|(name, bytes)| (name.as_str(), bytes));
@@ -239,7 +238,9 @@ impl OpaBundle {
     /// whose file list matches the bundle's files exactly, hash for hash.
     pub fn verify_signature(&self, key: &PublicKey) -> Result<(), PolicyError> {
         let Some(text) = &self.signatures else {
-            return Err(signature_error("the bundle is not signed (no .signatures.json)"));
+            return Err(signature_error(
+                "the bundle is not signed (no .signatures.json)",
+            ));
         };
         let file: SignaturesFile = serde_json::from_slice(text)
             .map_err(|e| signature_error(format!(".signatures.json is not valid: {e}")))?;
@@ -320,9 +321,10 @@ impl OpaBundle {
             .iter()
             .map(|(name, bytes)| {
                 let hash = if name.ends_with(".json") || name == MANIFEST {
-                    sha256_hex(opa_json_form(bytes).map_err(|e| {
-                        archive_error(format!("{name} is not valid JSON: {e}"))
-                    })?)
+                    sha256_hex(
+                        opa_json_form(bytes)
+                            .map_err(|e| archive_error(format!("{name} is not valid JSON: {e}")))?,
+                    )
                 } else {
                     sha256_hex(bytes)
                 };
@@ -347,8 +349,7 @@ fn check_name(name: &str) -> Result<(), PolicyError> {
     if name == MANIFEST || name == DATA || name.ends_with(".rego") {
         return Ok(());
     }
-    let problem = if name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml")
-    {
+    let problem = if name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml") {
         "is a nested data document; regate reads data from data.json at the bundle's root"
     } else {
         "is not a .rego file, data.json or .manifest"
@@ -517,7 +518,10 @@ mod tests {
         let rego: &[u8] = b"package approvals\n\ndecision := {\"outcome\": \"allow\"}\n";
         for prefix in ["/", "./", ""] {
             let bytes = tar_of(&[
-                (&format!("{prefix}.manifest"), br#"{"revision":"v7","roots":[""]}"#),
+                (
+                    &format!("{prefix}.manifest"),
+                    br#"{"revision":"v7","roots":[""]}"#,
+                ),
                 (&format!("{prefix}data.json"), b"{}"),
                 (&format!("{prefix}rules/approvals.rego"), rego),
             ]);
@@ -532,10 +536,19 @@ mod tests {
         let rego: &[u8] = b"package approvals\n";
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"not gzip at all".to_vec(), "cannot be read"),
-            (tar_of(&[("/a.rego", rego), ("/roles/data.json", b"{}")]), "nested data"),
-            (tar_of(&[("/a.rego", rego), ("/notes.md", b"hi")]), "not a .rego"),
+            (
+                tar_of(&[("/a.rego", rego), ("/roles/data.json", b"{}")]),
+                "nested data",
+            ),
+            (
+                tar_of(&[("/a.rego", rego), ("/notes.md", b"hi")]),
+                "not a .rego",
+            ),
             (tar_of(&[("/a.rego", b"\xff\xfe")]), "not UTF-8"),
-            (tar_of(&[("/a.rego", rego), ("/.manifest", b"{")]), ".manifest is not valid"),
+            (
+                tar_of(&[("/a.rego", rego), ("/.manifest", b"{")]),
+                ".manifest is not valid",
+            ),
             (tar_of(&[("/data.json", b"{}")]), "no .rego"),
             (tar_of(&[("/a.rego", rego), ("./a.rego", rego)]), "twice"),
         ];
@@ -545,7 +558,10 @@ mod tests {
         }
         let mut truncated = OpaBundle::build(&bundle()).unwrap().to_bytes().unwrap();
         truncated.truncate(truncated.len() / 2);
-        assert!(matches!(OpaBundle::read(&truncated), Err(PolicyError::Archive(_))));
+        assert!(matches!(
+            OpaBundle::read(&truncated),
+            Err(PolicyError::Archive(_))
+        ));
     }
 
     #[test]
@@ -564,23 +580,32 @@ mod tests {
         refused(&signed(&other_private), "does not verify");
 
         let mut changed = good.clone();
-        changed.files.insert(DATA.into(), b"{\"groups\": {}}".to_vec());
+        changed
+            .files
+            .insert(DATA.into(), b"{\"groups\": {}}".to_vec());
         refused(&changed, "data.json does not match");
 
         let mut added = good.clone();
-        added.files.insert("extra.rego".into(), b"package approvals\n".to_vec());
+        added
+            .files
+            .insert("extra.rego".into(), b"package approvals\n".to_vec());
         refused(&added, "extra.rego is in the bundle but not signed");
 
         let mut removed = good.clone();
         removed.files.remove("approvals_test.rego");
-        refused(&removed, "approvals_test.rego was signed but is not in the bundle");
+        refused(
+            &removed,
+            "approvals_test.rego was signed but is not in the bundle",
+        );
 
         // alg none and HS256 are refused whatever follows.
         for alg in ["none", "HS256", "RS256"] {
             let input = good.signing_input(None).unwrap();
             let payload = input.split('.').nth(1).unwrap();
             let header = URL_SAFE_NO_PAD.encode(format!("{{\"alg\":\"{alg}\"}}"));
-            let forged = good.clone().with_signature(&format!("{header}.{payload}"), b"");
+            let forged = good
+                .clone()
+                .with_signature(&format!("{header}.{payload}"), b"");
             refused(&forged, &format!("signed with {alg}"));
         }
     }
@@ -593,9 +618,10 @@ mod tests {
         );
         let (private, key) = key_pair();
         let mut reformatted = signed(&private);
-        reformatted
-            .files
-            .insert(DATA.into(), b"{\n  \"groups\": {\"a\": [\"<b>\"]}\n}\n".to_vec());
+        reformatted.files.insert(
+            DATA.into(),
+            b"{\n  \"groups\": {\"a\": [\"<b>\"]}\n}\n".to_vec(),
+        );
         reformatted.verify_signature(&key).unwrap();
     }
 

@@ -1,0 +1,547 @@
+//! Policy bundles through the policy bucket on the local stack's S3 and KMS (moto): `regate
+//! policy build|sign|push|status|rollback` as a policy repository's CI runs them, and the
+//! functions' loader (`FunctionPolicy`) picking up what was pushed, refusing what must be
+//! refused and keeping the last good revision.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use regate_aws::policy_bucket::{
+    bundle_key, FunctionPolicy, PolicySettings, Refresh, VerificationKey, POINTER_KEY,
+};
+use regate_core::canonical::sha256_hex;
+use regate_core::evaluator::Evaluator;
+use regate_core::policy::OpaBundle;
+use regate_testkit::{request, FixedClock, MemoryLog, RecordingMetrics};
+use regate_tests::export::local_s3;
+use regate_tests::stack::LocalStack;
+use regate_tests::{local_config, repo_root, run_local, unique};
+use serde_json::{json, Value};
+
+fn regate(args: &[&str]) -> Output {
+    run_local(env!("CARGO_BIN_EXE_regate"), args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn succeeded(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A bucket and an ES256 key of their own, for one test.
+struct Place {
+    bucket: String,
+    key: String,
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    async fn new(prefix: &str) -> Self {
+        let config = local_config().await;
+        let bucket = unique(prefix).to_lowercase().replace('_', "-");
+        let s3 = local_s3(&config);
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let kms = aws_sdk_kms::Client::new(&config);
+        let key = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap();
+        let key = key.key_metadata().unwrap().key_id().to_string();
+        Self {
+            bucket,
+            key,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The policy folder with `change` applied to it, built, signed with the place's KMS key
+    /// and pushed; returns its revision.
+    fn push(&self, name: &str, change: impl FnOnce(&Path)) -> String {
+        let file = self.built(name, change);
+        let file = file.to_str().unwrap();
+        succeeded(
+            &regate(&["policy", "sign", file, "--kms-key-id", &self.key]),
+            "sign",
+        );
+        let pushed = regate(&[
+            "policy",
+            "push",
+            file,
+            "--bucket",
+            &self.bucket,
+            "--public-key",
+            &self.key,
+        ]);
+        succeeded(&pushed, "push");
+        OpaBundle::read(&std::fs::read(file).unwrap())
+            .unwrap()
+            .bundle
+            .revision
+    }
+
+    /// The policy folder with `change` applied to it, built into a bundle file.
+    fn built(&self, name: &str, change: impl FnOnce(&Path)) -> PathBuf {
+        let folder = self.dir.path().join(name);
+        copy_policies(&folder);
+        change(&folder);
+        let file = self.dir.path().join(format!("{name}.tar.gz"));
+        let out = regate(&[
+            "policy",
+            "build",
+            folder.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        succeeded(&out, "build");
+        file
+    }
+
+    fn settings(&self) -> PolicySettings {
+        PolicySettings {
+            bucket: Some(self.bucket.clone()),
+            refresh: Duration::ZERO,
+            verification: Some(VerificationKey::Kms(self.key.clone())),
+            cache_dir: self.dir.path().join("cache"),
+        }
+    }
+
+    /// A function's policy as a function loads it at cold start; `through_proxy` sends its
+    /// calls through the local stack's fault proxy, as the functions' are.
+    async fn load(&self, through_proxy: bool) -> FunctionPolicy {
+        let mut config = local_config().await.into_builder();
+        if through_proxy {
+            config.set_endpoint_url(Some("http://127.0.0.1:5006".into()));
+        }
+        FunctionPolicy::load(
+            &self.settings(),
+            &config.build(),
+            || panic!("a function with a bucket never reads its embedded bundle"),
+            "test",
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Uploads `bytes` as a bundle, around the CLI, and points `current.json` at it as
+    /// `revision`.
+    async fn upload_around_the_cli(&self, bytes: Vec<u8>, revision: &str) {
+        let s3 = local_s3(&local_config().await);
+        let key = bundle_key(revision);
+        let pointer = json!({
+            "revision": revision, "sha256": sha256_hex(&bytes), "key": key,
+            "pushed_at": "2026-06-01T12:00:00.000Z", "pushed_by": "someone-around-the-cli",
+        });
+        for (key, body) in [
+            (key.clone(), bytes),
+            (POINTER_KEY.to_string(), pointer.to_string().into_bytes()),
+        ] {
+            s3.put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn copy_policies(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".rego") || name == "data.json" {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// Applies `change` to the folder's `data.json`.
+fn edit_data(folder: &Path, change: impl FnOnce(&mut Value)) {
+    let path = folder.join("data.json");
+    let mut data: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut data);
+    std::fs::write(&path, serde_json::to_string_pretty(&data).unwrap()).unwrap();
+}
+
+/// erin@example.com joins payments-owners, and the policy's tests say so, as a policy author's
+/// change would.
+fn erin_joins(folder: &Path) {
+    edit_data(folder, |data| {
+        data["groups"]["payments-owners"]
+            .as_array_mut()
+            .unwrap()
+            .push("erin@example.com".into());
+    });
+    let tests = folder.join("approvals_test.rego");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    let text = text.replace(
+        "d.approvers == [\"alice@example.com\", \"bob@example.com\"]",
+        "d.approvers == [\"alice@example.com\", \"bob@example.com\", \"erin@example.com\"]",
+    );
+    // The test of an SRE who is not an owner now takes frank, another SRE.
+    let sre_only = "test_before_30_minutes_sre_is_neither_asked_nor_counted if {";
+    let (before, after) = text.split_once(sre_only).unwrap();
+    let (body, rest) = after.split_once("\n}\n").unwrap();
+    let body = body.replace("erin@example.com", "frank@example.com");
+    std::fs::write(&tests, format!("{before}{sre_only}{body}\n}}\n{rest}")).unwrap();
+}
+
+fn revision_of(policy: &FunctionPolicy) -> String {
+    policy.live.current().unwrap().revision().to_string()
+}
+
+#[tokio::test]
+async fn a_pushed_bundle_is_used_at_the_next_refresh_and_rollback_points_back() {
+    let _stack = LocalStack::connect().await;
+    let place = Place::new("policy-push").await;
+    let first = place.push("first", |_| {});
+    let policy = place.load(false).await;
+    assert_eq!(revision_of(&policy), first);
+    let status = regate(&["policy", "status", "--bucket", &place.bucket]);
+    succeeded(&status, "status");
+    assert!(stdout(&status).contains(&first), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("pushed by: arn:aws:"),
+        "{}",
+        stdout(&status)
+    );
+
+    let second = place.push("second", erin_joins);
+    assert_ne!(second, first);
+    assert_eq!(
+        policy.refresh_if_due().await,
+        Refresh::Loaded(second.clone())
+    );
+    // The new revision decides: erin is now among the payments approvers.
+    let engine = policy.live.current().unwrap();
+    let prepared = regate_core::PreparedRequest::new(request("erin-1").build()).unwrap();
+    let time = regate_core::EvaluationTime::opening(chrono::Utc::now());
+    let evaluation = engine.evaluate(&prepared, &[], time).unwrap();
+    assert_eq!(evaluation.policy_revision, second);
+    assert!(
+        evaluation
+            .decision
+            .approvers
+            .iter()
+            .any(|a| a == "erin@example.com"),
+        "{:?}",
+        evaluation.decision.approvers
+    );
+    assert_eq!(policy.refresh_if_due().await, Refresh::Unchanged);
+
+    let back = regate(&[
+        "policy",
+        "rollback",
+        &first,
+        "--bucket",
+        &place.bucket,
+        "--public-key",
+        &place.key,
+    ]);
+    succeeded(&back, "rollback");
+    assert_eq!(
+        policy.refresh_if_due().await,
+        Refresh::Loaded(first.clone())
+    );
+    let never = regate(&[
+        "policy",
+        "rollback",
+        "sha256:0000",
+        "--bucket",
+        &place.bucket,
+    ]);
+    assert!(!never.status.success());
+    assert!(
+        stderr(&never).contains("was not pushed"),
+        "{}",
+        stderr(&never)
+    );
+}
+
+#[tokio::test]
+async fn each_bad_bundle_keeps_the_last_good_revision_and_says_why() {
+    let _stack = LocalStack::connect().await;
+    let place = Place::new("policy-bad").await;
+    let good = place.push("good", |_| {});
+    let policy = place.load(false).await;
+    assert_eq!(revision_of(&policy), good);
+
+    let unsigned_file = place.built("unsigned", erin_joins);
+    let unsigned = std::fs::read(&unsigned_file).unwrap();
+    let unsigned_bundle = OpaBundle::read(&unsigned).unwrap();
+    let revision = unsigned_bundle.bundle.revision.clone();
+
+    let other_key = {
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        )
+        .unwrap();
+        pair.to_pkcs8v1().unwrap().as_ref().to_vec()
+    };
+    let wrongly_signed = unsigned_bundle
+        .clone()
+        .sign_with_private_key(&other_key, None)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+
+    // Rego that does not compile, signed with the right key (so only compiling refuses it).
+    let broken_folder = place.dir.path().join("broken");
+    copy_policies(&broken_folder);
+    std::fs::write(
+        broken_folder.join("broken.rego"),
+        "package approvals\n\nthis is not rego {\n",
+    )
+    .unwrap();
+    let broken = regate_policies::load_dir(&broken_folder).unwrap();
+    let broken_revision = broken.revision.clone();
+    let broken_file = place.dir.path().join("broken.tar.gz");
+    std::fs::write(
+        &broken_file,
+        OpaBundle::build(&broken).unwrap().to_bytes().unwrap(),
+    )
+    .unwrap();
+    succeeded(
+        &regate(&[
+            "policy",
+            "sign",
+            broken_file.to_str().unwrap(),
+            "--kms-key-id",
+            &place.key,
+        ]),
+        "sign the broken bundle",
+    );
+    let push_broken = regate(&[
+        "policy",
+        "push",
+        broken_file.to_str().unwrap(),
+        "--bucket",
+        &place.bucket,
+    ]);
+    assert!(
+        !push_broken.status.success(),
+        "push refuses what does not compile"
+    );
+    assert!(
+        stderr(&push_broken).contains("does not compile"),
+        "{}",
+        stderr(&push_broken)
+    );
+    let broken_signed = std::fs::read(&broken_file).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, String, &str)> = vec![
+        ("unsigned", unsigned.clone(), revision.clone(), "not signed"),
+        (
+            "wrongly signed",
+            wrongly_signed,
+            revision.clone(),
+            "does not verify",
+        ),
+        (
+            "a corrupt tar",
+            b"\x1f\x8b this is not a bundle".to_vec(),
+            revision.clone(),
+            "cannot be read",
+        ),
+        (
+            "Rego that does not compile",
+            broken_signed,
+            broken_revision,
+            "does not compile",
+        ),
+    ];
+    for (what, bytes, revision, why) in cases {
+        place.upload_around_the_cli(bytes, &revision).await;
+        match policy.refresh_if_due().await {
+            Refresh::Failed { message, .. } => assert!(message.contains(why), "{what}: {message}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(revision_of(&policy), good, "{what}");
+    }
+    // A pointer whose digest is not the bundle's, and a missing pointer.
+    let s3 = local_s3(&local_config().await);
+    let pointer = json!({"revision": revision, "sha256": "00".repeat(32), "key": bundle_key(&revision),
+        "pushed_at": "", "pushed_by": ""});
+    s3.put_object()
+        .bucket(&place.bucket)
+        .key(POINTER_KEY)
+        .body(ByteStream::from(pointer.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        policy.refresh_if_due().await,
+        Refresh::Failed {
+            stage: "digest",
+            ..
+        }
+    ));
+    s3.delete_object()
+        .bucket(&place.bucket)
+        .key(POINTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        policy.refresh_if_due().await,
+        Refresh::Failed {
+            stage: "pointer",
+            ..
+        }
+    ));
+    assert_eq!(revision_of(&policy), good);
+}
+
+#[tokio::test]
+async fn s3_failing_keeps_the_last_good_revision() {
+    let stack = LocalStack::connect().await;
+    let place = Place::new("policy-s3-down").await;
+    let good = place.push("good", |_| {});
+    let policy = place.load(true).await;
+    assert_eq!(revision_of(&policy), good);
+    place.push("next", erin_joins);
+    // Every attempt of the SDK's retries fails.
+    stack.inject("S3.GET", "error", 20, &[&place.bucket]).await;
+    match policy.refresh_if_due().await {
+        Refresh::Failed { stage, .. } => assert_eq!(stage, "pointer"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(revision_of(&policy), good);
+    stack.heal(&place.bucket).await;
+    assert!(matches!(policy.refresh_if_due().await, Refresh::Loaded(_)));
+}
+
+#[tokio::test]
+async fn a_cold_start_with_no_loadable_bundle_fails_closed_until_one_is_pushed() {
+    let _stack = LocalStack::connect().await;
+    let place = Place::new("policy-cold").await;
+    let policy = place.load(false).await;
+    let refused = policy.live.current().unwrap_err().to_string();
+    assert!(refused.contains("no policy is loaded"), "{refused}");
+    // The evaluator fails the task with the named error the state machine retries.
+    let evaluator = Evaluator::new(
+        MemoryLog::default(),
+        FixedClock::default(),
+        RecordingMetrics::default(),
+        Arc::clone(&policy.live),
+    );
+    let error = evaluator
+        .evaluate(
+            &request("cold-1").json(),
+            None,
+            "arn:cold",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.name().as_str(), "PolicyUnavailable");
+
+    let pushed = place.push("first", |_| {});
+    assert_eq!(policy.refresh_if_due().await, Refresh::Loaded(pushed));
+}
+
+/// `regate` with its AWS calls sent through the local stack's fault proxy.
+fn regate_through_proxy(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_regate"))
+        .args(args)
+        .envs(regate_tests::local_env())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:5006")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn two_pushes_at_once_never_lose_one_silently() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stack, place) = runtime.block_on(async {
+        let stack = LocalStack::connect().await;
+        (stack, Place::new("policy-race").await)
+    });
+    place.push("base", |_| {});
+    let files: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let file = place.built(name, |folder| {
+                edit_data(folder, |data| data["race"] = Value::from(*name));
+            });
+            let signed = regate(&[
+                "policy",
+                "sign",
+                file.to_str().unwrap(),
+                "--kms-key-id",
+                &place.key,
+            ]);
+            succeeded(&signed, "sign");
+            file
+        })
+        .collect();
+    let pointer_path = format!("{}/{POINTER_KEY}", place.bucket);
+    for trial in 0..3 {
+        // Both pushes read the pointer before either writes it: each write of the pointer is
+        // held back (the second longer), so both were read from the same version.
+        runtime.block_on(async {
+            for delay in [1_500, 2_500] {
+                stack.delay("S3.PUT", delay, 1, &[&pointer_path]).await;
+            }
+        });
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .iter()
+                .map(|file| {
+                    let barrier = Arc::clone(&barrier);
+                    let bucket = place.bucket.clone();
+                    scope.spawn(move || {
+                        barrier.wait();
+                        regate_through_proxy(&[
+                            "policy",
+                            "push",
+                            file.to_str().unwrap(),
+                            "--bucket",
+                            &bucket,
+                        ])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        runtime.block_on(stack.heal(&place.bucket));
+        let errors: Vec<String> = outcomes.iter().map(stderr).collect();
+        let won: Vec<&Output> = outcomes.iter().filter(|o| o.status.success()).collect();
+        let told = errors
+            .iter()
+            .filter(|e| e.contains("another push changed"))
+            .count();
+        assert_eq!((won.len(), told), (1, 1), "trial {trial}: {errors:?}");
+        // The pointer names the winner's bundle, whole.
+        let status = stdout(&regate(&["policy", "status", "--bucket", &place.bucket]));
+        let winner = stdout(won[0]);
+        let revision = status
+            .lines()
+            .find_map(|l| l.strip_prefix("revision:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(winner.contains(&revision), "{winner} / {status}");
+    }
+}
