@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
+use regate_aws::config::{AwsSettings, Vars};
 use regate_aws::policy_bucket::{
     bundle_key, FunctionPolicy, PolicySettings, Refresh, VerificationKey, POINTER_KEY,
 };
@@ -127,13 +128,16 @@ impl Place {
     /// A function's policy as a function loads it at cold start; `through_proxy` sends its
     /// calls through the local stack's fault proxy, as the functions' are.
     async fn load(&self, through_proxy: bool) -> FunctionPolicy {
-        let mut config = local_config().await.into_builder();
+        let mut env = regate_tests::local_env();
         if through_proxy {
-            config.set_endpoint_url(Some("http://127.0.0.1:5006".into()));
+            env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:5006".into());
         }
+        let lookup = |name: &str| env.get(name).cloned();
+        let aws = AwsSettings::from_vars(&Vars::new(&lookup)).unwrap();
         FunctionPolicy::load(
             &self.settings(),
-            &config.build(),
+            &aws,
+            &reqwest::Client::new(),
             || panic!("a function with a bucket never reads its embedded bundle"),
             "test",
         )

@@ -20,8 +20,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = config::Config::from_env()?;
     let http = regate_aws::function_http_client(Duration::from_secs(3))?;
     let sdk = regate_aws::function_sdk_config(&config.aws, &http);
+    let embedded = regate_policies::bundle;
     let policy =
-        FunctionPolicy::load(&config.policy, &sdk, regate_policies::bundle, "evaluator").await?;
+        FunctionPolicy::load(&config.policy, &config.aws, &http, embedded, "evaluator").await?;
     let log = DynamoDecisionLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         config.decision_log_table,

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pending;
 pub mod policy_bucket;
+pub mod signed_http;
 pub mod task_tokens;
 
 pub use decision_log::{DynamoDecisionLog, KeptPolicies, KeptPolicy, LogQuery};
@@ -135,7 +136,7 @@ pub async fn wire_approvals(
     let http = function_http_client(connect_timeout)?;
     let sdk_config = function_sdk_config(&config.aws, &http);
     let sdk = &sdk_config;
-    let policy = FunctionPolicy::load(&config.policy, sdk, embedded, function).await?;
+    let policy = FunctionPolicy::load(&config.policy, &config.aws, &http, embedded, function).await?;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
         secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;

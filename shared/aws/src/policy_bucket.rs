@@ -12,22 +12,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_types::SdkConfig;
 use regate_core::checkpoint::PublicKey;
 use regate_core::metrics::{Measurement, Metrics};
 use regate_core::policy::OpaBundle;
 use regate_core::{LivePolicy, PolicyBundle, PolicyEngine};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Vars};
+use crate::config::{AwsSettings, ConfigError, Vars};
 use crate::decision_log::KeptPolicies;
-use crate::error::describe_sdk;
+use crate::signed_http::SignedHttp;
 use crate::EmfMetrics;
 
 /// The pointer's key in the policy bucket.
 pub const POINTER_KEY: &str = "current.json";
 /// Where bundles go in the policy bucket, by revision.
 pub const BUNDLES_PREFIX: &str = "bundles/";
+const MAX_POINTER_BYTES: u64 = 64 * 1024;
+/// A bundle file read from the bucket: no larger than it may be unpacked.
+const MAX_BUNDLE_BYTES: u64 = regate_core::policy::MAX_UNPACKED_BYTES;
 
 /// `current.json`: the bundle in use, and who made it so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +120,8 @@ impl FunctionPolicy {
     /// later refresh loads one.
     pub async fn load(
         settings: &PolicySettings,
-        sdk: &SdkConfig,
+        aws: &AwsSettings,
+        http: &reqwest::Client,
         embedded: impl FnOnce() -> Result<PolicyBundle, regate_core::PolicyError>,
         function: &'static str,
     ) -> Result<Self, PolicyInitError> {
@@ -136,11 +139,7 @@ impl FunctionPolicy {
         };
         let live = Arc::new(LivePolicy::unavailable("not loaded yet"));
         let loader = Loader {
-            s3: crate::s3_client(sdk),
-            kms: settings
-                .verification
-                .as_ref()
-                .map(|_| aws_sdk_kms::Client::new(sdk)),
+            aws: SignedHttp::new(aws, http.clone()),
             bucket: bucket.clone(),
             verification: settings.verification.clone(),
             refresh: settings.refresh,
@@ -230,8 +229,7 @@ pub enum Refresh {
 }
 
 struct Loader {
-    s3: aws_sdk_s3::Client,
-    kms: Option<aws_sdk_kms::Client>,
+    aws: SignedHttp,
     bucket: String,
     verification: Option<VerificationKey>,
     refresh: Duration,
@@ -312,38 +310,18 @@ impl Loader {
 
     /// The pointer and its ETag, or `None` when it has not changed since `etag`.
     async fn pointer(&self, etag: Option<&str>) -> Result<Option<(Pointer, String)>, Failure> {
-        let answer = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(POINTER_KEY)
-            .set_if_none_match(etag.map(str::to_string))
-            .send()
-            .await;
-        let object = match answer {
-            Ok(object) => object,
-            Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(304) => {
-                return Ok(None)
-            }
-            Err(error) => {
-                return Err(failure("pointer")(format!(
-                    "s3://{}/{POINTER_KEY}: {}",
-                    self.bucket,
-                    describe_sdk(&error)
-                )))
-            }
-        };
-        let etag = object.e_tag().unwrap_or_default().to_string();
-        let body = object
-            .body
-            .collect()
+        let object = self
+            .aws
+            .s3_get(&self.bucket, POINTER_KEY, etag, MAX_POINTER_BYTES)
             .await
-            .map_err(|e| failure("pointer")(e.to_string()))?
-            .into_bytes();
-        let pointer = serde_json::from_slice(&body).map_err(|e| {
+            .map_err(failure("pointer"))?;
+        let Some(object) = object else {
+            return Ok(None);
+        };
+        let pointer = serde_json::from_slice(&object.body).map_err(|e| {
             failure("pointer")(format!("{POINTER_KEY} is not a valid pointer: {e}"))
         })?;
-        Ok(Some((pointer, etag)))
+        Ok(Some((pointer, object.etag.unwrap_or_default())))
     }
 
     /// The bundle's bytes, from the `/tmp` cache when a copy with the pointer's digest is
@@ -362,28 +340,13 @@ impl Loader {
                 return Ok(bytes);
             }
         }
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&pointer.key)
-            .send()
+        let bytes = self
+            .aws
+            .s3_get(&self.bucket, &pointer.key, None, MAX_BUNDLE_BYTES)
             .await
-            .map_err(|e| {
-                failure("bundle")(format!(
-                    "s3://{}/{}: {}",
-                    self.bucket,
-                    pointer.key,
-                    describe_sdk(&e)
-                ))
-            })?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| failure("bundle")(e.to_string()))?
-            .into_bytes()
-            .to_vec();
+            .map_err(failure("bundle"))?
+            .map(|object| object.body)
+            .unwrap_or_default();
         let actual = regate_core::canonical::sha256_hex(&bytes);
         if actual != digest {
             return Err(failure("digest")(format!(
@@ -403,28 +366,13 @@ impl Loader {
     }
 
     async fn public_key(&self, source: &VerificationKey) -> Result<PublicKey, Failure> {
-        let der = match (source, &self.kms) {
-            (VerificationKey::Pem(pem), _) => pem.as_bytes().to_vec(),
-            (VerificationKey::Kms(key_id), Some(kms)) => {
-                let answer = kms
-                    .get_public_key()
-                    .key_id(key_id)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        failure("key")(format!(
-                            "the public key of KMS key {key_id}: {}",
-                            describe_sdk(&e)
-                        ))
-                    })?;
-                answer
-                    .public_key()
-                    .map(|k| k.as_ref().to_vec())
-                    .unwrap_or_default()
-            }
-            (VerificationKey::Kms(key_id), None) => {
-                return Err(failure("key")(format!("no KMS client for {key_id}")))
-            }
+        let der = match source {
+            VerificationKey::Pem(pem) => pem.as_bytes().to_vec(),
+            VerificationKey::Kms(key_id) => self
+                .aws
+                .kms_public_key(key_id)
+                .await
+                .map_err(failure("key"))?,
         };
         PublicKey::from_pem_or_der(&der).map_err(failure("key"))
     }
