@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use regate_testkit::RequestBuilder;
 use regate_tests::export::{export_decision_log, of_requests, write_export};
 use regate_tests::stack::{Finished, LocalStack};
-use regate_tests::{local_config, repo_root, stack_now};
+use regate_tests::policy::{copy_policies, erin_joins_payments_owners};
+use regate_tests::{local_config, local_env, repo_root, run_local, stack_now};
 
 use regate_chat::teams::card::APPROVE_VERB;
 use serde_json::{json, Value};
@@ -26,6 +27,8 @@ struct Demo {
     stack: LocalStack,
     failures: Vec<String>,
     ids: Vec<String>,
+    /// The policy revision before scenario 7's change, to roll back to.
+    before_policy_change: Option<String>,
 }
 
 impl Demo {
@@ -122,6 +125,76 @@ impl Demo {
     }
 }
 
+/// The regate CLI (`infra/local/demo.sh` builds it) with the local stack's settings; prints
+/// the command and its last line.
+fn regate_cli(demo: &mut Demo, args: &[&str]) -> String {
+    let binary = repo_root().join("target/debug/regate");
+    let out = run_local(binary.to_str().unwrap(), args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = text.lines().last().unwrap_or_default().to_string();
+    println!("  → regate {} {} → {last}", args[0], args[1]);
+    demo.expect(
+        out.status.success(),
+        &format!(
+            "regate {} {} succeeded {}",
+            args[0],
+            args[1],
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    );
+    text
+}
+
+/// The revision `regate policy status` shows.
+fn current_revision(demo: &mut Demo) -> Option<String> {
+    let bucket = local_env()["REGATE_POLICY_BUCKET"].clone();
+    let status = regate_cli(demo, &["policy", "status", "--bucket", &bucket]);
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("revision:"))
+        .map(|revision| revision.trim().to_string())
+}
+
+/// A policy author's change, published as their CI would: the policy folder with erin among
+/// payments-owners (and its tests saying so), built, signed with the policy key and pushed.
+/// Returns the new revision; the functions pick it up at their next refresh.
+async fn policy_change(demo: &mut Demo) -> Option<String> {
+    let env = local_env();
+    let (bucket, key) = (&env["REGATE_POLICY_BUCKET"], &env["REGATE_POLICY_KEY_ID"]);
+    demo.before_policy_change = current_revision(demo);
+    let folder = repo_root().join(".local/run/demo-policy");
+    let _ = std::fs::remove_dir_all(&folder);
+    copy_policies(&folder);
+    erin_joins_payments_owners(&folder);
+    let file = repo_root().join(".local/run/demo-policy.tar.gz");
+    let (folder, file) = (folder.to_str().unwrap(), file.to_str().unwrap());
+    regate_cli(demo, &["policy", "build", folder, "--out", file]);
+    regate_cli(demo, &["policy", "sign", file, "--kms-key-id", key]);
+    regate_cli(demo, &["policy", "push", file, "--bucket", bucket, "--public-key", key]);
+    // The local functions check current.json at most every second (deployed: every minute).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    current_revision(demo)
+}
+
+/// Points the functions back to the revision before the change, and waits for them to see it.
+async fn policy_rollback(demo: &mut Demo) {
+    let env = local_env();
+    let (bucket, key) = (&env["REGATE_POLICY_BUCKET"], &env["REGATE_POLICY_KEY_ID"]);
+    let Some(before) = demo.before_policy_change.clone() else {
+        return;
+    };
+    regate_cli(
+        demo,
+        &["policy", "rollback", &before, "--bucket", bucket, "--public-key", key],
+    );
+    let now = current_revision(demo);
+    demo.expect(
+        now.as_deref() == Some(before.as_str()),
+        "rolled back: current.json names the revision before the change",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+}
+
 /// The message's text sections (facts, reasons, progress, votes, outcome), as Slack shows them.
 fn print_sections(body: &Value) {
     for block in body["blocks"].as_array().into_iter().flatten() {
@@ -210,6 +283,7 @@ async fn main() -> ExitCode {
         stack: LocalStack::connect().await,
         failures: Vec::new(),
         ids: Vec::new(),
+        before_policy_change: None,
     };
 
     println!("\n== 1. A staging deploy: allowed by policy, nobody is asked");
@@ -404,6 +478,42 @@ async fn main() -> ExitCode {
         "erin@example.com (sre) approved it: the execution SUCCEEDED",
     );
 
+    println!("\n== 7. A policy change without a redeploy: erin@example.com joins payments-owners");
+    let revision = policy_change(&mut demo).await;
+    let (id, execution) = demo
+        .start("demo-policy", "Deploy payments v1.5.0", |r| {
+            r.change("deploy", "production", "service", "payments")
+        })
+        .await;
+    demo.message_line(&id).await;
+    let (_, _, message) = demo.stack.message_for(&id).await;
+    let erin = demo.stack.slack_user("erin@example.com").await;
+    let listed = message.to_string().contains(&erin);
+    let evaluated = demo
+        .stack
+        .events(&id)
+        .await
+        .into_iter()
+        .find(|e| e.kind == regate_core::EventKind::Evaluated);
+    let under = evaluated.and_then(|e| e.policy_revision);
+    println!(
+        "  ← evaluated under {}",
+        under.as_deref().unwrap_or("no revision")
+    );
+    demo.expect(
+        listed && under.as_deref() == revision.as_deref(),
+        "the new revision decided it: the message names erin@example.com among those who can approve, and no function restarted",
+    );
+    demo.click("erin@example.com", "approve", &id).await;
+    let done = demo.stack.wait_finished(&execution).await;
+    demo.update_lines(&id).await;
+    demo.finished(&done);
+    demo.expect(
+        done.status == "SUCCEEDED" && done.approvers() == json!(["erin@example.com"]),
+        "erin@example.com (now an owner) approved it: the execution SUCCEEDED",
+    );
+    policy_rollback(&mut demo).await;
+
     let ids_file = repo_root().join(".local/run/demo-requests.txt");
     std::fs::write(&ids_file, demo.ids.join("\n") + "\n").unwrap();
 
@@ -449,7 +559,7 @@ async fn main() -> ExitCode {
         folder.display()
     );
     if demo.failures.is_empty() {
-        println!("\nall six scenarios behaved as expected");
+        println!("\nall seven scenarios behaved as expected");
         ExitCode::SUCCESS
     } else {
         println!(

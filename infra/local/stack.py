@@ -337,27 +337,59 @@ def create_table(dynamodb, logical_id: str, properties: dict) -> str:
     return f"table {name} ({state})"
 
 
-def create_checkpoint_key(properties: dict) -> str:
-    """The checkpoint signing key, under the alias local.env names (CHECKPOINT_KEY_ID)."""
+# The template's keys and buckets, and the local.env setting that names each here.
+KEY_ALIASES = {"CheckpointKey": "CHECKPOINT_KEY_ID", "PolicySigningKey": "REGATE_POLICY_KEY_ID"}
+BUCKET_NAMES = {"CheckpointBucket": "CHECKPOINT_BUCKET", "PolicyBucket": "REGATE_POLICY_BUCKET"}
+
+
+def create_key(logical_id: str, properties: dict) -> str:
+    """A signing key of the template, under the alias local.env names for it."""
     kms = client("kms")
     key = kms.create_key(KeySpec=properties["KeySpec"], KeyUsage=properties["KeyUsage"],
                          Description=properties.get("Description", ""))
-    alias = read_env_file()["CHECKPOINT_KEY_ID"]
+    alias = read_env_file()[KEY_ALIASES[logical_id]]
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
     return f"KMS key {alias} ({properties['KeySpec']}, {properties['KeyUsage']}) (created)"
 
 
-def create_checkpoint_bucket(properties: dict) -> str:
-    """The checkpoint bucket, named as local.env says (CHECKPOINT_BUCKET), with the template's
-    Object Lock: versioned, compliance mode (retention 1 day here)."""
+def create_bucket(logical_id: str, properties: dict) -> str:
+    """A bucket of the template, named as local.env says, versioned as the template's are; the
+    checkpoint bucket with its Object Lock (compliance mode, retention 1 day here)."""
     s3 = client("s3")
-    name = read_env_file()["CHECKPOINT_BUCKET"]
+    name = read_env_file()[BUCKET_NAMES[logical_id]]
     s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(properties.get("ObjectLockEnabled")))
+    if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if not properties.get("ObjectLockEnabled"):
+        return f"bucket {name} (versioned) (created)"
     lock = properties.get("ObjectLockConfiguration", {})
     mode = lock.get("Rule", {}).get("DefaultRetention", {}).get("Mode", "COMPLIANCE")
     s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": 1}}})
     return f"bucket {name} (Object Lock, {mode}) (created)"
+
+
+def publish_policy() -> None:
+    """Builds the repository's policies/ into a bundle, signs it with the local policy key and
+    pushes it to the policy bucket, with the regate CLI, as a policy repository's CI would. The
+    functions load it at their cold start."""
+    bundle = RUN / "policy-bundle.tar.gz"
+    env = {**os.environ, **read_env_file()}
+    settings = read_env_file()
+    steps = [
+        ["policy", "build", "policies", "--out", str(bundle)],
+        ["policy", "sign", str(bundle), "--kms-key-id", settings["REGATE_POLICY_KEY_ID"]],
+        ["policy", "push", str(bundle), "--bucket", settings["REGATE_POLICY_BUCKET"],
+         "--public-key", settings["REGATE_POLICY_KEY_ID"]],
+    ]
+    subprocess.run(["cargo", "build", "--locked", "--quiet", "-p", "regate-cli", "--bin", "regate"],
+                   cwd=ROOT, check=True)
+    for step in steps:
+        done = subprocess.run([str(ROOT / "target/debug/regate"), *step], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"up: regate {' '.join(step[:2])} failed: {done.stderr.strip()}")
+        print("policy:", done.stdout.strip().splitlines()[-1])
 
 
 def create_secret(name: str, fields: dict) -> str:
@@ -453,9 +485,9 @@ def create_resources() -> None:
         if resource.get("Type") == "AWS::DynamoDB::Table":
             print("resources:", create_table(dynamodb, logical_id, resource.get("Properties", {})))
         elif resource.get("Type") == "AWS::KMS::Key":
-            print("resources:", create_checkpoint_key(resource["Properties"]))
+            print("resources:", create_key(logical_id, resource["Properties"]))
         elif resource.get("Type") == "AWS::S3::Bucket":
-            print("resources:", create_checkpoint_bucket(resource["Properties"]))
+            print("resources:", create_bucket(logical_id, resource["Properties"]))
     print("resources:", create_chat_secrets())
     role = local_role()
     lambda_client = client("lambda")
@@ -498,6 +530,7 @@ def up(_args) -> None:
         create_resources()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         sys.exit(f"up: creating the resources from {TEMPLATE} failed: {error}")
+    publish_policy()
     warm_functions()
     print("stack is up; settings for clients are in infra/local/local.env; stop it with: infra/local/stack down")
 

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod policy;
 pub mod stack;
 pub mod teams;
 
