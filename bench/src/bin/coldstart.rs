@@ -1,13 +1,16 @@
 //! Cold start of each function binary: from spawning the process to its first
 //! `GET /2018-06-01/runtime/invocation/next`, which a Lambda runtime sends once its init is
-//! done. The harness is that Runtime API endpoint, and the AWS endpoint too (Secrets Manager's
-//! `GetSecretValue`, the only call a function makes at init), on 127.0.0.1. Settings come from
-//! `infra/local/local.env`, pointed at the harness.
+//! done. The harness is that Runtime API endpoint, and the AWS endpoint too, on 127.0.0.1: the
+//! calls a function makes at init are Secrets Manager's `GetSecretValue`, the policy bucket's
+//! `current.json` and bundle (S3 `GetObject`, a signed bundle of `policies/`) and the policy
+//! key's `GetPublicKey` (KMS). Each start begins with an empty bundle cache, as a new Lambda
+//! sandbox's `/tmp` is. Settings come from `infra/local/local.env`, pointed at the harness.
 //!
 //! Each binary is started `--runs` times (20) in turn with the baseline, a hello-world
 //! `lambda_runtime` binary, so that both see the same machine; the medians and their ratio are
 //! printed. With `--callgrind`, each is also run once under `valgrind --tool=callgrind` and
-//! stopped at its first `/next`, and the instructions its init executed are printed.
+//! stopped at its first `/next`, and the instructions its init executed are printed; the run
+//! fails when a function's init passes 15 M instructions.
 //!
 //! Run: `bash bench/run.sh coldstart`, or
 //! `coldstart --hello target/release/hello evaluator=target/release/evaluator ...`
@@ -21,6 +24,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use regate_bench::stats::{human, publish, table_path, Samples};
+use regate_core::canonical::sha256_hex;
+use regate_core::policy::OpaBundle;
+use base64::Engine;
 use serde_json::{json, Value};
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
@@ -82,8 +88,9 @@ fn parse_args() -> Result<Args, String> {
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let local = local_env()?;
-    let (port, arrivals) = serve(secrets(&local))?;
+    let (port, arrivals) = serve(Served::new(&local)?)?;
     let env = settings(&local, port);
+    let cache = PathBuf::from(env_value(&env, "REGATE_POLICY_CACHE_DIR"));
     let mut samples: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     let all: Vec<(String, PathBuf)> = std::iter::once(("hello".to_string(), args.hello.clone()))
         .chain(args.functions.iter().cloned())
@@ -91,6 +98,7 @@ fn run() -> Result<(), String> {
     // One warm-up start each (page cache), then the measured rounds, interleaved.
     for round in 0..=args.runs {
         for (name, path) in &all {
+            let _ = std::fs::remove_dir_all(&cache);
             let took = start_once(name, path, &env, &arrivals)?;
             if round > 0 {
                 samples.entry(name.clone()).or_default().push(took);
@@ -105,6 +113,7 @@ fn run() -> Result<(), String> {
     let mut instructions = BTreeMap::new();
     if args.callgrind {
         for (name, path) in &all {
+            let _ = std::fs::remove_dir_all(&cache);
             instructions.insert(name.clone(), callgrind_init(name, path, &env, &arrivals)?);
         }
     }
@@ -132,7 +141,28 @@ fn run() -> Result<(), String> {
             median.as_secs_f64() / hello.as_secs_f64()
         ));
     }
-    publish("coldstart", &table).map_err(|e| e.to_string())
+    publish("coldstart", &table).map_err(|e| e.to_string())?;
+    let over: Vec<String> = instructions
+        .iter()
+        .filter(|(name, n)| name.as_str() != "hello" && **n > TARGET_INSTRUCTIONS)
+        .map(|(name, n)| format!("{name} ({:.1} M)", *n as f64 / 1e6))
+        .collect();
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "init passes {} M instructions: {}",
+            TARGET_INSTRUCTIONS / 1_000_000,
+            over.join(", ")
+        ))
+    }
+}
+
+fn env_value(env: &[(String, String)], name: &str) -> String {
+    env.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 /// Starts `path`, waits for its first `/next`, stops it; returns the time in between.
@@ -290,32 +320,75 @@ fn settings(local: &BTreeMap<String, String>, port: u16) -> Vec<(String, String)
     env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into()));
     env.push(("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+    let cache = table_path("coldstart-policy-cache");
+    env.push(("REGATE_POLICY_CACHE_DIR".into(), cache.display().to_string()));
     env
+}
+
+/// What the harness answers besides the Runtime API: the secrets, the policy bucket's pointer
+/// and bundle (`policies/`, signed), and the policy key's public key.
+struct Served {
+    secrets: BTreeMap<String, String>,
+    /// S3 paths (`/bucket/key`) and their bodies.
+    objects: BTreeMap<String, Vec<u8>>,
+    public_key_der: Vec<u8>,
+}
+
+impl Served {
+    fn new(local: &BTreeMap<String, String>) -> Result<Self, String> {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|e| e.to_string())?;
+        let private = pair.to_pkcs8v1().map_err(|e| e.to_string())?;
+        let public_key_der = pair
+            .public_key()
+            .as_der()
+            .map_err(|e| e.to_string())?
+            .as_ref()
+            .to_vec();
+        let bundle = regate_policies::bundle().map_err(|e| e.to_string())?;
+        let file = OpaBundle::build(&bundle)
+            .and_then(|built| built.sign_with_private_key(private.as_ref(), None))
+            .and_then(|signed| signed.to_bytes())
+            .map_err(|e| e.to_string())?;
+        let bucket = local
+            .get("REGATE_POLICY_BUCKET")
+            .ok_or("local.env names no REGATE_POLICY_BUCKET")?;
+        let key = regate_aws::policy_bucket::bundle_key(&bundle.revision);
+        let pointer = json!({"revision": bundle.revision, "sha256": sha256_hex(&file),
+            "key": key, "pushed_at": "2026-06-01T12:00:00.000Z", "pushed_by": "coldstart"});
+        let objects = BTreeMap::from([
+            (format!("/{bucket}/current.json"), pointer.to_string().into_bytes()),
+            (format!("/{bucket}/{key}"), file),
+        ]);
+        Ok(Self {
+            secrets: secrets(local),
+            objects,
+            public_key_der,
+        })
+    }
 }
 
 /// The harness's endpoint: `/next` (its arrival time is sent on the channel and the request is
 /// left unanswered), `init/error` (answered), Secrets Manager's GetSecretValue.
-fn serve(secrets: BTreeMap<String, String>) -> Result<(u16, Receiver<Instant>), String> {
+fn serve(served: Served) -> Result<(u16, Receiver<Instant>), String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let (sender, receiver) = channel();
-    let secrets = std::sync::Arc::new(secrets);
+    let served = std::sync::Arc::new(served);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (sender, secrets) = (sender.clone(), secrets.clone());
+            let (sender, served) = (sender.clone(), served.clone());
             std::thread::spawn(move || {
-                let _ = answer(stream, &sender, &secrets);
+                let _ = answer(stream, &sender, &served);
             });
         }
     });
     Ok((port, receiver))
 }
 
-fn answer(
-    stream: TcpStream,
-    arrivals: &Sender<Instant>,
-    secrets: &BTreeMap<String, String>,
-) -> std::io::Result<()> {
+fn answer(stream: TcpStream, arrivals: &Sender<Instant>, served: &Served) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
@@ -350,8 +423,23 @@ fn answer(
             std::thread::sleep(Duration::from_secs(3600));
             return Ok(());
         }
+        if let Some(object) = served.objects.get(path) {
+            let head = format!(
+                "HTTP/1.1 200 X\r\ncontent-type: application/octet-stream\r\netag: \"{}\"\r\ncontent-length: {}\r\n\r\n",
+                &sha256_hex(object)[..32],
+                object.len()
+            );
+            // One write (see below).
+            stream.write_all(&[head.as_bytes(), object].concat())?;
+            continue;
+        }
         let (status, reply) = match headers.get("x-amz-target").map(String::as_str) {
-            Some("secretsmanager.GetSecretValue") => secret_value(&body, secrets),
+            Some("secretsmanager.GetSecretValue") => secret_value(&body, &served.secrets),
+            Some("TrentService.GetPublicKey") => (
+                200,
+                json!({"KeyId": "coldstart", "KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY",
+                       "PublicKey": base64::engine::general_purpose::STANDARD.encode(&served.public_key_der)}),
+            ),
             _ if path.ends_with("/init/error") => (202, json!({"status": "OK"})),
             _ => (
                 404,

@@ -381,13 +381,46 @@ fn policy_bundle(files: &BTreeMap<String, Vec<u8>>) -> Result<PolicyBundle, Poli
 /// as Go's encoder escapes them (`<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`).
 fn opa_json_form(bytes: &[u8]) -> Result<String, serde_json::Error> {
     let value: Value = serde_json::from_slice(bytes)?;
-    let compact = serde_json::to_string(&value)?;
+    let mut compact = String::new();
+    write_sorted(&value, &mut compact)?;
     Ok(compact
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029"))
+}
+
+/// Compact JSON with every object's keys in byte order, whatever order the map keeps them in.
+fn write_sorted(value: &Value, out: &mut String) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key)?);
+                out.push(':');
+                write_sorted(&map[key], out)?;
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out)?;
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&serde_json::to_string(scalar)?),
+    }
+    Ok(())
 }
 
 /// DER bytes from PEM text (the body between its `-----BEGIN` and `-----END` lines), or the
