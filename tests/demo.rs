@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use regate_testkit::RequestBuilder;
 use regate_tests::export::{export_decision_log, of_requests, write_export};
-use regate_tests::stack::{Finished, LocalStack};
 use regate_tests::policy::{copy_policies, erin_joins_payments_owners};
+use regate_tests::stack::{Finished, LocalStack};
 use regate_tests::{local_config, local_env, repo_root, run_local, stack_now};
 
 use regate_chat::teams::card::APPROVE_VERB;
@@ -170,7 +170,18 @@ async fn policy_change(demo: &mut Demo) -> Option<String> {
     let (folder, file) = (folder.to_str().unwrap(), file.to_str().unwrap());
     regate_cli(demo, &["policy", "build", folder, "--out", file]);
     regate_cli(demo, &["policy", "sign", file, "--kms-key-id", key]);
-    regate_cli(demo, &["policy", "push", file, "--bucket", bucket, "--public-key", key]);
+    regate_cli(
+        demo,
+        &[
+            "policy",
+            "push",
+            file,
+            "--bucket",
+            bucket,
+            "--public-key",
+            key,
+        ],
+    );
     // The local functions check current.json at most every second (deployed: every minute).
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     current_revision(demo)
@@ -185,7 +196,15 @@ async fn policy_rollback(demo: &mut Demo) {
     };
     regate_cli(
         demo,
-        &["policy", "rollback", &before, "--bucket", bucket, "--public-key", key],
+        &[
+            "policy",
+            "rollback",
+            &before,
+            "--bucket",
+            bucket,
+            "--public-key",
+            key,
+        ],
     );
     let now = current_revision(demo);
     demo.expect(

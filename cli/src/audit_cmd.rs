@@ -98,7 +98,7 @@ pub struct PublicKeyArgs {
 pub struct BacktestArgs {
     #[command(flatten)]
     export: ExportArgs,
-    /// The policy bundle folder to replay the decisions under.
+    /// The policy to replay the decisions under: a folder, or a bundle file (`regate policy build`).
     #[arg(long = "policies")]
     policies: PathBuf,
     /// Exit 3 when any decision changes: a gate for the CI of a policy repository.
@@ -150,7 +150,7 @@ fn audit<S: Send>(
     let workers = partitions::workers(args.workers);
     let mut spilled = partitions::spill(&exports, workers)?;
     for dir in policies {
-        spilled.policies.add_known(regate_policies::load_dir(dir)?);
+        spilled.policies.add_known(regate_policies::load(dir)?);
     }
     let context = AuditContext {
         policies: std::mem::take(&mut spilled.policies),
@@ -332,7 +332,7 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
 }
 
 fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
-    let bundle = regate_policies::load_dir(&args.policies)?;
+    let bundle = regate_policies::load(&args.policies)?;
     PolicyEngine::compile(&bundle)?;
     // Each worker replays under its own engine: (the engine, decisions replayed, changes).
     let Audited {

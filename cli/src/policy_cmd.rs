@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use regate_core::{
     Choice, Evaluation, EvaluationTime, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote,
 };
-use regate_policies::{load_dir, run_tests};
+use regate_policies::run_tests;
 use serde_json::Value;
 
 use crate::publish_cmd;
@@ -18,7 +18,7 @@ use crate::publish_cmd;
 pub enum PolicyCommand {
     /// Run every `test_*` rule in the bundle (OPA's test convention).
     Test {
-        /// The policy bundle folder.
+        /// The policy: a folder, or a bundle file (`regate policy build`).
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
@@ -71,7 +71,7 @@ struct InputArgs {
     /// evaluation time (a first evaluation).
     #[arg(long)]
     opened_at: Option<String>,
-    /// The policy bundle folder.
+    /// The policy: a folder, or a bundle file (`regate policy build`).
     #[arg(long, default_value = "policies")]
     policies: PathBuf,
 }
@@ -298,7 +298,7 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn load_bundle(dir: &Path) -> Result<PolicyBundle> {
-    Ok(load_dir(dir)?)
+    Ok(regate_policies::load(dir)?)
 }
 
 fn compile(dir: &Path) -> Result<PolicyEngine> {

@@ -548,6 +548,27 @@ async fn a_backtest_lists_the_decisions_another_policy_changes() {
         text.contains(&format!("{APPROVED} seq 5: allow -> approval_required")),
         "{text}"
     );
+
+    // The same policy as a bundle file, as a policy repository's CI builds it, replays alike.
+    let bundle = dir.path().join("new-policy.tar.gz");
+    let bundle = bundle.to_str().unwrap();
+    let built = regate(&["policy", "build", policies, "--out", bundle]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out = regate(&[
+        "audit",
+        "backtest",
+        "--policies",
+        bundle,
+        export,
+        "--format",
+        "json",
+    ]);
+    let from_file: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_file["changes"], report["changes"], "{from_file:#}");
 }
 
 #[tokio::test]

@@ -410,11 +410,7 @@ async fn a_cold_start_with_no_loadable_bundle_fails_closed_until_one_is_pushed()
         Arc::clone(&policy.live),
     );
     let error = evaluator
-        .evaluate(
-            &request("cold-1").json(),
-            None,
-            "arn:cold",
-        )
+        .evaluate(&request("cold-1").json(), None, "arn:cold")
         .await
         .unwrap_err();
     assert_eq!(error.name().as_str(), "PolicyUnavailable");

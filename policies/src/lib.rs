@@ -40,6 +40,19 @@ pub enum LoadError {
     Policy(#[from] PolicyError),
 }
 
+/// A policy folder ([`load_dir`]) or a bundle file (OPA's format, from `regate policy build` or
+/// `opa build`).
+pub fn load(path: &Path) -> Result<PolicyBundle, LoadError> {
+    if !path.is_file() {
+        return load_dir(path);
+    }
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(regate_core::policy::OpaBundle::read(&bytes)?.bundle)
+}
+
 /// Loads every `.rego` file below `dir` (tests included) and `dir/data.json` if present.
 pub fn load_dir(dir: &Path) -> Result<PolicyBundle, LoadError> {
     let io = |path: &Path, e: std::io::Error| LoadError::Io {

@@ -23,10 +23,10 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use regate_bench::stats::{human, publish, table_path, Samples};
 use regate_core::canonical::sha256_hex;
 use regate_core::policy::OpaBundle;
-use base64::Engine;
 use serde_json::{json, Value};
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
@@ -321,7 +321,10 @@ fn settings(local: &BTreeMap<String, String>, port: u16) -> Vec<(String, String)
     env.push(("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
     let cache = table_path("coldstart-policy-cache");
-    env.push(("REGATE_POLICY_CACHE_DIR".into(), cache.display().to_string()));
+    env.push((
+        "REGATE_POLICY_CACHE_DIR".into(),
+        cache.display().to_string(),
+    ));
     env
 }
 
@@ -338,8 +341,8 @@ impl Served {
     fn new(local: &BTreeMap<String, String>) -> Result<Self, String> {
         use aws_lc_rs::encoding::AsDer;
         use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|e| e.to_string())?;
+        let pair =
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|e| e.to_string())?;
         let private = pair.to_pkcs8v1().map_err(|e| e.to_string())?;
         let public_key_der = pair
             .public_key()
@@ -359,7 +362,10 @@ impl Served {
         let pointer = json!({"revision": bundle.revision, "sha256": sha256_hex(&file),
             "key": key, "pushed_at": "2026-06-01T12:00:00.000Z", "pushed_by": "coldstart"});
         let objects = BTreeMap::from([
-            (format!("/{bucket}/current.json"), pointer.to_string().into_bytes()),
+            (
+                format!("/{bucket}/current.json"),
+                pointer.to_string().into_bytes(),
+            ),
             (format!("/{bucket}/{key}"), file),
         ]);
         Ok(Self {

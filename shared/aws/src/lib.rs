@@ -136,7 +136,8 @@ pub async fn wire_approvals(
     let http = function_http_client(connect_timeout)?;
     let sdk_config = function_sdk_config(&config.aws, &http);
     let sdk = &sdk_config;
-    let policy = FunctionPolicy::load(&config.policy, &config.aws, &http, embedded, function).await?;
+    let policy =
+        FunctionPolicy::load(&config.policy, &config.aws, &http, embedded, function).await?;
     let (tables, slack) = (&config.tables, &config.slack);
     let secret_text =
         secret_string(&aws_sdk_secretsmanager::Client::new(sdk), &slack.secret_id).await?;

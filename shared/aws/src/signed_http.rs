@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -70,7 +70,9 @@ impl SignedHttp {
             return Ok(None);
         }
         if response.content_length().is_some_and(|n| n > max_bytes) {
-            return Err(format!("s3://{bucket}/{key} is larger than {max_bytes} bytes"));
+            return Err(format!(
+                "s3://{bucket}/{key} is larger than {max_bytes} bytes"
+            ));
         }
         let etag = response
             .headers()
@@ -85,7 +87,9 @@ impl SignedHttp {
             ));
         }
         if body.len() as u64 > max_bytes {
-            return Err(format!("s3://{bucket}/{key} is larger than {max_bytes} bytes"));
+            return Err(format!(
+                "s3://{bucket}/{key} is larger than {max_bytes} bytes"
+            ));
         }
         Ok(Some(S3Object {
             body: body.to_vec(),
@@ -110,7 +114,10 @@ impl SignedHttp {
         let status = response.status().as_u16();
         let answer = response.bytes().await.map_err(|e| e.to_string())?;
         if status != 200 {
-            return Err(format!("KMS GetPublicKey {key_id}: HTTP {status}: {}", error_code(&answer)));
+            return Err(format!(
+                "KMS GetPublicKey {key_id}: HTTP {status}: {}",
+                error_code(&answer)
+            ));
         }
         let answer: serde_json::Value =
             serde_json::from_slice(&answer).map_err(|e| format!("KMS answered: {e}"))?;
@@ -145,7 +152,9 @@ impl SignedHttp {
                 Err(error) => last_error = error.to_string(),
             }
         }
-        Err(format!("{method} {url}: {last_error} after {ATTEMPTS} attempts"))
+        Err(format!(
+            "{method} {url}: {last_error} after {ATTEMPTS} attempts"
+        ))
     }
 
     fn signed(
@@ -239,7 +248,10 @@ mod tests {
             error_code(b"<Error><Code>NoSuchKey</Code><Message>x</Message></Error>"),
             "NoSuchKey"
         );
-        assert_eq!(error_code(br#"{"__type":"NotFoundException"}"#), "NotFoundException");
+        assert_eq!(
+            error_code(br#"{"__type":"NotFoundException"}"#),
+            "NotFoundException"
+        );
         assert_eq!(error_code(b"???"), "no error code");
     }
 }
