@@ -504,3 +504,105 @@ fn two_pushes_at_once_never_lose_one_silently() {
         assert!(winner.contains(&revision), "{winner} / {status}");
     }
 }
+
+/// The stack's own policy bucket and key (`infra/local/local.env`).
+fn stack_bucket_and_key() -> (String, String) {
+    let env = regate_tests::local_env();
+    (
+        env["REGATE_POLICY_BUCKET"].clone(),
+        env["REGATE_POLICY_KEY_ID"].clone(),
+    )
+}
+
+fn current_revision(bucket: &str) -> String {
+    let status = regate(&["policy", "status", "--bucket", bucket]);
+    succeeded(&status, "status");
+    stdout(&status)
+        .lines()
+        .find_map(|l| l.strip_prefix("revision:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The revision the evaluator decided a request under.
+async fn evaluated_under(stack: &LocalStack, id: &str) -> String {
+    let events = stack.events(id).await;
+    let evaluated = events
+        .iter()
+        .find(|e| e.kind == regate_core::EventKind::Evaluated)
+        .unwrap();
+    evaluated.policy_revision.clone().unwrap()
+}
+
+#[tokio::test]
+async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
+    let stack = LocalStack::connect().await;
+    let (bucket, key) = stack_bucket_and_key();
+    let before = current_revision(&bucket);
+    // A new service whose only owner is erin: only this test's requests are decided differently,
+    // whatever else runs on the stack meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("ledger");
+    copy_policies(&folder);
+    edit_data(&folder, |data| {
+        data["groups"]["ledger-owners"] = json!(["erin@example.com"]);
+        data["services"]["ledger"] = json!({"owners": "ledger-owners", "slack_channel": "C0LEDGER"});
+    });
+    let file = dir.path().join("ledger.tar.gz");
+    let (folder, file) = (folder.to_str().unwrap(), file.to_str().unwrap());
+    succeeded(&regate(&["policy", "build", folder, "--out", file]), "build");
+    succeeded(&regate(&["policy", "sign", file, "--kms-key-id", &key]), "sign");
+    succeeded(
+        &regate(&["policy", "push", file, "--bucket", &bucket, "--public-key", &key]),
+        "push",
+    );
+    let pushed = current_revision(&bucket);
+    assert_ne!(pushed, before);
+    // The functions check current.json at most every second on the local stack.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let ledger = |r: regate_testkit::RequestBuilder| r.change("deploy", "production", "service", "ledger");
+    let (id, execution) = stack.begin("policy-ledger", ledger).await;
+    assert_eq!(evaluated_under(&stack, &id).await, pushed);
+    let (channel, _, message) = stack.message_for(&id).await;
+    assert_eq!(channel, "C0LEDGER");
+    let erin = stack.slack_user("erin@example.com").await;
+    assert!(message.to_string().contains(&erin), "{message}");
+    // The callback checks erin's vote under the new revision too.
+    stack.click_ok("erin@example.com", "approve", &id).await;
+    stack.wait_finished(&execution).await.assert_approved_by(&["erin@example.com"]);
+
+    let back = regate(&["policy", "rollback", &before, "--bucket", &bucket, "--public-key", &key]);
+    succeeded(&back, "rollback");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (id, _) = stack.begin("policy-ledger-back", ledger).await;
+    assert_eq!(evaluated_under(&stack, &id).await, before);
+    let (channel, _, _) = stack.message_for(&id).await;
+    assert_ne!(channel, "C0LEDGER", "the old revision knows no ledger service");
+}
+
+#[test]
+fn build_refuses_a_policy_that_does_not_compile_or_fails_its_tests_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle.tar.gz");
+    let out = out.to_str().unwrap();
+
+    let failing = dir.path().join("failing");
+    copy_policies(&failing);
+    let tests = failing.join("approvals_test.rego");
+    let mut text = std::fs::read_to_string(&tests).unwrap();
+    text.push_str("\ntest_that_fails if {\n\t1 == 2\n}\n");
+    std::fs::write(&tests, text).unwrap();
+    let refused = regate(&["policy", "build", failing.to_str().unwrap(), "--out", out]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("test_that_fails"), "{}", stderr(&refused));
+
+    let broken = dir.path().join("broken");
+    copy_policies(&broken);
+    std::fs::write(broken.join("broken.rego"), "package approvals\n\nthis is not rego {\n").unwrap();
+    let refused = regate(&["policy", "build", broken.to_str().unwrap(), "--out", out]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("broken.rego"), "{}", stderr(&refused));
+    assert!(!Path::new(out).exists(), "nothing is written for a refused bundle");
+}

@@ -28,6 +28,8 @@ pub const POINTER_KEY: &str = "current.json";
 /// Where bundles go in the policy bucket, by revision.
 pub const BUNDLES_PREFIX: &str = "bundles/";
 const MAX_POINTER_BYTES: u64 = 64 * 1024;
+/// How often a function with no policy loaded tries again, at most.
+const RETRY_WHILE_UNLOADED: Duration = Duration::from_secs(5);
 /// A bundle file read from the bucket: no larger than it may be unpacked.
 const MAX_BUNDLE_BYTES: u64 = regate_core::policy::MAX_UNPACKED_BYTES;
 
@@ -137,7 +139,7 @@ impl FunctionPolicy {
                 loader: None,
             });
         };
-        let live = Arc::new(LivePolicy::unavailable("not loaded yet"));
+        let live = Arc::new(LivePolicy::unavailable("the policy bucket was not read yet"));
         let loader = Loader {
             aws: SignedHttp::new(aws, http.clone()),
             bucket: bucket.clone(),
@@ -157,7 +159,8 @@ impl FunctionPolicy {
     }
 
     /// Before an invocation: checks the pointer if the refresh interval has passed since the
-    /// last check (at once while no policy is loaded), and swaps to a new revision that passes
+    /// last check (every 5 s at most while no policy is loaded: sooner back, but never a
+    /// call to S3 for every request an anonymous caller sends), and swaps to a new revision that passes
     /// every check. A failure keeps what is loaded (it is logged and counted here; callers
     /// need not look at the answer).
     pub async fn refresh_if_due(&self) -> Refresh {
@@ -167,8 +170,9 @@ impl FunctionPolicy {
         let due = {
             let state = loader.state.lock().await;
             match (&state.revision, state.checked_at) {
+                (_, None) => true,
                 (Some(_), Some(at)) => at.elapsed() >= loader.refresh,
-                _ => true,
+                (None, Some(at)) => at.elapsed() >= loader.refresh.min(RETRY_WHILE_UNLOADED),
             }
         };
         if due {
@@ -203,6 +207,10 @@ impl FunctionPolicy {
                 loader
                     .metrics
                     .record(Measurement::policy_load_failed(failure.stage));
+                self.live.still_unavailable(format!(
+                    "loading s3://{}/{POINTER_KEY} failed ({}): {}",
+                    loader.bucket, failure.stage, failure.message
+                ));
                 Refresh::Failed {
                     stage: failure.stage,
                     message: failure.message,

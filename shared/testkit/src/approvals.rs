@@ -46,6 +46,11 @@ impl Fakes {
 
     /// The same with another policy.
     pub fn approvals_with(&self, policy: PolicyEngine) -> MemoryApprovals {
+        self.approvals_with_live(Arc::new(LivePolicy::new(policy)))
+    }
+
+    /// The same with a live policy, which may have none loaded.
+    pub fn approvals_with_live(&self, policy: Arc<LivePolicy>) -> MemoryApprovals {
         Approvals::new(
             self.log.clone(),
             self.pending.clone(),
@@ -53,7 +58,7 @@ impl Fakes {
             self.chat.clone(),
             self.clock.clone(),
             self.metrics.clone(),
-            Arc::new(LivePolicy::new(policy)),
+            policy,
         )
     }
 

@@ -41,6 +41,14 @@ impl LivePolicy {
         engine.clone().map_err(PolicyError::Unavailable)
     }
 
+    /// Says why there is still no engine (a failed load); an engine in use stays.
+    pub fn still_unavailable(&self, why: impl Into<String>) {
+        let mut current = self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.is_err() {
+            *current = Err(why.into());
+        }
+    }
+
     /// Makes `engine` the one every later evaluation uses.
     pub fn replace(&self, engine: Arc<PolicyEngine>) {
         let mut current = self
