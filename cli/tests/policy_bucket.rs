@@ -547,14 +547,29 @@ async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
     copy_policies(&folder);
     edit_data(&folder, |data| {
         data["groups"]["ledger-owners"] = json!(["erin@example.com"]);
-        data["services"]["ledger"] = json!({"owners": "ledger-owners", "slack_channel": "C0LEDGER"});
+        data["services"]["ledger"] =
+            json!({"owners": "ledger-owners", "slack_channel": "C0LEDGER"});
     });
     let file = dir.path().join("ledger.tar.gz");
     let (folder, file) = (folder.to_str().unwrap(), file.to_str().unwrap());
-    succeeded(&regate(&["policy", "build", folder, "--out", file]), "build");
-    succeeded(&regate(&["policy", "sign", file, "--kms-key-id", &key]), "sign");
     succeeded(
-        &regate(&["policy", "push", file, "--bucket", &bucket, "--public-key", &key]),
+        &regate(&["policy", "build", folder, "--out", file]),
+        "build",
+    );
+    succeeded(
+        &regate(&["policy", "sign", file, "--kms-key-id", &key]),
+        "sign",
+    );
+    succeeded(
+        &regate(&[
+            "policy",
+            "push",
+            file,
+            "--bucket",
+            &bucket,
+            "--public-key",
+            &key,
+        ]),
         "push",
     );
     let pushed = current_revision(&bucket);
@@ -562,7 +577,8 @@ async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
     // The functions check current.json at most every second on the local stack.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
-    let ledger = |r: regate_testkit::RequestBuilder| r.change("deploy", "production", "service", "ledger");
+    let ledger =
+        |r: regate_testkit::RequestBuilder| r.change("deploy", "production", "service", "ledger");
     let (id, execution) = stack.begin("policy-ledger", ledger).await;
     assert_eq!(evaluated_under(&stack, &id).await, pushed);
     let (channel, _, message) = stack.message_for(&id).await;
@@ -571,15 +587,29 @@ async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
     assert!(message.to_string().contains(&erin), "{message}");
     // The callback checks erin's vote under the new revision too.
     stack.click_ok("erin@example.com", "approve", &id).await;
-    stack.wait_finished(&execution).await.assert_approved_by(&["erin@example.com"]);
+    stack
+        .wait_finished(&execution)
+        .await
+        .assert_approved_by(&["erin@example.com"]);
 
-    let back = regate(&["policy", "rollback", &before, "--bucket", &bucket, "--public-key", &key]);
+    let back = regate(&[
+        "policy",
+        "rollback",
+        &before,
+        "--bucket",
+        &bucket,
+        "--public-key",
+        &key,
+    ]);
     succeeded(&back, "rollback");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (id, _) = stack.begin("policy-ledger-back", ledger).await;
     assert_eq!(evaluated_under(&stack, &id).await, before);
     let (channel, _, _) = stack.message_for(&id).await;
-    assert_ne!(channel, "C0LEDGER", "the old revision knows no ledger service");
+    assert_ne!(
+        channel, "C0LEDGER",
+        "the old revision knows no ledger service"
+    );
 }
 
 #[test]
@@ -596,13 +626,28 @@ fn build_refuses_a_policy_that_does_not_compile_or_fails_its_tests_naming_why() 
     std::fs::write(&tests, text).unwrap();
     let refused = regate(&["policy", "build", failing.to_str().unwrap(), "--out", out]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("test_that_fails"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("test_that_fails"),
+        "{}",
+        stderr(&refused)
+    );
 
     let broken = dir.path().join("broken");
     copy_policies(&broken);
-    std::fs::write(broken.join("broken.rego"), "package approvals\n\nthis is not rego {\n").unwrap();
+    std::fs::write(
+        broken.join("broken.rego"),
+        "package approvals\n\nthis is not rego {\n",
+    )
+    .unwrap();
     let refused = regate(&["policy", "build", broken.to_str().unwrap(), "--out", out]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("broken.rego"), "{}", stderr(&refused));
-    assert!(!Path::new(out).exists(), "nothing is written for a refused bundle");
+    assert!(
+        stderr(&refused).contains("broken.rego"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !Path::new(out).exists(),
+        "nothing is written for a refused bundle"
+    );
 }

@@ -263,11 +263,13 @@ test_last if { true }"#;
     }
 
     /// The deployed path runs the RVM; `regate policy test` runs the interpreter. Both must agree
-    /// on the default policy for every example input.
+    /// on the default policy for every example input, and so must the RVM program a bundle
+    /// carries, loaded instead of compiled.
     #[test]
     fn the_vm_and_the_interpreter_agree_on_every_example() {
         let bundle = load_dir(here()).unwrap();
         let engine = PolicyEngine::compile(&bundle).unwrap();
+        let loaded = PolicyEngine::from_program(&bundle, &engine.program_bytes().unwrap()).unwrap();
         let mut interpreter = interpreter(&bundle, false).unwrap();
         let mut checked = 0;
         for entry in std::fs::read_dir(here().join("examples")).unwrap() {
@@ -292,6 +294,12 @@ test_last if { true }"#;
             }));
             for (input, rule) in inputs.flat_map(|i| [(i.clone(), DECISION_RULE), (i, VOTE_RULE)]) {
                 let input = regorus::Value::from(input);
+                assert_eq!(
+                    format!("{:?}", loaded.evaluate_raw(rule, input.clone())),
+                    format!("{:?}", engine.evaluate_raw(rule, input.clone())),
+                    "{} {rule}: the loaded program",
+                    path.display()
+                );
                 interpreter.set_input(input.clone());
                 let expected = interpreter.eval_rule(rule.to_string()).unwrap();
                 match engine.evaluate_raw(rule, input) {

@@ -139,7 +139,9 @@ impl FunctionPolicy {
                 loader: None,
             });
         };
-        let live = Arc::new(LivePolicy::unavailable("the policy bucket was not read yet"));
+        let live = Arc::new(LivePolicy::unavailable(
+            "the policy bucket was not read yet",
+        ));
         let loader = Loader {
             aws: SignedHttp::new(aws, http.clone()),
             bucket: bucket.clone(),
@@ -290,15 +292,16 @@ impl Loader {
             read.verify_signature(key)
                 .map_err(|e| failure("signature")(e.to_string()))?;
         }
-        let bundle = read.bundle;
-        if bundle.revision != pointer.revision {
+        if read.bundle.revision != pointer.revision {
             return Err(failure("revision")(format!(
                 "the pointer names {} but the bundle's files hash to {}",
-                pointer.revision, bundle.revision
+                pointer.revision, read.bundle.revision
             )));
         }
-        let engine =
-            PolicyEngine::compile(&bundle).map_err(|e| failure("compile")(e.to_string()))?;
+        let engine = read
+            .engine()
+            .map_err(|e| failure("compile")(e.to_string()))?;
+        let bundle = read.bundle;
         policy
             .kept
             .add(&bundle)

@@ -47,7 +47,6 @@ impl Default for EvalLimits {
 /// evaluated many times, from several threads, each evaluation on a pooled VM.
 pub struct PolicyEngine {
     program: Arc<Program>,
-    compiled: regorus::CompiledPolicy,
     data: regorus::Value,
     limits: EvalLimits,
     idle_vms: Mutex<Vec<RegoVM>>,
@@ -74,16 +73,46 @@ impl PolicyEngine {
             .map_err(|e| entry_point_error(DECISION_RULE, &e))?;
         let program = Compiler::compile_from_policy(&compiled, &[DECISION_RULE, VOTE_RULE])
             .map_err(|e| entry_point_error(VOTE_RULE, &e))?;
+        Ok(Self::with_program(program, data, bundle))
+    }
+
+    /// The engine of `bundle` from its program as [`Self::program_bytes`] wrote it, without
+    /// parsing or compiling the Rego: a fraction of compiling's cost at cold start. The
+    /// program must come from the same files (a signed bundle carries both, and an audit
+    /// re-evaluates every decision from the files); one this regorus cannot load, or without
+    /// both entry points, is refused, and the caller compiles instead.
+    pub fn from_program(bundle: &PolicyBundle, bytes: &[u8]) -> Result<Self, PolicyError> {
+        let data = prepared_data(bundle)?;
+        let program = match Program::deserialize_binary(bytes) {
+            Ok(regorus::rvm::program::DeserializationResult::Complete(program)) => program,
+            Ok(_) => return Err(PolicyError::Compile("the program needs recompiling".into())),
+            Err(e) => return Err(PolicyError::Compile(format!("the program: {e}"))),
+        };
+        for rule in [DECISION_RULE, VOTE_RULE] {
+            if program.get_entry_point(rule).is_none() {
+                return Err(PolicyError::MissingRule(rule.into()));
+            }
+        }
+        Ok(Self::with_program(Arc::new(program), data, bundle))
+    }
+
+    /// The compiled program, serialized (regorus' RVM binary form), for [`Self::from_program`].
+    pub fn program_bytes(&self) -> Result<Vec<u8>, PolicyError> {
+        self.program
+            .serialize_binary()
+            .map_err(|e| PolicyError::Compile(format!("serializing the program: {e}")))
+    }
+
+    fn with_program(program: Arc<Program>, data: regorus::Value, bundle: &PolicyBundle) -> Self {
         let groups = groups_from_data(&data);
-        Ok(Self {
+        Self {
             program,
-            compiled,
             data,
             limits: EvalLimits::default(),
             idle_vms: Mutex::new(Vec::new()),
             revision: bundle.revision.clone(),
             groups,
-        })
+        }
     }
 
     /// Bounds every later evaluation.
@@ -221,7 +250,7 @@ impl PolicyEngine {
     }
 
     fn new_vm(&self) -> Result<RegoVM, regorus::LimitError> {
-        let mut vm = RegoVM::new_with_policy(self.compiled.clone());
+        let mut vm = RegoVM::new();
         vm.load_program(self.program.clone());
         vm.set_max_instructions(self.limits.instructions);
         vm.set_execution_timer_config(Some(ExecutionTimerConfig {

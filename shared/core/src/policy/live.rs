@@ -43,7 +43,10 @@ impl LivePolicy {
 
     /// Says why there is still no engine (a failed load); an engine in use stays.
     pub fn still_unavailable(&self, why: impl Into<String>) {
-        let mut current = self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = self
+            .engine
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if current.is_err() {
             *current = Err(why.into());
         }

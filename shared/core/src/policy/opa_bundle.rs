@@ -19,11 +19,18 @@ use serde_json::Value;
 use crate::canonical::sha256_hex;
 use crate::checkpoint::PublicKey;
 
-use super::{PolicyBundle, PolicyError, PolicyFile};
+use super::{PolicyBundle, PolicyEngine, PolicyError, PolicyFile};
 
 const MANIFEST: &str = ".manifest";
 const SIGNATURES: &str = ".signatures.json";
 const DATA: &str = "data.json";
+/// The compiled program (regorus' RVM binary form) beside the sources, so that a function
+/// loads it instead of compiling at cold start. Signed with the other files.
+const PROGRAM: &str = "program.rvm";
+/// The `.manifest` metadata key that names the program's format.
+const PROGRAM_FORMAT_KEY: &str = "regate_program";
+/// The regorus this build compiles with (a test holds it to Cargo.lock).
+const REGORUS_VERSION: &str = "0.14.1";
 /// A bundle larger than this, unpacked, is refused before it is read further.
 pub const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_ENTRIES: usize = 2_000;
@@ -35,6 +42,16 @@ pub struct Manifest {
     pub revision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// What a program must have been written by to be loaded: this regorus and its RVM format.
+fn program_format() -> String {
+    format!(
+        "regorus {REGORUS_VERSION} rvm {}",
+        regorus::rvm::program::Program::SERIALIZATION_VERSION
+    )
 }
 
 /// A bundle file read into memory: its files as they are in the tar (names without the leading
@@ -76,14 +93,20 @@ fn signature_error(message: impl std::fmt::Display) -> PolicyError {
 }
 
 impl OpaBundle {
-    /// The bundle file for `bundle`: its policy files, its tests and `data.json`, with a
-    /// `.manifest` whose revision is regate's content revision. Unsigned.
+    /// The bundle file for `bundle`: its policy files, its tests and `data.json`, the program
+    /// they compile to, and a `.manifest` whose revision is regate's content revision.
+    /// Unsigned. Refused when the policy does not compile.
     pub fn build(bundle: &PolicyBundle) -> Result<Self, PolicyError> {
+        let program = PolicyEngine::compile(bundle)?.program_bytes()?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(PROGRAM_FORMAT_KEY.into(), program_format().into());
         let manifest = Manifest {
             revision: bundle.revision.clone(),
             roots: Some(vec!["approvals".into()]),
+            metadata: Some(metadata),
         };
         let mut files = BTreeMap::new();
+        files.insert(PROGRAM.to_string(), program);
         let manifest_text = serde_json::to_vec(&manifest).map_err(archive_error)?;
         files.insert(MANIFEST.to_string(), manifest_text);
         files.insert(DATA.to_string(), bundle.data_json.clone().into_bytes());
@@ -187,6 +210,30 @@ impl OpaBundle {
 
     pub fn is_signed(&self) -> bool {
         self.signatures.is_some()
+    }
+
+    /// The policy engine: loaded from the bundle's program when it carries one written by
+    /// this regorus (a fraction of compiling's cost), else compiled from its files. Check the
+    /// signature first: the program is trusted as the files are, because the same signature
+    /// covers both.
+    pub fn engine(&self) -> Result<PolicyEngine, PolicyError> {
+        let format = self
+            .manifest
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(PROGRAM_FORMAT_KEY))
+            .and_then(Value::as_str);
+        if let (Some(program), Some(format)) = (self.files.get(PROGRAM), format) {
+            if format == program_format() {
+                match PolicyEngine::from_program(&self.bundle, program) {
+                    Ok(engine) => return Ok(engine),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "the bundle's program does not load; compiling its files");
+                    }
+                }
+            }
+        }
+        PolicyEngine::compile(&self.bundle)
     }
 
     /// What an ES256 signature is made over: the JWT's `header.payload`, listing every file
@@ -346,7 +393,7 @@ fn bundle_name(path: &str) -> String {
 }
 
 fn check_name(name: &str) -> Result<(), PolicyError> {
-    if name == MANIFEST || name == DATA || name.ends_with(".rego") {
+    if name == MANIFEST || name == DATA || name == PROGRAM || name.ends_with(".rego") {
         return Ok(());
     }
     let problem = if name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -367,7 +414,7 @@ fn policy_bundle(files: &BTreeMap<String, Vec<u8>>) -> Result<PolicyBundle, Poli
     for (name, bytes) in files {
         if name == DATA {
             data = Some(text(name, bytes)?);
-        } else if name != MANIFEST {
+        } else if name != MANIFEST && name != PROGRAM {
             sources.push(PolicyFile {
                 path: name.clone(),
                 source: text(name, bytes)?,
@@ -484,7 +531,7 @@ mod tests {
         let files = vec![
             PolicyFile {
                 path: "approvals.rego".into(),
-                source: "package approvals\n\ndecision := {\"outcome\": \"allow\"}\n".into(),
+                source: DEFAULT_LIKE.into(),
             },
             PolicyFile {
                 path: "approvals_test.rego".into(),
@@ -544,6 +591,50 @@ mod tests {
         let again = OpaBundle::read(&signed).unwrap();
         again.verify_signature(&key).unwrap();
         assert_eq!(again.bundle.revision, bundle().revision);
+    }
+
+    #[test]
+    fn a_built_bundle_carries_its_program_and_loads_it_deciding_as_its_files_do() {
+        let policies = crate::policy::PolicyBundle::from_files(
+            vec![PolicyFile {
+                path: "approvals.rego".into(),
+                source: DEFAULT_LIKE.into(),
+            }],
+            None,
+        )
+        .unwrap();
+        let built =
+            OpaBundle::read(&OpaBundle::build(&policies).unwrap().to_bytes().unwrap()).unwrap();
+        assert!(built.files.contains_key(PROGRAM));
+        let loaded = built.engine().unwrap();
+        let compiled = PolicyEngine::compile(&policies).unwrap();
+        assert_eq!(loaded.revision(), compiled.revision());
+        // A program from another regorus is not loaded: the files are compiled instead.
+        let mut other = built.clone();
+        other.manifest.metadata = None;
+        assert_eq!(other.engine().unwrap().revision(), compiled.revision());
+        // A corrupt program is not evaluated: the files are compiled instead.
+        let mut corrupt = built.clone();
+        corrupt
+            .files
+            .insert(PROGRAM.into(), b"REGO not a program".to_vec());
+        assert!(PolicyEngine::from_program(&policies, b"REGO not a program").is_err());
+        assert_eq!(corrupt.engine().unwrap().revision(), compiled.revision());
+    }
+
+    const DEFAULT_LIKE: &str = "package approvals\n\ndecision := {\"outcome\": \"allow\", \"reasons\": [], \"timeout_seconds\": 60}\n\nvote := {\"allowed\": true, \"reason\": \"\"}\n";
+
+    #[test]
+    fn the_program_format_names_the_regorus_in_cargo_lock() {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+                .unwrap();
+        let pinned = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"regorus\""))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .map(|v| v.trim_end_matches('"').to_string());
+        assert_eq!(pinned.as_deref(), Some(REGORUS_VERSION));
     }
 
     #[test]

@@ -254,18 +254,23 @@ async fn a_click_from_where_the_request_was_not_posted_does_not_count() {
 async fn a_click_with_no_policy_loaded_is_answered_privately_and_records_nothing() {
     let (f, _) = opened("r22", DEPLOY).await;
     f.chat.knows("U0ALICE", "alice@example.com");
-    let without = f.approvals_with_live(std::sync::Arc::new(
-        regate_core::LivePolicy::unavailable("the bundle's signature is refused"),
-    ));
+    let without = f.approvals_with_live(std::sync::Arc::new(regate_core::LivePolicy::unavailable(
+        "the bundle's signature is refused",
+    )));
     let before = f.log.of("r22").len();
     let result = without
-        .click(&regate_testkit::slack_voter("U0ALICE"), "r22", regate_core::Choice::Approve)
+        .click(
+            &regate_testkit::slack_voter("U0ALICE"),
+            "r22",
+            regate_core::Choice::Approve,
+        )
         .await
         .unwrap();
     assert_eq!(result, VoteResult::PolicyUnavailable);
     let told = f.chat.told();
     assert!(
-        told.iter().any(|(_, text)| text.contains("cannot check votes right now")),
+        told.iter()
+            .any(|(_, text)| text.contains("cannot check votes right now")),
         "{told:?}"
     );
     assert_eq!(f.log.of("r22").len(), before, "nothing was logged");
