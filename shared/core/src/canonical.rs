@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Errors while canonicalising a value; only non-finite numbers can cause one in practice.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +88,13 @@ fn write_string(text: &str, out: &mut String) -> Result<(), CanonicalError> {
     Ok(())
 }
 
-/// Lower-case hex sha256 of `bytes`.
+/// Lower-case hex sha256 of `bytes`. aws-lc's SHA-256 (assembly on x86_64 and arm64, with
+/// the CPU's SHA instructions where it has them) rather than the `sha2` crate's: a cold start
+/// hashes a policy bundle's files twice over (its digest, its signature, its revision), and
+/// under callgrind, which hides the SHA instructions, `sha2`'s portable code took about 5 M
+/// of 17 M init instructions (BENCHMARKS.md).
 pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
-    hex::encode(Sha256::digest(bytes.as_ref()))
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes.as_ref()))
 }
 
 #[cfg(test)]
