@@ -320,7 +320,7 @@ fn settings(local: &BTreeMap<String, String>, port: u16) -> Vec<(String, String)
     env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into()));
     env.push(("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
-    let cache = table_path("coldstart-policy-cache");
+    let cache = std::env::temp_dir().join(format!("regate-coldstart-{}", std::process::id()));
     env.push((
         "REGATE_POLICY_CACHE_DIR".into(),
         cache.display().to_string(),
