@@ -94,7 +94,10 @@ fn write_string(text: &str, out: &mut String) -> Result<(), CanonicalError> {
 /// under callgrind, which hides the SHA instructions, `sha2`'s portable code took about 5 M
 /// of 17 M init instructions (BENCHMARKS.md).
 pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes.as_ref()))
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        bytes.as_ref(),
+    ))
 }
 
 #[cfg(test)]
