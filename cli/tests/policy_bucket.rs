@@ -149,26 +149,53 @@ impl Place {
     /// Uploads `bytes` as a bundle, around the CLI, and points `current.json` at it as
     /// `revision`.
     async fn upload_around_the_cli(&self, bytes: Vec<u8>, revision: &str) {
-        let s3 = local_s3(&local_config().await);
-        let key = bundle_key(revision);
-        let pointer = json!({
-            "revision": revision, "sha256": sha256_hex(&bytes), "key": key,
-            "pushed_at": "2026-06-01T12:00:00.000Z", "pushed_by": "someone-around-the-cli",
-        });
-        for (key, body) in [
-            (key.clone(), bytes),
-            (POINTER_KEY.to_string(), pointer.to_string().into_bytes()),
-        ] {
-            s3.put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .unwrap();
-        }
+        upload_around_the_cli(&self.bucket, bytes, revision).await;
     }
 }
+
+/// Uploads `bytes` as a bundle to `bucket`, around the CLI, and points `current.json` at it as
+/// `revision`: what someone who can write the bucket but not sign could do.
+async fn upload_around_the_cli(bucket: &str, bytes: Vec<u8>, revision: &str) {
+    let s3 = local_s3(&local_config().await);
+    let key = bundle_key(revision);
+    let pointer = json!({
+        "revision": revision, "sha256": sha256_hex(&bytes), "key": key,
+        "pushed_at": "2026-06-01T12:00:00.000Z", "pushed_by": "someone-around-the-cli",
+    });
+    for (key, body) in [
+        (key.clone(), bytes),
+        (POINTER_KEY.to_string(), pointer.to_string().into_bytes()),
+    ] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// A bundle file of the folder's files as they are, without compiling them (what `regate
+/// policy build` refuses to make of Rego that does not compile, or `tar czf` makes of anything).
+fn tar_of_folder(folder: &Path) -> Vec<u8> {
+    let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gzip);
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// The tests that change the stack's own policy bucket run one at a time.
+static STACK_POLICY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn revision_of(policy: &FunctionPolicy) -> String {
     policy.live.current().unwrap().revision().to_string()
@@ -280,11 +307,7 @@ async fn each_bad_bundle_keeps_the_last_good_revision_and_says_why() {
     let broken = regate_policies::load_dir(&broken_folder).unwrap();
     let broken_revision = broken.revision.clone();
     let broken_file = place.dir.path().join("broken.tar.gz");
-    std::fs::write(
-        &broken_file,
-        OpaBundle::build(&broken).unwrap().to_bytes().unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&broken_file, tar_of_folder(&broken_folder)).unwrap();
     succeeded(
         &regate(&[
             "policy",
@@ -525,32 +548,38 @@ fn current_revision(bucket: &str) -> String {
         .to_string()
 }
 
-/// The revision the evaluator decided a request under.
+/// The revision the evaluator decided a request under, once it has (within 20 s).
 async fn evaluated_under(stack: &LocalStack, id: &str) -> String {
-    let events = stack.events(id).await;
-    let evaluated = events
-        .iter()
-        .find(|e| e.kind == regate_core::EventKind::Evaluated)
-        .unwrap();
-    evaluated.policy_revision.clone().unwrap()
+    for _ in 0..100 {
+        let events = stack.events(id).await;
+        let evaluated = events
+            .into_iter()
+            .find(|e| e.kind == regate_core::EventKind::Evaluated);
+        if let Some(evaluated) = evaluated {
+            return evaluated.policy_revision.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{id} was not evaluated within 20 s")
 }
 
 #[tokio::test]
 async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
+    let _one_at_a_time = STACK_POLICY.lock().await;
     let stack = LocalStack::connect().await;
     let (bucket, key) = stack_bucket_and_key();
     let before = current_revision(&bucket);
     // A new service whose only owner is erin: only this test's requests are decided differently,
     // whatever else runs on the stack meanwhile.
     let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("ledger");
+    let folder = dir.path().join("warehouse");
     copy_policies(&folder);
     edit_data(&folder, |data| {
-        data["groups"]["ledger-owners"] = json!(["erin@example.com"]);
-        data["services"]["ledger"] =
-            json!({"owners": "ledger-owners", "slack_channel": "C0LEDGER"});
+        data["groups"]["warehouse-owners"] = json!(["erin@example.com"]);
+        data["services"]["warehouse"] =
+            json!({"owners": "warehouse-owners", "slack_channel": "C0WAREHOUSE"});
     });
-    let file = dir.path().join("ledger.tar.gz");
+    let file = dir.path().join("warehouse.tar.gz");
     let (folder, file) = (folder.to_str().unwrap(), file.to_str().unwrap());
     succeeded(
         &regate(&["policy", "build", folder, "--out", file]),
@@ -577,12 +606,13 @@ async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
     // The functions check current.json at most every second on the local stack.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
-    let ledger =
-        |r: regate_testkit::RequestBuilder| r.change("deploy", "production", "service", "ledger");
-    let (id, execution) = stack.begin("policy-ledger", ledger).await;
+    let warehouse = |r: regate_testkit::RequestBuilder| {
+        r.change("deploy", "production", "service", "warehouse")
+    };
+    let (id, execution) = stack.begin("policy-warehouse", warehouse).await;
     assert_eq!(evaluated_under(&stack, &id).await, pushed);
     let (channel, _, message) = stack.message_for(&id).await;
-    assert_eq!(channel, "C0LEDGER");
+    assert_eq!(channel, "C0WAREHOUSE");
     let erin = stack.slack_user("erin@example.com").await;
     assert!(message.to_string().contains(&erin), "{message}");
     // The callback checks erin's vote under the new revision too.
@@ -603,12 +633,12 @@ async fn the_running_functions_follow_a_push_and_a_rollback_with_no_restart() {
     ]);
     succeeded(&back, "rollback");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (id, _) = stack.begin("policy-ledger-back", ledger).await;
+    let (id, _) = stack.begin("policy-warehouse-back", warehouse).await;
     assert_eq!(evaluated_under(&stack, &id).await, before);
     let (channel, _, _) = stack.message_for(&id).await;
     assert_ne!(
-        channel, "C0LEDGER",
-        "the old revision knows no ledger service"
+        channel, "C0WAREHOUSE",
+        "the old revision knows no warehouse service"
     );
 }
 
@@ -650,4 +680,95 @@ fn build_refuses_a_policy_that_does_not_compile_or_fails_its_tests_naming_why() 
         !Path::new(out).exists(),
         "nothing is written for a refused bundle"
     );
+}
+
+/// What the local functions wrote to their log since `offset` bytes.
+fn functions_log_since(offset: u64) -> String {
+    let path = regate_tests::repo_root().join(".local/logs/functions.log");
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(offset).unwrap_or(0).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+fn functions_log_len() -> u64 {
+    let path = regate_tests::repo_root().join(".local/logs/functions.log");
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn the_running_functions_keep_the_last_good_revision_through_bad_bundles_and_s3_down() {
+    let _one_at_a_time = STACK_POLICY.lock().await;
+    let stack = LocalStack::connect().await;
+    let (bucket, _) = stack_bucket_and_key();
+    let good = current_revision(&bucket);
+    let s3 = local_s3(&local_config().await);
+    let pointer = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(POINTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    let pointer = pointer.body.collect().await.unwrap().into_bytes().to_vec();
+
+    // Bundles of a change (a new service), as someone who can write the bucket but not sign
+    // could put them there: unsigned, signed with another key, not a bundle at all.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("change");
+    copy_policies(&folder);
+    edit_data(&folder, |data| {
+        data["services"]["warehouse"] = json!({"owners": "sre", "slack_channel": "C0WAREHOUSE"});
+    });
+    let change = regate_policies::load_dir(&folder).unwrap();
+    let unsigned = OpaBundle::build(&change).unwrap();
+    let other_key = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    )
+    .unwrap();
+    let other_key = other_key.to_pkcs8v1().unwrap();
+    let wrongly_signed = unsigned
+        .clone()
+        .sign_with_private_key(other_key.as_ref(), None)
+        .unwrap();
+    let cases = [
+        ("unsigned", unsigned.to_bytes().unwrap(), "signature"),
+        (
+            "signed with another key",
+            wrongly_signed.to_bytes().unwrap(),
+            "signature",
+        ),
+        ("not a bundle", b"\x1f\x8b not a bundle".to_vec(), "bundle"),
+    ];
+    let staging =
+        |r: regate_testkit::RequestBuilder| r.change("deploy", "staging", "service", "payments");
+    for (what, bytes, stage) in cases {
+        let offset = functions_log_len();
+        upload_around_the_cli(&bucket, bytes, &change.revision).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let (id, _) = stack.begin("policy-bad", staging).await;
+        assert_eq!(evaluated_under(&stack, &id).await, good, "{what}");
+        let log = functions_log_since(offset);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("the policy bundle was not loaded") && l.contains(stage)),
+            "{what}: the evaluator logged why ({stage}):\n{log}"
+        );
+    }
+    // S3 failing: every read of the bucket through the fault proxy fails.
+    stack.inject("S3.GET", "error", 1_000, &[&bucket]).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (id, _) = stack.begin("policy-s3-down", staging).await;
+    assert_eq!(evaluated_under(&stack, &id).await, good, "S3 down");
+    assert!(stack.fired(&bucket).await > 0, "the evaluator did try S3");
+    stack.heal(&bucket).await;
+
+    // Put the pointer back as it was.
+    s3.put_object()
+        .bucket(&bucket)
+        .key(POINTER_KEY)
+        .body(ByteStream::from(pointer))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
 }
