@@ -62,7 +62,7 @@ pub struct PushArgs {
     #[command(flatten)]
     place: BucketArgs,
     /// The key the functions verify with: a PEM public key file, or a KMS key. Defaults to
-    /// the stack's PolicySigningKeyArn output; without any, the signature is not checked.
+    /// the stack's PolicySigningKeyArn output. A bundle is pushed only once it verifies.
     #[arg(long)]
     public_key: Option<String>,
 }
@@ -126,6 +126,8 @@ fn read_bundle(path: &Path) -> Result<(Vec<u8>, OpaBundle)> {
 
 pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     let (_, bundle) = read_bundle(&args.file)?;
+    // The functions run the program in place of the files: sign only one the files vouch for.
+    bundle.check_program()?;
     let key_id = args.key_id.as_deref();
     let signed = match (&args.private_key, &args.kms_key_id) {
         (Some(path), _) => {
@@ -150,15 +152,26 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The longest message KMS signs as it is.
+const KMS_RAW_LIMIT: usize = 4096;
+
 async fn kms_sign(key_id: &str, message: &[u8]) -> Result<Vec<u8>> {
     use aws_sdk_kms::primitives::Blob;
     use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
     let kms = aws_sdk_kms::Client::new(&crate::load_aws_config().await);
+    // KMS signs at most 4,096 bytes of a raw message, and a JWT listing many files is longer:
+    // then send its SHA-256 (what ES256 signs) as a digest.
+    let (message, kind) = if message.len() <= KMS_RAW_LIMIT {
+        (message.to_vec(), MessageType::Raw)
+    } else {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+        (digest.as_ref().to_vec(), MessageType::Digest)
+    };
     let signed = kms
         .sign()
         .key_id(key_id)
         .message(Blob::new(message))
-        .message_type(MessageType::Raw)
+        .message_type(kind)
         .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
         .send()
         .await
@@ -215,18 +228,23 @@ async fn verification_key(config: &aws_config::SdkConfig, key: &str) -> Result<P
     PublicKey::from_spki_der(&der).map_err(anyhow::Error::msg)
 }
 
-/// Checks a bundle as the functions will: it compiles, its tests pass and, when a key is
-/// known, its signature verifies.
+/// Checks a bundle as the functions will: it compiles, its tests pass, its program is what
+/// its files compile to, and its signature verifies with `key` (required: the functions
+/// refuse what they cannot verify).
 async fn checked(
     config: &aws_config::SdkConfig,
     bundle: &OpaBundle,
     key: Option<&str>,
 ) -> Result<()> {
     check(&bundle.bundle)?;
-    match key {
-        Some(key) => bundle.verify_signature(&verification_key(config, key).await?)?,
-        None => eprintln!("note: no verification key given; the signature was not checked"),
-    }
+    bundle.check_program()?;
+    let Some(key) = key else {
+        bail!(
+            "no key to verify the bundle's signature with: pass --public-key (a PEM file or a \
+             KMS key), or --stack of a stack with a PolicySigningKeyArn output"
+        );
+    };
+    bundle.verify_signature(&verification_key(config, key).await?)?;
     Ok(())
 }
 
@@ -239,16 +257,21 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
         let s3 = regate_aws::s3_client(&config);
         let revision = &bundle.bundle.revision;
         let object = bundle_key(revision);
-        let exists = s3.head_object().bucket(&bucket).key(&object).send().await;
-        if exists.is_err() {
-            s3.put_object()
-                .bucket(&bucket)
-                .key(&object)
-                .body(ByteStream::from(bytes.clone()))
-                .content_type("application/gzip")
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("s3://{bucket}/{object}: {}", describe_sdk(&e)))?;
+        // Put if absent: a revision already pushed keeps its bytes (compared below), and two
+        // pushes of one revision, signed apart, cannot overwrite each other.
+        let put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&object)
+            .body(ByteStream::from(bytes.clone()))
+            .content_type("application/gzip")
+            .if_none_match("*")
+            .send()
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(412) => {}
+            Err(error) => bail!("s3://{bucket}/{object}: {}", describe_sdk(&error)),
         }
         let stored = download(&s3, &bucket, &object).await?;
         if sha256_hex(&stored) != sha256_hex(&bytes) {

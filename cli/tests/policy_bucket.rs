@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use regate_aws::config::{AwsSettings, Vars};
 use regate_aws::policy_bucket::{
-    bundle_key, FunctionPolicy, PolicySettings, Refresh, VerificationKey, POINTER_KEY,
+    bundle_key, FunctionPolicy, PolicyBucket, PolicySettings, Refresh, VerificationKey, POINTER_KEY,
 };
 use regate_core::canonical::sha256_hex;
 use regate_core::evaluator::Evaluator;
@@ -117,18 +117,27 @@ impl Place {
         file
     }
 
-    fn settings(&self) -> PolicySettings {
-        PolicySettings {
-            bucket: Some(self.bucket.clone()),
-            refresh: Duration::ZERO,
-            verification: Some(VerificationKey::Kms(self.key.clone())),
-            cache_dir: self.dir.path().join("cache"),
-        }
+    /// A function's policy as a function loads it at cold start; `through_proxy` sends its
+    /// calls through the local stack's fault proxy, as the functions' are. It checks the
+    /// pointer at every refresh.
+    async fn load(&self, through_proxy: bool) -> FunctionPolicy {
+        self.load_refreshing_every(Duration::ZERO, through_proxy)
+            .await
     }
 
-    /// A function's policy as a function loads it at cold start; `through_proxy` sends its
-    /// calls through the local stack's fault proxy, as the functions' are.
-    async fn load(&self, through_proxy: bool) -> FunctionPolicy {
+    async fn load_refreshing_every(
+        &self,
+        refresh: Duration,
+        through_proxy: bool,
+    ) -> FunctionPolicy {
+        let settings = PolicySettings {
+            bucket: Some(PolicyBucket {
+                name: self.bucket.clone(),
+                verification: VerificationKey::Kms(self.key.clone()),
+            }),
+            refresh,
+            cache_dir: self.dir.path().join("cache"),
+        };
         let mut env = regate_tests::local_env();
         if through_proxy {
             env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:5006".into());
@@ -136,10 +145,10 @@ impl Place {
         let lookup = |name: &str| env.get(name).cloned();
         let aws = AwsSettings::from_vars(&Vars::new(&lookup)).unwrap();
         FunctionPolicy::load(
-            &self.settings(),
+            &settings,
             &aws,
             &reqwest::Client::new(),
-            || panic!("a function with a bucket never reads its embedded bundle"),
+            regate_policies::bundle,
             "test",
         )
         .await
@@ -318,22 +327,32 @@ async fn each_bad_bundle_keeps_the_last_good_revision_and_says_why() {
         ]),
         "sign the broken bundle",
     );
-    let push_broken = regate(&[
-        "policy",
-        "push",
-        broken_file.to_str().unwrap(),
-        "--bucket",
-        &place.bucket,
-    ]);
-    assert!(
-        !push_broken.status.success(),
-        "push refuses what does not compile"
-    );
-    assert!(
-        stderr(&push_broken).contains("does not compile"),
-        "{}",
-        stderr(&push_broken)
-    );
+    let push = |file: &Path, key: Option<&str>| {
+        let mut args = vec![
+            "policy",
+            "push",
+            file.to_str().unwrap(),
+            "--bucket",
+            &place.bucket,
+        ];
+        args.extend(key.map(|key| ["--public-key", key]).into_iter().flatten());
+        regate(&args)
+    };
+    // push refuses what does not compile, what is not signed, and anything when it has no
+    // key to verify with: the functions would refuse each.
+    for (file, key, why) in [
+        (&broken_file, Some(place.key.as_str()), "does not compile"),
+        (&unsigned_file, Some(place.key.as_str()), "not signed"),
+        (&unsigned_file, None, "no key to verify"),
+    ] {
+        let refused = push(file, key);
+        assert!(!refused.status.success(), "push {file:?} with {key:?}");
+        assert!(
+            stderr(&refused).contains(why),
+            "{why}: {}",
+            stderr(&refused)
+        );
+    }
     let broken_signed = std::fs::read(&broken_file).unwrap();
 
     let cases: Vec<(&str, Vec<u8>, String, &str)> = vec![
@@ -419,12 +438,18 @@ async fn s3_failing_keeps_the_last_good_revision() {
 }
 
 #[tokio::test]
-async fn a_cold_start_with_no_loadable_bundle_fails_closed_until_one_is_pushed() {
+async fn a_cold_start_with_no_loadable_bundle_fails_closed_and_tries_again_every_5_s() {
     let _stack = LocalStack::connect().await;
     let place = Place::new("policy-cold").await;
-    let policy = place.load(false).await;
+    // What someone who can write the bucket but not sign could point the functions to.
+    let unsigned = std::fs::read(place.built("unsigned", erin_joins)).unwrap();
+    let revision = OpaBundle::read(&unsigned).unwrap().bundle.revision;
+    place.upload_around_the_cli(unsigned, &revision).await;
+    let hour = Duration::from_secs(3600);
+    let policy = place.load_refreshing_every(hour, false).await;
     let refused = policy.live.current().unwrap_err().to_string();
     assert!(refused.contains("no policy is loaded"), "{refused}");
+    assert!(refused.contains("not signed"), "{refused}");
     // The evaluator fails the task with the named error the state machine retries.
     let evaluator = Evaluator::new(
         MemoryLog::default(),
@@ -438,8 +463,53 @@ async fn a_cold_start_with_no_loadable_bundle_fails_closed_until_one_is_pushed()
         .unwrap_err();
     assert_eq!(error.name().as_str(), "PolicyUnavailable");
 
+    // With nothing loaded the pointer is read again after 5 s (not after the hour), and not
+    // sooner: a flood of requests is not a flood of reads.
     let pushed = place.push("first", |_| {});
-    assert_eq!(policy.refresh_if_due().await, Refresh::Loaded(pushed));
+    assert_eq!(policy.refresh_if_due().await, Refresh::NotDue);
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    assert_eq!(
+        policy.refresh_if_due().await,
+        Refresh::Loaded(pushed.clone())
+    );
+    // Once loaded, the next read waits for the refresh interval.
+    place.push("next", |folder| {
+        edit_data(folder, |data| data["next"] = Value::from(1))
+    });
+    assert_eq!(policy.refresh_if_due().await, Refresh::NotDue);
+    assert_eq!(revision_of(&policy), pushed);
+}
+
+#[tokio::test]
+async fn a_bucket_with_nothing_pushed_yet_means_the_built_in_bundle_until_a_push() {
+    let _stack = LocalStack::connect().await;
+    let place = Place::new("policy-new").await;
+    let policy = place.load(false).await;
+    let built_in = regate_policies::bundle().unwrap().revision;
+    assert_eq!(revision_of(&policy), built_in);
+    assert_eq!(policy.refresh_if_due().await, Refresh::Unchanged);
+
+    let pushed = place.push("first", erin_joins);
+    assert_eq!(
+        policy.refresh_if_due().await,
+        Refresh::Loaded(pushed.clone())
+    );
+    // A pointer that was there and is deleted is a failure: the pushed revision stays.
+    local_s3(&local_config().await)
+        .delete_object()
+        .bucket(&place.bucket)
+        .key(POINTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    match policy.refresh_if_due().await {
+        Refresh::Failed { stage, message } => {
+            assert_eq!(stage, "pointer");
+            assert!(message.contains("deleted"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(revision_of(&policy), pushed);
 }
 
 /// `regate` with its AWS calls sent through the local stack's fault proxy.
@@ -492,7 +562,7 @@ fn two_pushes_at_once_never_lose_one_silently() {
                 .iter()
                 .map(|file| {
                     let barrier = Arc::clone(&barrier);
-                    let bucket = place.bucket.clone();
+                    let (bucket, key) = (place.bucket.clone(), place.key.clone());
                     scope.spawn(move || {
                         barrier.wait();
                         regate_through_proxy(&[
@@ -501,6 +571,8 @@ fn two_pushes_at_once_never_lose_one_silently() {
                             file.to_str().unwrap(),
                             "--bucket",
                             &bucket,
+                            "--public-key",
+                            &key,
                         ])
                     })
                 })

@@ -38,7 +38,6 @@ use regate_chat::teams::{BotAuthenticator, BotCredentials, Connector, TeamsChat}
 use regate_chat::Chats;
 use regate_core::approvals::{ApprovalError, Approvals};
 use regate_core::ports::{Ports, SystemClock};
-use regate_core::{PolicyBundle, PolicyError};
 use secrecy::SecretString;
 
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode (exponential
@@ -130,7 +129,7 @@ pub enum InitError {
 pub async fn wire_approvals(
     function: &'static str,
     config: &WorkflowConfig,
-    embedded: impl FnOnce() -> Result<PolicyBundle, PolicyError>,
+    embedded: policy_bucket::EmbeddedBundle,
     connect_timeout: Duration,
 ) -> Result<Wired, InitError> {
     let http = function_http_client(connect_timeout)?;

@@ -6,7 +6,8 @@
 //! conditional GET (`If-None-Match`); a new revision is downloaded (or read from the `/tmp`
 //! cache), checked (digest, signature, revision) and compiled, then swapped in whole. Any
 //! failure keeps the last good revision, logs an ERROR line and counts `PolicyLoadFailed`; a
-//! function that has never loaded one evaluates nothing (`PolicyUnavailable`).
+//! function that has never loaded one evaluates nothing (`PolicyUnavailable`). A bucket with no
+//! pointer yet (a new stack, before its first push) means the bundle built into the function.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AwsSettings, ConfigError, Vars};
 use crate::decision_log::KeptPolicies;
-use crate::signed_http::SignedHttp;
+use crate::signed_http::{S3Get, SignedHttp};
 use crate::EmfMetrics;
 
 /// The pointer's key in the policy bucket.
@@ -30,6 +31,10 @@ pub const BUNDLES_PREFIX: &str = "bundles/";
 const MAX_POINTER_BYTES: u64 = 64 * 1024;
 /// How often a function with no policy loaded tries again, at most.
 const RETRY_WHILE_UNLOADED: Duration = Duration::from_secs(5);
+/// How long a refresh may hold up an invocation when a policy is loaded (a click is answered
+/// within Slack's 3 s), and at cold start, with none: past it, the load counts as failed.
+const REFRESH_BUDGET: Duration = Duration::from_secs(2);
+const FIRST_LOAD_BUDGET: Duration = Duration::from_secs(10);
 /// A bundle file read from the bucket: no larger than it may be unpacked.
 const MAX_BUNDLE_BYTES: u64 = regate_core::policy::MAX_UNPACKED_BYTES;
 
@@ -55,10 +60,17 @@ pub fn bundle_key(revision: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct PolicySettings {
     /// The policy bucket; without one, the bundle embedded in the binary is used.
-    pub bucket: Option<String>,
+    pub bucket: Option<PolicyBucket>,
     pub refresh: Duration,
-    pub verification: Option<VerificationKey>,
     pub cache_dir: PathBuf,
+}
+
+/// A policy bucket, and the key its bundles must be signed with: without a key, anyone who
+/// can write the bucket would set the policy.
+#[derive(Debug, Clone)]
+pub struct PolicyBucket {
+    pub name: String,
+    pub verification: VerificationKey,
 }
 
 /// The key bundles must be signed with.
@@ -89,10 +101,22 @@ impl PolicySettings {
             (None, None) => None,
         };
         let refresh = vars.whole_number("REGATE_POLICY_REFRESH_SECONDS", 60)?;
+        let bucket = match (vars.optional("REGATE_POLICY_BUCKET"), verification) {
+            (None, _) => None,
+            (Some(name), Some(verification)) => Some(PolicyBucket { name, verification }),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    name: "REGATE_POLICY_BUCKET".into(),
+                    problem: "a policy bucket needs REGATE_POLICY_KEY_ID or \
+                              REGATE_POLICY_PUBLIC_KEY: without a key, anyone who can write \
+                              the bucket sets the policy"
+                        .into(),
+                })
+            }
+        };
         Ok(Self {
-            bucket: vars.optional("REGATE_POLICY_BUCKET"),
+            bucket,
             refresh: Duration::from_secs(refresh),
-            verification,
             cache_dir: PathBuf::from(
                 vars.or_default("REGATE_POLICY_CACHE_DIR", "/tmp/regate-policy"),
             ),
@@ -100,10 +124,14 @@ impl PolicySettings {
     }
 }
 
+/// The bundle built into a function.
+pub type EmbeddedBundle = fn() -> Result<PolicyBundle, regate_core::PolicyError>;
+
 /// The policy a function evaluates with, and what keeps it current.
 pub struct FunctionPolicy {
     pub live: Arc<LivePolicy>,
     pub kept: Arc<KeptPolicies>,
+    embedded: EmbeddedBundle,
     loader: Option<Loader>,
 }
 
@@ -117,14 +145,14 @@ pub enum PolicyInitError {
 
 impl FunctionPolicy {
     /// At cold start: the embedded bundle when no bucket is configured (an error in it fails
-    /// the cold start), else the bucket's current bundle. A bucket whose bundle cannot be
-    /// loaded leaves the function without a policy (every evaluation fails closed) until a
-    /// later refresh loads one.
+    /// the cold start), else the bucket's current bundle (the embedded one while nothing was
+    /// pushed). A bucket whose bundle cannot be loaded leaves the function without a policy
+    /// (every evaluation fails closed) until a later refresh loads one.
     pub async fn load(
         settings: &PolicySettings,
         aws: &AwsSettings,
         http: &reqwest::Client,
-        embedded: impl FnOnce() -> Result<PolicyBundle, regate_core::PolicyError>,
+        embedded: EmbeddedBundle,
         function: &'static str,
     ) -> Result<Self, PolicyInitError> {
         let kept = Arc::new(KeptPolicies::default());
@@ -136,6 +164,7 @@ impl FunctionPolicy {
             return Ok(Self {
                 live: Arc::new(LivePolicy::new(engine)),
                 kept,
+                embedded,
                 loader: None,
             });
         };
@@ -144,8 +173,8 @@ impl FunctionPolicy {
         ));
         let loader = Loader {
             aws: SignedHttp::new(aws, http.clone()),
-            bucket: bucket.clone(),
-            verification: settings.verification.clone(),
+            bucket: bucket.name.clone(),
+            verification: bucket.verification.clone(),
             refresh: settings.refresh,
             cache_dir: settings.cache_dir.clone(),
             metrics: EmfMetrics::new(function),
@@ -154,6 +183,7 @@ impl FunctionPolicy {
         let policy = Self {
             live,
             kept,
+            embedded,
             loader: Some(loader),
         };
         let _ = policy.refresh().await;
@@ -191,7 +221,20 @@ impl FunctionPolicy {
         let mut state = loader.state.lock().await;
         state.checked_at = Some(Instant::now());
         let before = state.revision.clone();
-        let checked = loader.check(&mut state, self).await;
+        let budget = if before.is_some() {
+            REFRESH_BUDGET
+        } else {
+            FIRST_LOAD_BUDGET
+        };
+        // A timeout drops the check at an await: it changes the state only after its last one.
+        let checked = tokio::time::timeout(budget, loader.check(&mut state, self))
+            .await
+            .unwrap_or_else(|_| {
+                Err(failure("timeout")(format!(
+                    "S3 or KMS did not answer within {} s",
+                    budget.as_secs()
+                )))
+            });
         match checked {
             Ok(()) if state.revision != before => {
                 Refresh::Loaded(state.revision.clone().unwrap_or_default())
@@ -241,7 +284,7 @@ pub enum Refresh {
 struct Loader {
     aws: SignedHttp,
     bucket: String,
-    verification: Option<VerificationKey>,
+    verification: VerificationKey,
     refresh: Duration,
     cache_dir: PathBuf,
     metrics: EmfMetrics,
@@ -253,9 +296,21 @@ struct LoaderState {
     /// The pointer's ETag when it was last read whole.
     etag: Option<String>,
     checked_at: Option<Instant>,
-    /// The revision loaded, if any.
+    /// The revision in use, if any.
     revision: Option<String>,
+    /// Whether it came from the bucket (else it is the embedded bundle, nothing being pushed).
+    from_bucket: bool,
     key: Option<Arc<PublicKey>>,
+}
+
+/// What reading the pointer found.
+enum PointerRead {
+    /// The pointer and its ETag.
+    Current(Pointer, String),
+    /// It has not changed since the ETag last read.
+    NotModified,
+    /// There is none.
+    Missing,
 }
 
 /// Why a load failed: the stage (a metric dimension) and what happened.
@@ -270,28 +325,28 @@ fn failure(stage: &'static str) -> impl FnOnce(String) -> Failure {
 
 impl Loader {
     async fn check(&self, state: &mut LoaderState, policy: &FunctionPolicy) -> Result<(), Failure> {
-        let Some((pointer, etag)) = self.pointer(state.etag.as_deref()).await? else {
-            return Ok(());
+        let (pointer, etag) = match self.pointer(state.etag.as_deref()).await? {
+            PointerRead::NotModified => return Ok(()),
+            PointerRead::Missing => return self.nothing_pushed(state, policy),
+            PointerRead::Current(pointer, etag) => (pointer, etag),
         };
         if state.revision.as_deref() == Some(pointer.revision.as_str()) {
             state.etag = Some(etag);
+            state.from_bucket = true;
             return Ok(());
         }
-        let key = match (&self.verification, &state.key) {
-            (None, _) => None,
-            (Some(_), Some(key)) => Some(Arc::clone(key)),
-            (Some(source), None) => {
-                let key = Arc::new(self.public_key(source).await?);
+        let key = match &state.key {
+            Some(key) => Arc::clone(key),
+            None => {
+                let key = Arc::new(self.public_key().await?);
                 state.key = Some(Arc::clone(&key));
-                Some(key)
+                key
             }
         };
         let bytes = self.bundle_bytes(&pointer).await?;
         let read = OpaBundle::read(&bytes).map_err(|e| failure("bundle")(e.to_string()))?;
-        if let Some(key) = &key {
-            read.verify_signature(key)
-                .map_err(|e| failure("signature")(e.to_string()))?;
-        }
+        read.verify_signature(&key)
+            .map_err(|e| failure("signature")(e.to_string()))?;
         if read.bundle.revision != pointer.revision {
             return Err(failure("revision")(format!(
                 "the pointer names {} but the bundle's files hash to {}",
@@ -315,24 +370,63 @@ impl Loader {
             "policy bundle loaded"
         );
         state.revision = Some(pointer.revision);
+        state.from_bucket = true;
         state.etag = Some(etag);
         Ok(())
     }
 
-    /// The pointer and its ETag, or `None` when it has not changed since `etag`.
-    async fn pointer(&self, etag: Option<&str>) -> Result<Option<(Pointer, String)>, Failure> {
-        let object = self
+    /// No pointer: nothing was pushed yet (a new stack), and the embedded bundle is used until
+    /// something is. A pointer that was there and is gone is a failure: the revision loaded
+    /// from it stays.
+    fn nothing_pushed(
+        &self,
+        state: &mut LoaderState,
+        policy: &FunctionPolicy,
+    ) -> Result<(), Failure> {
+        if state.from_bucket {
+            return Err(failure("pointer")(format!(
+                "{POINTER_KEY} was deleted; push or roll back to restore it"
+            )));
+        }
+        if state.revision.is_some() {
+            return Ok(());
+        }
+        let bundle = (policy.embedded)().map_err(|e| failure("compile")(e.to_string()))?;
+        let engine =
+            PolicyEngine::compile(&bundle).map_err(|e| failure("compile")(e.to_string()))?;
+        policy
+            .kept
+            .add(&bundle)
+            .map_err(|e| failure("bundle")(e.to_string()))?;
+        policy.live.replace(Arc::new(engine));
+        tracing::warn!(
+            bucket = %self.bucket,
+            policy_revision = %bundle.revision,
+            "nothing was pushed to the policy bucket yet (no {POINTER_KEY}): the bundle built \
+             into the function is used until `regate policy push`"
+        );
+        state.revision = Some(bundle.revision);
+        Ok(())
+    }
+
+    async fn pointer(&self, etag: Option<&str>) -> Result<PointerRead, Failure> {
+        let object = match self
             .aws
             .s3_get(&self.bucket, POINTER_KEY, etag, MAX_POINTER_BYTES)
             .await
-            .map_err(failure("pointer"))?;
-        let Some(object) = object else {
-            return Ok(None);
+            .map_err(failure("pointer"))?
+        {
+            S3Get::Object(object) => object,
+            S3Get::NotModified => return Ok(PointerRead::NotModified),
+            S3Get::NoSuchKey => return Ok(PointerRead::Missing),
         };
         let pointer = serde_json::from_slice(&object.body).map_err(|e| {
             failure("pointer")(format!("{POINTER_KEY} is not a valid pointer: {e}"))
         })?;
-        Ok(Some((pointer, object.etag.unwrap_or_default())))
+        Ok(PointerRead::Current(
+            pointer,
+            object.etag.unwrap_or_default(),
+        ))
     }
 
     /// The bundle's bytes, from the `/tmp` cache when a copy with the pointer's digest is
@@ -351,13 +445,20 @@ impl Loader {
                 return Ok(bytes);
             }
         }
-        let bytes = self
+        let bytes = match self
             .aws
             .s3_get(&self.bucket, &pointer.key, None, MAX_BUNDLE_BYTES)
             .await
             .map_err(failure("bundle"))?
-            .map(|object| object.body)
-            .unwrap_or_default();
+        {
+            S3Get::Object(object) => object.body,
+            S3Get::NotModified | S3Get::NoSuchKey => {
+                return Err(failure("bundle")(format!(
+                    "s3://{}/{} does not exist",
+                    self.bucket, pointer.key
+                )))
+            }
+        };
         let actual = regate_core::canonical::sha256_hex(&bytes);
         if actual != digest {
             return Err(failure("digest")(format!(
@@ -376,8 +477,8 @@ impl Loader {
         Ok(bytes)
     }
 
-    async fn public_key(&self, source: &VerificationKey) -> Result<PublicKey, Failure> {
-        let der = match source {
+    async fn public_key(&self) -> Result<PublicKey, Failure> {
+        let der = match &self.verification {
             VerificationKey::Pem(pem) => pem.as_bytes().to_vec(),
             VerificationKey::Kms(key_id) => self
                 .aws
@@ -386,5 +487,39 @@ impl Loader {
                 .map_err(failure("key"))?,
         };
         PublicKey::from_pem_or_der(&der).map_err(failure("key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_bucket_without_a_key_is_refused_at_cold_start() {
+        let bucket_only = |name: &str| (name == "REGATE_POLICY_BUCKET").then(|| "b".to_string());
+        let refused = PolicySettings::from_vars(&Vars::new(&bucket_only)).unwrap_err();
+        assert!(
+            refused.to_string().contains("REGATE_POLICY_KEY_ID"),
+            "{refused}"
+        );
+        let with_key = |name: &str| match name {
+            "REGATE_POLICY_BUCKET" => Some("b".to_string()),
+            "REGATE_POLICY_KEY_ID" => Some("alias/regate-policy".to_string()),
+            _ => None,
+        };
+        let settings = PolicySettings::from_vars(&Vars::new(&with_key)).unwrap();
+        assert!(matches!(
+            settings.bucket,
+            Some(PolicyBucket {
+                verification: VerificationKey::Kms(_),
+                ..
+            })
+        ));
+        let neither = |_: &str| None;
+        assert!(PolicySettings::from_vars(&Vars::new(&neither))
+            .unwrap()
+            .bucket
+            .is_none());
     }
 }

@@ -34,6 +34,15 @@ pub struct S3Object {
     pub etag: Option<String>,
 }
 
+/// What a `GetObject` found.
+pub enum S3Get {
+    Object(S3Object),
+    /// The object's ETag is the one given (304).
+    NotModified,
+    /// There is no object at the key (404 `NoSuchKey`).
+    NoSuchKey,
+}
+
 impl SignedHttp {
     pub fn new(aws: &AwsSettings, http: reqwest::Client) -> Self {
         let credentials: Credentials = aws.credentials.clone();
@@ -45,15 +54,14 @@ impl SignedHttp {
         }
     }
 
-    /// `GetObject`; `None` when `if_none_match` is the object's ETag (304). At most
-    /// `max_bytes` are read.
+    /// `GetObject`, conditional on `if_none_match`. At most `max_bytes` are read.
     pub async fn s3_get(
         &self,
         bucket: &str,
         key: &str,
         if_none_match: Option<&str>,
         max_bytes: u64,
-    ) -> Result<Option<S3Object>, String> {
+    ) -> Result<S3Get, String> {
         let key = encode_key(key);
         let url = match &self.endpoint_url {
             // A local S3 answers on paths, not on bucket host names.
@@ -67,7 +75,7 @@ impl SignedHttp {
         let response = self.send("s3", "GET", &url, &headers, &[]).await?;
         let status = response.status().as_u16();
         if status == 304 {
-            return Ok(None);
+            return Ok(S3Get::NotModified);
         }
         if response.content_length().is_some_and(|n| n > max_bytes) {
             return Err(format!(
@@ -80,6 +88,9 @@ impl SignedHttp {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if status == 404 && error_code(&body) == "NoSuchKey" {
+            return Ok(S3Get::NoSuchKey);
+        }
         if status != 200 {
             return Err(format!(
                 "s3://{bucket}/{key}: HTTP {status}: {}",
@@ -91,7 +102,7 @@ impl SignedHttp {
                 "s3://{bucket}/{key} is larger than {max_bytes} bytes"
             ));
         }
-        Ok(Some(S3Object {
+        Ok(S3Get::Object(S3Object {
             body: body.to_vec(),
             etag,
         }))

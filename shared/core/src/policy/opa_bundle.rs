@@ -212,28 +212,50 @@ impl OpaBundle {
         self.signatures.is_some()
     }
 
-    /// The policy engine: loaded from the bundle's program when it carries one written by
-    /// this regorus (a fraction of compiling's cost), else compiled from its files. Check the
-    /// signature first: the program is trusted as the files are, because the same signature
-    /// covers both.
-    pub fn engine(&self) -> Result<PolicyEngine, PolicyError> {
+    /// The bundle's program, when it carries one written by this regorus.
+    fn loadable_program(&self) -> Option<&[u8]> {
         let format = self
             .manifest
             .metadata
             .as_ref()
             .and_then(|m| m.get(PROGRAM_FORMAT_KEY))
-            .and_then(Value::as_str);
-        if let (Some(program), Some(format)) = (self.files.get(PROGRAM), format) {
-            if format == program_format() {
-                match PolicyEngine::from_program(&self.bundle, program) {
-                    Ok(engine) => return Ok(engine),
-                    Err(error) => {
-                        tracing::warn!(error = %error, "the bundle's program does not load; compiling its files");
-                    }
+            .and_then(Value::as_str)?;
+        (format == program_format())
+            .then(|| self.files.get(PROGRAM).map(Vec::as_slice))
+            .flatten()
+    }
+
+    /// The policy engine: loaded from the bundle's program when it carries one written by
+    /// this regorus (a fraction of compiling's cost), else compiled from its files. Check the
+    /// signature first: the program is trusted as the files are, because the same signature
+    /// covers both (and `sign` and `push` refuse a program that is not what the files
+    /// compile to: [`OpaBundle::check_program`]).
+    pub fn engine(&self) -> Result<PolicyEngine, PolicyError> {
+        if let Some(program) = self.loadable_program() {
+            match PolicyEngine::from_program(&self.bundle, program) {
+                Ok(engine) => return Ok(engine),
+                Err(error) => {
+                    tracing::warn!(error = %error, "the bundle's program does not load; compiling its files");
                 }
             }
         }
         PolicyEngine::compile(&self.bundle)
+    }
+
+    /// The program this regorus would load is exactly what the bundle's files compile to
+    /// (compiling is deterministic), so that a signature over the bundle vouches for the
+    /// decisions its files make, whoever built the program.
+    pub fn check_program(&self) -> Result<(), PolicyError> {
+        let Some(program) = self.loadable_program() else {
+            return Ok(());
+        };
+        if PolicyEngine::compile(&self.bundle)?.program_bytes()? != program {
+            return Err(PolicyError::Revision(format!(
+                "{PROGRAM} is not what the bundle's files compile to; build the bundle again \
+                 with `regate policy build`"
+            )));
+        }
+        Ok(())
     }
 
     /// What an ES256 signature is made over: the JWT's `header.payload`, listing every file
@@ -425,15 +447,13 @@ fn policy_bundle(files: &BTreeMap<String, Vec<u8>>) -> Result<PolicyBundle, Poli
 }
 
 /// A JSON file as OPA hashes it: compact, object keys sorted by their bytes, strings escaped
-/// as Go's encoder escapes them (`<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`).
+/// as Go's encoder escapes them with HTML escaping off (U+2028 and U+2029 as `\uXXXX`; `<`,
+/// `>` and `&` as they are).
 fn opa_json_form(bytes: &[u8]) -> Result<String, serde_json::Error> {
     let value: Value = serde_json::from_slice(bytes)?;
     let mut compact = String::new();
     write_sorted(&value, &mut compact)?;
     Ok(compact
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029"))
 }
@@ -622,6 +642,35 @@ mod tests {
         assert_eq!(corrupt.engine().unwrap().revision(), compiled.revision());
     }
 
+    #[test]
+    fn a_program_that_is_not_what_the_files_compile_to_is_refused_by_check_program() {
+        let files = |source: &str| {
+            crate::policy::PolicyBundle::from_files(
+                vec![PolicyFile {
+                    path: "approvals.rego".into(),
+                    source: source.into(),
+                }],
+                None,
+            )
+            .unwrap()
+        };
+        let allowing = OpaBundle::build(&files(DEFAULT_LIKE)).unwrap();
+        allowing.check_program().unwrap();
+        let denying = OpaBundle::build(&files(&DEFAULT_LIKE.replace("allow", "deny"))).unwrap();
+        // The allowing files with the denying program: what a signer could be handed.
+        let mut swapped = allowing.clone();
+        swapped
+            .files
+            .insert(PROGRAM.into(), denying.files[PROGRAM].clone());
+        let refused = swapped.check_program().unwrap_err();
+        assert!(matches!(refused, PolicyError::Revision(_)), "{refused}");
+        assert!(refused.to_string().contains(PROGRAM), "{refused}");
+        // Without a program (an `opa build` bundle), there is nothing to compare.
+        let mut without = allowing.clone();
+        without.files.remove(PROGRAM);
+        without.check_program().unwrap();
+    }
+
     const DEFAULT_LIKE: &str = "package approvals\n\ndecision := {\"outcome\": \"allow\", \"reasons\": [], \"timeout_seconds\": 60}\n\nvote := {\"allowed\": true, \"reason\": \"\"}\n";
 
     #[test]
@@ -738,7 +787,7 @@ mod tests {
     fn json_files_are_hashed_in_opa_form_so_reformatting_them_keeps_the_signature() {
         assert_eq!(
             opa_json_form(b"{ \"b\": 1,\n \"a\": [\"<x&y>\"] }").unwrap(),
-            r#"{"a":["\u003cx\u0026y\u003e"],"b":1}"#
+            r#"{"a":["<x&y>"],"b":1}"#
         );
         let (private, key) = key_pair();
         let mut reformatted = signed(&private);
