@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use clap::Args;
 use regate_aws::describe_sdk;
@@ -270,7 +272,11 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
             .await;
         match put {
             Ok(_) => {}
-            Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(412) => {}
+            Err(error) if http_status(&error) == Some(412) => {}
+            Err(error) if http_status(&error) == Some(409) => bail!(
+                "another push is writing s3://{bucket}/{object} at this moment; nothing was \
+                 overwritten. Push again"
+            ),
             Err(error) => bail!("s3://{bucket}/{object}: {}", describe_sdk(&error)),
         }
         let stored = download(&s3, &bucket, &object).await?;
@@ -320,7 +326,10 @@ pub fn status(place_args: &BucketArgs) -> Result<ExitCode> {
         let (bucket, _) = place(&config, place_args, None).await?;
         let s3 = regate_aws::s3_client(&config);
         let Some((pointer, _)) = read_pointer(&s3, &bucket).await? else {
-            println!("no bundle pushed to s3://{bucket} yet: the functions use their embedded policy only when no bucket is configured");
+            println!(
+                "no bundle pushed to s3://{bucket} yet: until `regate policy push`, the \
+                 functions that load from it have no policy and fail closed"
+            );
             return Ok(ExitCode::FAILURE);
         };
         println!("revision:  {}", pointer.revision);
@@ -343,6 +352,10 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
     Ok(object.body.collect().await?.into_bytes().to_vec())
 }
 
+fn http_status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
+    error.raw_response().map(|r| r.status().as_u16())
+}
+
 /// The pointer and its ETag, or `None` when there is none yet.
 async fn read_pointer(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<(Pointer, String)>> {
     match s3.get_object().bucket(bucket).key(POINTER_KEY).send().await {
@@ -353,7 +366,7 @@ async fn read_pointer(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<(P
                 .with_context(|| format!("s3://{bucket}/{POINTER_KEY} is not a valid pointer"))?;
             Ok(Some((pointer, etag)))
         }
-        Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
         Err(error) => bail!("s3://{bucket}/{POINTER_KEY}: {}", describe_sdk(&error)),
     }
 }
@@ -402,7 +415,8 @@ async fn point_to(
     };
     match put.send().await {
         Ok(_) => Ok(pointer),
-        Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(412) => bail!(
+        // 412: it changed since it was read; 409: another conditional write of it is under way.
+        Err(error) if matches!(http_status(&error), Some(409 | 412)) => bail!(
             "another push changed s3://{bucket}/{POINTER_KEY} while this one ran; nothing was \
              overwritten. Check `regate policy status` and push again"
         ),

@@ -465,8 +465,8 @@ async fn a_cold_start_with_no_loadable_bundle_fails_closed_and_tries_again_every
 
     // With nothing loaded the pointer is read again after 5 s (not after the hour), and not
     // sooner: a flood of requests is not a flood of reads.
-    let pushed = place.push("first", |_| {});
     assert_eq!(policy.refresh_if_due().await, Refresh::NotDue);
+    let pushed = place.push("first", |_| {});
     tokio::time::sleep(Duration::from_millis(5_100)).await;
     assert_eq!(
         policy.refresh_if_due().await,
@@ -481,20 +481,22 @@ async fn a_cold_start_with_no_loadable_bundle_fails_closed_and_tries_again_every
 }
 
 #[tokio::test]
-async fn a_bucket_with_nothing_pushed_yet_means_the_built_in_bundle_until_a_push() {
+async fn a_bucket_with_nothing_pushed_yet_fails_closed_until_the_first_push() {
     let _stack = LocalStack::connect().await;
     let place = Place::new("policy-new").await;
     let policy = place.load(false).await;
-    let built_in = regate_policies::bundle().unwrap().revision;
-    assert_eq!(revision_of(&policy), built_in);
-    assert_eq!(policy.refresh_if_due().await, Refresh::Unchanged);
+    // Never the built-in bundle in place of the bucket's: no pointer, no policy.
+    let refused = policy.live.current().unwrap_err().to_string();
+    assert!(refused.contains("there is no current.json"), "{refused}");
+    assert!(refused.contains("regate policy push"), "{refused}");
 
     let pushed = place.push("first", erin_joins);
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
     assert_eq!(
         policy.refresh_if_due().await,
         Refresh::Loaded(pushed.clone())
     );
-    // A pointer that was there and is deleted is a failure: the pushed revision stays.
+    // A pointer deleted after it was read is a failure too: the pushed revision stays.
     local_s3(&local_config().await)
         .delete_object()
         .bucket(&place.bucket)
@@ -505,7 +507,7 @@ async fn a_bucket_with_nothing_pushed_yet_means_the_built_in_bundle_until_a_push
     match policy.refresh_if_due().await {
         Refresh::Failed { stage, message } => {
             assert_eq!(stage, "pointer");
-            assert!(message.contains("deleted"), "{message}");
+            assert!(message.contains("there is no current.json"), "{message}");
         }
         other => panic!("{other:?}"),
     }

@@ -34,7 +34,7 @@ const RETRY_WHILE_UNLOADED: Duration = Duration::from_secs(5);
 /// How long a refresh may hold up an invocation when a policy is loaded (a click is answered
 /// within Slack's 3 s), and at cold start, with none: past it, the load counts as failed.
 const REFRESH_BUDGET: Duration = Duration::from_secs(2);
-const FIRST_LOAD_BUDGET: Duration = Duration::from_secs(10);
+const FIRST_LOAD_BUDGET: Duration = Duration::from_secs(5);
 /// A bundle file read from the bucket: no larger than it may be unpacked.
 const MAX_BUNDLE_BYTES: u64 = regate_core::policy::MAX_UNPACKED_BYTES;
 
@@ -131,7 +131,6 @@ pub type EmbeddedBundle = fn() -> Result<PolicyBundle, regate_core::PolicyError>
 pub struct FunctionPolicy {
     pub live: Arc<LivePolicy>,
     pub kept: Arc<KeptPolicies>,
-    embedded: EmbeddedBundle,
     loader: Option<Loader>,
 }
 
@@ -145,9 +144,9 @@ pub enum PolicyInitError {
 
 impl FunctionPolicy {
     /// At cold start: the embedded bundle when no bucket is configured (an error in it fails
-    /// the cold start), else the bucket's current bundle (the embedded one while nothing was
-    /// pushed). A bucket whose bundle cannot be loaded leaves the function without a policy
-    /// (every evaluation fails closed) until a later refresh loads one.
+    /// the cold start), else the bucket's current bundle. A bucket whose bundle cannot be
+    /// loaded (nothing pushed yet included) leaves the function without a policy (every
+    /// evaluation fails closed) until a later refresh loads one.
     pub async fn load(
         settings: &PolicySettings,
         aws: &AwsSettings,
@@ -164,7 +163,6 @@ impl FunctionPolicy {
             return Ok(Self {
                 live: Arc::new(LivePolicy::new(engine)),
                 kept,
-                embedded,
                 loader: None,
             });
         };
@@ -183,7 +181,6 @@ impl FunctionPolicy {
         let policy = Self {
             live,
             kept,
-            embedded,
             loader: Some(loader),
         };
         let _ = policy.refresh().await;
@@ -298,8 +295,6 @@ struct LoaderState {
     checked_at: Option<Instant>,
     /// The revision in use, if any.
     revision: Option<String>,
-    /// Whether it came from the bucket (else it is the embedded bundle, nothing being pushed).
-    from_bucket: bool,
     key: Option<Arc<PublicKey>>,
 }
 
@@ -309,8 +304,6 @@ enum PointerRead {
     Current(Pointer, String),
     /// It has not changed since the ETag last read.
     NotModified,
-    /// There is none.
-    Missing,
 }
 
 /// Why a load failed: the stage (a metric dimension) and what happened.
@@ -327,12 +320,10 @@ impl Loader {
     async fn check(&self, state: &mut LoaderState, policy: &FunctionPolicy) -> Result<(), Failure> {
         let (pointer, etag) = match self.pointer(state.etag.as_deref()).await? {
             PointerRead::NotModified => return Ok(()),
-            PointerRead::Missing => return self.nothing_pushed(state, policy),
             PointerRead::Current(pointer, etag) => (pointer, etag),
         };
         if state.revision.as_deref() == Some(pointer.revision.as_str()) {
             state.etag = Some(etag);
-            state.from_bucket = true;
             return Ok(());
         }
         let key = match &state.key {
@@ -370,42 +361,7 @@ impl Loader {
             "policy bundle loaded"
         );
         state.revision = Some(pointer.revision);
-        state.from_bucket = true;
         state.etag = Some(etag);
-        Ok(())
-    }
-
-    /// No pointer: nothing was pushed yet (a new stack), and the embedded bundle is used until
-    /// something is. A pointer that was there and is gone is a failure: the revision loaded
-    /// from it stays.
-    fn nothing_pushed(
-        &self,
-        state: &mut LoaderState,
-        policy: &FunctionPolicy,
-    ) -> Result<(), Failure> {
-        if state.from_bucket {
-            return Err(failure("pointer")(format!(
-                "{POINTER_KEY} was deleted; push or roll back to restore it"
-            )));
-        }
-        if state.revision.is_some() {
-            return Ok(());
-        }
-        let bundle = (policy.embedded)().map_err(|e| failure("compile")(e.to_string()))?;
-        let engine =
-            PolicyEngine::compile(&bundle).map_err(|e| failure("compile")(e.to_string()))?;
-        policy
-            .kept
-            .add(&bundle)
-            .map_err(|e| failure("bundle")(e.to_string()))?;
-        policy.live.replace(Arc::new(engine));
-        tracing::warn!(
-            bucket = %self.bucket,
-            policy_revision = %bundle.revision,
-            "nothing was pushed to the policy bucket yet (no {POINTER_KEY}): the bundle built \
-             into the function is used until `regate policy push`"
-        );
-        state.revision = Some(bundle.revision);
         Ok(())
     }
 
@@ -418,7 +374,14 @@ impl Loader {
         {
             S3Get::Object(object) => object,
             S3Get::NotModified => return Ok(PointerRead::NotModified),
-            S3Get::NoSuchKey => return Ok(PointerRead::Missing),
+            // The bucket never fails over to the built-in bundle: whoever can delete the
+            // pointer must not be able to choose an unsigned policy.
+            S3Get::NoSuchKey => {
+                return Err(failure("pointer")(format!(
+                    "there is no {POINTER_KEY}: nothing was pushed yet, or it was deleted; \
+                     `regate policy push` or `regate policy rollback` writes it"
+                )))
+            }
         };
         let pointer = serde_json::from_slice(&object.body).map_err(|e| {
             failure("pointer")(format!("{POINTER_KEY} is not a valid pointer: {e}"))
