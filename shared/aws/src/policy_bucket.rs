@@ -6,8 +6,9 @@
 //! conditional GET (`If-None-Match`); a new revision is downloaded (or read from the `/tmp`
 //! cache), checked (digest, signature, revision) and compiled, then swapped in whole. Any
 //! failure keeps the last good revision, logs an ERROR line and counts `PolicyLoadFailed`; a
-//! function that has never loaded one evaluates nothing (`PolicyUnavailable`). A bucket with no
-//! pointer yet (a new stack, before its first push) means the bundle built into the function.
+//! function that has never loaded one evaluates nothing (`PolicyUnavailable`), a bucket with no
+//! pointer yet (a new stack, before its first push) included: a bucket never falls back to the
+//! bundle built into the function.
 
 use std::path::PathBuf;
 use std::sync::Arc;
