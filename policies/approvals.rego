@@ -1,8 +1,9 @@
 # The default regate approval policy (Rego v1, package approvals).
 #
 # Input:  {"request": <request>, "votes": [{"voter", "vote", "reason", "at"}], "now": "<RFC3339>",
-#          "opened_at": "<RFC3339>"} plus "voter" when data.approvals.vote is asked. opened_at is
-#          when the approval opened (the first evaluation sees opened_at == now).
+#          "opened_at": "<RFC3339>"} plus "voter" when data.approvals.vote is asked, and
+#          "identity" when the request carried an identity token. opened_at is when the
+#          approval opened (the first evaluation sees opened_at == now).
 # Output: data.approvals.decision and data.approvals.vote (see the README's policy contract).
 #
 # regate enforces its hard rules in Rust whatever this file says: the requester and the
@@ -19,7 +20,8 @@ package approvals
 facts := {
 	"production": input.request.environment in {"production", "prod"},
 	"owners": object.get(data.services, [input.request.resource.name, "owners"], "sre"),
-	"excluded": {lower(input.request.requester.id), lower(object.get(input.request, ["initiator", "id"], ""))},
+	# The requester, the initiator, and whoever the identity token proves asked (data.people).
+	"excluded": {lower(input.request.requester.id), lower(object.get(input.request, ["initiator", "id"], ""))} | actor_people,
 	"freezes": [window.reason |
 		input.request.environment in {"production", "prod"}
 		now := time.parse_rfc3339_ns(input.now)
@@ -32,7 +34,58 @@ facts := {
 	"waited": (time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(object.get(input, "opened_at", input.now))) / 1000000000,
 }
 
+# ---------------------------------------------------------------- who asked, proven
+# input.identity is what regate proved from the request's identity token (an OIDC token from a
+# trusted CI issuer): {issuer, subject, key_id, claims}, or {error} when the token failed a
+# check. Without a token there is no input.identity.
+
+# Who ran the pipeline: GitHub's `actor`, GitLab's `user_login`.
+actor := object.get(input.identity.claims, "actor", object.get(input.identity.claims, "user_login", ""))
+
+# Which data.people field holds a person's account with the token's issuer.
+account_field := object.get(data, ["issuers", input.identity.issuer, "account"], "github")
+
+# The people (lower-case addresses) whose account is the actor.
+actor_people := {lower(person) |
+	actor != ""
+	some person, entry in object.get(data, "people", {})
+	lower(object.get(entry, account_field, "")) == lower(actor)
+}
+
+# The pipeline that ran: the repository (GitHub) or project path (GitLab), and the ref.
+pipeline := {
+	"repository": object.get(input.identity.claims, "repository", object.get(input.identity.claims, "project_path", "")),
+	"ref": object.get(input.identity.claims, "ref", ""),
+}
+
 # ---------------------------------------------------------------- changes that are never allowed
+
+denials contains concat("", ["the request's identity token was refused: ", input.identity.error]) if {
+	input.identity.error
+}
+
+# A production change must prove who asked: the request carries a verified identity token.
+denials contains "a production change must prove who asked for it: send request.identity_token, an OIDC token from a trusted CI issuer (see \"Proving who asked\" in regate's README)" if {
+	facts.production
+	not input.identity
+}
+
+# The requester is whoever the token proves ran the pipeline: a request that names someone else
+# is refused, so no one can ask in another's name (or in a bot's, to approve it themselves).
+denials contains concat("", ["the request names ", input.request.requester.id, " as its requester, but its identity token proves that ", actor, " ran it"]) if {
+	actor != ""
+	lower(input.request.requester.id) != lower(actor)
+	not lower(input.request.requester.id) in actor_people
+}
+
+# data.pipelines, when set, lists where production changes may come from:
+# [{"repository": "acme/payments", "ref": "refs/heads/main"}] (no ref: any ref).
+denials contains concat("", ["production changes come only from the pipelines in data.pipelines, not from ", pipeline.repository, " at ", pipeline.ref]) if {
+	facts.production
+	input.identity.issuer
+	count(object.get(data, "pipelines", [])) > 0
+	count([p | some p in data.pipelines; p.repository == pipeline.repository; object.get(p, "ref", pipeline.ref) == pipeline.ref]) == 0
+}
 
 denials contains "destructive production change: deleting a production database is not allowed" if {
 	facts.production
@@ -254,6 +307,8 @@ escalation_notify := [
 
 vote := {"allowed": false, "reason": "the requester of a change cannot vote on it"} if {
 	lower(input.voter) == lower(input.request.requester.id)
+} else := {"allowed": false, "reason": concat("", ["the requester of a change cannot vote on it: its identity token proves that ", actor, " (you) asked for it"])} if {
+	lower(input.voter) in actor_people
 } else := {"allowed": false, "reason": "the initiator of a change cannot vote on it"} if {
 	lower(input.voter) == lower(input.request.initiator.id)
 } else := {"allowed": false, "reason": "this request is not waiting for approval"} if {

@@ -21,13 +21,17 @@ request(action, environment, kind, name) := {
 
 break_glass(r) := object.union(r, {"details": {"break_glass": true}})
 
+# Requests come from a pipeline its requester ran: a verified identity whose actor is the
+# requester (see the identity tests below for every other case).
 decide(r, votes, now) := d if {
-	d := approvals.decision with input as {"request": r, "votes": votes, "now": now}
+	d := approvals.decision with input as {"request": r, "votes": votes, "now": now, "identity": ran_by(r)}
 }
 
 may_vote(r, votes, person) := v if {
-	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "voter": person}
+	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "voter": person, "identity": ran_by(r)}
 }
+
+ran_by(r) := proven(r.requester.id, "acme/payments", "refs/heads/main")
 
 approve(person) := {"voter": person, "vote": "approve", "at": calm}
 
@@ -291,11 +295,11 @@ test_a_nonsense_window_is_ignored if {
 
 # The decision opened_at the given time and evaluated at calm.
 waited(r, votes, opened_at) := d if {
-	d := approvals.decision with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at}
+	d := approvals.decision with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at, "identity": ran_by(r)}
 }
 
 may_vote_after(r, votes, person, opened_at) := v if {
-	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at, "voter": person}
+	v := approvals.vote with input as {"request": r, "votes": votes, "now": calm, "opened_at": opened_at, "voter": person, "identity": ran_by(r)}
 }
 
 half_an_hour_ago := "2026-06-01T11:29:59Z"
@@ -384,4 +388,93 @@ test_people_asked_by_name_who_may_approve_get_a_direct_message if {
 test_a_malformed_ask_is_ignored if {
 	count(decide(asking("alice@example.com"), [], calm).notify) == 2
 	count(decide(asking([42]), [], calm).notify) == 2
+}
+
+# ---- who asked, proven (input.identity)
+
+github := "https://token.actions.githubusercontent.com"
+
+proven(actor, repository, ref) := {
+	"issuer": github,
+	"subject": concat("", ["repo:", repository, ":ref:", ref]),
+	"key_id": "k1",
+	"claims": {"iss": github, "actor": actor, "repository": repository, "ref": ref},
+}
+
+decide_as(r, identity, votes) := d if {
+	d := approvals.decision with input as {"request": r, "votes": votes, "now": calm, "identity": identity}
+}
+
+may_vote_as(r, identity, person) := v if {
+	v := approvals.vote with input as {"request": r, "votes": [], "now": calm, "voter": person, "identity": identity}
+}
+
+test_a_verified_actor_who_is_the_requester_asks_as_usual if {
+	d := decide_as(payments_deploy, proven("dev", "acme/payments", "refs/heads/main"), [])
+	d.outcome == "approval_required"
+	d.approvers == ["alice@example.com", "bob@example.com"]
+}
+
+test_a_refused_token_is_denied_with_its_reason if {
+	d := decide_as(payments_deploy, {"error": "the identity token has expired (exp)"}, [])
+	d.outcome == "deny"
+	d.reasons == ["the request's identity token was refused: the identity token has expired (exp)"]
+}
+
+test_a_claimed_requester_other_than_the_verified_actor_is_denied_naming_both if {
+	d := decide_as(payments_deploy, proven("mallory", "acme/payments", "refs/heads/main"), [])
+	d.outcome == "deny"
+	d.reasons == ["the request names dev@example.com as its requester, but its identity token proves that mallory ran it"]
+}
+
+test_a_requester_named_by_login_or_by_address_is_the_actor if {
+	by_address := object.union(payments_deploy, {"requester": {"id": "Alice@Example.com", "kind": "human"}})
+	decide_as(by_address, proven("alice-gh", "acme/payments", "refs/heads/main"), []).outcome == "approval_required"
+	by_login := object.union(payments_deploy, {"requester": {"id": "alice-gh", "kind": "human"}})
+	decide_as(by_login, proven("alice-gh", "acme/payments", "refs/heads/main"), []).outcome == "approval_required"
+}
+
+test_the_verified_actor_cannot_approve_under_their_chat_address if {
+	r := object.union(payments_deploy, {"requester": {"id": "alice-gh", "kind": "human"}})
+	identity := proven("alice-gh", "acme/payments", "refs/heads/main")
+	d := decide_as(r, identity, [])
+	# alice is a payments owner, but she asked: only bob may approve.
+	d.approvers == ["bob@example.com"]
+	v := may_vote_as(r, identity, "alice@example.com")
+	v.allowed == false
+	v.reason == "the requester of a change cannot vote on it: its identity token proves that alice-gh (you) asked for it"
+	may_vote_as(r, identity, "bob@example.com").allowed == true
+	# Her approval does not count either.
+	decide_as(r, identity, [approve("alice@example.com")]).outcome == "approval_required"
+}
+
+test_a_gitlab_actor_is_found_by_the_issuers_account_field if {
+	gitlab := {"issuer": "https://gitlab.com", "subject": "project_path:acme/payments:ref_type:branch:ref:main", "key_id": "g1",
+		"claims": {"user_login": "alice", "project_path": "acme/payments", "ref": "main"}}
+	r := object.union(payments_deploy, {"requester": {"id": "alice@example.com", "kind": "human"}})
+	decide_as(r, gitlab, []).approvers == ["bob@example.com"]
+}
+
+test_production_changes_may_be_limited_to_listed_pipelines if {
+	pipelines := [{"repository": "acme/payments", "ref": "refs/heads/main"}, {"repository": "acme/infra"}]
+	main := proven("dev", "acme/payments", "refs/heads/main")
+	branch := proven("dev", "acme/payments", "refs/heads/feature")
+	infra := proven("dev", "acme/infra", "refs/tags/v1")
+	decide_as(payments_deploy, main, []).outcome == "approval_required" with data.pipelines as pipelines
+	decide_as(payments_deploy, infra, []).outcome == "approval_required" with data.pipelines as pipelines
+	d := decide_as(payments_deploy, branch, []) with data.pipelines as pipelines
+	d.outcome == "deny"
+	d.reasons == ["production changes come only from the pipelines in data.pipelines, not from acme/payments at refs/heads/feature"]
+	# Outside production the list does not apply.
+	staging := request("deploy", "staging", "service", "payments")
+	decide_as(staging, branch, []).outcome == "allow" with data.pipelines as pipelines
+}
+
+test_a_production_change_without_an_identity_token_is_denied if {
+	d := approvals.decision with input as {"request": payments_deploy, "votes": [], "now": calm}
+	d.outcome == "deny"
+	d.reasons == ["a production change must prove who asked for it: send request.identity_token, an OIDC token from a trusted CI issuer (see \"Proving who asked\" in regate's README)"]
+	staging := request("deploy", "staging", "service", "payments")
+	s := approvals.decision with input as {"request": staging, "votes": [], "now": calm}
+	s.outcome == "allow"
 }

@@ -5,14 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use regate_tests::functions_log;
 use regate_tests::stack::LocalStack;
 use serde_json::{json, Value};
-
-/// The functions' log so far.
-fn functions_log() -> String {
-    let path = regate_tests::repo_root().join(".local/logs/functions.log");
-    std::fs::read_to_string(path).unwrap_or_default()
-}
 
 /// The metric names (with their dimension values) in the functions' EMF lines after the first
 /// `from` bytes of their log.

@@ -7,6 +7,7 @@
 mod decision_log;
 mod direct;
 mod faults;
+mod identity;
 mod local_stack;
 mod metrics;
 mod pending_store;

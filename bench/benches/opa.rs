@@ -201,7 +201,7 @@ fn cases() -> Result<Vec<Case>, String> {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let json: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let request = prepared(&json["request"])?;
+        let request = prepared(&json)?;
         let votes: Vec<Vote> =
             serde_json::from_value(json["votes"].clone()).map_err(|e| e.to_string())?;
         let now = json["now"]
@@ -299,16 +299,22 @@ fn scale_case() -> Result<Case, String> {
         PolicyBundle::from_files(policies, Some(data.to_string())).map_err(|e| e.to_string())?;
     let service = 1_234;
     let owners = &team_names[service % TEAMS];
+    let github = "https://token.actions.githubusercontent.com";
     let request = prepared(&json!({
-        "id": "chg-scale",
-        "action": "iam_change",
-        "environment": "production",
-        "resource": {"type": "iam_role", "name": format!("service-{service:04}")},
-        "requester": {"id": "dev@example.com", "kind": "human"},
-        "initiator": {"id": "ci-bot", "kind": "service"},
-        "summary": "Grant the deployer s3:PutObject",
-        "details": {},
-        "links": [],
+        "request": {
+            "id": "chg-scale",
+            "action": "iam_change",
+            "environment": "production",
+            "resource": {"type": "iam_role", "name": format!("service-{service:04}")},
+            "requester": {"id": "dev@example.com", "kind": "human"},
+            "initiator": {"id": "ci-bot", "kind": "service"},
+            "summary": "Grant the deployer s3:PutObject",
+            "details": {},
+            "links": [],
+        },
+        "identity": {"issuer": github, "subject": "repo:acme/iam:ref:refs/heads/main",
+            "key_id": "bench", "claims": {"actor": "dev@example.com", "repository": "acme/iam",
+            "ref": "refs/heads/main"}},
     }))?;
     let now = regate_core::time::parse_rfc3339("2026-06-01T12:00:00Z").ok_or("a bad date")?;
     let voters: Vec<String> = (0..VOTES).map(|i| member(owners, i)).collect();
@@ -325,8 +331,9 @@ fn scale_case() -> Result<Case, String> {
     })
 }
 
-fn prepared(request: &Value) -> Result<PreparedRequest, String> {
-    let request = Request::from_value(request, None).map_err(|e| e.to_string())?;
+/// A whole policy input's request and identity, prepared.
+fn prepared(input: &Value) -> Result<PreparedRequest, String> {
+    let request = Request::from_policy_input(input, None).map_err(|e| e.to_string())?;
     PreparedRequest::new(request).map_err(|e| e.to_string())
 }
 

@@ -61,7 +61,8 @@ pub struct SimulateArgs {
 
 #[derive(Args)]
 struct InputArgs {
-    /// A request, or a whole policy input {"request", "votes", "now", "opened_at", "voter"}.
+    /// A request, or a whole policy input {"request", "votes", "now", "opened_at", "voter",
+    /// "identity"} (an identity as the evaluator proves it from a token, to try a policy with).
     #[arg(long)]
     input: PathBuf,
     /// The evaluation time (RFC 3339); defaults to the input's "now", then to the current time.
@@ -215,12 +216,15 @@ impl LoadedInput {
     fn read(args: &InputArgs) -> Result<Self> {
         let json = read_json(&args.input)?;
         let whole_input = json.get("request").is_some();
-        let request_json = if whole_input { &json["request"] } else { &json };
         // As in the workflow, where the execution name stands in, a request without an id
         // gets one: the input file's name.
         let default_id = default_id(&args.input);
-        let request = Request::from_value(request_json, Some(&default_id))
-            .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
+        let request = if whole_input {
+            Request::from_policy_input(&json, Some(&default_id))
+        } else {
+            Request::from_value(&json, Some(&default_id))
+        }
+        .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
         let time_of = |name: &str, flag: &Option<String>| -> Result<Option<DateTime<Utc>>> {
             let text = flag
                 .clone()

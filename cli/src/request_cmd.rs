@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use regate_aws::{describe_sdk, DynamoDecisionLog, SfnTaskTokens};
 use regate_core::event::{Event, EventKind};
 use regate_core::ports::{DecisionLog, ExecutionStatus, TaskTokens};
+use regate_core::identity::{take_token, TOKEN_FIELD};
 use regate_core::Request;
 use serde_json::Value;
 
@@ -47,6 +48,14 @@ pub struct StartArgs {
     /// How long --wait waits (90s, 30m, 2h) [default: until the workflow ends].
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// A file holding the CI job's OIDC identity token (GitLab's `id_tokens`, say), sent as
+    /// `identity_token`. In GitHub Actions (with `permissions: id-token: write`) the token is
+    /// fetched without it.
+    #[arg(long, value_name = "FILE")]
+    identity_token: Option<PathBuf>,
+    /// The audience to ask GitHub Actions' token for (the stack's IdentityAudience).
+    #[arg(long, default_value = "regate")]
+    audience: String,
     #[command(flatten)]
     place: Place,
 }
@@ -181,8 +190,13 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
             object.insert("id".into(), new_request_id().into());
         }
     }
+    if let Some(token) = identity_token(args).await? {
+        if let Some(object) = request.as_object_mut() {
+            object.insert(TOKEN_FIELD.into(), token.into());
+        }
+    }
     // The evaluator checks it too; checking here fails a pipeline before anything starts.
-    let checked = Request::from_value(&request, None)
+    let checked = Request::from_value(&take_token(&request).0, None)
         .map_err(|e| anyhow::anyhow!("{}: invalid request: {e}", args.input.display()))?;
     let regate = Regate::connect(&args.place).await?;
     let state_machine = regate.state_machine.clone().with_context(|| {
@@ -196,14 +210,14 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
         .name(&id)
         .input(request.to_string())
         .send()
-        .await
-        .map_err(|e| match e.code() {
-            Some("ExecutionAlreadyExists") => {
-                anyhow::anyhow!("request {id} was started before: see regate request status {id}")
-            }
-            _ => anyhow::anyhow!("starting {state_machine}: {}", describe_sdk(&e)),
-        })?;
-    let execution = started.execution_arn().to_string();
+        .await;
+    let execution = match started {
+        Ok(started) => started.execution_arn().to_string(),
+        Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+            same_request_waiting(&regate, &state_machine, &id, &request).await?
+        }
+        Err(e) => bail!("starting {state_machine}: {}", describe_sdk(&e)),
+    };
     println!("request {id}");
     println!("execution {execution}");
     let mut shown = Shown::default();
@@ -227,6 +241,89 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
             bail!("request {id} is still waiting for approval; see regate request status {id}");
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A request started before under the same id: when its workflow still waits and it is the
+/// same request (its identity token aside: a re-run job gets a new one), this start is a retry
+/// and follows it; otherwise it is an error, never a second approval.
+async fn same_request_waiting(
+    regate: &Regate,
+    state_machine: &str,
+    id: &str,
+    request: &Value,
+) -> Result<String> {
+    let started_before = || anyhow::anyhow!("request {id} was started before: see regate request status {id}");
+    let execution = format!(
+        "{}:{id}",
+        state_machine.replacen(":stateMachine:", ":execution:", 1)
+    );
+    let described = regate
+        .sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .map_err(|_| started_before())?;
+    let before: Value = described
+        .input()
+        .and_then(|input| serde_json::from_str(input).ok())
+        .unwrap_or_default();
+    let running = described.status().as_str() == "RUNNING";
+    if !running || take_token(&before).0 != take_token(request).0 {
+        return Err(started_before());
+    }
+    Ok(execution)
+}
+
+/// GitHub Actions' variables for asking the job's identity token.
+const GITHUB_TOKEN_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+const GITHUB_TOKEN_BEARER: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+
+/// The identity token to send: the `--identity-token` file's, else GitHub Actions' (asked for
+/// `--audience`) when the job may have one, else none. The token is never printed.
+async fn identity_token(args: &StartArgs) -> Result<Option<String>> {
+    if let Some(path) = &args.identity_token {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the identity token {}", path.display()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            bail!("the identity token file {} is empty", path.display());
+        }
+        return Ok(Some(token.to_string()));
+    }
+    let (Ok(url), Ok(bearer)) = (
+        std::env::var(GITHUB_TOKEN_URL),
+        std::env::var(GITHUB_TOKEN_BEARER),
+    ) else {
+        return Ok(None);
+    };
+    let mut url = reqwest::Url::parse(&url).with_context(|| format!("{GITHUB_TOKEN_URL} is not a URL"))?;
+    url.query_pairs_mut().append_pair("audience", &args.audience);
+    let asking = |e: reqwest::Error| {
+        anyhow::anyhow!(
+            "asking GitHub Actions for the job's identity token: {}",
+            e.without_url()
+        )
+    };
+    let answer = regate_aws::function_http_client(Duration::from_secs(5))?
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .map_err(asking)?;
+    if !answer.status().is_success() {
+        bail!(
+            "asking GitHub Actions for the job's identity token: HTTP {} (does the job have \
+             `permissions: id-token: write`?)",
+            answer.status()
+        );
+    }
+    let body: Value = answer.json().await.map_err(asking)?;
+    match body.get("value").and_then(Value::as_str) {
+        Some(token) if !token.is_empty() => Ok(Some(token.to_string())),
+        _ => bail!("GitHub Actions answered the identity token request without a token"),
     }
 }
 

@@ -17,7 +17,7 @@ use regate_core::event::keys;
 use regate_core::{Event, EventKind, Outcome};
 use regate_testkit::{
     ballot, default_policy, execution_of, open, rejecting, request, Fakes, FixedClock, MemoryLog,
-    RecordingMetrics,
+    RecordingMetrics, TestIssuer,
 };
 use regate_tests::checkpoint::{heads_of, write_checkpoints, KmsSigner};
 use regate_tests::export::{
@@ -35,13 +35,20 @@ const DENIED: &str = "aud-denied";
 const EXPIRED: &str = "aud-expired";
 
 /// The evaluator over the fakes' log and clock, with the default policy.
-fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics> {
+fn evaluator_of(fakes: &Fakes) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics, TestIssuer> {
     Evaluator::new(
         fakes.log.clone(),
         fakes.clock.clone(),
         fakes.metrics.clone(),
         Arc::new(regate_core::LivePolicy::new(default_policy())),
     )
+    .with_identity(issuer().clone())
+}
+
+/// The issuer of the requests' identity tokens, trusted by [`evaluator_of`].
+fn issuer() -> &'static TestIssuer {
+    static ISSUER: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
+    ISSUER.get_or_init(TestIssuer::default)
 }
 
 /// The decision log of five requests as the workflow writes it: one allowed at once, one
@@ -61,7 +68,7 @@ async fn workflow_log() -> Vec<Event> {
     for r in &requests {
         let id = r.build().id;
         let evaluated = evaluator
-            .evaluate(&r.json(), None, &execution_of(&id))
+            .evaluate(&r.json_signed_by(issuer()), None, &execution_of(&id))
             .await
             .unwrap();
         if evaluated.decision.evaluation.decision.outcome == Outcome::ApprovalRequired {
@@ -276,7 +283,7 @@ async fn time_aware_log() -> Vec<Event> {
     for r in [&escalated, &closed] {
         let id = r.build().id;
         evaluator
-            .evaluate(&r.json(), None, &execution_of(&id))
+            .evaluate(&r.json_signed_by(issuer()), None, &execution_of(&id))
             .await
             .unwrap();
         open(&approvals, &r.build(), &format!("token-{id}")).await;
@@ -764,7 +771,7 @@ async fn made_up_request(id: &str) -> Vec<Event> {
     let approvals = fakes.approvals();
     let made_up = request(id);
     evaluator
-        .evaluate(&made_up.json(), None, &execution_of(id))
+        .evaluate(&made_up.json_signed_by(issuer()), None, &execution_of(id))
         .await
         .unwrap();
     open(&approvals, &made_up.build(), "token").await;

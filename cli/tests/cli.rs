@@ -31,9 +31,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `regate policy eval` of `input` (a request, or a whole policy input), as a request its
+/// requester proved with an identity token: the identity is added unless the input has one.
 fn eval_json(input: &Value, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("input.json");
+    let mut input = match input.get("request") {
+        Some(_) => input.clone(),
+        None => json!({"request": input}),
+    };
+    if input.get("identity").is_none() {
+        let requester = input["request"]["requester"]["id"].as_str().unwrap_or_default();
+        input["identity"] = serde_json::to_value(regate_testkit::ran_by(requester)).unwrap();
+    }
     std::fs::write(&path, input.to_string()).unwrap();
     let out = eval(&path, extra);
     assert!(out.status.success(), "{}", stderr(&out));

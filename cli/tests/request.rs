@@ -16,12 +16,25 @@ fn spawn(stack: &LocalStack, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_regate"))
         .arg("request")
         .args(args)
-        .envs(local_env())
+        .envs(in_a_job())
         .env("REGATE_STATE_MACHINE_ARN", &stack.state_machine_arn)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// The local stack's settings, as a GitHub Actions job that dev (dev@example.com in
+/// `data.people`) ran from acme/payments on main sees them: the issuer stand-in stands in for
+/// GitHub's token request URL.
+fn in_a_job() -> std::collections::HashMap<String, String> {
+    let mut env = local_env();
+    let job = format!(
+        "{}/token?actor=dev&repository=acme/payments&ref=refs/heads/main",
+        env["REGATE_TRUSTED_ISSUERS"]
+    );
+    env.insert("ACTIONS_ID_TOKEN_REQUEST_URL".into(), job);
+    env
 }
 
 /// The command's output, killing it if it runs past a minute.
@@ -136,7 +149,7 @@ async fn the_stack_outputs_name_the_state_machine_and_the_table() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_regate"));
     child
         .args(["request", "start", "--input", &input, "--stack", &name])
-        .envs(local_env())
+        .envs(in_a_job())
         .env_remove("REGATE_DECISION_LOG_TABLE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -203,4 +216,84 @@ async fn bad_input_and_a_second_start_are_clear_errors_with_exit_2() {
         "{}",
         text(&unknown)
     );
+}
+
+/// `regate request start` as a GitHub Actions job runs it: the job's identity token is asked
+/// for at ACTIONS_ID_TOKEN_REQUEST_URL (here the issuer stand-in's, whose query stands for the
+/// job) and sent with the request, and the evaluator proves the requester from it.
+#[tokio::test]
+async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_elsewhere() {
+    let stack = LocalStack::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = in_a_job();
+    let issuer = env["REGATE_TRUSTED_ISSUERS"].clone();
+    let job_url = env["ACTIONS_ID_TOKEN_REQUEST_URL"].clone();
+    let in_actions = |bearer: &str, input: &str| {
+        Command::new(env!("CARGO_BIN_EXE_regate"))
+            .args(["request", "start", "--input", input])
+            .envs(in_a_job())
+            .env("REGATE_STATE_MACHINE_ARN", &stack.state_machine_arn)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", bearer)
+            .output()
+            .unwrap()
+    };
+    let proven_actor = |id: String| {
+        let stack = &stack;
+        async move {
+            let events = stack.events(&id).await;
+            let requested = events
+                .iter()
+                .find(|e| e.kind == regate_core::EventKind::Requested)
+                .unwrap();
+            requested.data["request"]["identity"].clone()
+        }
+    };
+
+    let id = unique("cli-actions");
+    let input = request_file(&dir, &id, json!({}));
+    let started = in_actions(&env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"], &input);
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    let identity = proven_actor(id).await;
+    assert_eq!(identity["issuer"], issuer.as_str());
+    assert_eq!(identity["claims"]["actor"], "dev");
+    assert_eq!(identity["claims"]["aud"], "regate");
+    assert!(!text(&started).contains("eyJ"), "the token is never printed");
+
+    // A job without `id-token: write` is refused by GitHub: a clear error, nothing started.
+    let id = unique("cli-actions-refused");
+    let input = request_file(&dir, &id, json!({}));
+    let refused = in_actions("not-the-job's-token", &input);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("id-token: write"), "{}", text(&refused));
+    assert!(stack.events(&id).await.is_empty());
+
+    // Elsewhere (GitLab's id_tokens), the token comes from a file.
+    let bearer = &env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"];
+    let answer: Value = reqwest::Client::new()
+        .get(format!("{job_url}&audience=regate&actor=alice-gh"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{}\n", answer["value"].as_str().unwrap())).unwrap();
+    let id = unique("cli-token-file");
+    let request = regate_testkit::request(&id).requester("alice-gh").json();
+    let input = dir.path().join(format!("{id}.json"));
+    std::fs::write(&input, request.to_string()).unwrap();
+    let started = finish(spawn(
+        &stack,
+        &[
+            "start",
+            "--input",
+            input.to_str().unwrap(),
+            "--identity-token",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    assert_eq!(proven_actor(id).await["claims"]["actor"], "alice-gh");
 }

@@ -1,4 +1,5 @@
-"""A local stand-in for the Slack Web API and Microsoft Teams (teams_standin.py), for tests and
+"""A local stand-in for the Slack Web API, Microsoft Teams (teams_standin.py) and a CI system's
+OIDC token issuer (oidc_standin.py), for tests and
 the demo.
 
 It answers the methods regate uses in Slack's documented format (`ok`, `channel`, `ts`,
@@ -20,6 +21,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import oidc_standin
 import teams_standin
 from burst_server import Server
 from stack import read_env_file
@@ -158,16 +160,18 @@ def answer(state: State, method: str, body: dict) -> dict:
     return {"ok": False, "error": "unknown_method"}
 
 
-def make_handler(state: State, teams: teams_standin.TeamsState):
+def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_standin.OidcState):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
             pass
 
         def teams(self, method: str) -> bool:
-            """Answers a Teams request; False when the path is not Teams'."""
+            """Answers a Teams or OIDC request; False when the path is neither's."""
             path = urllib.parse.urlparse(self.path).path
             raw = self.rfile.read(int(self.headers.get("content-length") or 0)) if method != "GET" else b""
-            answered = teams_standin.handle(state, teams, method, path, self.headers, raw)
+            answered = oidc_standin.handle(oidc, method, self.path, self.headers, raw)
+            if answered is None:
+                answered = teams_standin.handle(state, teams, method, path, self.headers, raw)
             if answered is None:
                 self.send_json(404, {"ok": False, "error": "not_found"})
                 return True
@@ -247,7 +251,8 @@ def main() -> None:
     args = parser.parse_args()
     env = read_env_file()
     teams = teams_standin.TeamsState(env, known_emails(), args.port)
-    server = Server(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"]), teams))
+    oidc = oidc_standin.OidcState(args.port, env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+    server = Server(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"]), teams, oidc))
     print(f"Slack and Teams stand-in listening on http://127.0.0.1:{args.port} (Slack under /api)", flush=True)
     server.serve_forever()
 

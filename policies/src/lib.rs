@@ -242,7 +242,7 @@ test_last if { true }"#;
         let example = here().join("examples/03-prod-deploy-known-service.json");
         let example: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
-        let request = regate_core::Request::from_value(&example["request"], None).unwrap();
+        let request = regate_core::Request::from_policy_input(&example, None).unwrap();
         let prepared = regate_core::PreparedRequest::new(request).unwrap();
         let outcome_at = |when: &str| {
             let now = regate_core::time::parse_rfc3339(when).unwrap();

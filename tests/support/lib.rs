@@ -117,6 +117,12 @@ pub fn count(events: &[regate_core::Event], kind: regate_core::EventKind) -> usi
     events.iter().filter(|e| e.kind == kind).count()
 }
 
+/// What the local stack's functions have logged so far (`.local/logs/functions.log`).
+pub fn functions_log() -> String {
+    let path = repo_root().join(".local/logs/functions.log");
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
 /// The chat stand-in's address (Slack's Web API is under `/api`).
 pub fn chat_url() -> String {
     local_env()["SLACK_API_URL"]

@@ -75,6 +75,28 @@ pub struct Answer {
     pub body: String,
 }
 
+/// The identity token the issuer stand-in gives a GitHub Actions job that `actor` ran from
+/// acme/payments on main, for the stack's audience.
+pub async fn pipeline_token(actor: &str) -> String {
+    let env = local_env();
+    let mut url = reqwest::Url::parse(&format!("{}/token", env["REGATE_TRUSTED_ISSUERS"])).unwrap();
+    url.query_pairs_mut()
+        .append_pair("audience", &env["REGATE_IDENTITY_AUDIENCE"])
+        .append_pair("actor", actor)
+        .append_pair("repository", "acme/payments")
+        .append_pair("ref", "refs/heads/main");
+    let answer: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["value"].as_str().unwrap().to_string()
+}
+
 impl LocalStack {
     /// Connects to the running stack (`infra/local/stack up`); fails loudly when it is not up.
     pub async fn connect() -> Self {
@@ -131,8 +153,15 @@ impl LocalStack {
             .await
     }
 
-    /// Starts an execution named `name`.
+    /// Starts an execution named `name`. A request without `identity_token` is sent with one
+    /// the issuer stand-in gives a pipeline its requester ran (acme/payments on main), as
+    /// `regate request start` does in GitHub Actions; a test that wants none sets it to null.
     pub async fn start_named(&self, request: &Value, name: &str) -> String {
+        let mut request = request.clone();
+        if request.get("identity_token").is_none() {
+            let actor = request["requester"]["id"].as_str().unwrap_or_default();
+            request["identity_token"] = Value::from(pipeline_token(actor).await);
+        }
         self.sfn
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)

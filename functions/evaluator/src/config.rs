@@ -1,6 +1,7 @@
 //! The evaluator's settings, read once at cold start.
 
 use regate_aws::config::{clock, AwsSettings, ConfigError, Vars};
+use regate_aws::identity_tokens::IdentitySettings;
 use regate_aws::policy_bucket::PolicySettings;
 use regate_core::ports::SystemClock;
 
@@ -9,6 +10,7 @@ pub struct Config {
     pub decision_log_table: String,
     pub clock: SystemClock,
     pub policy: PolicySettings,
+    pub identity: IdentitySettings,
 }
 
 impl Config {
@@ -20,6 +22,7 @@ impl Config {
             decision_log_table: vars.required("REGATE_DECISION_LOG_TABLE")?,
             clock: clock(&vars)?,
             policy: PolicySettings::from_vars(&vars)?,
+            identity: IdentitySettings::from_vars(&vars)?,
         })
     }
 }

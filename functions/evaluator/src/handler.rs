@@ -2,6 +2,7 @@
 
 use lambda_runtime::Diagnostic;
 use regate_core::evaluator::{Evaluated, Evaluator};
+use regate_core::identity::IdentityTokens;
 use regate_core::metrics::Metrics;
 use regate_core::ports::{Clock, DecisionLog};
 use serde::Deserialize;
@@ -17,8 +18,8 @@ pub struct Input {
     pub execution_id: String,
 }
 
-pub async fn handle<L: DecisionLog, K: Clock, M: Metrics>(
-    evaluator: &Evaluator<L, K, M>,
+pub async fn handle<L: DecisionLog, K: Clock, M: Metrics, I: IdentityTokens>(
+    evaluator: &Evaluator<L, K, M, I>,
     input: Input,
 ) -> Result<Evaluated, Diagnostic> {
     evaluator

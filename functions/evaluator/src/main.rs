@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
+use regate_aws::identity_tokens::OidcVerifier;
 use regate_aws::policy_bucket::FunctionPolicy;
 use regate_aws::DynamoDecisionLog;
 use regate_core::evaluator::Evaluator;
@@ -29,12 +30,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .keeping(Arc::clone(&policy.kept));
     let metrics = regate_aws::EmfMetrics::new("evaluator");
-    let evaluator = Arc::new(Evaluator::new(
-        log,
-        config.clock,
-        metrics,
-        Arc::clone(&policy.live),
-    ));
+    let identity = OidcVerifier::new(&config.identity, http.clone());
+    let evaluator = Arc::new(
+        Evaluator::new(log, config.clock, metrics, Arc::clone(&policy.live))
+            .with_identity(identity),
+    );
     let policy = Arc::new(policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<handler::Input>| {
         let (evaluator, policy) = (evaluator.clone(), policy.clone());

@@ -7,19 +7,27 @@ use crate::handler::{handle, Input};
 use regate_core::evaluator::Evaluator;
 use regate_core::EventKind;
 use regate_testkit::{
-    default_policy, execution_of, request, FixedClock, MemoryLog, RecordingMetrics,
+    default_policy, execution_of, request, FixedClock, MemoryLog, RecordingMetrics, TestIssuer,
 };
 use serde_json::json;
 use serde_json::Value;
 use std::sync::Arc;
 
-fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics> {
+/// The evaluator over `log`, trusting the tests' issuer (whose tokens [`deploy`] carries).
+fn evaluator(log: &MemoryLog) -> Evaluator<MemoryLog, FixedClock, RecordingMetrics, TestIssuer> {
     Evaluator::new(
         log.clone(),
         FixedClock::default(),
         RecordingMetrics::default(),
         Arc::new(regate_core::LivePolicy::new(default_policy())),
     )
+    .with_identity(issuer().clone())
+}
+
+/// The tests' issuer: one key for the whole run.
+fn issuer() -> &'static TestIssuer {
+    static ISSUER: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
+    ISSUER.get_or_init(TestIssuer::default)
 }
 
 fn input(request: Value) -> Input {
@@ -31,7 +39,7 @@ fn input(request: Value) -> Input {
 }
 
 fn deploy() -> Value {
-    let mut request = request("unused").json();
+    let mut request = request("unused").json_signed_by(issuer());
     request.as_object_mut().unwrap().remove("id");
     request
 }
@@ -146,10 +154,11 @@ async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only
             FixedClock::default(),
             RecordingMetrics::default(),
             Arc::new(regate_core::LivePolicy::new(default_policy())),
-        );
+        )
+        .with_identity(issuer().clone());
         let id = format!("twins-{trial}");
         let start = |name: &str| Input {
-            request: request(&id).json(),
+            request: request(&id).json_signed_by(issuer()),
             execution_name: Some(name.into()),
             execution_id: execution_of(name),
         };
@@ -167,4 +176,74 @@ async fn two_executions_starting_at_once_with_one_request_id_give_it_to_one_only
             "trial {trial}: the loser appended nothing"
         );
     }
+}
+
+#[tokio::test]
+async fn the_identity_token_is_checked_and_never_logged_and_a_bad_or_missing_one_is_denied() {
+    let log = MemoryLog::default();
+    let e = evaluator(&log);
+    let signed = deploy();
+    let token = signed["identity_token"].as_str().unwrap().to_string();
+    let out = handle(&e, input(signed)).await.unwrap();
+    assert_eq!(
+        out.decision.evaluation.decision.outcome,
+        regate_core::Outcome::ApprovalRequired
+    );
+    let logged = serde_json::to_string(&log.of("exec-7")).unwrap();
+    assert!(!logged.contains(&token), "the token is never logged");
+    let requested = &log.of("exec-7")[0];
+    let identity = &requested.data["request"]["identity"];
+    assert_eq!(identity["claims"]["actor"], "dev@example.com");
+    assert_eq!(identity["key_id"], "testkit");
+    assert!(serde_json::to_string(&out).unwrap().find(&token).is_none());
+
+    let outcome_of = |request: Value, name: &'static str| {
+        let e = &e;
+        async move {
+            let mut run = input(request);
+            run.execution_name = Some(name.into());
+            run.execution_id = execution_of(name);
+            handle(e, run).await.unwrap().decision.evaluation.decision
+        }
+    };
+    let stranger = TestIssuer::default();
+    let forged = outcome_of(request("x").without("id").json_signed_by(&stranger), "forged").await;
+    assert_eq!(forged.outcome, regate_core::Outcome::Deny);
+    assert!(forged.reasons[0].contains("signature does not verify"), "{:?}", forged.reasons);
+    let bare = outcome_of(request("x").without("id").json(), "bare").await;
+    assert_eq!(bare.outcome, regate_core::Outcome::Deny);
+    assert!(bare.reasons[0].contains("must prove who asked"), "{:?}", bare.reasons);
+    let claimed = request("x").without("id").with("identity", json!({"issuer": "me"})).json();
+    let diagnostic = handle(&e, input(claimed)).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "InvalidRequest");
+    assert!(diagnostic.error_message.contains("identity"), "{}", diagnostic.error_message);
+}
+
+/// An issuer that cannot be reached.
+struct IssuerOut;
+
+impl regate_core::identity::IdentityTokens for IssuerOut {
+    async fn check(
+        &self,
+        _token: &str,
+    ) -> Result<regate_core::identity::ProvenIdentity, regate_core::identity::IssuerUnavailable>
+    {
+        Err(regate_core::identity::IssuerUnavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_fails_with_identity_unavailable_and_logs_nothing() {
+    let log = MemoryLog::default();
+    let e = Evaluator::new(
+        log.clone(),
+        FixedClock::default(),
+        RecordingMetrics::default(),
+        Arc::new(regate_core::LivePolicy::new(default_policy())),
+    )
+    .with_identity(IssuerOut);
+    let diagnostic = handle(&e, input(deploy())).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "IdentityUnavailable");
+    assert!(log.of("exec-7").is_empty());
+    assert!(regate_core::ErrorName::IdentityUnavailable.is_retryable());
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decision_log;
 mod error;
 pub mod http_client;
+pub mod identity_tokens;
 pub mod logging;
 pub mod metrics;
 pub mod pending;

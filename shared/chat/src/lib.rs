@@ -1,6 +1,7 @@
 //! Chat platforms for regate: approval messages, verification of inbound clicks, and API
 //! clients for Slack and Microsoft Teams, and [`Chats`], which serves both through one port.
 
+pub mod jwks;
 mod retry;
 pub mod slack;
 pub mod teams;

@@ -11,6 +11,7 @@ pub enum ErrorName {
     RequestIdInUse,
     PolicyError,
     PolicyUnavailable,
+    IdentityUnavailable,
     DecisionLogThrottled,
     DecisionLogUnavailable,
     DecisionLogConflict,
@@ -41,11 +42,12 @@ pub enum Step {
 }
 
 impl ErrorName {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::InvalidRequest,
         Self::RequestIdInUse,
         Self::PolicyError,
         Self::PolicyUnavailable,
+        Self::IdentityUnavailable,
         Self::DecisionLogThrottled,
         Self::DecisionLogUnavailable,
         Self::DecisionLogConflict,
@@ -71,6 +73,7 @@ impl ErrorName {
             Self::RequestIdInUse => "RequestIdInUse",
             Self::PolicyError => "PolicyError",
             Self::PolicyUnavailable => "PolicyUnavailable",
+            Self::IdentityUnavailable => "IdentityUnavailable",
             Self::DecisionLogThrottled => "DecisionLog.Throttled",
             Self::DecisionLogUnavailable => "DecisionLog.Unavailable",
             Self::DecisionLogConflict => "DecisionLog.Conflict",
@@ -96,6 +99,7 @@ impl ErrorName {
         matches!(
             self,
             Self::PolicyUnavailable
+                | Self::IdentityUnavailable
                 | Self::DecisionLogThrottled
                 | Self::DecisionLogUnavailable
                 | Self::DecisionLogConflict
@@ -165,6 +169,7 @@ impl Step {
                 "RequestIdInUse",
                 "PolicyError",
                 "PolicyUnavailable",
+                "IdentityUnavailable",
                 "DecisionLog",
             ],
             Self::Notify => &[

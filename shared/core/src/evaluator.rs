@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::approvals::ApprovalError;
 use crate::decision::Evaluation;
 use crate::event::{EventDraft, EventKind};
+use crate::identity::{take_token, IdentityTokens, NoTrustedIssuers};
 use crate::metrics::{Measurement, Metrics};
 use crate::policy::{EvaluationTime, LivePolicy, PreparedRequest};
 use crate::ports::{Clock, DecisionLog};
@@ -28,11 +29,14 @@ pub struct DecisionRecord {
     pub evaluation: Evaluation,
 }
 
-pub struct Evaluator<L, K, M> {
+/// Evaluates requests with the current policy; `I` checks their identity tokens (by default
+/// no issuer is trusted, and every token is refused saying so).
+pub struct Evaluator<L, K, M, I = NoTrustedIssuers> {
     log: L,
     clock: K,
     metrics: M,
     policy: Arc<LivePolicy>,
+    identity: I,
 }
 
 impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
@@ -42,6 +46,20 @@ impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
             clock,
             metrics,
             policy,
+            identity: NoTrustedIssuers,
+        }
+    }
+}
+
+impl<L: DecisionLog, K: Clock, M: Metrics, I: IdentityTokens> Evaluator<L, K, M, I> {
+    /// The same evaluator, checking identity tokens with `identity`.
+    pub fn with_identity<J: IdentityTokens>(self, identity: J) -> Evaluator<L, K, M, J> {
+        Evaluator {
+            log: self.log,
+            clock: self.clock,
+            metrics: self.metrics,
+            policy: self.policy,
+            identity,
         }
     }
 
@@ -52,14 +70,28 @@ impl<L: DecisionLog, K: Clock, M: Metrics> Evaluator<L, K, M> {
 
     /// Evaluates `raw` for workflow `execution_id` (the request id defaults to
     /// `default_id`, the execution name) and logs it. A request id that another execution
-    /// already used fails with `RequestIdInUse`.
+    /// already used fails with `RequestIdInUse`. An identity token is taken out of the request
+    /// first and checked: what the check found is `input.identity` (a refused token is the
+    /// policy's to decide on); an issuer that cannot be reached fails with
+    /// `IdentityUnavailable`, which the state machine retries.
     pub async fn evaluate(
         &self,
         raw: &Value,
         default_id: Option<&str>,
         execution_id: &str,
     ) -> Result<Evaluated, ApprovalError> {
-        let request = Request::from_value(raw, default_id)?;
+        let (raw, token) = take_token(raw);
+        let mut request = Request::from_value(&raw, default_id)?;
+        request.identity = match token {
+            None => None,
+            Some(Err(refused)) => Some(refused),
+            Some(Ok(token)) => Some(
+                self.identity
+                    .check(&token)
+                    .await
+                    .map_err(ApprovalError::IdentityUnavailable)?,
+            ),
+        };
         let now = self.clock.now();
         let prepared = PreparedRequest::new(request.clone())?;
         let time = EvaluationTime::opening(now);

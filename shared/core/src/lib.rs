@@ -11,6 +11,7 @@ pub mod decision;
 pub mod error;
 pub mod evaluator;
 pub mod event;
+pub mod identity;
 pub mod metrics;
 pub mod pending;
 pub mod policy;

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::identity::ProvenIdentity;
+
 /// Requests larger than this are refused before they are parsed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Request ids end up in DynamoDB keys and Slack button values, so they are kept short and plain.
@@ -125,6 +127,10 @@ pub struct Request {
     pub details: Map<String, Value>,
     #[serde(default)]
     pub links: Vec<Link>,
+    /// What the evaluator proved from the request's identity token (`input.identity`); never
+    /// from the caller's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ProvenIdentity>,
 }
 
 impl Request {
@@ -154,6 +160,24 @@ impl Request {
             });
         }
         Self::validate(value, default_id)
+    }
+
+    /// The request of a whole policy input (`{"request", "identity"?, "votes", ...}`, as
+    /// `policies/examples/` holds them): the request validated, with the identity the evaluator
+    /// would have proved from its token. For tools that try a policy (`regate policy eval`,
+    /// the benchmarks), never for a workflow's input, whose identity only a token proves.
+    pub fn from_policy_input(input: &Value, default_id: Option<&str>) -> Result<Self, RequestError> {
+        let mut request = Self::from_value(&input["request"], default_id)?;
+        request.identity = match input.get("identity") {
+            None | Some(Value::Null) => None,
+            Some(identity) => Some(serde_json::from_value(identity.clone()).map_err(|_| {
+                RequestError::field(
+                    "identity",
+                    "is neither {issuer, subject, key_id, claims} nor {error}",
+                )
+            })?),
+        };
+        Ok(request)
     }
 
     fn validate(value: &Value, default_id: Option<&str>) -> Result<Self, RequestError> {
@@ -200,6 +224,13 @@ impl Request {
             Some(Value::Array(items)) => parse_links(items),
             Some(_) => Err(RequestError::field("links", "must be an array")),
         });
+        if root.contains_key("identity") {
+            problems.0.push(FieldProblem {
+                field: "identity".into(),
+                problem: "is proven by regate from `identity_token`; a request cannot set it"
+                    .into(),
+            });
+        }
         if !problems.0.is_empty() {
             return Err(RequestError::Fields(problems.0));
         }
@@ -215,6 +246,7 @@ impl Request {
             summary: summary.ok_or_else(unchecked)?,
             details: details.ok_or_else(unchecked)?,
             links: links.ok_or_else(unchecked)?,
+            identity: None,
         })
     }
 

@@ -178,6 +178,7 @@ mod tests {
             summary: "s".into(),
             details: Default::default(),
             links: vec![],
+            identity: None,
         }
     }
 

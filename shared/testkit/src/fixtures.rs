@@ -62,8 +62,20 @@ impl RequestBuilder {
         self.0.clone()
     }
 
+    /// The request as the evaluator makes it: validated, its requester proven (a token from a
+    /// pipeline the requester ran, see [`crate::ran_by`]).
     pub fn build(&self) -> Request {
-        Request::from_value(&self.0, None).unwrap()
+        let mut request = Request::from_value(&self.0, None).unwrap();
+        request.identity = Some(crate::ran_by(&request.requester.id));
+        request
+    }
+
+    /// The request as a pipeline sends it, with an identity token `issuer` signed for its
+    /// requester.
+    pub fn json_signed_by(&self, issuer: &crate::TestIssuer) -> Value {
+        let mut json = self.0.clone();
+        json["identity_token"] = json!(issuer.token_for(json["requester"]["id"].as_str().unwrap_or_default()));
+        json
     }
 }
 

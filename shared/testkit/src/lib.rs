@@ -11,6 +11,7 @@ mod checkpoints;
 mod clock;
 mod fault;
 mod fixtures;
+mod identity;
 mod log;
 mod metrics;
 mod pending;
@@ -27,6 +28,7 @@ pub use fixtures::{
     approval_about, ballot, counted_vote, default_policy, execution_of, open_backlog,
     pending_approval, rejecting, request, slack_voter, RequestBuilder,
 };
+pub use identity::{ran_by, TestIssuer, TEST_ISSUER};
 pub use log::MemoryLog;
 pub use metrics::RecordingMetrics;
 pub use pending::{MemoryPending, Reads};
@@ -34,5 +36,5 @@ pub use slack::{
     signed_slack_click, signed_slack_reason, SignedRequest, SLACK_APP_ID, SLACK_SIGNING_SECRET,
     SLACK_TEAM_ID,
 };
-pub use teams::{bot_claims, TeamsKey};
+pub use teams::{bot_claims, github_claims, JwtKey, TeamsKey};
 pub use tokens::{RecordingTokens, Resumed};

@@ -9,13 +9,13 @@
 //! to a day past their age.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::activity::{Envelope, TEAMS_CHANNEL};
+use crate::jwks::{fetch_jwks, KeyCache, KeyIds, KeyTimes};
 
 /// The issuer of tokens the Bot Framework sends to bots.
 pub const BOT_FRAMEWORK_ISSUER: &str = "https://api.botframework.com";
@@ -46,11 +46,6 @@ pub enum AuthError {
     /// The signing keys could not be fetched: HTTP 503 (the Bot Framework retries).
     #[error("cannot fetch the Bot Framework signing keys: {0}")]
     Unavailable(String),
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    jwks_uri: String,
 }
 
 #[derive(Deserialize)]
@@ -118,22 +113,12 @@ impl SigningKeys {
         self.0.is_empty()
     }
 
+}
+
+impl KeyIds for SigningKeys {
     fn has(&self, kid: &str) -> bool {
         self.0.contains_key(kid)
     }
-}
-
-#[derive(Default)]
-struct KeySet {
-    keys: Arc<SigningKeys>,
-    /// When `keys` were fetched.
-    fetched: Option<Instant>,
-    /// When a fetch was last started for a reason other than age (an unknown `kid`), or after
-    /// a failed refresh: at most one such fetch a [`UNKNOWN_KEY_REFETCH`].
-    fetched_for_unknown: Option<Instant>,
-    /// When the last fetch failed: with no usable keys, the next fetch waits as long, so an
-    /// outage does not make every click (forged ones too) wait on a fetch of its own.
-    failed: Option<Instant>,
 }
 
 /// The `kid` an `Authorization` header's token names, after the checks that need no key:
@@ -223,25 +208,23 @@ pub struct BotAuthenticator {
     app_id: String,
     metadata_url: String,
     http: reqwest::Client,
-    unknown_key_refetch: Duration,
-    fetch_timeout: Duration,
-    max_age: Duration,
-    grace: Duration,
-    keys: Mutex<KeySet>,
+    keys: KeyCache<SigningKeys>,
 }
 
 impl BotAuthenticator {
     /// Checks tokens for bot `app_id` against the keys published at `metadata_url`.
     pub fn new(app_id: &str, metadata_url: &str, http: reqwest::Client) -> Self {
+        let times = KeyTimes {
+            max_age: KEYS_MAX_AGE,
+            unknown_key_refetch: UNKNOWN_KEY_REFETCH,
+            fetch_timeout: KEY_FETCH_TIMEOUT,
+            grace: KEYS_GRACE,
+        };
         Self {
             app_id: app_id.to_string(),
             metadata_url: metadata_url.to_string(),
             http,
-            unknown_key_refetch: UNKNOWN_KEY_REFETCH,
-            fetch_timeout: KEY_FETCH_TIMEOUT,
-            max_age: KEYS_MAX_AGE,
-            grace: KEYS_GRACE,
-            keys: Mutex::default(),
+            keys: KeyCache::new(BOT_FRAMEWORK_ISSUER, times),
         }
     }
 
@@ -253,15 +236,15 @@ impl BotAuthenticator {
         max_age: Duration,
         grace: Duration,
     ) -> Self {
-        self.fetch_timeout = fetch_timeout;
-        self.max_age = max_age;
-        self.grace = grace;
+        self.keys.times.fetch_timeout = fetch_timeout;
+        self.keys.times.max_age = max_age;
+        self.keys.times.grace = grace;
         self
     }
 
     /// How often an unknown `kid` may make it fetch the keys again.
     pub fn with_unknown_key_refetch(mut self, every: Duration) -> Self {
-        self.unknown_key_refetch = every;
+        self.keys.times.unknown_key_refetch = every;
         self
     }
 
@@ -272,106 +255,17 @@ impl BotAuthenticator {
         envelope: &Envelope,
     ) -> Result<(), AuthError> {
         let (_, kid) = signing_key_id(authorization)?;
-        let keys = self.keys_with(&kid).await?;
+        let keys = self
+            .keys
+            .keys_with(&kid, self.fetch())
+            .await
+            .map_err(AuthError::Unavailable)?;
         check(authorization, envelope, &self.app_id, &keys)
     }
 
-    /// The keys to check `kid` with: those in hand, fetched again when they are a day old, or
-    /// when they lack `kid` and the last such fetch is long enough ago. The cache is not held
-    /// while fetching; a failed refresh keeps serving the keys in hand within their grace.
-    async fn keys_with(&self, kid: &str) -> Result<Arc<SigningKeys>, AuthError> {
-        let (keys, fetched) = {
-            let mut set = self
-                .keys
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let stale = set.fetched.is_none_or(|at| at.elapsed() >= self.max_age);
-            let may_refetch = set
-                .fetched_for_unknown
-                .is_none_or(|at| at.elapsed() >= self.unknown_key_refetch);
-            let usable = set
-                .fetched
-                .is_some_and(|at| at.elapsed() < self.usable_for());
-            let failed_lately = set
-                .failed
-                .is_some_and(|at| at.elapsed() < self.unknown_key_refetch);
-            if !usable && failed_lately {
-                return Err(AuthError::Unavailable(
-                    "the last fetch of the keys failed moments ago".into(),
-                ));
-            }
-            let refetch = if stale && usable {
-                may_refetch
-            } else {
-                stale || (!set.keys.has(kid) && may_refetch)
-            };
-            if !refetch {
-                return Ok(set.keys.clone());
-            }
-            if !stale || usable {
-                set.fetched_for_unknown = Some(Instant::now());
-            }
-            (set.keys.clone(), set.fetched)
-        };
-        let fetched_now = tokio::time::timeout(self.fetch_timeout, self.fetch())
-            .await
-            .unwrap_or_else(|_| Err(AuthError::Unavailable("the key fetch timed out".into())));
-        match fetched_now {
-            Ok(fresh) => {
-                let fresh = Arc::new(fresh);
-                let mut set = self
-                    .keys
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                set.keys = fresh.clone();
-                set.fetched = Some(Instant::now());
-                set.failed = None;
-                Ok(fresh)
-            }
-            Err(error) => {
-                let mut set = self
-                    .keys
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                set.failed = Some(Instant::now());
-                if fetched.is_some_and(|at| at.elapsed() < self.usable_for()) {
-                    tracing::warn!(error = %error, "could not refresh the Bot Framework signing keys; using those in hand");
-                    return Ok(keys);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// How long keys serve after they were fetched when they cannot be refreshed.
-    fn usable_for(&self) -> Duration {
-        self.max_age.saturating_add(self.grace)
-    }
-
-    #[tracing::instrument(level = "debug", name = "round_trip", skip_all, fields(rpc.service = "Bot Framework", rpc.method = "keys"))]
-    async fn fetch(&self) -> Result<SigningKeys, AuthError> {
-        let unavailable = |e: reqwest::Error| AuthError::Unavailable(e.without_url().to_string());
-        let metadata: Metadata = self
-            .http
-            .get(&self.metadata_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
-        let document = self
-            .http
-            .get(&metadata.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .bytes()
-            .await
-            .map_err(unavailable)?;
-        let keys = SigningKeys::from_jwks(&document).map_err(AuthError::Unavailable)?;
+    async fn fetch(&self) -> Result<SigningKeys, String> {
+        let document = fetch_jwks(&self.http, "Bot Framework", &self.metadata_url).await?;
+        let keys = SigningKeys::from_jwks(&document)?;
         tracing::info!(keys = keys.len(), "fetched the Bot Framework signing keys");
         Ok(keys)
     }
@@ -380,6 +274,8 @@ impl BotAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
     use regate_testkit::{bot_claims, TeamsKey};
     use serde_json::{json, Value};
 

@@ -51,6 +51,8 @@ pub enum ApprovalError {
     InvalidRequest(#[from] RequestError),
     #[error("policy: {0}")]
     Policy(#[from] PolicyError),
+    #[error("{0}")]
+    IdentityUnavailable(crate::identity::IssuerUnavailable),
     #[error("decision log: {0}")]
     DecisionLog(StoreError),
     #[error("pending store: {0}")]
@@ -76,6 +78,7 @@ impl ApprovalError {
             Self::InvalidRequest(_) => ErrorName::InvalidRequest,
             Self::Policy(PolicyError::Unavailable(_)) => ErrorName::PolicyUnavailable,
             Self::Policy(_) => ErrorName::PolicyError,
+            Self::IdentityUnavailable(_) => ErrorName::IdentityUnavailable,
             Self::DecisionLog(e) => ErrorName::decision_log(e),
             Self::PendingStore(e) => ErrorName::pending_store(e),
             Self::TaskToken(e) => ErrorName::task_tokens(e),

@@ -1,4 +1,4 @@
-//! The policy input `{"now", "opened_at", "request", "voter"?, "votes"}`, built once per
+//! The policy input `{"identity"?, "now", "opened_at", "request", "voter"?, "votes"}`, built once per
 //! request where it can be, in both forms an evaluation needs: canonical text (for the input
 //! digest) and a regorus value (for the VM).
 
@@ -18,22 +18,31 @@ pub struct PreparedRequest {
     request: Request,
     canonical: String,
     value: regorus::Value,
+    /// `input.identity`, when the request carried an identity token: its canonical text and
+    /// value (the request's own omit it).
+    identity_input: Option<(String, regorus::Value)>,
 }
 
 impl PreparedRequest {
     pub fn new(request: Request) -> Result<Self, PolicyError> {
-        let json = serde_json::to_value(&request).map_err(|e| PolicyError::Eval {
+        let fail = |e: String| PolicyError::Eval {
             rule: "input.request".into(),
-            message: e.to_string(),
-        })?;
-        let canonical = canonical_text(&json).map_err(|e| PolicyError::Eval {
-            rule: "input.request".into(),
-            message: e.to_string(),
-        })?;
+            message: e,
+        };
+        let mut json = serde_json::to_value(&request).map_err(|e| fail(e.to_string()))?;
+        let identity = match json.as_object_mut().and_then(|o| o.remove("identity")) {
+            Some(identity) => {
+                let canonical = canonical_text(&identity).map_err(|e| fail(e.to_string()))?;
+                Some((canonical, regorus::Value::from(identity)))
+            }
+            None => None,
+        };
+        let canonical = canonical_text(&json).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             request,
             canonical,
             value: regorus::Value::from(json),
+            identity_input: identity,
         })
     }
 
@@ -77,8 +86,9 @@ impl EvaluationTime {
     }
 }
 
-/// The policy input `{"now", "opened_at", "request", "voter"?, "votes"}`: its canonical text
-/// (keys in that order, which is RFC 8785's) and the same document as a regorus value.
+/// The policy input `{"identity"?, "now", "opened_at", "request", "voter"?, "votes"}`: its
+/// canonical text (keys in that order, which is RFC 8785's) and the same document as a regorus
+/// value.
 pub(super) fn policy_input(
     request: &PreparedRequest,
     votes: &[Vote],
@@ -91,7 +101,13 @@ pub(super) fn policy_input(
     let votes_text = canonical_text(&votes_json).map_err(|e| e.to_string())?;
     let quoted = |text: &str| serde_json::Value::from(text).to_string();
     let mut canonical = String::with_capacity(request.canonical.len() + votes_text.len() + 64);
-    canonical.push_str("{\"now\":");
+    canonical.push('{');
+    if let Some((identity, _)) = &request.identity_input {
+        canonical.push_str("\"identity\":");
+        canonical.push_str(identity);
+        canonical.push(',');
+    }
+    canonical.push_str("\"now\":");
     canonical.push_str(&quoted(&now));
     if let Some(opened_at) = &opened_at {
         canonical.push_str(",\"opened_at\":");
@@ -108,6 +124,9 @@ pub(super) fn policy_input(
     canonical.push('}');
 
     let mut value = std::collections::BTreeMap::new();
+    if let Some((_, identity)) = &request.identity_input {
+        value.insert(regorus::Value::from("identity"), identity.clone());
+    }
     value.insert(regorus::Value::from("now"), regorus::Value::from(now));
     if let Some(opened_at) = opened_at {
         value.insert(
