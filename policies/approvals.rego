@@ -39,16 +39,29 @@ facts := {
 # trusted CI issuer): {issuer, subject, key_id, claims}, or {error} when the token failed a
 # check. Without a token there is no input.identity.
 
+# data.people, data.issuers and data.pipelines are optional.
+default people := {}
+
+people := data.people
+
+default issuers := {}
+
+issuers := data.issuers
+
+default pipelines := []
+
+pipelines := data.pipelines
+
 # Who ran the pipeline: GitHub's `actor`, GitLab's `user_login`.
 actor := object.get(input.identity.claims, "actor", object.get(input.identity.claims, "user_login", ""))
 
 # Which data.people field holds a person's account with the token's issuer.
-account_field := object.get(data, ["issuers", input.identity.issuer, "account"], "github")
+account_field := object.get(issuers, [input.identity.issuer, "account"], "github")
 
 # The people (lower-case addresses) whose account is the actor.
 actor_people := {lower(person) |
 	actor != ""
-	some person, entry in object.get(data, "people", {})
+	some person, entry in people
 	lower(object.get(entry, account_field, "")) == lower(actor)
 }
 
@@ -70,10 +83,12 @@ denials contains "a production change must prove who asked for it: send request.
 	not input.identity
 }
 
-# The requester is whoever the token proves ran the pipeline: a request that names someone else
-# is refused, so no one can ask in another's name (or in a bot's, to approve it themselves).
+# The requester is whoever the token proves ran the pipeline: a request that names another person
+# is refused, so no one can ask in another's name. A service requester (the pipeline's bot) is
+# fine: the actor is the person behind it, and may not vote (facts.excluded, vote).
 denials contains concat("", ["the request names ", input.request.requester.id, " as its requester, but its identity token proves that ", actor, " ran it"]) if {
 	actor != ""
+	input.request.requester.kind == "human"
 	lower(input.request.requester.id) != lower(actor)
 	not lower(input.request.requester.id) in actor_people
 }
@@ -83,8 +98,8 @@ denials contains concat("", ["the request names ", input.request.requester.id, "
 denials contains concat("", ["production changes come only from the pipelines in data.pipelines, not from ", pipeline.repository, " at ", pipeline.ref]) if {
 	facts.production
 	input.identity.issuer
-	count(object.get(data, "pipelines", [])) > 0
-	count([p | some p in data.pipelines; p.repository == pipeline.repository; object.get(p, "ref", pipeline.ref) == pipeline.ref]) == 0
+	count(pipelines) > 0
+	count([p | some p in pipelines; p.repository == pipeline.repository; object.get(p, "ref", pipeline.ref) == pipeline.ref]) == 0
 }
 
 denials contains "destructive production change: deleting a production database is not allowed" if {

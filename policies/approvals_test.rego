@@ -427,15 +427,16 @@ test_a_claimed_requester_other_than_the_verified_actor_is_denied_naming_both if 
 	d.reasons == ["the request names dev@example.com as its requester, but its identity token proves that mallory ran it"]
 }
 
-test_a_requester_named_by_login_or_by_address_is_the_actor if {
+test_a_requester_named_by_address_or_a_service_requester_goes_with_the_actor if {
 	by_address := object.union(payments_deploy, {"requester": {"id": "Alice@Example.com", "kind": "human"}})
 	decide_as(by_address, proven("alice-gh", "acme/payments", "refs/heads/main"), []).outcome == "approval_required"
-	by_login := object.union(payments_deploy, {"requester": {"id": "alice-gh", "kind": "human"}})
-	decide_as(by_login, proven("alice-gh", "acme/payments", "refs/heads/main"), []).outcome == "approval_required"
+	by_bot := object.union(payments_deploy, {"requester": {"id": "github-actions", "kind": "service"}})
+	decide_as(by_bot, proven("alice-gh", "acme/payments", "refs/heads/main"), []).outcome == "approval_required"
 }
 
 test_the_verified_actor_cannot_approve_under_their_chat_address if {
-	r := object.union(payments_deploy, {"requester": {"id": "alice-gh", "kind": "human"}})
+	# The pipeline's bot asks; the token proves alice-gh (alice@example.com) ran it.
+	r := object.union(payments_deploy, {"requester": {"id": "github-actions", "kind": "service"}})
 	identity := proven("alice-gh", "acme/payments", "refs/heads/main")
 	d := decide_as(r, identity, [])
 	# alice is a payments owner, but she asked: only bob may approve.

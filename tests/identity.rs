@@ -24,7 +24,13 @@ async fn published_key(prefix: &str) -> JwtKey {
 
 /// A GitHub-shaped token for `actor` from acme/payments on main, as the issuer would sign it.
 fn token(key: &JwtKey, actor: &str, change: impl FnOnce(&mut Value)) -> String {
-    let mut claims = github_claims(&issuer(), "regate", actor, "acme/payments", "refs/heads/main");
+    let mut claims = github_claims(
+        &issuer(),
+        "regate",
+        actor,
+        "acme/payments",
+        "refs/heads/main",
+    );
     change(&mut claims);
     key.sign(&claims)
 }
@@ -40,10 +46,15 @@ async fn assert_nowhere(stack: &LocalStack, id: &str, secret: &str) {
     assert!(!events.contains(secret), "the decision log holds the token");
     let calls = serde_json::to_string(&stack.calls().await).unwrap();
     assert!(!calls.contains(secret), "a chat message holds the token");
-    assert!(!functions_log().contains(secret), "the functions' log holds the token");
-    // The signature alone is secret enough to look for: no part of it either.
+    assert!(
+        !functions_log().contains(secret),
+        "the functions' log holds the token"
+    );
+    // The signature alone is secret enough to look for (a real one: 64 bytes and more).
     let signature = secret.rsplit('.').next().unwrap();
-    assert!(!events.contains(signature) && !functions_log().contains(signature));
+    if signature.len() >= 64 {
+        assert!(!events.contains(signature) && !functions_log().contains(signature));
+    }
 }
 
 #[tokio::test]
@@ -58,11 +69,17 @@ async fn a_github_token_from_acme_payments_on_main_is_verified_and_its_actor_is_
     let (channel, _, _) = stack.message_for(&id).await;
     assert_eq!(channel, "C0PAYMENTS");
     let events = stack.events(&id).await;
-    let requested = events.iter().find(|e| e.kind == EventKind::Requested).unwrap();
+    let requested = events
+        .iter()
+        .find(|e| e.kind == EventKind::Requested)
+        .unwrap();
     let identity = &requested.data["request"]["identity"];
     assert_eq!(identity["issuer"], issuer().as_str());
     assert_eq!(identity["key_id"], key.kid.as_str());
-    assert_eq!(identity["subject"], "repo:acme/payments:ref:refs/heads/main");
+    assert_eq!(
+        identity["subject"],
+        "repo:acme/payments:ref:refs/heads/main"
+    );
     assert_eq!(identity["claims"]["actor"], "dev");
     assert_eq!(identity["claims"]["repository"], "acme/payments");
     assert_eq!(requested.actor.as_deref(), Some("dev@example.com"));
@@ -86,17 +103,57 @@ async fn every_bad_token_is_denied_with_its_reason_and_nothing_else_is_written()
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let claims = github_claims(&issuer(), "regate", "dev", "acme/payments", "refs/heads/main");
+    let claims = github_claims(
+        &issuer(),
+        "regate",
+        "dev",
+        "acme/payments",
+        "refs/heads/main",
+    );
     let now = chrono::Utc::now().timestamp();
     let cases: Vec<(&str, String, &str)> = vec![
         ("forged", forger.sign(&claims), "signature does not verify"),
         ("unknown-key", unpublished.sign(&claims), "does not publish"),
-        ("wrong-aud", token(&key, "dev", |c| c["aud"] = json!("sts.amazonaws.com")), "another audience"),
-        ("expired", token(&key, "dev", |c| c["exp"] = json!(now - 120)), "expired"),
-        ("untrusted", token(&key, "dev", |c| c["iss"] = json!("https://token.actions.example")), "is not trusted"),
-        ("none", format!("{}.{}.", part(json!({"alg": "none", "kid": key.kid})), part(claims.clone())), "alg \"none\""),
-        ("hs256", format!("{}.{}.c2ln", part(json!({"alg": "HS256", "kid": key.kid})), part(claims.clone())), "alg \"HS256\""),
-        ("another-actor", token(&key, "mallory", |_| {}), "proves that mallory ran it"),
+        (
+            "wrong-aud",
+            token(&key, "dev", |c| c["aud"] = json!("sts.amazonaws.com")),
+            "another audience",
+        ),
+        (
+            "expired",
+            token(&key, "dev", |c| c["exp"] = json!(now - 120)),
+            "expired",
+        ),
+        (
+            "untrusted",
+            token(&key, "dev", |c| {
+                c["iss"] = json!("https://token.actions.example")
+            }),
+            "is not trusted",
+        ),
+        (
+            "none",
+            format!(
+                "{}.{}.",
+                part(json!({"alg": "none", "kid": key.kid})),
+                part(claims.clone())
+            ),
+            "alg \"none\"",
+        ),
+        (
+            "hs256",
+            format!(
+                "{}.{}.c2ln",
+                part(json!({"alg": "HS256", "kid": key.kid})),
+                part(claims.clone())
+            ),
+            "alg \"HS256\"",
+        ),
+        (
+            "another-actor",
+            token(&key, "mallory", |_| {}),
+            "proves that mallory ran it",
+        ),
     ];
     let mut cases: Vec<(&str, Value, &str)> = cases
         .into_iter()
@@ -106,17 +163,34 @@ async fn every_bad_token_is_denied_with_its_reason_and_nothing_else_is_written()
     let mut started = Vec::new();
     for (name, jwt, why) in cases {
         let (id, execution) = stack
-            .begin(&format!("id-{name}"), |r| r.with("identity_token", jwt.clone()))
+            .begin(&format!("id-{name}"), |r| {
+                r.with("identity_token", jwt.clone())
+            })
             .await;
-        started.push((id, execution, jwt.as_str().unwrap_or("no token").to_string(), why));
+        started.push((
+            id,
+            execution,
+            jwt.as_str().unwrap_or("no token").to_string(),
+            why,
+        ));
     }
     for (id, execution, jwt, why) in started {
-        stack.wait_finished(&execution).await.assert_failed("PolicyDenied");
+        stack
+            .wait_finished(&execution)
+            .await
+            .assert_failed("PolicyDenied");
         let events = stack.events(&id).await;
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::Requested, EventKind::Evaluated], "{id}");
-        assert!(events[1].reasons[0].contains(why), "{id}: {:?} should say {why}", events[1].reasons);
-        assert!(stack.calls_about("chat.postMessage", &id).await.is_empty(), "{id}");
+        assert!(
+            events[1].reasons[0].contains(why),
+            "{id}: {:?} should say {why}",
+            events[1].reasons
+        );
+        assert!(
+            stack.calls_about("chat.postMessage", &id).await.is_empty(),
+            "{id}"
+        );
         assert_nowhere(&stack, &id, &jwt).await;
     }
 }
@@ -128,23 +202,45 @@ async fn an_issuer_that_is_out_is_retried_then_fails_closed_with_identity_unavai
     // A key the evaluator has not seen: it must fetch the issuer's keys to check it.
     let key = JwtKey::ec(&unique("id-out"));
     let asked = |fetches: &Value| fetches["discovery"].as_u64().unwrap();
-    let before = asked(&reqwest::get(format!("{}/_fetches", issuer())).await.unwrap().json().await.unwrap());
+    let before = asked(
+        &reqwest::get(format!("{}/_fetches", issuer()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
     issuer_down(true).await;
     let (id, execution) = stack
-        .begin("id-out", |r| r.with("identity_token", json!(token(&key, "dev", |_| {}))))
+        .begin("id-out", |r| {
+            r.with("identity_token", json!(token(&key, "dev", |_| {})))
+        })
         .await;
     let done = stack.wait_finished(&execution).await;
     issuer_down(false).await;
     done.assert_failed("IdentityUnavailable");
-    let after = asked(&reqwest::get(format!("{}/_fetches", issuer())).await.unwrap().json().await.unwrap());
-    assert!(after - before >= 4, "the first try and 3 retries each ask the issuer: {}", after - before);
+    let after = asked(
+        &reqwest::get(format!("{}/_fetches", issuer()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        after - before >= 4,
+        "the first try and 3 retries each ask the issuer: {}",
+        after - before
+    );
     // Nothing was decided, so nothing was logged.
     assert!(stack.events(&id).await.is_empty());
 
     // Back up, the same key (now published) is checked.
     control_chat("oidc/_keys", &json!({"keys": [key.jwk]})).await;
     let (id, _) = stack
-        .begin("id-back", |r| r.with("identity_token", json!(token(&key, "dev", |_| {}))))
+        .begin("id-back", |r| {
+            r.with("identity_token", json!(token(&key, "dev", |_| {})))
+        })
         .await;
     stack.message_for(&id).await;
 }
@@ -154,11 +250,15 @@ async fn the_verified_actor_cannot_approve_under_their_chat_address() {
     let _one = ISSUER.lock().await;
     let stack = LocalStack::connect().await;
     let key = published_key("id-self").await;
-    // alice-gh is alice@example.com (data.people), a payments owner; she names herself by login.
+    // The pipeline's bot asks; the token proves that alice-gh ran it: alice@example.com
+    // (data.people), a payments owner.
     let (id, execution) = stack
         .begin("id-self", |r| {
-            r.requester("alice-gh")
-                .with("identity_token", json!(token(&key, "alice-gh", |_| {})))
+            r.with(
+                "requester",
+                json!({"id": "github-actions", "kind": "service"}),
+            )
+            .with("identity_token", json!(token(&key, "alice-gh", |_| {})))
         })
         .await;
     stack.message_for(&id).await;

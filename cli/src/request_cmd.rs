@@ -13,8 +13,8 @@ use aws_sdk_sfn::error::ProvideErrorMetadata;
 use clap::{Args, Subcommand};
 use regate_aws::{describe_sdk, DynamoDecisionLog, SfnTaskTokens};
 use regate_core::event::{Event, EventKind};
-use regate_core::ports::{DecisionLog, ExecutionStatus, TaskTokens};
 use regate_core::identity::{take_token, TOKEN_FIELD};
+use regate_core::ports::{DecisionLog, ExecutionStatus, TaskTokens};
 use regate_core::Request;
 use serde_json::Value;
 
@@ -253,7 +253,8 @@ async fn same_request_waiting(
     id: &str,
     request: &Value,
 ) -> Result<String> {
-    let started_before = || anyhow::anyhow!("request {id} was started before: see regate request status {id}");
+    let started_before =
+        || anyhow::anyhow!("request {id} was started before: see regate request status {id}");
     let execution = format!(
         "{}:{id}",
         state_machine.replacen(":stateMachine:", ":execution:", 1)
@@ -298,8 +299,10 @@ async fn identity_token(args: &StartArgs) -> Result<Option<String>> {
     ) else {
         return Ok(None);
     };
-    let mut url = reqwest::Url::parse(&url).with_context(|| format!("{GITHUB_TOKEN_URL} is not a URL"))?;
-    url.query_pairs_mut().append_pair("audience", &args.audience);
+    let mut url =
+        reqwest::Url::parse(&url).with_context(|| format!("{GITHUB_TOKEN_URL} is not a URL"))?;
+    url.query_pairs_mut()
+        .append_pair("audience", &args.audience);
     let asking = |e: reqwest::Error| {
         anyhow::anyhow!(
             "asking GitHub Actions for the job's identity token: {}",

@@ -41,7 +41,9 @@ fn eval_json(input: &Value, extra: &[&str]) -> Value {
         None => json!({"request": input}),
     };
     if input.get("identity").is_none() {
-        let requester = input["request"]["requester"]["id"].as_str().unwrap_or_default();
+        let requester = input["request"]["requester"]["id"]
+            .as_str()
+            .unwrap_or_default();
         input["identity"] = serde_json::to_value(regate_testkit::ran_by(requester)).unwrap();
     }
     std::fs::write(&path, input.to_string()).unwrap();

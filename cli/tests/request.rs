@@ -257,14 +257,21 @@ async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_
     assert_eq!(identity["issuer"], issuer.as_str());
     assert_eq!(identity["claims"]["actor"], "dev");
     assert_eq!(identity["claims"]["aud"], "regate");
-    assert!(!text(&started).contains("eyJ"), "the token is never printed");
+    assert!(
+        !text(&started).contains("eyJ"),
+        "the token is never printed"
+    );
 
     // A job without `id-token: write` is refused by GitHub: a clear error, nothing started.
     let id = unique("cli-actions-refused");
     let input = request_file(&dir, &id, json!({}));
     let refused = in_actions("not-the-job's-token", &input);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("id-token: write"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("id-token: write"),
+        "{}",
+        text(&refused)
+    );
     assert!(stack.events(&id).await.is_empty());
 
     // Elsewhere (GitLab's id_tokens), the token comes from a file.
@@ -281,7 +288,9 @@ async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{}\n", answer["value"].as_str().unwrap())).unwrap();
     let id = unique("cli-token-file");
-    let request = regate_testkit::request(&id).requester("alice-gh").json();
+    let request = regate_testkit::request(&id)
+        .requester("alice@example.com")
+        .json();
     let input = dir.path().join(format!("{id}.json"));
     std::fs::write(&input, request.to_string()).unwrap();
     let started = finish(spawn(

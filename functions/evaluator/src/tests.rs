@@ -207,16 +207,35 @@ async fn the_identity_token_is_checked_and_never_logged_and_a_bad_or_missing_one
         }
     };
     let stranger = TestIssuer::default();
-    let forged = outcome_of(request("x").without("id").json_signed_by(&stranger), "forged").await;
+    let forged = outcome_of(
+        request("x").without("id").json_signed_by(&stranger),
+        "forged",
+    )
+    .await;
     assert_eq!(forged.outcome, regate_core::Outcome::Deny);
-    assert!(forged.reasons[0].contains("signature does not verify"), "{:?}", forged.reasons);
+    assert!(
+        forged.reasons[0].contains("signature does not verify"),
+        "{:?}",
+        forged.reasons
+    );
     let bare = outcome_of(request("x").without("id").json(), "bare").await;
     assert_eq!(bare.outcome, regate_core::Outcome::Deny);
-    assert!(bare.reasons[0].contains("must prove who asked"), "{:?}", bare.reasons);
-    let claimed = request("x").without("id").with("identity", json!({"issuer": "me"})).json();
+    assert!(
+        bare.reasons[0].contains("must prove who asked"),
+        "{:?}",
+        bare.reasons
+    );
+    let claimed = request("x")
+        .without("id")
+        .with("identity", json!({"issuer": "me"}))
+        .json();
     let diagnostic = handle(&e, input(claimed)).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "InvalidRequest");
-    assert!(diagnostic.error_message.contains("identity"), "{}", diagnostic.error_message);
+    assert!(
+        diagnostic.error_message.contains("identity"),
+        "{}",
+        diagnostic.error_message
+    );
 }
 
 /// An issuer that cannot be reached.
@@ -228,7 +247,9 @@ impl regate_core::identity::IdentityTokens for IssuerOut {
         _token: &str,
     ) -> Result<regate_core::identity::ProvenIdentity, regate_core::identity::IssuerUnavailable>
     {
-        Err(regate_core::identity::IssuerUnavailable("connection refused".into()))
+        Err(regate_core::identity::IssuerUnavailable(
+            "connection refused".into(),
+        ))
     }
 }
 

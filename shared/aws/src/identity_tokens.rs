@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use regate_chat::jwks::{fetch_jwks, KeyCache, KeyTimes};
 use regate_core::identity::{
-    check, screen, IdentityTokens, IssuerKeys, IssuerUnavailable, ProvenIdentity,
-    VerifiedIdentity,
+    check, screen, IdentityTokens, IssuerKeys, IssuerUnavailable, ProvenIdentity, VerifiedIdentity,
 };
 
 use crate::config::{ConfigError, Vars};
@@ -46,7 +45,8 @@ impl IdentitySettings {
                 continue;
             }
             // Only a local stack's stand-in is reached without TLS.
-            let local = issuer.starts_with("http://127.0.0.1:") || issuer.starts_with("http://localhost:");
+            let local =
+                issuer.starts_with("http://127.0.0.1:") || issuer.starts_with("http://localhost:");
             if !issuer.starts_with("https://") && !local {
                 return Err(ConfigError::Invalid {
                     name: name.into(),
@@ -128,6 +128,18 @@ impl OidcVerifier {
         }
         let now = chrono::Utc::now().timestamp();
         Ok(check(token, &screened, &self.audience, &keys, now))
+    }
+}
+
+impl IdentityTokens for OidcVerifier {
+    async fn check(&self, token: &str) -> Result<ProvenIdentity, IssuerUnavailable> {
+        Ok(match self.verify(token).await? {
+            Ok(verified) => ProvenIdentity::Verified(verified),
+            Err(why) => {
+                tracing::warn!(error = %why, "an identity token was refused");
+                ProvenIdentity::refused(why)
+            }
+        })
     }
 }
 

@@ -21,8 +21,7 @@ fn example(name: &str) -> (PreparedRequest, Vec<Vote>, EvaluationTime) {
         .join("../../policies/examples")
         .join(name);
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let request =
-        PreparedRequest::new(Request::from_policy_input(&json, None).unwrap()).unwrap();
+    let request = PreparedRequest::new(Request::from_policy_input(&json, None).unwrap()).unwrap();
     let votes: Vec<Vote> = serde_json::from_value(json["votes"].clone()).unwrap();
     let now = regate_core::time::parse_rfc3339(json["now"].as_str().unwrap()).unwrap();
     (request, votes, EvaluationTime::opening(now))

@@ -166,7 +166,10 @@ impl Request {
     /// `policies/examples/` holds them): the request validated, with the identity the evaluator
     /// would have proved from its token. For tools that try a policy (`regate policy eval`,
     /// the benchmarks), never for a workflow's input, whose identity only a token proves.
-    pub fn from_policy_input(input: &Value, default_id: Option<&str>) -> Result<Self, RequestError> {
+    pub fn from_policy_input(
+        input: &Value,
+        default_id: Option<&str>,
+    ) -> Result<Self, RequestError> {
         let mut request = Self::from_value(&input["request"], default_id)?;
         request.identity = match input.get("identity") {
             None | Some(Value::Null) => None,

@@ -74,7 +74,8 @@ impl RequestBuilder {
     /// requester.
     pub fn json_signed_by(&self, issuer: &crate::TestIssuer) -> Value {
         let mut json = self.0.clone();
-        json["identity_token"] = json!(issuer.token_for(json["requester"]["id"].as_str().unwrap_or_default()));
+        json["identity_token"] =
+            json!(issuer.token_for(json["requester"]["id"].as_str().unwrap_or_default()));
         json
     }
 }

@@ -2,8 +2,7 @@
 //! that signs tokens and checks them with regate's own checks (`regate_core::identity`).
 
 use regate_core::identity::{
-    check, screen, IdentityTokens, IssuerKeys, IssuerUnavailable, ProvenIdentity,
-    VerifiedIdentity,
+    check, screen, IdentityTokens, IssuerKeys, IssuerUnavailable, ProvenIdentity, VerifiedIdentity,
 };
 
 use crate::{github_claims, JwtKey};
@@ -13,7 +12,13 @@ pub const TEST_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// The identity a token from a pipeline that `actor` ran proves: acme/payments on main.
 pub fn ran_by(actor: &str) -> ProvenIdentity {
-    let claims = github_claims(TEST_ISSUER, "regate", actor, "acme/payments", "refs/heads/main");
+    let claims = github_claims(
+        TEST_ISSUER,
+        "regate",
+        actor,
+        "acme/payments",
+        "refs/heads/main",
+    );
     ProvenIdentity::Verified(VerifiedIdentity {
         issuer: TEST_ISSUER.into(),
         subject: "repo:acme/payments:ref:refs/heads/main".into(),

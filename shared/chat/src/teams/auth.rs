@@ -112,7 +112,6 @@ impl SigningKeys {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
 }
 
 impl KeyIds for SigningKeys {
@@ -274,10 +273,10 @@ impl BotAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::Instant;
     use regate_testkit::{bot_claims, TeamsKey};
     use serde_json::{json, Value};
+    use std::sync::Arc;
+    use std::time::Instant;
 
     const APP: &str = "app-1";
     const SERVICE: &str = "https://smba.trafficmanager.net/amer/tenant-1/";
