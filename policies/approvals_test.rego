@@ -439,8 +439,9 @@ test_the_verified_actor_cannot_approve_under_their_chat_address if {
 	r := object.union(payments_deploy, {"requester": {"id": "github-actions", "kind": "service"}})
 	identity := proven("alice-gh", "acme/payments", "refs/heads/main")
 	d := decide_as(r, identity, [])
-	# alice is a payments owner, but she asked: only bob may approve.
-	d.approvers == ["bob@example.com"]
+	# alice is a payments owner, but she asked: bob may approve, she may not.
+	"bob@example.com" in d.approvers
+	not "alice@example.com" in d.approvers
 	v := may_vote_as(r, identity, "alice@example.com")
 	v.allowed == false
 	v.reason == "the requester of a change cannot vote on it: its identity token proves that alice-gh (you) asked for it"
@@ -453,7 +454,9 @@ test_a_gitlab_actor_is_found_by_the_issuers_account_field if {
 	gitlab := {"issuer": "https://gitlab.com", "subject": "project_path:acme/payments:ref_type:branch:ref:main", "key_id": "g1",
 		"claims": {"user_login": "alice", "project_path": "acme/payments", "ref": "main"}}
 	r := object.union(payments_deploy, {"requester": {"id": "alice@example.com", "kind": "human"}})
-	decide_as(r, gitlab, []).approvers == ["bob@example.com"]
+	d := decide_as(r, gitlab, [])
+	not "alice@example.com" in d.approvers
+	"bob@example.com" in d.approvers
 }
 
 test_production_changes_may_be_limited_to_listed_pipelines if {

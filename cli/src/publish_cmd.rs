@@ -281,9 +281,24 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
         }
         let stored = download(&s3, &bucket, &object).await?;
         if sha256_hex(&stored) != sha256_hex(&bytes) {
-            bail!(
-                "s3://{bucket}/{object} already holds another file for revision {revision} \
-                 (signed differently?); it was not replaced"
+            // The same files pushed again (a re-run pipeline), signed at another time: ES256
+            // signatures differ each time. The stored copy stays, and is pointed to, when it
+            // passes the same checks; anything else there is refused.
+            let same = OpaBundle::read(&stored)
+                .ok()
+                .filter(|kept| kept.bundle.revision == *revision);
+            let Some(kept) = same else {
+                bail!(
+                    "s3://{bucket}/{object} already holds another file for revision {revision} \
+                     that is not a bundle of it; it was not replaced"
+                );
+            };
+            checked(&config, &kept, key.as_deref())
+                .await
+                .with_context(|| format!("s3://{bucket}/{object}, pushed before"))?;
+            eprintln!(
+                "note: revision {revision} was pushed before (signed at another time); its \
+                 stored copy is kept"
             );
         }
         let pointer = point_to(&config, &s3, &bucket, revision, &stored, &object).await?;

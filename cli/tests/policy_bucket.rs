@@ -846,3 +846,61 @@ async fn the_running_functions_keep_the_last_good_revision_through_bad_bundles_a
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 }
+
+/// A re-run pipeline pushes the same files again, signed again (an ES256 signature differs each
+/// time): the stored copy is kept and pointed to. A stored copy that is not a good bundle of
+/// that revision is never pointed to.
+#[tokio::test]
+async fn the_same_revision_pushed_again_keeps_its_stored_copy_and_a_bad_copy_is_refused() {
+    let _stack = LocalStack::connect().await;
+    let place = Place::new("policy-again").await;
+    let first = place.push("first", erin_joins);
+    let stored = || async {
+        let object = local_s3(&local_config().await)
+            .get_object()
+            .bucket(&place.bucket)
+            .key(bundle_key(&first))
+            .send()
+            .await
+            .unwrap();
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    };
+    let kept = stored().await;
+    // Built and signed again: the same revision, other bytes.
+    let again = place.push("again", erin_joins);
+    assert_eq!(again, first);
+    assert_eq!(stored().await, kept, "the stored copy stays");
+    assert_eq!(current_revision(&place.bucket), first);
+
+    // An unsigned copy of the same revision put there around the CLI is not pointed to.
+    let unsigned = std::fs::read(place.built("unsigned", erin_joins)).unwrap();
+    local_s3(&local_config().await)
+        .put_object()
+        .bucket(&place.bucket)
+        .key(bundle_key(&first))
+        .body(ByteStream::from(unsigned))
+        .send()
+        .await
+        .unwrap();
+    let file = place.built("third", erin_joins);
+    let file = file.to_str().unwrap();
+    succeeded(
+        &regate(&["policy", "sign", file, "--kms-key-id", &place.key]),
+        "sign",
+    );
+    let refused = regate(&[
+        "policy",
+        "push",
+        file,
+        "--bucket",
+        &place.bucket,
+        "--public-key",
+        &place.key,
+    ]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("pushed before"),
+        "{}",
+        stderr(&refused)
+    );
+}
