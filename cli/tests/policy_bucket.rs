@@ -855,21 +855,15 @@ async fn the_same_revision_pushed_again_keeps_its_stored_copy_and_a_bad_copy_is_
     let _stack = LocalStack::connect().await;
     let place = Place::new("policy-again").await;
     let first = place.push("first", erin_joins);
-    let stored = || async {
-        let object = local_s3(&local_config().await)
-            .get_object()
-            .bucket(&place.bucket)
-            .key(bundle_key(&first))
-            .send()
-            .await
-            .unwrap();
-        object.body.collect().await.unwrap().into_bytes().to_vec()
-    };
-    let kept = stored().await;
+    let kept = stored_bundle(&place.bucket, &first).await;
     // Built and signed again: the same revision, other bytes.
     let again = place.push("again", erin_joins);
     assert_eq!(again, first);
-    assert_eq!(stored().await, kept, "the stored copy stays");
+    assert_eq!(
+        stored_bundle(&place.bucket, &first).await,
+        kept,
+        "the stored copy stays"
+    );
     assert_eq!(current_revision(&place.bucket), first);
 
     // An unsigned copy of the same revision put there around the CLI is not pointed to.
@@ -903,4 +897,86 @@ async fn the_same_revision_pushed_again_keeps_its_stored_copy_and_a_bad_copy_is_
         "{}",
         stderr(&refused)
     );
+}
+
+/// Two pipelines push the same files at once, each signed on its own (so other bytes): the
+/// bundle is written once (If-None-Match), whichever wins; the other keeps the stored copy, or
+/// loses the pointer's race and says so. Never a bundle the key does not vouch for.
+#[test]
+fn two_pushes_of_one_revision_at_once_store_one_copy_that_verifies() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let place = runtime.block_on(async {
+        LocalStack::connect().await;
+        Place::new("policy-twin").await
+    });
+    for trial in 0..3 {
+        let files: Vec<PathBuf> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let file = place.built(&format!("{trial}-{name}"), |folder| {
+                    edit_data(folder, |data| data["twin"] = Value::from(trial));
+                });
+                let signed = regate(&[
+                    "policy",
+                    "sign",
+                    file.to_str().unwrap(),
+                    "--kms-key-id",
+                    &place.key,
+                ]);
+                succeeded(&signed, "sign");
+                file
+            })
+            .collect();
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .iter()
+                .map(|file| {
+                    let barrier = Arc::clone(&barrier);
+                    let place = &place;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        regate(&[
+                            "policy",
+                            "push",
+                            file.to_str().unwrap(),
+                            "--bucket",
+                            &place.bucket,
+                            "--public-key",
+                            &place.key,
+                        ])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let errors: Vec<String> = outcomes.iter().map(stderr).collect();
+        let won = outcomes.iter().filter(|o| o.status.success()).count();
+        let lost_the_pointer = errors.iter().filter(|e| e.contains("another push")).count();
+        assert!(
+            won >= 1 && won + lost_the_pointer == 2,
+            "trial {trial}: {errors:?}"
+        );
+        let revision = current_revision(&place.bucket);
+        let built = OpaBundle::read(&std::fs::read(&files[0]).unwrap()).unwrap();
+        assert_eq!(revision, built.bundle.revision, "trial {trial}");
+        // The stored copy is one of the two, and a function loads it.
+        let stored = runtime.block_on(stored_bundle(&place.bucket, &revision));
+        let copies: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        assert!(copies.contains(&stored), "trial {trial}");
+        let policy = runtime.block_on(place.load(false));
+        assert_eq!(revision_of(&policy), revision, "trial {trial}");
+    }
+}
+
+/// The bundle file the bucket holds for `revision`.
+async fn stored_bundle(bucket: &str, revision: &str) -> Vec<u8> {
+    let object = local_s3(&local_config().await)
+        .get_object()
+        .bucket(bucket)
+        .key(bundle_key(revision))
+        .send()
+        .await
+        .unwrap();
+    object.body.collect().await.unwrap().into_bytes().to_vec()
 }

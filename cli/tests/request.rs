@@ -227,7 +227,6 @@ async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_
     let dir = tempfile::tempdir().unwrap();
     let env = in_a_job();
     let issuer = env["REGATE_TRUSTED_ISSUERS"].clone();
-    let job_url = env["ACTIONS_ID_TOKEN_REQUEST_URL"].clone();
     let in_actions = |bearer: &str, input: &str| {
         Command::new(env!("CARGO_BIN_EXE_regate"))
             .args(["request", "start", "--input", input])
@@ -275,18 +274,9 @@ async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_
     assert!(stack.events(&id).await.is_empty());
 
     // Elsewhere (GitLab's id_tokens), the token comes from a file.
-    let bearer = &env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"];
-    let answer: Value = reqwest::Client::new()
-        .get(format!("{job_url}&audience=regate&actor=alice-gh"))
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = regate_tests::stack::pipeline_token("alice-gh").await;
     let file = dir.path().join("token");
-    std::fs::write(&file, format!("{}\n", answer["value"].as_str().unwrap())).unwrap();
+    std::fs::write(&file, format!("{token}\n")).unwrap();
     let id = unique("cli-token-file");
     let request = regate_testkit::request(&id)
         .requester("alice@example.com")

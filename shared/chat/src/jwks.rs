@@ -153,21 +153,16 @@ pub async fn fetch_jwks(
     issuer: &str,
     discovery_url: &str,
 ) -> Result<Vec<u8>, String> {
+    let get = async |url: &str| http.get(url).send().await?.error_for_status();
     let unavailable = |e: reqwest::Error| e.without_url().to_string();
-    let discovery: Discovery = http
-        .get(discovery_url)
-        .send()
+    let discovery: Discovery = get(discovery_url)
         .await
-        .and_then(reqwest::Response::error_for_status)
         .map_err(unavailable)?
         .json()
         .await
         .map_err(unavailable)?;
-    let document = http
-        .get(&discovery.jwks_uri)
-        .send()
+    let document = get(&discovery.jwks_uri)
         .await
-        .and_then(reqwest::Response::error_for_status)
         .map_err(unavailable)?
         .bytes()
         .await
