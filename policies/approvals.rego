@@ -249,6 +249,7 @@ decision := {
 	"reject_reason_required": route.reject_reason_required,
 	"remind_after_seconds": remind_after_seconds,
 	"reevaluate_after_seconds": reevaluate_after_seconds,
+	"tell_requester": tell_requester,
 } if {
 	count(denials) == 0
 } else := {
@@ -259,6 +260,24 @@ decision := {
 	"notify": [],
 	"timeout_seconds": route.timeout_seconds,
 	"reject_reason_required": false,
+	"tell_requester": tell_requester,
+}
+
+# Who hears how an approval ended, in a direct message once the workflow has the outcome: the
+# person the identity token proves asked (data.people), else a human requester at the address
+# they gave; null (nobody) for a service with no known person behind it.
+default tell_requester := null
+
+tell_requester := {"platform": object.get(people, [person, "direct_messages"], data.defaults.direct_messages), "user": person} if {
+	person := requester_person
+}
+
+requester_person := p if {
+	count(actor_people) == 1
+	some p in actor_people
+} else := lower(input.request.requester.id) if {
+	input.request.requester.kind == "human"
+	contains(input.request.requester.id, "@")
 }
 
 # A caller may shorten the approval window, never lengthen it: details.timeout_seconds.

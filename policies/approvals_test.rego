@@ -482,3 +482,23 @@ test_a_production_change_without_an_identity_token_is_denied if {
 	s := approvals.decision with input as {"request": staging, "votes": [], "now": calm}
 	s.outcome == "allow"
 }
+
+test_the_requester_is_told_the_outcome_where_the_token_proves_they_are if {
+	# The pipeline's bot asks; the token proves alice-gh ran it: alice hears, on Slack.
+	r := object.union(payments_deploy, {"requester": {"id": "github-actions", "kind": "service"}})
+	alice := decide_as(r, proven("alice-gh", "acme/payments", "refs/heads/main"), [])
+	alice.tell_requester == {"platform": "slack", "user": "alice@example.com"}
+	# bob prefers Teams; a decided request is told too.
+	bob := decide_as(r, proven("bob-gh", "acme/payments", "refs/heads/main"), [approve("alice@example.com")]) with data.people as {"bob@example.com": {"github": "bob-gh", "direct_messages": "teams"}}
+	bob.outcome == "allow"
+	bob.tell_requester == {"platform": "teams", "user": "bob@example.com"}
+	# A human requester nobody maps to is told at the address they gave; a service with no
+	# known person behind it, nobody.
+	decide(payments_deploy, [], calm).tell_requester == {"platform": "slack", "user": "dev@example.com"}
+	unknown := decide_as(r, proven("stranger", "acme/payments", "refs/heads/main"), [])
+	unknown.tell_requester == null
+	# A denial tells too (time can deny an open request).
+	refused := decide_as(payments_deploy, {"error": "expired"}, [])
+	refused.outcome == "deny"
+	refused.tell_requester.user == "dev@example.com"
+}

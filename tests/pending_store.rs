@@ -248,7 +248,8 @@ async fn a_new_task_token_replaces_the_old_one_until_the_workflow_is_resumed() {
                 .settle(
                     &id,
                     &TaskToken::new("retried-token"),
-                    ApprovalState::Rejected
+                    ApprovalState::Rejected,
+                    Utc::now(),
                 )
                 .await
                 .unwrap(),
@@ -258,7 +259,7 @@ async fn a_new_task_token_replaces_the_old_one_until_the_workflow_is_resumed() {
     );
     let settled = done(
         store
-            .settle(&id, &retried, ApprovalState::Rejected)
+            .settle(&id, &retried, ApprovalState::Rejected, Utc::now())
             .await
             .unwrap(),
     );
@@ -269,7 +270,7 @@ async fn a_new_task_token_replaces_the_old_one_until_the_workflow_is_resumed() {
             .await
             .unwrap(),
         store
-            .settle(&id, &retried, ApprovalState::Expired)
+            .settle(&id, &retried, ApprovalState::Expired, Utc::now())
             .await
             .unwrap(),
     ] {
@@ -356,7 +357,7 @@ async fn the_closing_write_holds_the_resume_claim_and_of_twenty_later_claims_one
     );
     done(
         store
-            .settle(&id, &closed.task_token, ApprovalState::Approved)
+            .settle(&id, &closed.task_token, ApprovalState::Approved, lapsed)
             .await
             .unwrap(),
     );
@@ -366,6 +367,65 @@ async fn the_closing_write_holds_the_resume_claim_and_of_twenty_later_claims_one
         .await
         .unwrap();
     assert!(matches!(settled, Conditional::Lost(Some(ref item)) if item.resumed));
+}
+
+#[tokio::test]
+async fn of_two_paths_claiming_to_tell_the_requester_one_wins_and_told_ends_every_duty() {
+    let store = Arc::new(store().await);
+    for trial in 0..5 {
+        let id = unique("tell-race");
+        done(store.create(&approval(&id)).await.unwrap());
+        let closed = done(
+            store
+                .transition(&id, 1, &closing(ApprovalState::Approved))
+                .await
+                .unwrap(),
+        );
+        let now = Utc::now();
+        // Not resumed yet: nobody may tell the requester.
+        let early = store.claim_tell(&id, 0, now, now).await.unwrap();
+        assert!(matches!(early, Conditional::Lost(Some(_))), "trial {trial}");
+        let settled = done(
+            store
+                .settle(&id, &closed.task_token, ApprovalState::Approved, now)
+                .await
+                .unwrap(),
+        );
+        assert!(settled.owes_tell() && settled.due_at == Some(now), "due to tell at once");
+        let listed = store.due(now, 1000).await.unwrap();
+        assert!(listed.iter().any(|d| d.request_id == id), "the sweeper finds it");
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let lease = now + chrono::Duration::minutes(2);
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.claim_tell(&id, 0, now, lease).await
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for racer in racers {
+            if let Conditional::Done(item) = racer.await.unwrap().unwrap() {
+                won.push(item);
+            }
+        }
+        assert_eq!(won.len(), 1, "trial {trial}: exactly one path tells the requester");
+        assert_eq!((won[0].tell_claims, won[0].due_at), (1, Some(lease)));
+        // A live claim holds off the next path; a lapsed one does not.
+        let held = store.claim_tell(&id, 1, now, lease).await.unwrap();
+        assert!(matches!(held, Conditional::Lost(Some(_))));
+        done(store.claim_tell(&id, 1, lease, lease + lease.signed_duration_since(now)).await.unwrap());
+        // Only the latest claim records the telling; then the approval is never due again.
+        assert!(matches!(store.told(&id, 1).await.unwrap(), Conditional::Lost(Some(_))));
+        let told = done(store.told(&id, 2).await.unwrap());
+        assert!(told.requester_told && !told.owes_anything() && told.due_at.is_none());
+        let listed = store.due(lease + lease.signed_duration_since(now), 1000).await.unwrap();
+        assert!(!listed.iter().any(|d| d.request_id == id), "told: never due");
+        let again = store.claim_tell(&id, 2, lease + lease.signed_duration_since(now), lease).await.unwrap();
+        assert!(matches!(again, Conditional::Lost(Some(_))));
+    }
 }
 
 #[tokio::test]

@@ -43,7 +43,8 @@ fn open_approval(
     approval
 }
 
-/// Closes each approval as expired and resumed, so no later sweep looks at it.
+/// Closes each approval as expired and resumed, its requester told, so no later sweep looks at
+/// it.
 async fn forget(store: &DynamoPendingStore, ids: &[String]) {
     for id in ids {
         let Some(item) = store.get(id).await.unwrap() else {
@@ -63,7 +64,14 @@ async fn forget(store: &DynamoPendingStore, ids: &[String]) {
             store.transition(id, item.version, &closing).await.unwrap();
         } else if !item.resumed {
             let state = ApprovalState::Expired;
-            store.settle(id, &item.task_token, state).await.unwrap();
+            let now = Utc::now();
+            store.settle(id, &item.task_token, state, now).await.unwrap();
+        }
+        let item = store.get(id).await.unwrap().unwrap();
+        if item.owes_tell() {
+            let now = Utc::now();
+            store.claim_tell(id, item.tell_claims, now, now).await.unwrap();
+            store.told(id, item.tell_claims + 1).await.unwrap();
         }
     }
 }

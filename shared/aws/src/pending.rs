@@ -428,20 +428,61 @@ impl PendingStore for DynamoPendingStore {
         request_id: &str,
         token: &TaskToken,
         state: ApprovalState,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         let update = self
             .client
             .update_item()
             .update_expression(
-                "SET resumed = :true, #state = :to, version = version + :one REMOVE due_at",
+                "SET resumed = :true, #state = :to, due_at = :due, due_shard = :shard, version = version + :one",
             )
             .condition_expression("resumed = :false AND task_token = :token")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":token", AttributeValue::S(token.expose().to_string()))
             .expression_attribute_values(":to", AttributeValue::S(state.as_str().into()))
+            .expression_attribute_values(":due", time_attr(due))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false));
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn claim_tell(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET tell_claims = :next, tell_until = :until, due_at = :until, due_shard = :shard",
+            )
+            .condition_expression(
+                "resumed = :true AND attribute_not_exists(requester_told) \
+                 AND (attribute_not_exists(tell_claims) OR tell_claims = :seen) \
+                 AND (attribute_not_exists(tell_until) OR tell_until <= :now)",
+            )
+            .expression_attribute_values(":next", AttributeValue::N((claims_seen + 1).to_string()))
+            .expression_attribute_values(":seen", AttributeValue::N(claims_seen.to_string()))
+            .expression_attribute_values(":until", AttributeValue::S(format_rfc3339_ms(until)))
+            .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
+        self.conditional_update(request_id, update).await
+    }
+
+    async fn told(&self, request_id: &str, claim: u64) -> Result<Conditional, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .update_expression("SET requester_told = :true REMOVE due_at, tell_until")
+            .condition_expression(
+                "resumed = :true AND attribute_not_exists(requester_told) AND tell_claims = :claim",
+            )
+            .expression_attribute_values(":claim", AttributeValue::N(claim.to_string()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
         self.conditional_update(request_id, update).await
     }
 
@@ -459,12 +500,9 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                // A closed approval is due when its resume claim lapses; a resumed one never.
-                if closing.resumed {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, version = version + :one REMOVE due_at"
-                } else {
-                    "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, due_shard = :shard, version = version + :one"
-                },
+                // A closed approval is due when its resume claim lapses: to resume it, or (one
+                // closed resumed) to tell its requester.
+                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, due_shard = :shard, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -564,7 +602,7 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
         DUE_SHARD.into(),
         AttributeValue::N(due_shard(&approval.request_id).to_string()),
     );
-    if let Some(due) = approval.due_at.filter(|_| !approval.resumed) {
+    if let Some(due) = approval.due_at.filter(|_| approval.owes_anything()) {
         item.insert(DUE_AT.into(), time_attr(due));
     }
     if let Some(at) = approval.evaluated_at {
@@ -641,6 +679,9 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         reevaluated_through: count("reevaluated_through")?,
         evaluated_at: optional_time("evaluated_at")?,
         resume_until: optional_time("resume_until")?,
+        requester_told: matches!(item.get("requester_told"), Some(AttributeValue::Bool(true))),
+        tell_claims: count("tell_claims")?,
+        tell_until: optional_time("tell_until")?,
         due_at: optional_time(DUE_AT)?,
         task_token: TaskToken::new(text("task_token")?),
         request: parse_json(text("request")?)?,

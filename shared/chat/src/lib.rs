@@ -11,7 +11,7 @@ pub mod view;
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
 use regate_core::{
-    ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
+    ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Platform, Reminder, Voter,
 };
 
 pub use slack::SlackChat;
@@ -68,6 +68,18 @@ impl ChatPlatform for Chats {
             (Platform::Slack, Some(slack), _) => slack.remind(message, reminder).await,
             (Platform::Teams, _, Some(teams)) => teams.remind(message, reminder).await,
             (platform, ..) => Err(not_configured(platform)),
+        }
+    }
+
+    async fn tell_outcome(
+        &self,
+        to: &NotifyTarget,
+        notice: OutcomeNotice<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        match (to.is_slack(), &self.slack, &self.teams) {
+            (true, Some(slack), _) => slack.tell_outcome(to, notice).await,
+            (false, _, Some(teams)) => teams.tell_outcome(to, notice).await,
+            _ => Ok(None),
         }
     }
 

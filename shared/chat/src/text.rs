@@ -54,9 +54,39 @@ pub fn reminder_text(who: &[String], more: usize, left: chrono::Duration) -> Str
     )
 }
 
+/// The first line of the direct message that tells a requester how their request ended; `by`
+/// is the decider as the platform shows them (escaped), none when time or the policy decided.
+pub fn outcome_text(state: regate_core::ApprovalState, by: Option<&str>) -> String {
+    use regate_core::ApprovalState;
+    let by = by.map_or_else(|| " by the policy".to_string(), |who| format!(" by {who}"));
+    let stops = "The workflow stops; the change does not go ahead.";
+    match state {
+        ApprovalState::Approved => {
+            format!("Your request was approved{by}. The workflow goes on with the change.")
+        }
+        ApprovalState::Rejected => format!("Your request was rejected{by}. {stops}"),
+        ApprovalState::Expired => {
+            format!("Your request expired: no decision within the time allowed. {stops}")
+        }
+        ApprovalState::Pending => "Your request is still waiting for approval.".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outcome_says_how_it_ended_who_decided_and_what_the_workflow_does() {
+        use regate_core::ApprovalState;
+        assert_eq!(
+            outcome_text(ApprovalState::Approved, Some("bob@example.com")),
+            "Your request was approved by bob@example.com. The workflow goes on with the change."
+        );
+        assert!(outcome_text(ApprovalState::Rejected, None)
+            .starts_with("Your request was rejected by the policy. The workflow stops"));
+        assert!(outcome_text(ApprovalState::Expired, Some("x")).starts_with("Your request expired"));
+    }
 
     #[test]
     fn a_reminder_says_who_is_awaited_and_how_long_is_left_in_words() {

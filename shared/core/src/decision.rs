@@ -184,15 +184,26 @@ pub struct Decision {
     /// the request is evaluated again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reevaluate_after_seconds: Vec<u64>,
+    /// Where the requester hears how an approval ended: a person target (a direct message),
+    /// or none when the policy knows no address for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tell_requester: Option<NotifyTarget>,
 }
 
 /// A decision may name at most this many reminder or re-evaluation offsets.
 pub const MAX_OFFSETS: usize = 20;
 
 impl Decision {
-    /// Checks the time offsets: each list strictly ascending, at most [`MAX_OFFSETS`] long, and
-    /// every offset at least 1 and before the timeout (nothing can happen after it).
-    pub fn check_offsets(&self) -> Result<(), String> {
+    /// Checks what the types cannot: `tell_requester` names a person, and the time offsets are
+    /// each list strictly ascending, at most [`MAX_OFFSETS`] long, with every offset at least 1
+    /// and before the timeout (nothing can happen after it).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(target) = self.tell_requester.as_ref().filter(|t| t.person().is_none()) {
+            return Err(format!(
+                "tell_requester must name a person (platform and user), not {}",
+                target.key()
+            ));
+        }
         for (name, offsets) in [
             ("remind_after_seconds", &self.remind_after_seconds),
             ("reevaluate_after_seconds", &self.reevaluate_after_seconds),

@@ -260,6 +260,7 @@ mod tests {
                 reject_reason_required: false,
                 remind_after_seconds: vec![900, 2700],
                 reevaluate_after_seconds: vec![],
+                tell_requester: None,
             },
             policy_revision: "sha256:r".into(),
             input_digest: "sha256:i".into(),

@@ -25,7 +25,7 @@ pub use decision::{Alternative, Decision, Evaluation, NotifyTarget, Outcome, Req
 pub use error::ErrorName;
 pub use event::{Event, EventDraft, EventKind};
 pub use pending::{
-    ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder,
+    ApprovalState, ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Platform, Reminder,
     TaskToken, Voter,
 };
 pub use policy::{

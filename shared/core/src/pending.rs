@@ -257,6 +257,13 @@ pub struct PendingApproval {
     /// so many paths meeting one closed approval at once resume it once.
     pub resume_claims: u64,
     pub resume_until: Option<DateTime<Utc>>,
+    /// Whether the requester has been told how it ended (or regate gave up telling them): a
+    /// duty of a resumed approval until then (see [`Self::owes_tell`]).
+    pub requester_told: bool,
+    /// How many paths have claimed the duty to tell the requester, and until when the latest
+    /// claim holds: of many paths meeting it at once, one sends the message.
+    pub tell_claims: u64,
+    pub tell_until: Option<DateTime<Utc>>,
     /// The largest reminder offset (seconds after `created_at`) already taken care of; 0 before
     /// the first reminder.
     pub reminded_through: u64,
@@ -265,7 +272,7 @@ pub struct PendingApproval {
     /// When the sweeper made the stored `evaluation` (None: the notifier's opening one).
     pub evaluated_at: Option<DateTime<Utc>>,
     /// When the sweeper next needs to look at it (see [`Self::next_due`]); None once its
-    /// workflow has the outcome. Every write that changes what is due stores it in the same
+    /// workflow has the outcome and its requester has been told. Every write that changes what is due stores it in the same
     /// conditional write, and the sweeper reads only what is due.
     pub due_at: Option<DateTime<Utc>>,
 }
@@ -303,6 +310,9 @@ impl PendingApproval {
             resumed: false,
             resume_claims: 0,
             resume_until: None,
+            requester_told: false,
+            tell_claims: 0,
+            tell_until: None,
             reminded_through: 0,
             reevaluated_through: 0,
             evaluated_at: None,
@@ -330,11 +340,49 @@ impl PendingApproval {
         self.state != ApprovalState::Pending && !self.resumed
     }
 
+    /// The workflow has the outcome, but the requester has not been told it.
+    pub fn owes_tell(&self) -> bool {
+        self.resumed && !self.requester_told
+    }
+
+    /// Whether anyone still owes this approval something: a close, a resume or a message to
+    /// its requester. What owes nothing is never due.
+    pub fn owes_anything(&self) -> bool {
+        !self.resumed || self.owes_tell()
+    }
+
+    /// The Step Functions console page of the workflow, when its execution id is an ARN
+    /// (`arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`).
+    pub fn workflow_url(&self) -> Option<String> {
+        let arn = &self.execution_id;
+        let mut parts = arn.split(':');
+        let (Some("arn"), Some(partition), Some("states"), Some(region)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let console = match partition {
+            "aws" => "console.aws.amazon.com",
+            "aws-us-gov" => "console.amazonaws-us-gov.com",
+            "aws-cn" => "console.amazonaws.cn",
+            _ => return None,
+        };
+        // Only characters a URL carries as they are (execution names may hold others).
+        let safe = |text: &str, more: &str| {
+            !text.is_empty()
+                && (text.chars()).all(|c| c.is_ascii_alphanumeric() || more.contains(c))
+        };
+        (safe(region, "-") && safe(arn, "-_:.@+=")).then(|| {
+            format!("https://{region}.{console}/states/home?region={region}#/v2/executions/details/{arn}")
+        })
+    }
+
     /// When this approval next needs the sweeper, as a path that looks at it (or writes it) at
     /// `now` sees it; `None` once its workflow has the outcome.
     ///
-    /// A closed one owes its resume when the claim of the path resuming it lapses (at once when
-    /// none holds it). An open one is due at the earliest of:
+    /// A resumed one owes its requester the outcome when the claim of the path telling them
+    /// lapses (at once when none holds it). A closed one owes its resume when the claim of the
+    /// path resuming it lapses (at once when none holds it). An open one is due at the earliest of:
     /// - its next reminder and re-evaluation offsets (one that has passed and is not yet taken
     ///   care of keeps it due; `details.not_after` is a re-evaluation offset of the default
     ///   policy);
@@ -348,7 +396,9 @@ impl PendingApproval {
     ///   [`RETRY_FAILED_SWEEP_AFTER`] after.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.resumed {
-            return None;
+            return self
+                .owes_tell()
+                .then(|| self.tell_until.unwrap_or(now));
         }
         if self.state != ApprovalState::Pending {
             return Some(self.resume_until.unwrap_or(now));
@@ -438,6 +488,23 @@ pub struct Closing {
     pub resumed: bool,
     /// The closing attempt claims the resume until then (see [`PendingApproval::resume_claims`]).
     pub resume_until: DateTime<Utc>,
+}
+
+/// How a closed approval ended, for its requester, in a direct message.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeNotice<'a> {
+    /// The approval as it ended, with its closing evaluation.
+    pub approval: &'a PendingApproval,
+}
+
+impl OutcomeNotice<'_> {
+    /// The approval as its messages show it now.
+    pub fn view(&self) -> ApprovalView<'_> {
+        ApprovalView {
+            approval: self.approval,
+            evaluation: &self.approval.evaluation,
+        }
+    }
 }
 
 /// A reminder to the approvers of an open approval, posted in each message's thread.

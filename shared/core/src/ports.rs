@@ -12,7 +12,7 @@ use crate::event::{Event, EventDraft};
 use crate::metrics::Metrics;
 use crate::pending::{
     ApprovalState, ApprovalView, Closing, Conditional, DueApproval, Identified, MessageRef,
-    PendingApproval, Reminder, TaskToken, Voter,
+    OutcomeNotice, PendingApproval, Reminder, TaskToken, Voter,
 };
 use crate::vote::Vote;
 
@@ -216,12 +216,34 @@ pub trait PendingStore: Send + Sync {
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 
     /// Records that the workflow waiting on `token` has taken the outcome (or no longer waits),
-    /// ending in `state`: only while unresumed and still on that token.
+    /// ending in `state`, and that telling its requester is `due`: only while unresumed and
+    /// still on that token.
     fn settle(
         &self,
         request_id: &str,
         token: &TaskToken,
         state: ApprovalState,
+        due: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Claims the duty to tell the requester of a resumed approval how it ended, until `until`
+    /// (when it is due again): only if it has had `claims_seen` claims, the latest has lapsed
+    /// (its end is not after `now`), and the requester has not been told. Of many callers with
+    /// the same view, exactly one gets `Done` (holding claim `claims_seen + 1`).
+    fn claim_tell(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
+
+    /// Records that the requester was told (or will not be), as the holder of claim `claim`:
+    /// the approval then owes nothing and is never due again.
+    fn told(
+        &self,
+        request_id: &str,
+        claim: u64,
     ) -> impl Future<Output = Result<Conditional, StoreError>> + Send;
 }
 
@@ -274,6 +296,15 @@ pub trait ChatPlatform: Send + Sync {
         message: &MessageRef,
         reminder: &Reminder<'_>,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
+
+    /// Tells the requester how an approval ended, in a direct message to `to` (a person
+    /// target); `None` when this platform does not serve the target's platform. A person the
+    /// platform does not know is `Refused`.
+    fn tell_outcome(
+        &self,
+        to: &NotifyTarget,
+        notice: OutcomeNotice<'_>,
+    ) -> impl Future<Output = Result<Option<MessageRef>, ChatError>> + Send;
 
     /// Who the voter is, and whether their account may vote at all.
     fn identify(&self, voter: &Voter)

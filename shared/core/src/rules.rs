@@ -220,6 +220,7 @@ mod tests {
             reject_reason_required: false,
             remind_after_seconds: vec![],
             reevaluate_after_seconds: vec![],
+            tell_requester: None,
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use regate_core::decision::NotifyTarget;
 use regate_core::pending::{
-    ApprovalState, ApprovalView, Identified, MessageRef, PendingApproval, Reminder, Voter,
+    ApprovalState, ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Reminder,
+    Voter,
 };
 use regate_core::ports::{ChatError, ChatPlatform};
 
@@ -26,6 +27,8 @@ pub struct RecordingChat {
     pub updates: Arc<Mutex<Vec<(MessageRef, ApprovalState)>>>,
     pub told: Arc<Mutex<Vec<(String, String)>>>,
     pub reminders: Arc<Mutex<Vec<Reminded>>>,
+    /// Each outcome told to a requester: `(person target, request id, state)`.
+    pub outcomes: Arc<Mutex<Vec<(NotifyTarget, String, ApprovalState)>>>,
     /// E-mail addresses no account has: a direct message to one is refused.
     pub strangers: Arc<Mutex<Vec<String>>>,
     pub asked_reason: Arc<Mutex<Vec<(String, String)>>>,
@@ -110,6 +113,30 @@ impl ChatPlatform for RecordingChat {
             .unwrap()
             .push((message.clone(), reminder.waiting_on.clone()));
         Ok(())
+    }
+
+    async fn tell_outcome(
+        &self,
+        to: &NotifyTarget,
+        notice: OutcomeNotice<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        self.fault.check()?;
+        let NotifyTarget::SlackUser { user } = to else {
+            return Ok(None);
+        };
+        if self.strangers.lock().unwrap().contains(user) {
+            return Err(ChatError::Refused(format!(
+                "no Slack user has the address {user}"
+            )));
+        }
+        let approval = notice.approval;
+        let mut outcomes = self.outcomes.lock().unwrap();
+        outcomes.push((to.clone(), approval.request_id.clone(), approval.state));
+        Ok(Some(MessageRef::Slack {
+            channel: format!("D-{user}"),
+            ts: format!("1800000000.{:06}", outcomes.len()),
+            user: Some(user.clone()),
+        }))
     }
 
     async fn identify(&self, voter: &Voter) -> Result<Identified, ChatError> {

@@ -351,6 +351,7 @@ impl PendingStore for MemoryPending {
         request_id: &str,
         token: &TaskToken,
         state: ApprovalState,
+        due: DateTime<Utc>,
     ) -> Result<Conditional, StoreError> {
         self.update(
             request_id,
@@ -358,6 +359,40 @@ impl PendingStore for MemoryPending {
             |i| {
                 i.resumed = true;
                 i.state = state;
+                i.due_at = Some(due);
+            },
+        )
+    }
+
+    async fn claim_tell(
+        &self,
+        request_id: &str,
+        claims_seen: u64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| {
+                i.owes_tell()
+                    && i.tell_claims == claims_seen
+                    && i.tell_until.is_none_or(|held| held <= now)
+            },
+            |i| {
+                i.tell_claims = claims_seen + 1;
+                i.tell_until = Some(until);
+                i.due_at = Some(until);
+            },
+        )
+    }
+
+    async fn told(&self, request_id: &str, claim: u64) -> Result<Conditional, StoreError> {
+        self.update(
+            request_id,
+            |i| i.owes_tell() && i.tell_claims == claim,
+            |i| {
+                i.requester_told = true;
+                i.tell_until = None;
                 i.due_at = None;
             },
         )
@@ -381,7 +416,8 @@ impl PendingStore for MemoryPending {
                 i.resumed = closing.resumed;
                 i.resume_claims += 1;
                 i.resume_until = Some(closing.resume_until);
-                i.due_at = (!closing.resumed).then_some(closing.resume_until);
+                // Due when the claim lapses: to resume it, or (resumed) to tell its requester.
+                i.due_at = Some(closing.resume_until);
             },
         )
     }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
-use regate_core::{ApprovalView, Identified, MessageRef, PendingApproval, Reminder, Voter};
+use regate_core::{
+    ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Reminder, Voter,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::blocks::{approval_message, reason_modal, reminder_message};
+use super::blocks::{approval_message, outcome_message, reason_modal, reminder_message};
 use super::SlackWorkspace;
 use crate::retry::{retry_after, Retries};
 use crate::view::MAX_NAMED_APPROVERS;
@@ -444,6 +446,8 @@ fn remember(cache: &Cache, key: &str, value: Option<Value>) {
 
 /// The metadata `event_type` of approval messages, by which a retry finds one it posted.
 pub const APPROVAL_EVENT_TYPE: &str = "regate_approval";
+/// The metadata event type of the direct message that tells a requester the outcome.
+pub const OUTCOME_EVENT_TYPE: &str = "regate_outcome";
 
 /// Slack as regate's chat platform, for one app in one workspace.
 pub struct SlackChat {
@@ -569,6 +573,26 @@ impl ChatPlatform for SlackChat {
         let mentions = self.user_ids(&reminder.approval.request_id, named).await;
         let text = reminder_message(reminder, &mentions);
         self.api.reply(channel, ts, &text).await
+    }
+
+    /// A direct message (`users.lookupByEmail`, `conversations.open`, `chat.postMessage`).
+    async fn tell_outcome(
+        &self,
+        to: &NotifyTarget,
+        notice: OutcomeNotice<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let Some((channel, user)) = self.place(to).await? else {
+            return Ok(None);
+        };
+        let mentions = self.mentions(notice.view()).await;
+        let (text, blocks) = outcome_message(notice, &mentions);
+        let metadata = json!({"event_type": OUTCOME_EVENT_TYPE,
+            "event_payload": {"request_id": notice.approval.request_id}});
+        let (channel, ts) = self
+            .api
+            .post_message(&channel, &text, &blocks, &metadata)
+            .await?;
+        Ok(Some(MessageRef::Slack { channel, ts, user }))
     }
 
     /// Deactivated accounts, bots, guests and people from other organisations (Slack Connect)

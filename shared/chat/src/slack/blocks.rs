@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use regate_core::{ApprovalState, ApprovalView, Reminder};
+use regate_core::{ApprovalState, ApprovalView, OutcomeNotice, Reminder};
 use serde_json::{json, Value};
 
 use super::interaction::{APPROVE_ACTION, REASON_BLOCK, REASON_VIEW, REJECT_ACTION};
@@ -27,7 +27,7 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-use crate::text::reminder_text;
+use crate::text::{outcome_text, reminder_text};
 pub use crate::text::truncate;
 use crate::view::{vote_line, Ending, MessageView, Named};
 
@@ -134,6 +134,26 @@ pub fn approval_message(
         MAX_FALLBACK_TEXT,
     );
     (fallback, Value::Array(blocks))
+}
+
+/// `(fallback text, blocks)` of the direct message that tells the requester how their request
+/// ended: that, a link to the workflow, then the message as the approvers see it now.
+pub fn outcome_message(
+    notice: OutcomeNotice<'_>,
+    mentions: &BTreeMap<String, String>,
+) -> (String, Value) {
+    let approval = notice.approval;
+    let by = approval.decided_by.as_deref().map(|b| person(b, mentions));
+    let intro = outcome_text(approval.state, by.as_deref());
+    let (_, approval_blocks) = approval_message(notice.view(), mentions);
+    let mut blocks = vec![section(&intro)];
+    if let Some(url) = approval.workflow_url() {
+        blocks.push(section(&format!("<{url}|Open the workflow>")));
+    }
+    blocks.extend(approval_blocks.as_array().into_iter().flatten().cloned());
+    blocks.truncate(MAX_BLOCKS);
+    let fallback = format!("{intro} ({})", escape(&approval.request.summary));
+    (truncate(&fallback, MAX_FALLBACK_TEXT), Value::Array(blocks))
 }
 
 /// Lines as a bulleted list.

@@ -3,10 +3,10 @@
 //! Text from a request is escaped for the card's Markdown subset, approvers are mentioned by
 //! their address (Teams resolves a UPN mention), and the card stays under Teams' 28 KB.
 
-use regate_core::{ApprovalState, ApprovalView, Reminder};
+use regate_core::{ApprovalState, ApprovalView, OutcomeNotice, Reminder};
 use serde_json::{json, Value};
 
-use crate::text::{reminder_text, truncate};
+use crate::text::{outcome_text, reminder_text, truncate};
 use crate::view::{vote_line, Buttons, Ending, MessageView, Named};
 
 /// `Action.Execute` verbs; the request id rides in the action's `data`.
@@ -213,6 +213,22 @@ pub fn answer_card(text: &str, view: ApprovalView<'_>) -> Value {
             json!({"type": "TextBlock", "wrap": true, "color": "Attention", "weight": "Bolder",
                 "text": truncate(&escape(text), MAX_TEXT_CHARS)}),
         );
+    }
+    card
+}
+
+/// The card of the direct message that tells the requester how their request ended: that above
+/// the card as the approvers see it now, and a button that opens the workflow.
+pub fn outcome_card(notice: OutcomeNotice<'_>) -> Value {
+    let approval = notice.approval;
+    let by = approval.decided_by.as_deref().map(escape);
+    let intro = outcome_text(approval.state, by.as_deref());
+    let mut card = approval_card(notice.view());
+    if let Some(body) = card["body"].as_array_mut() {
+        body.insert(0, json!({"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": intro}));
+    }
+    if let Some(url) = approval.workflow_url() {
+        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open the workflow", "url": url}]);
     }
     card
 }

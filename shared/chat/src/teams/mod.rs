@@ -13,7 +13,7 @@ use regate_core::approvals::VoteResult;
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
 use regate_core::{
-    ApprovalView, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
+    ApprovalView, OutcomeNotice, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
 };
 use serde_json::{json, Value};
 
@@ -106,18 +106,23 @@ impl TeamsChat {
 
 impl TeamsChat {
     /// The Teams account of `user` (an e-mail address or UPN), looked up as a member of the
-    /// request's Teams conversations (the connector takes a UPN as the member id); refused when
-    /// none of them has the person.
+    /// request's Teams conversations, those of `view` and those its cards were posted to (the
+    /// connector takes a UPN as the member id); refused when none of them has the person.
     async fn find_member(&self, user: &str, view: ApprovalView<'_>) -> Result<Member, ChatError> {
-        let conversations = view
-            .evaluation
-            .decision
-            .notify
-            .iter()
-            .filter_map(|t| match t {
-                NotifyTarget::Teams { conversation } => Some(conversation),
-                _ => None,
-            });
+        let asked = view.evaluation.decision.notify.iter().filter_map(|t| match t {
+            NotifyTarget::Teams { conversation } => Some(conversation),
+            _ => None,
+        });
+        let posted = view.approval.messages.iter().filter_map(|m| match m {
+            MessageRef::Teams {
+                conversation,
+                user: None,
+                ..
+            } => Some(conversation),
+            _ => None,
+        });
+        let mut conversations: Vec<&String> = asked.chain(posted).collect();
+        conversations.dedup();
         for conversation in conversations {
             if let Some(member) = self
                 .connector
@@ -202,6 +207,30 @@ impl ChatPlatform for TeamsChat {
         self.connector
             .reply(service_url, conversation, activity_id, &activity)
             .await
+    }
+
+    /// A new one-to-one conversation with the requester (Bot Connector `CreateConversation`).
+    async fn tell_outcome(
+        &self,
+        to: &NotifyTarget,
+        notice: OutcomeNotice<'_>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let NotifyTarget::TeamsUser { user } = to else {
+            return Ok(None);
+        };
+        let member = self.find_member(user, notice.view()).await?;
+        let activity = card_activity(card::outcome_card(notice));
+        let service_url = self.service_url.clone();
+        let (conversation, activity_id) = self
+            .connector
+            .create_conversation(&service_url, &member.id, &activity)
+            .await?;
+        Ok(Some(MessageRef::Teams {
+            conversation,
+            activity_id,
+            service_url,
+            user: Some(user.clone()),
+        }))
     }
 
     /// Anonymous and guest users and people from another tenant never vote. A person is

@@ -109,8 +109,9 @@ impl<P: Ports> Approvals<P> {
         Err(ApprovalError::Contended(request_id))
     }
 
-    /// Carries out the durable duty of a closed approval: tells its workflow the outcome with
-    /// the current token, logs `decided` (once per request), and records that it was resumed.
+    /// Carries out the durable duties of a closed approval: tells its workflow the outcome with
+    /// the current token, logs `decided` (once per request), records that it was resumed, and
+    /// then tells its requester (see `tell`).
     /// A token that answers "closed" is checked against the execution: if it took this outcome,
     /// it was resumed; if it ended otherwise, the approval ends `expired`; if it is still
     /// running (a retried step, or the timeout path on its way), the duty stays for the next
@@ -130,7 +131,7 @@ impl<P: Ports> Approvals<P> {
             (approval, closed)
         };
         if !approval.owes_resume() {
-            return Ok(unresumed(approval));
+            return Ok(unresumed(self.tell_requester(approval).await));
         }
         let (approval, claim) = match held {
             Some(claim) => (approval, claim),
@@ -139,8 +140,7 @@ impl<P: Ports> Approvals<P> {
                 Err(as_it_is) => return Ok(unresumed(as_it_is)),
             },
         };
-        let settled = self.resume(approval, claim).await?;
-        let (approval, _) = &settled;
+        let (approval, closed) = self.resume(approval, claim).await?;
         if approval.owes_resume() {
             // Not settled: give the claim up so the next path need not wait for it to lapse.
             let released = self
@@ -150,8 +150,10 @@ impl<P: Ports> Approvals<P> {
             if let Err(error) = released {
                 tracing::warn!(request_id = %approval.request_id, error = %error, "could not release the claim to resume; it lapses");
             }
+            return Ok((approval, closed));
         }
-        Ok(settled)
+        // The workflow has the outcome: now its requester hears it (never in the resume's way).
+        Ok((self.tell_requester(approval).await, closed))
     }
 
     /// Claims the duty to resume `approval`: the claimed item and its claim number, or the item
@@ -290,7 +292,12 @@ impl<P: Ports> Approvals<P> {
         };
         let settled = self
             .pending
-            .settle(&approval.request_id, &approval.task_token, state)
+            .settle(
+                &approval.request_id,
+                &approval.task_token,
+                state,
+                self.clock.now(),
+            )
             .await
             .map_err(ApprovalError::PendingStore)?;
         let approval = match settled {

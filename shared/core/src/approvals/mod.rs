@@ -10,7 +10,8 @@
 //!   (`Closer` names who closes);
 //! - `sweep`: the scheduled backstop: resumes still owed, reminders, re-evaluation when time
 //!   passes, closes on stored votes, and expiry;
-//! - `refresh`: every message shows the approval as it is now.
+//! - `refresh`: every message shows the approval as it is now;
+//! - `tell`: the requester hears how it ended, once the workflow has.
 //!
 //! A vote reaches `close` through `vote`; the sweeper reaches it through `sweep`; both end in
 //! `refresh`.
@@ -19,11 +20,13 @@ mod close;
 mod notify;
 mod refresh;
 mod sweep;
+mod tell;
 mod vote;
 
 pub use close::approved_output;
 pub use notify::Notified;
 pub use sweep::{SweepBudget, SweepReport, RETRY_FAILED_SWEEP_AFTER};
+pub use tell::{TELL_ATTEMPTS, TO_REQUESTER};
 pub use vote::VoteResult;
 
 use std::sync::Arc;

@@ -32,6 +32,8 @@ pub struct SweepReport {
     pub resumed: usize,
     /// Approvals closed as expired: their workflow is gone, or timed out before taking a vote.
     pub expired: usize,
+    /// Resumed approvals whose requester was still owed the outcome.
+    pub told: usize,
     /// Approvals whose workflow still waits.
     pub waiting: usize,
     /// Of those, how many were evaluated again because time passed, and how many reminded.
@@ -133,7 +135,7 @@ impl<P: Ports> Approvals<P> {
         now: DateTime<Utc>,
     ) -> Result<SweepReport, ApprovalError> {
         let mut report = SweepReport::default();
-        if let Some(approval) = self.load(request_id).await?.filter(|a| !a.resumed) {
+        if let Some(approval) = self.load(request_id).await?.filter(|a| a.owes_anything()) {
             report.due = 1;
             self.visit(approval, now, &mut report).await;
         }
@@ -150,6 +152,7 @@ impl<P: Ports> Approvals<P> {
         match self.sweep_one(approval, now).await {
             Ok(Swept::Resumed) => report.resumed += 1,
             Ok(Swept::Expired) => report.expired += 1,
+            Ok(Swept::Told) => report.told += 1,
             Ok(Swept::Waiting {
                 reevaluated,
                 reminded,
@@ -211,6 +214,10 @@ impl<P: Ports> Approvals<P> {
         approval: PendingApproval,
         now: DateTime<Utc>,
     ) -> Result<Swept, ApprovalError> {
+        if approval.resumed {
+            self.tell_requester(approval).await;
+            return Ok(Swept::Told);
+        }
         if approval.state != ApprovalState::Pending {
             return self.sweep_closed(approval).await;
         }
@@ -226,8 +233,9 @@ impl<P: Ports> Approvals<P> {
         let closed = self
             .close_expired(&approval.request_id, &approval.execution_id, &reason)
             .await?;
-        if let Some(closed) = &closed {
-            self.refresh(closed, &closed.evaluation).await;
+        if let Some(closed) = closed {
+            self.refresh(&closed, &closed.evaluation).await;
+            self.tell_requester(closed).await;
         }
         Ok(Swept::Expired)
     }
@@ -587,10 +595,11 @@ impl<P: Ports> Approvals<P> {
         let expired = self
             .close_expired(request_id, execution_id, timed_out)
             .await?;
-        if let Some(approval) = &expired {
-            self.refresh(approval, &approval.evaluation).await;
-        }
-        Ok(expired)
+        let Some(approval) = expired else {
+            return Ok(None);
+        };
+        self.refresh(&approval, &approval.evaluation).await;
+        Ok(Some(self.tell_requester(approval).await))
     }
 
     async fn close_expired(
@@ -661,6 +670,7 @@ impl<P: Ports> Approvals<P> {
                 &current.request_id,
                 &current.task_token,
                 ApprovalState::Expired,
+                self.clock.now(),
             )
             .await
             .map_err(ApprovalError::PendingStore)?;
@@ -692,6 +702,8 @@ impl<P: Ports> Approvals<P> {
 enum Swept {
     Resumed,
     Expired,
+    /// Resumed before; its requester was owed the outcome.
+    Told,
     /// Still open: whether it was evaluated again, and reminded.
     Waiting {
         reevaluated: bool,

@@ -146,7 +146,7 @@ impl PolicyEngine {
             });
         }
         decision
-            .check_offsets()
+            .check()
             .map_err(|message| PolicyError::BadOutput {
                 rule: DECISION_RULE.into(),
                 message,

@@ -8,6 +8,7 @@ mod close;
 mod notify;
 mod refresh;
 mod sweep;
+mod tell;
 mod vote;
 
 use std::sync::Arc;

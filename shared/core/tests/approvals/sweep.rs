@@ -33,7 +33,12 @@ async fn the_sweeper_closes_a_request_its_stored_votes_decide_when_the_click_did
     );
     assert_eq!(
         f.kinds("r26"),
-        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
+        [
+            EventKind::Notified,
+            EventKind::Vote,
+            EventKind::Decided,
+            EventKind::Notified
+        ]
     );
     let votes = vote_events(&f, "r26");
     assert_eq!(votes[0].0, "alice@example.com");
@@ -57,7 +62,7 @@ async fn the_sweeper_closes_a_request_its_stored_votes_decide_when_the_click_did
     )
     .await
     .unwrap();
-    assert_eq!(f.kinds("r26").len(), 3);
+    assert_eq!(f.kinds("r26").len(), 4);
     assert_eq!(f.tokens.calls().len(), 1);
     regate_core::chain::verify_chain("r26", &f.log.of("r26")).unwrap();
 }
@@ -90,7 +95,14 @@ async fn expiry_closes_a_pending_request_logs_it_and_shows_it() {
     let (f, s) = opened("r8", DEPLOY).await;
     let expired = s.expire("r8", &execution_of("r8")).await.unwrap().unwrap();
     assert_eq!(expired.state, ApprovalState::Expired);
-    assert_eq!(f.kinds("r8"), [EventKind::Notified, EventKind::Expired]);
+    assert_eq!(
+        f.kinds("r8"),
+        [
+            EventKind::Notified,
+            EventKind::Expired,
+            EventKind::Notified
+        ]
+    );
     assert_eq!(f.chat.updates.lock().unwrap()[0].1, ApprovalState::Expired);
     let late = s.vote(&ballot("r8", "alice@example.com")).await.unwrap();
     assert!(matches!(late, VoteResult::AlreadyDecided { .. }));
@@ -180,7 +192,12 @@ fn an_approval_is_next_due_at_its_earliest_duty_and_never_once_resumed() {
     assert_eq!(a.next_due(at(41)), Some(at(42)));
     a.resume_until = None;
     assert_eq!(a.next_due(at(43)), Some(at(43)));
+    // Resumed, it owes its requester the outcome until they are told.
     a.resumed = true;
+    assert_eq!(a.next_due(at(43)), Some(at(43)));
+    a.tell_until = Some(at(45));
+    assert_eq!(a.next_due(at(43)), Some(at(45)));
+    a.requester_told = true;
     assert_eq!(a.next_due(at(43)), None);
 }
 
