@@ -1,12 +1,13 @@
 //! Direct messages end to end on the local stack: people the requester asks by name
 //! (`details.ask`) get the approval in a direct message, on Slack (`users.lookupByEmail`, then
 //! `conversations.open`) or on Teams (the member looked up by UPN, then `CreateConversation`),
-//! and a vote from that direct message counts like any other.
+//! and a vote from that direct message counts like any other. The requester hears how it ended
+//! in a direct message too, once.
 
 use regate_chat::slack::interaction::{click_payload, form_body};
 use regate_chat::teams::card::APPROVE_VERB;
 use regate_core::{Event, EventKind};
-use regate_tests::stack::{LocalStack, WAIT};
+use regate_tests::stack::{pipeline_token, LocalStack, WAIT};
 use serde_json::json;
 
 /// The request's events once `messages` approval messages have been logged.
@@ -73,7 +74,7 @@ async fn a_person_asked_by_name_approves_from_their_slack_direct_message() {
         .to_string()
         .contains("*Approved*"));
     let events = stack.events(&id).await;
-    assert_eq!(regate_tests::count(&events, EventKind::Notified), 3);
+    assert_eq!(regate_tests::messages_posted(&events), 3);
     regate_core::chain::verify_chain(&id, &events).unwrap();
 }
 
@@ -115,4 +116,177 @@ async fn a_person_asked_by_name_approves_from_their_teams_direct_message() {
         .find(|e| e.kind == EventKind::Vote)
         .unwrap();
     assert_eq!(vote.platform.as_deref(), Some("teams"));
+}
+
+#[tokio::test]
+async fn the_verified_actor_behind_a_bot_hears_the_approval_once_on_slack() {
+    let stack = LocalStack::connect().await;
+    // The pipeline's bot asks for a checkout deploy; its token proves alice-gh (alice) ran it.
+    let token = pipeline_token("alice-gh").await;
+    let (id, execution) = stack
+        .begin("told-slack", |r| {
+            r.change("deploy", "production", "service", "checkout")
+                .with(
+                    "requester",
+                    json!({"id": "github-actions", "kind": "service"}),
+                )
+                .with("identity_token", json!(token))
+        })
+        .await;
+    stack.message_for(&id).await;
+    stack.click_ok("carol@example.com", "approve", &id).await;
+    stack
+        .wait_finished(&execution)
+        .await
+        .assert_approved_by(&["carol@example.com"]);
+    let events = stack.once_requester_told(&id).await;
+    let told = regate_tests::requester_told(&events).unwrap();
+    assert_eq!(
+        (
+            &told.data["status"],
+            &told.data["user"],
+            &told.data["platform"]
+        ),
+        (&json!("sent"), &json!("alice@example.com"), &json!("slack")),
+        "{told:?}"
+    );
+    assert_eq!(told.data["outcome"], "approved");
+    // Told after the workflow took the outcome.
+    let decided = events.iter().position(|e| e.kind == EventKind::Decided);
+    let told_at = events.iter().position(|e| e.data.get("to").is_some());
+    assert!(decided < told_at, "{events:?}");
+    // In alice's direct message: the outcome, who decided, why, and a link to the workflow.
+    let alice = stack.slack_user("alice@example.com").await;
+    assert!(!stack
+        .calls_about("conversations.open", &alice)
+        .await
+        .is_empty());
+    let outcome = |calls: &[serde_json::Value]| {
+        calls
+            .iter()
+            .filter(|c| c["body"]["metadata"]["event_type"] == "regate_outcome")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let posted = outcome(&stack.calls_about("chat.postMessage", &id).await);
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let text = posted[0]["body"].to_string();
+    for part in [
+        "Your request was approved by",
+        "The workflow goes on with the change.",
+        "approved by carol@example.com",
+        "states/home?region=",
+        "Open the workflow",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+    assert!(!text.contains("\"actions\""), "no buttons: {text}");
+    // A later sweep tells nobody again.
+    stack.sweep().await;
+    let again = outcome(&stack.calls_about("chat.postMessage", &id).await);
+    assert_eq!(again.len(), 1);
+    let events = stack.events(&id).await;
+    assert_eq!(
+        events.iter().filter(|e| e.data.get("to").is_some()).count(),
+        1
+    );
+    regate_core::chain::verify_chain(&id, &events).unwrap();
+}
+
+#[tokio::test]
+async fn a_requester_who_prefers_teams_hears_the_rejection_in_a_teams_chat() {
+    let stack = LocalStack::connect().await;
+    // bob asks (his own pipeline) and prefers Teams (policies/data.json: people).
+    let (id, execution) = stack
+        .begin("told-teams", |r| {
+            r.change("deploy", "production", "service", "checkout")
+                .requester("bob@example.com")
+        })
+        .await;
+    stack.teams_card(&id).await;
+    let (answer, _) = stack
+        .teams_click(
+            "carol@example.com",
+            regate_chat::teams::card::REJECT_VERB,
+            &id,
+            Some("not before the audit"),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let done = stack.wait_finished(&execution).await;
+    done.assert_failed("ApprovalRejected");
+    let events = stack.once_requester_told(&id).await;
+    let told = regate_tests::requester_told(&events).unwrap();
+    assert_eq!(
+        (
+            &told.data["status"],
+            &told.data["user"],
+            &told.data["platform"]
+        ),
+        (&json!("sent"), &json!("bob@example.com"), &json!("teams")),
+        "{told:?}"
+    );
+    let bob = stack.teams_member("bob@example.com").await;
+    let created: Vec<_> = stack
+        .teams_calls("teams.create")
+        .await
+        .into_iter()
+        .filter(|c| {
+            let body = c["body"].to_string();
+            body.contains("Your request was rejected") && body.contains(&id)
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let request = &created[0]["body"]["request"];
+    assert_eq!(request["members"][0]["id"], bob.as_str());
+    let card = request["activity"]["attachments"][0]["content"].to_string();
+    for part in [
+        "rejected by carol@example.com",
+        "not before the audit",
+        "Action.OpenUrl",
+    ] {
+        assert!(card.contains(part), "{part:?} in {card}");
+    }
+    assert!(!card.contains("Action.Execute"), "no buttons: {card}");
+}
+
+#[tokio::test]
+async fn a_slack_outage_on_the_requesters_message_never_holds_up_the_resume() {
+    use regate_core::ports::PendingStore;
+    let stack = LocalStack::connect().await;
+    let (id, execution) = stack
+        .begin("told-outage", |r| {
+            r.change("deploy", "production", "service", "checkout")
+        })
+        .await;
+    stack.message_for(&id).await;
+    // From now on every new Slack message about this request fails (the approval message is
+    // posted; updates go through chat.update).
+    let fault = json!({"method": "chat.postMessage", "match": id, "status": 500, "times": 50});
+    regate_tests::control_chat("_fail", &fault).await;
+    stack.click_ok("carol@example.com", "approve", &id).await;
+    stack
+        .wait_finished(&execution)
+        .await
+        .assert_approved_by(&["carol@example.com"]);
+    // The workflow has its outcome; telling the requester is left for a later sweep.
+    let store = regate_aws::pending::DynamoPendingStore::new(
+        aws_sdk_dynamodb::Client::new(&regate_tests::local_config().await),
+        regate_tests::pending_table(),
+    );
+    let started = std::time::Instant::now();
+    let item = loop {
+        let item = store.get(&id).await.unwrap().unwrap();
+        if item.tell_claims > 0 || started.elapsed() > WAIT {
+            break item;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(item.resumed && item.owes_tell(), "{item:?}");
+    assert_eq!(item.tell_claims, 1);
+    assert!(
+        item.due_at.is_some(),
+        "the sweeper retries it when the claim lapses"
+    );
+    assert!(regate_tests::requester_told(&stack.events(&id).await).is_none());
 }

@@ -391,9 +391,15 @@ async fn of_two_paths_claiming_to_tell_the_requester_one_wins_and_told_ends_ever
                 .await
                 .unwrap(),
         );
-        assert!(settled.owes_tell() && settled.due_at == Some(now), "due to tell at once");
+        assert!(
+            settled.owes_tell() && settled.due_at == Some(now),
+            "due to tell at once"
+        );
         let listed = store.due(now, 1000).await.unwrap();
-        assert!(listed.iter().any(|d| d.request_id == id), "the sweeper finds it");
+        assert!(
+            listed.iter().any(|d| d.request_id == id),
+            "the sweeper finds it"
+        );
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let lease = now + chrono::Duration::minutes(2);
         let racers: Vec<_> = (0..2)
@@ -411,19 +417,40 @@ async fn of_two_paths_claiming_to_tell_the_requester_one_wins_and_told_ends_ever
                 won.push(item);
             }
         }
-        assert_eq!(won.len(), 1, "trial {trial}: exactly one path tells the requester");
+        assert_eq!(
+            won.len(),
+            1,
+            "trial {trial}: exactly one path tells the requester"
+        );
         assert_eq!((won[0].tell_claims, won[0].due_at), (1, Some(lease)));
         // A live claim holds off the next path; a lapsed one does not.
         let held = store.claim_tell(&id, 1, now, lease).await.unwrap();
         assert!(matches!(held, Conditional::Lost(Some(_))));
-        done(store.claim_tell(&id, 1, lease, lease + lease.signed_duration_since(now)).await.unwrap());
+        done(
+            store
+                .claim_tell(&id, 1, lease, lease + lease.signed_duration_since(now))
+                .await
+                .unwrap(),
+        );
         // Only the latest claim records the telling; then the approval is never due again.
-        assert!(matches!(store.told(&id, 1).await.unwrap(), Conditional::Lost(Some(_))));
+        assert!(matches!(
+            store.told(&id, 1).await.unwrap(),
+            Conditional::Lost(Some(_))
+        ));
         let told = done(store.told(&id, 2).await.unwrap());
         assert!(told.requester_told && !told.owes_anything() && told.due_at.is_none());
-        let listed = store.due(lease + lease.signed_duration_since(now), 1000).await.unwrap();
-        assert!(!listed.iter().any(|d| d.request_id == id), "told: never due");
-        let again = store.claim_tell(&id, 2, lease + lease.signed_duration_since(now), lease).await.unwrap();
+        let listed = store
+            .due(lease + lease.signed_duration_since(now), 1000)
+            .await
+            .unwrap();
+        assert!(
+            !listed.iter().any(|d| d.request_id == id),
+            "told: never due"
+        );
+        let again = store
+            .claim_tell(&id, 2, lease + lease.signed_duration_since(now), lease)
+            .await
+            .unwrap();
         assert!(matches!(again, Conditional::Lost(Some(_))));
     }
 }

@@ -65,12 +65,18 @@ async fn forget(store: &DynamoPendingStore, ids: &[String]) {
         } else if !item.resumed {
             let state = ApprovalState::Expired;
             let now = Utc::now();
-            store.settle(id, &item.task_token, state, now).await.unwrap();
+            store
+                .settle(id, &item.task_token, state, now)
+                .await
+                .unwrap();
         }
         let item = store.get(id).await.unwrap().unwrap();
         if item.owes_tell() {
             let now = Utc::now();
-            store.claim_tell(id, item.tell_claims, now, now).await.unwrap();
+            store
+                .claim_tell(id, item.tell_claims, now, now)
+                .await
+                .unwrap();
             store.told(id, item.tell_claims + 1).await.unwrap();
         }
     }

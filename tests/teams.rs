@@ -53,7 +53,7 @@ async fn a_production_deploy_is_approved_by_a_signed_teams_click_and_both_messag
         .contains("*Approved* by alice@example.com"));
     let events = stack.events(&id).await;
     assert_eq!(
-        count(&events, EventKind::Notified),
+        regate_tests::messages_posted(&events),
         2,
         "one message a platform"
     );

@@ -117,6 +117,20 @@ pub fn count(events: &[regate_core::Event], kind: regate_core::EventKind) -> usi
     events.iter().filter(|e| e.kind == kind).count()
 }
 
+/// The `notified` event that told the requester the outcome, if there is one yet.
+pub fn requester_told(events: &[regate_core::Event]) -> Option<&regate_core::Event> {
+    let to = regate_core::approvals::TO_REQUESTER;
+    events.iter().find(|e| {
+        e.kind == regate_core::EventKind::Notified && e.data.get("to").is_some_and(|t| t == to)
+    })
+}
+
+/// How many approval messages were posted (the `notified` events but the requester's).
+pub fn messages_posted(events: &[regate_core::Event]) -> usize {
+    let told = usize::from(requester_told(events).is_some());
+    count(events, regate_core::EventKind::Notified) - told
+}
+
 /// What the local stack's functions have logged so far (`.local/logs/functions.log`).
 pub fn functions_log() -> String {
     let path = repo_root().join(".local/logs/functions.log");

@@ -270,6 +270,20 @@ impl LocalStack {
         panic!("no notified event for {request_id}");
     }
 
+    /// The request's events once its requester has been told the outcome (a click's path tells
+    /// them just after the workflow resumes).
+    pub async fn once_requester_told(&self, request_id: &str) -> Vec<regate_core::Event> {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let events = self.events(request_id).await;
+            if crate::requester_told(&events).is_some() {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the requester of {request_id} was not told the outcome within {WAIT:?}");
+    }
+
     /// The Slack user id the stand-in gives an e-mail address.
     pub async fn slack_user(&self, email: &str) -> String {
         let users = self.get_json(&format!("{}/_users", self.chat_url)).await;

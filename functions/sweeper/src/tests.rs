@@ -86,7 +86,7 @@ async fn an_open_approval_whose_workflow_is_gone_is_expired_and_shown() {
     assert_eq!((item.state, item.resumed), (ApprovalState::Expired, true));
     assert_eq!(
         fakes.kinds("sw-3"),
-        [EventKind::Notified, EventKind::Expired]
+        [EventKind::Notified, EventKind::Expired, EventKind::Notified]
     );
     let updates = fakes.chat.updates.lock().unwrap().clone();
     assert_eq!(
@@ -280,12 +280,20 @@ async fn a_request_still_open_when_its_window_closes_is_denied_and_resumed_once(
         (ApprovalState::Rejected, None)
     );
     let kinds = fakes.kinds("tw-1");
-    let tail = &kinds[kinds.len() - 2..];
+    // Decided by time, and the requester told so.
+    let tail = &kinds[kinds.len() - 3..];
     assert_eq!(
         tail,
-        [EventKind::Evaluated, EventKind::Decided],
+        [
+            EventKind::Evaluated,
+            EventKind::Decided,
+            EventKind::Notified
+        ],
         "{kinds:?}"
     );
+    let told = fakes.chat.outcomes.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].2, ApprovalState::Rejected);
 }
 
 #[tokio::test]

@@ -198,7 +198,11 @@ impl Decision {
     /// each list strictly ascending, at most [`MAX_OFFSETS`] long, with every offset at least 1
     /// and before the timeout (nothing can happen after it).
     pub fn check(&self) -> Result<(), String> {
-        if let Some(target) = self.tell_requester.as_ref().filter(|t| t.person().is_none()) {
+        if let Some(target) = self
+            .tell_requester
+            .as_ref()
+            .filter(|t| t.person().is_none())
+        {
             return Err(format!(
                 "tell_requester must name a person (platform and user), not {}",
                 target.key()

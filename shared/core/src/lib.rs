@@ -25,8 +25,8 @@ pub use decision::{Alternative, Decision, Evaluation, NotifyTarget, Outcome, Req
 pub use error::ErrorName;
 pub use event::{Event, EventDraft, EventKind};
 pub use pending::{
-    ApprovalState, ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Platform, Reminder,
-    TaskToken, Voter,
+    ApprovalState, ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Platform,
+    Reminder, TaskToken, Voter,
 };
 pub use policy::{
     EvaluationTime, LivePolicy, PolicyBundle, PolicyEngine, PolicyError, PreparedRequest,

@@ -396,9 +396,7 @@ impl PendingApproval {
     ///   [`RETRY_FAILED_SWEEP_AFTER`] after.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.resumed {
-            return self
-                .owes_tell()
-                .then(|| self.tell_until.unwrap_or(now));
+            return self.owes_tell().then(|| self.tell_until.unwrap_or(now));
         }
         if self.state != ApprovalState::Pending {
             return Some(self.resume_until.unwrap_or(now));

@@ -27,8 +27,8 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-use crate::text::{outcome_text, reminder_text};
 pub use crate::text::truncate;
+use crate::text::{outcome_text, reminder_text};
 use crate::view::{vote_line, Ending, MessageView, Named};
 
 fn section(text: &str) -> Value {

@@ -225,10 +225,14 @@ pub fn outcome_card(notice: OutcomeNotice<'_>) -> Value {
     let intro = outcome_text(approval.state, by.as_deref());
     let mut card = approval_card(notice.view());
     if let Some(body) = card["body"].as_array_mut() {
-        body.insert(0, json!({"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": intro}));
+        body.insert(
+            0,
+            json!({"type": "TextBlock", "wrap": true, "weight": "Bolder", "text": intro}),
+        );
     }
     if let Some(url) = approval.workflow_url() {
-        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open the workflow", "url": url}]);
+        card["actions"] =
+            json!([{"type": "Action.OpenUrl", "title": "Open the workflow", "url": url}]);
     }
     card
 }

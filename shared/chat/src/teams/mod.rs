@@ -13,7 +13,7 @@ use regate_core::approvals::VoteResult;
 use regate_core::decision::NotifyTarget;
 use regate_core::ports::{ChatError, ChatPlatform};
 use regate_core::{
-    ApprovalView, OutcomeNotice, Identified, MessageRef, PendingApproval, Platform, Reminder, Voter,
+    ApprovalView, Identified, MessageRef, OutcomeNotice, PendingApproval, Platform, Reminder, Voter,
 };
 use serde_json::{json, Value};
 
@@ -109,10 +109,15 @@ impl TeamsChat {
     /// request's Teams conversations, those of `view` and those its cards were posted to (the
     /// connector takes a UPN as the member id); refused when none of them has the person.
     async fn find_member(&self, user: &str, view: ApprovalView<'_>) -> Result<Member, ChatError> {
-        let asked = view.evaluation.decision.notify.iter().filter_map(|t| match t {
-            NotifyTarget::Teams { conversation } => Some(conversation),
-            _ => None,
-        });
+        let asked = view
+            .evaluation
+            .decision
+            .notify
+            .iter()
+            .filter_map(|t| match t {
+                NotifyTarget::Teams { conversation } => Some(conversation),
+                _ => None,
+            });
         let posted = view.approval.messages.iter().filter_map(|m| match m {
             MessageRef::Teams {
                 conversation,

@@ -72,10 +72,9 @@ impl<P: Ports> Approvals<P> {
                 let notice = OutcomeNotice { approval: &claimed };
                 match self.chat.tell_outcome(to, notice).await {
                     Ok(Some(_)) => Told::Sent,
-                    Ok(None) => Told::Undeliverable(format!(
-                        "{} is not configured",
-                        to.platform().as_str()
-                    )),
+                    Ok(None) => {
+                        Told::Undeliverable(format!("{} is not configured", to.platform().as_str()))
+                    }
                     Err(ChatError::Refused(why)) => Told::Undeliverable(why),
                     Err(error) => {
                         let error = self.chat_failed(to.platform(), error);
@@ -106,12 +105,19 @@ impl<P: Ports> Approvals<P> {
             Told::Undeliverable(why) => ("undeliverable", Some(why)),
             Told::GaveUp(error) => (
                 "gave_up",
-                Some(format!("{TELL_ATTEMPTS} attempts failed; the last: {error}")),
+                Some(format!(
+                    "{TELL_ATTEMPTS} attempts failed; the last: {error}"
+                )),
             ),
         };
         draft = draft.data("status", status);
         if let Some(reason) = reason {
-            tracing::warn!(request_id, status, reason, "the requester was not told the outcome");
+            tracing::warn!(
+                request_id,
+                status,
+                reason,
+                "the requester was not told the outcome"
+            );
             draft = draft.reasons(vec![reason]);
         }
         self.append(request_id, draft).await?;

@@ -145,12 +145,10 @@ impl PolicyEngine {
                 ),
             });
         }
-        decision
-            .check()
-            .map_err(|message| PolicyError::BadOutput {
-                rule: DECISION_RULE.into(),
-                message,
-            })?;
+        decision.check().map_err(|message| PolicyError::BadOutput {
+            rule: DECISION_RULE.into(),
+            message,
+        })?;
         let decision = rules::enforce(decision, request, &counted, &self.groups);
         Ok(Evaluation {
             decision,

@@ -246,7 +246,9 @@ async fn a_close_whose_answer_was_lost_is_recognised_as_its_own() {
         "{result:?}"
     );
     assert_eq!(f.tokens.calls().len(), 1);
-    assert!(f.kinds("r13").ends_with(&[EventKind::Decided, EventKind::Notified]));
+    assert!(f
+        .kinds("r13")
+        .ends_with(&[EventKind::Decided, EventKind::Notified]));
 }
 
 #[tokio::test]
@@ -288,7 +290,10 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
     );
     // The decided event counts exactly the voters the log records.
     let events = f.log.of("r27");
-    let decided = events.iter().rfind(|e| e.kind == EventKind::Decided).unwrap();
+    let decided = events
+        .iter()
+        .rfind(|e| e.kind == EventKind::Decided)
+        .unwrap();
     let counted: Vec<&str> = decided.data["votes"]
         .as_array()
         .unwrap()

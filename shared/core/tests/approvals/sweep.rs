@@ -97,11 +97,7 @@ async fn expiry_closes_a_pending_request_logs_it_and_shows_it() {
     assert_eq!(expired.state, ApprovalState::Expired);
     assert_eq!(
         f.kinds("r8"),
-        [
-            EventKind::Notified,
-            EventKind::Expired,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Expired, EventKind::Notified]
     );
     assert_eq!(f.chat.updates.lock().unwrap()[0].1, ApprovalState::Expired);
     let late = s.vote(&ballot("r8", "alice@example.com")).await.unwrap();

@@ -10,7 +10,9 @@ use regate_core::Event;
 
 /// The `notified` events that tell the requester.
 fn tellings(f: &Fakes, id: &str) -> Vec<Event> {
-    let to_requester = |e: &Event| e.kind == EventKind::Notified && e.data.get("to").is_some_and(|to| to == TO_REQUESTER);
+    let to_requester = |e: &Event| {
+        e.kind == EventKind::Notified && e.data.get("to").is_some_and(|to| to == TO_REQUESTER)
+    };
     f.log.of(id).into_iter().filter(to_requester).collect()
 }
 
@@ -36,7 +38,8 @@ async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume
         [(dev.clone(), "t1".to_string(), ApprovalState::Approved)]
     );
     assert!(
-        f.kinds("t1").ends_with(&[EventKind::Decided, EventKind::Notified]),
+        f.kinds("t1")
+            .ends_with(&[EventKind::Decided, EventKind::Notified]),
         "told after the workflow took the outcome: {:?}",
         f.kinds("t1")
     );
@@ -44,7 +47,12 @@ async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume
     assert_eq!(told.len(), 1);
     let data = &told[0].data;
     assert_eq!(
-        (&data["status"], &data["outcome"], &data["user"], &data["platform"]),
+        (
+            &data["status"],
+            &data["outcome"],
+            &data["user"],
+            &data["platform"]
+        ),
         (
             &serde_json::json!("sent"),
             &serde_json::json!("approved"),
@@ -68,11 +76,17 @@ async fn a_chat_outage_never_holds_up_the_resume_and_a_later_sweep_tells_the_req
     f.chat
         .fault
         .set(ChatError::Unavailable("Slack is down".into()));
-    s.vote(&rejecting(ballot("t2", "alice@example.com"), Some("not today")))
-        .await
-        .unwrap();
+    s.vote(&rejecting(
+        ballot("t2", "alice@example.com"),
+        Some("not today"),
+    ))
+    .await
+    .unwrap();
     // The workflow has its outcome; the requester does not, yet.
-    assert!(matches!(f.tokens.calls().as_slice(), [Resumed::Failure { .. }]));
+    assert!(matches!(
+        f.tokens.calls().as_slice(),
+        [Resumed::Failure { .. }]
+    ));
     let item = f.pending.item("t2").unwrap();
     assert!(item.resumed && item.owes_tell() && item.tell_claims == 1);
     assert!(tellings(&f, "t2").is_empty());
@@ -132,7 +146,10 @@ async fn a_requester_the_platform_does_not_know_or_the_policy_cannot_name_is_log
     let told = tellings(&f, "t5");
     assert_eq!(
         (&told[0].data["status"], &told[0].data["outcome"]),
-        (&serde_json::json!("no_address"), &serde_json::json!("expired"))
+        (
+            &serde_json::json!("no_address"),
+            &serde_json::json!("expired")
+        )
     );
     let item = f.pending.item("t5").unwrap();
     assert!(item.requester_told && item.due_at.is_none());

@@ -58,7 +58,9 @@ async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_
     assert_eq!(f.tokens.calls().len(), 1);
     assert_eq!(f.pending.item("r3").unwrap().votes.len(), 2);
     // The late click changes nothing and is not a step of the decision: the chain ends with it.
-    assert!(f.kinds("r3").ends_with(&[EventKind::Decided, EventKind::Notified]));
+    assert!(f
+        .kinds("r3")
+        .ends_with(&[EventKind::Decided, EventKind::Notified]));
 }
 
 #[tokio::test]
