@@ -103,13 +103,18 @@ async fn workflow_log() -> Vec<Event> {
             EventKind::Evaluated,
             EventKind::Notified,
             EventKind::Vote,
-            EventKind::Decided
+            EventKind::Decided,
+            EventKind::Notified
         ]
     );
     assert_eq!(fakes.kinds(DENIED).last(), Some(&EventKind::Evaluated));
     assert_eq!(
         fakes.kinds(EXPIRED)[3..],
-        [EventKind::VoteRefused, EventKind::Expired]
+        [
+            EventKind::VoteRefused,
+            EventKind::Expired,
+            EventKind::Notified
+        ]
     );
     events
 }
@@ -302,7 +307,11 @@ async fn time_aware_log() -> Vec<Event> {
         .vote(&ballot("aud-escalated", "erin@example.com"))
         .await
         .unwrap();
-    let closing = [EventKind::Evaluated, EventKind::Decided];
+    let closing = [
+        EventKind::Evaluated,
+        EventKind::Decided,
+        EventKind::Notified,
+    ];
     assert_eq!(
         fakes.kinds("aud-escalated")[3..],
         [
@@ -310,9 +319,10 @@ async fn time_aware_log() -> Vec<Event> {
             EventKind::Notified,
             EventKind::Reminded,
             EventKind::Vote,
-            EventKind::Decided
+            EventKind::Decided,
+            EventKind::Notified
         ],
-        "re-evaluated, sre asked, reminded, then approved by sre"
+        "re-evaluated, sre asked, reminded, then approved by sre, who asked told"
     );
     assert_eq!(fakes.kinds("aud-window-closed")[3..], closing);
     let mut events = fakes.log.of("aud-escalated");
@@ -354,6 +364,8 @@ fn reorder_events(events: &mut [Event]) {
 
 /// Drops a request's last event, past its timeout.
 fn truncate_a_tail(events: &mut Vec<Event>) {
+    // The decision and the requester's message after it.
+    events.remove(position(events, APPROVED, 6));
     events.remove(position(events, APPROVED, 5));
 }
 
@@ -362,7 +374,7 @@ fn change_a_decision(events: &mut [Event]) {
     let decided = position(events, REJECTED, 5);
     assert_eq!(events[decided].kind, EventKind::Decided);
     events[decided].outcome = Some(Outcome::Allow);
-    rehash(&mut events[decided]);
+    rehash_chain_from(events, decided);
 }
 
 /// Rewrites the approver and every hash after, so that every link holds.
@@ -807,7 +819,8 @@ async fn signed_checkpoints_vouch_for_an_untouched_export() {
     assert_eq!(code, 0, "{report:#}");
 
     // Events after what the last checkpoint covers are reported as not anchored yet, not as a
-    // finding: here the vote and the decision came at 12:20, after checkpoint 2 (12:10).
+    // finding: here the vote, the decision and the requester's message came at 12:20, after
+    // checkpoint 2 (12:10).
     let earlier: Vec<Event> = events
         .iter()
         .filter(|e| e.request_id != APPROVED || e.seq < 4)
@@ -816,13 +829,13 @@ async fn signed_checkpoints_vouch_for_an_untouched_export() {
     let partly = Anchored::new(&earlier).await;
     let mut later = events.clone();
     let vote = position(&later, APPROVED, 4);
-    for event in &mut later[vote..vote + 2] {
+    for event in &mut later[vote..vote + 3] {
         event.at = "2026-06-01T12:20:00.000Z".into();
     }
     rehash_chain_from(&mut later, vote);
     let (code, report) = partly.verify(&later);
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["summary"]["unanchored_events"], 2);
+    assert_eq!(report["summary"]["unanchored_events"], 3);
     assert_eq!(report["summary"]["predating_checkpoints"], 0);
 }
 
@@ -835,10 +848,10 @@ async fn a_request_made_up_after_its_time_was_signed_fails_naming_it() {
     with_made_up.extend(made_up_request("aud-made-up").await);
     let plain = tempfile::tempdir().unwrap();
     full_export(plain.path(), &with_made_up);
+    let (code, report) = verify(plain.path(), &[]);
     assert_eq!(
-        verify(plain.path(), &[]).0,
-        0,
-        "without checkpoints it cannot be told from a real one"
+        code, 0,
+        "without checkpoints it cannot be told from a real one: {report:#}"
     );
     let (code, report) = anchored.verify(&with_made_up);
     assert_verdict(
@@ -897,7 +910,7 @@ async fn events_dated_before_the_checkpoints_or_after_the_export_are_found() {
         &["--checkpoint-minutes", "1440", "--accept-older-log"],
     );
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["summary"]["predating_checkpoints"], 5, "{report:#}");
+    assert_eq!(report["summary"]["predating_checkpoints"], 6, "{report:#}");
 
     // A vote and an approval appended to a signed, denied request, dated long ago: never, even
     // with --accept-older-log, since its request was signed.
@@ -983,7 +996,8 @@ async fn a_whole_chain_rewritten_with_fresh_hashes_is_caught_only_by_a_checkpoin
         "the chain alone cannot tell"
     );
     let verdict = anchored.verify(&rewritten);
-    assert_verdict(verdict, 1, &[finding(APPROVED, 5, "rewritten_chain")]);
+    // The head a checkpoint signed: the requester told the outcome, after the decision.
+    assert_verdict(verdict, 1, &[finding(APPROVED, 6, "rewritten_chain")]);
 }
 
 #[tokio::test]

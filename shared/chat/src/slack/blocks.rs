@@ -381,6 +381,32 @@ mod tests {
     }
 
     #[test]
+    fn the_requesters_message_says_how_it_ended_links_the_workflow_and_has_no_buttons() {
+        let (mut a, _) = approval("Deploy <!channel>");
+        a.state = ApprovalState::Approved;
+        a.decided_by = Some("bob@example.com".into());
+        a.resumed = true;
+        a.execution_id = "arn:aws:states:us-east-1:1:execution:regate:chg-9".into();
+        let mentions = BTreeMap::from([("bob@example.com".to_string(), "U0BOB".to_string())]);
+        let (fallback, blocks) = outcome_message(OutcomeNotice { approval: &a }, &mentions);
+        assert_eq!(
+            fallback,
+            "Your request was approved by <@U0BOB>. The workflow goes on with the change. (Deploy &lt;!channel&gt;)"
+        );
+        let blocks = blocks.as_array().unwrap();
+        assert!(blocks[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your request was approved by <@U0BOB>."));
+        assert_eq!(
+            blocks[1]["text"]["text"],
+            "<https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/arn:aws:states:us-east-1:1:execution:regate:chg-9|Open the workflow>"
+        );
+        assert!(!blocks.iter().any(|b| b["type"] == "actions"));
+        assert!(all_text(&Value::Array(blocks.clone())).contains("*Approved* by <@U0BOB>"));
+    }
+
+    #[test]
     fn an_expired_message_says_it_expired_without_buttons() {
         let (mut a, e) = approval("Deploy");
         a.state = ApprovalState::Expired;

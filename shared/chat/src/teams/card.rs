@@ -362,6 +362,33 @@ mod tests {
     }
 
     #[test]
+    fn the_requesters_card_says_how_it_ended_and_opens_the_workflow_with_no_vote_buttons() {
+        let (mut a, _) = approval("Deploy <b>payments</b>");
+        a.state = ApprovalState::Rejected;
+        a.decided_by = Some("erin_x@example.com".into());
+        a.resumed = true;
+        a.execution_id = "arn:aws:states:eu-west-1:123456789012:execution:regate:chg-9".into();
+        let card = outcome_card(OutcomeNotice { approval: &a });
+        assert_eq!(
+            card["body"][0]["text"],
+            r"Your request was rejected by erin\_x@example.com. The workflow stops; the change does not go ahead."
+        );
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(
+            card["actions"][0]["url"],
+            "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/arn:aws:states:eu-west-1:123456789012:execution:regate:chg-9"
+        );
+        let text = card.to_string();
+        assert!(!text.contains("Action.Execute") && !text.contains("Input.Text"));
+        assert!(text.contains(r"Deploy \\<b\\>payments\\</b\\>"), "{text}");
+        // No ARN, no link.
+        a.execution_id = "local-execution".into();
+        assert!(outcome_card(OutcomeNotice { approval: &a })
+            .get("actions")
+            .is_none());
+    }
+
+    #[test]
     fn a_huge_request_still_fits_in_28_kb_with_its_summary_and_actions() {
         let (a, mut e) = approval("Deploy everything");
         e.decision.reasons = (0..400)

@@ -183,3 +183,23 @@ async fn of_two_sweeps_racing_to_tell_the_requester_one_sends_it() {
         assert_eq!(tellings(&f, &id).len(), 1, "trial {trial}");
     }
 }
+
+#[test]
+fn the_workflow_link_is_the_console_page_of_an_execution_arn_and_nothing_else() {
+    let mut a = regate_testkit::pending_approval(&request("t7").build(), "token");
+    a.execution_id = "arn:aws-us-gov:states:us-gov-west-1:1:execution:m:n".into();
+    assert_eq!(
+        a.workflow_url().as_deref(),
+        Some("https://us-gov-west-1.console.amazonaws-us-gov.com/states/home?region=us-gov-west-1#/v2/executions/details/arn:aws-us-gov:states:us-gov-west-1:1:execution:m:n")
+    );
+    for odd in [
+        "exec-1",
+        "arn:aws:lambda:us-east-1:1:function:f",
+        "arn:aws:states:us-east-1:1:execution:m:a b",
+        "arn:aws:states:us-east-1:1:execution:m:<script>",
+        "arn:other:states:r:1:execution:m:n",
+    ] {
+        a.execution_id = odd.into();
+        assert_eq!(a.workflow_url(), None, "{odd}");
+    }
+}
