@@ -115,6 +115,29 @@ impl Demo {
         answer.status
     }
 
+    /// The direct message that told the requester the outcome, and its log entry.
+    async fn told_line(&mut self, id: &str) {
+        let events = self.stack.once_requester_told(id).await;
+        let told = regate_tests::requester_told(&events).cloned();
+        let dm = self.stack.calls_about("chat.postMessage", id).await;
+        let dm = dm
+            .iter()
+            .find(|c| c["body"]["metadata"]["event_type"] == "regate_outcome");
+        if let Some(dm) = dm {
+            println!(
+                "  ← Slack chat.postMessage to the requester's direct message {}: \"{}\"",
+                dm["body"]["channel"].as_str().unwrap_or("?"),
+                dm["body"]["text"].as_str().unwrap_or("")
+            );
+        }
+        let sent =
+            told.is_some_and(|t| t.data["status"] == "sent" && t.data["user"] == "dev@example.com");
+        self.expect(
+            sent && dm.is_some(),
+            "the requester, dev@example.com, was told in a direct message once the workflow had it",
+        );
+    }
+
     fn finished(&self, done: &Finished) {
         let extra = match (&done.error, &done.output) {
             (Some(error), _) => format!(" with {error}"),
@@ -352,6 +375,7 @@ async fn main() -> ExitCode {
         approvers == json!(["alice@example.com"]),
         "the output names alice@example.com as the approver",
     );
+    demo.told_line(&id).await;
 
     println!("\n== 4. A production IAM change: one approval, then a rejection with a reason");
     let (id, execution) = demo

@@ -381,7 +381,10 @@ async fn of_two_paths_claiming_to_tell_the_requester_one_wins_and_told_ends_ever
                 .await
                 .unwrap(),
         );
-        let now = Utc::now();
+        // Times are stored to the millisecond.
+        let now =
+            regate_core::time::parse_rfc3339(&regate_core::time::format_rfc3339_ms(Utc::now()))
+                .unwrap();
         // Not resumed yet: nobody may tell the requester.
         let early = store.claim_tell(&id, 0, now, now).await.unwrap();
         assert!(matches!(early, Conditional::Lost(Some(_))), "trial {trial}");

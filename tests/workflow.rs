@@ -162,7 +162,10 @@ async fn an_iam_change_approved_once_then_rejected_with_a_reason_fails_approval_
         .find(|e| e.kind == EventKind::Vote && e.data["vote"] == "reject")
         .unwrap();
     assert_eq!(rejection.data["reason"], "grants s3:* on every bucket");
-    assert_eq!(events.last().unwrap().kind, EventKind::Decided);
+    // The decision, then the requester told it.
+    let events = stack.once_requester_told(&id).await;
+    let last: Vec<EventKind> = kinds(&events[events.len() - 2..]);
+    assert_eq!(last, [EventKind::Decided, EventKind::Notified]);
 }
 
 #[tokio::test]
@@ -182,10 +185,9 @@ async fn a_request_nobody_answers_expires_and_its_message_says_so() {
             .contains("*Expired*"),
         "{updates:?}"
     );
-    assert_eq!(
-        stack.events(&id).await.last().unwrap().kind,
-        EventKind::Expired
-    );
+    let events = stack.once_requester_told(&id).await;
+    let last: Vec<EventKind> = kinds(&events[events.len() - 2..]);
+    assert_eq!(last, [EventKind::Expired, EventKind::Notified]);
     let late = stack.click("alice@example.com", "approve", &id).await;
     assert_eq!(late.status, 200);
 }
@@ -304,7 +306,10 @@ async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_
         refusals.len() == 1 && refusals[0].contains("already voted"),
         "the changed vote is refused in the log; the late click only privately: {refusals:?}"
     );
-    assert_eq!(events.last().unwrap().kind, EventKind::Decided);
+    // The decision, then the requester told it.
+    let events = stack.once_requester_told(&id).await;
+    let last: Vec<EventKind> = kinds(&events[events.len() - 2..]);
+    assert_eq!(last, [EventKind::Decided, EventKind::Notified]);
 }
 
 #[tokio::test]

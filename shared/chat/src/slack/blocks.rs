@@ -403,7 +403,7 @@ mod tests {
             "<https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/arn:aws:states:us-east-1:1:execution:regate:chg-9|Open the workflow>"
         );
         assert!(!blocks.iter().any(|b| b["type"] == "actions"));
-        assert!(all_text(&Value::Array(blocks.clone())).contains("*Approved* by <@U0BOB>"));
+        assert!(all_text(&Value::Array(blocks.clone())).contains("*Approved* by bob@example.com"));
     }
 
     #[test]
