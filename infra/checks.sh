@@ -4,7 +4,9 @@
 #   the cfn-guard rules in infra/guard/ (the template passes; each example in
 #   infra/guard/examples/ fails exactly the rules its first line names), the Athena named
 #   queries against their files (infra/athena/), and the release
-#   packaging of the five functions with cargo lambda, each zip within 5 MB.
+#   packaging of the five functions with cargo lambda, each zip within 5 MB, actionlint on the
+#   workflows, the release CLI archive for linux x86_64 as the release workflow builds it,
+#   `sam build` from samconfig.toml as a user runs it, and the book (docs/build.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -74,6 +76,58 @@ echo "== Athena: the template's named queries are infra/athena/queries/"
 
 echo "== packaging: release zips with cargo lambda, each at most 5 MB (infra/package.sh)"
 bash infra/package.sh || fail "packaging"
+
+echo "== actionlint: the release and CI workflows, and the example workflows in docs/examples"
+"$checks/actionlint" -no-color .github/workflows/*.yml docs/examples/*.yml && echo "ok" || fail "actionlint"
+echo "== action.yml: a composite action with the inputs and outputs the README documents"
+"$checks/python" - <<'PY' || fail "action.yml"
+import yaml
+action = yaml.safe_load(open("action.yml"))
+assert action["runs"]["using"] == "composite", action["runs"]
+assert set(action["inputs"]) >= {"input", "stack", "state-machine", "timeout"}, action["inputs"]
+assert set(action["outputs"]) == {"request-id", "outcome"}, action["outputs"]
+for step in action["runs"]["steps"]:
+    assert step.get("shell") == "bash", step
+print("ok: inputs", sorted(action["inputs"]), "outputs", sorted(action["outputs"]))
+PY
+
+echo "== the linux CLI release archive, built as the release workflow builds it (scripts/build-cli.sh)"
+archive=$(bash scripts/build-cli.sh x86_64-unknown-linux-musl "$root/.local/dist" 2>"$root/.local/build-cli.log" | tail -n 1) || archive=""
+if [ -n "$archive" ] && [ -f "$archive" ]; then
+  unpacked=$(mktemp -d)
+  tar -xzf "$archive" -C "$unpacked"
+  binary=$(find "$unpacked" -name regate -type f | head -n 1)
+  if ! { ldd "$binary" 2>&1 || true; } | grep -q "not a dynamic executable"; then
+    fail "the release CLI is not static"
+  elif ! "$binary" --version | grep -q "^regate "; then
+    fail "the release CLI does not run"
+  else
+    echo "ok: $(basename "$archive"), static, $("$binary" --version)"
+  fi
+  rm -rf "$unpacked"
+else
+  tail -n 20 "$root/.local/build-cli.log"
+  fail "building the release CLI"
+fi
+
+echo "== sam build, as a user runs it (samconfig.toml: the template, the rust-cargolambda beta opt-in)"
+sam_build="$root/.local/sam-build"
+rm -rf "$sam_build"
+if PATH="$root/.local/venv/bin:$checks:$PATH" "$checks/sam" build --build-dir "$sam_build" </dev/null >"$root/.local/sam-build.log" 2>&1; then
+  built=0
+  for function in EvaluatorFunction NotifierFunction CallbackFunction SweeperFunction CheckpointerFunction; do
+    [ -x "$sam_build/$function/bootstrap" ] && built=$((built + 1)) || fail "sam build made no $function/bootstrap"
+  done
+  [ -f "$sam_build/template.yaml" ] || fail "sam build wrote no template"
+  echo "ok: $built functions built (log: .local/sam-build.log)"
+else
+  tail -n 20 "$root/.local/sam-build.log"
+  fail "sam build"
+fi
+
+echo "== the book (docs/build.sh): mdbook build, every link checked, the first page in Chromium"
+bash docs/build.sh >"$root/.local/book-build.log" 2>&1 && tail -n 2 "$root/.local/book-build.log" \
+  || { tail -n 20 "$root/.local/book-build.log"; fail "the book"; }
 
 if [ "$failures" -gt 0 ]; then
   echo "infrastructure checks: $failures failed"

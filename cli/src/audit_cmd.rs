@@ -219,7 +219,7 @@ fn public_key(args: &PublicKeyArgs) -> Result<ExitCode> {
     let der = public_key_der(&args.key_id)?;
     let key = PublicKey::from_spki_der(&der).map_err(anyhow::Error::msg)?;
     std::fs::write(&args.out, &der)?;
-    println!(
+    outln!(
         "wrote {} (sha256 {}): pass it as --public-key to `regate audit verify`",
         args.out.display(),
         key.fingerprint()
@@ -278,7 +278,7 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
 fn print_report(report: &AuditReport, format: Format) -> Result<()> {
     let counts = &report.counts;
     match format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "verified": report.findings.is_empty(),
@@ -287,10 +287,10 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
             }))?
         ),
         Format::Csv => {
-            println!("request_id,seq,kind,detail");
+            outln!("request_id,seq,kind,detail");
             for f in &report.findings {
                 let seq = f.seq.map(|s| s.to_string()).unwrap_or_default();
-                println!(
+                outln!(
                     "{},{seq},{},{}",
                     csv_cell(&f.request_id),
                     f.kind,
@@ -315,7 +315,7 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
                     plural(mismatches, "re-evaluation mismatch")
                 ),
             };
-            println!(
+            outln!(
                 "{}, {}, {}, {}{anchored}: {verdict}",
                 plural(counts.requests, "request"),
                 plural(counts.events, "event"),
@@ -324,7 +324,7 @@ fn print_report(report: &AuditReport, format: Format) -> Result<()> {
             );
             for f in &report.findings {
                 let seq = f.seq.map(|s| format!(" seq {s}")).unwrap_or_default();
-                println!("{}{seq}: {}: {}", f.request_id, f.kind, f.detail);
+                outln!("{}{seq}: {}: {}", f.request_id, f.kind, f.detail);
             }
         }
     }
@@ -364,7 +364,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
         *by_change.entry(transition(change)).or_default() += 1;
     }
     match args.export.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "policy_revision": bundle.revision,
@@ -375,9 +375,9 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
             }))?
         ),
         Format::Csv => {
-            println!("request_id,seq,old,new,old_reasons,new_reasons");
+            outln!("request_id,seq,old,new,old_reasons,new_reasons");
             for c in &changes {
-                println!(
+                outln!(
                     "{},{},{},{},{},{}",
                     csv_cell(&c.request_id),
                     c.seq,
@@ -389,16 +389,16 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
             }
         }
         Format::Table => {
-            println!(
+            outln!(
                 "{replayed} decisions replayed under {}: {} changed",
                 bundle.revision,
                 changes.len()
             );
             for (change, count) in &by_change {
-                println!("  {change}: {count}");
+                outln!("  {change}: {count}");
             }
             for c in &changes {
-                println!(
+                outln!(
                     "{} seq {}: {} -> {}: {}",
                     c.request_id,
                     c.seq,

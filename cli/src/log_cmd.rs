@@ -124,7 +124,7 @@ async fn show(request_id: &str, table: &TableArg, format: Format) -> Result<Exit
     };
     // The verdict ends a table; it goes to stderr when stdout is JSON or CSV for a program.
     match format {
-        Format::Table => println!("{verdict}"),
+        Format::Table => outln!("{verdict}"),
         Format::Json | Format::Csv => eprintln!("{verdict}"),
     }
     Ok(code)
@@ -172,9 +172,9 @@ async fn query(args: &QueryArgs) -> Result<ExitCode> {
 
 fn print_events(events: &[Event], format: Format) -> Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(events)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(events)?),
         Format::Csv => {
-            println!("request_id,seq,kind,at,actor,platform,outcome,reasons,policy_revision,input_digest,data,prev_hash,hash");
+            outln!("request_id,seq,kind,at,actor,platform,outcome,reasons,policy_revision,input_digest,data,prev_hash,hash");
             for e in events {
                 let row = [
                     e.request_id.clone(),
@@ -195,7 +195,7 @@ fn print_events(events: &[Event], format: Format) -> Result<()> {
                     e.prev_hash.clone(),
                     e.hash.clone(),
                 ];
-                println!(
+                outln!(
                     "{}",
                     row.iter()
                         .map(|cell| csv_cell(cell))
@@ -205,9 +205,14 @@ fn print_events(events: &[Event], format: Format) -> Result<()> {
             }
         }
         Format::Table => {
-            println!(
+            outln!(
                 "{:<24}  {:<20}  {:>4}  {:<12}  {:<24}  {:<17}  DETAIL",
-                "AT", "REQUEST", "SEQ", "KIND", "ACTOR", "OUTCOME"
+                "AT",
+                "REQUEST",
+                "SEQ",
+                "KIND",
+                "ACTOR",
+                "OUTCOME"
             );
             for e in events {
                 let detail = if e.reasons.is_empty() {
@@ -219,7 +224,7 @@ fn print_events(events: &[Event], format: Format) -> Result<()> {
                 } else {
                     e.reasons.join("; ")
                 };
-                println!(
+                outln!(
                     "{:<24}  {:<20}  {:>4}  {:<12}  {:<24}  {:<17}  {}",
                     e.at,
                     e.request_id,

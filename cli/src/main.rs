@@ -1,5 +1,9 @@
 //! `regate`: the command line for platform teams and auditors. Every failure is one clear line
-//! on stderr and a non-zero exit code.
+//! on stderr and exit code 2; the other codes say how a request, a check or a test came out
+//! (one table for every command: [`output::EXIT_TABLE`]).
+
+#[macro_use]
+mod output;
 
 mod audit_cmd;
 mod export;
@@ -25,7 +29,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "regate",
     version,
-    about = "Policy-as-code approvals: test policies, simulate votes, start approvals, read and audit the decision log"
+    about = "Policy-as-code approvals: test policies, simulate votes, start approvals, read and audit the decision log",
+    after_help = output::EXIT_TABLE
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,26 +53,72 @@ enum Command {
     /// Start an approval from a pipeline and wait for it; show a request's state.
     #[command(subcommand)]
     Request(request_cmd::RequestCommand),
+    /// Print a shell completion script: `regate completions bash > /etc/bash_completion.d/regate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the reference of every command as Markdown (the book's CLI reference is made
+    /// with it, so it cannot drift from the commands).
+    #[command(hide = true)]
+    Reference,
 }
-
-/// The exit code of an error where 1 means something else.
-pub(crate) const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `audit` and `request` give exit code 1 a meaning of its own (integrity findings, a
-    // rejection), so their errors exit 2.
-    let (result, on_error) = match cli.command {
-        Command::Policy(command) => (policy_cmd::run(command), ExitCode::FAILURE),
-        Command::Simulate(args) => (policy_cmd::simulate(&args), ExitCode::FAILURE),
-        Command::Log(command) => (log_cmd::run(command), ExitCode::FAILURE),
-        Command::Request(command) => (request_cmd::run(command), ExitCode::from(EXIT_ERROR)),
-        Command::Audit(command) => (audit_cmd::run(command), ExitCode::from(EXIT_ERROR)),
+    let result = match cli.command {
+        Command::Policy(command) => policy_cmd::run(command),
+        Command::Simulate(args) => policy_cmd::simulate(&args),
+        Command::Log(command) => log_cmd::run(command),
+        Command::Request(command) => request_cmd::run(command),
+        Command::Audit(command) => audit_cmd::run(command),
+        Command::Completions { shell } => completions(shell),
+        Command::Reference => reference(),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
-        on_error
+        output::exit(output::ERROR)
     })
+}
+
+/// Every command's `--help`, as Markdown: a section a command, depth first.
+fn reference() -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    fn section(command: &mut clap::Command, path: &str, out: &mut String) {
+        let help = command.render_long_help().to_string();
+        out.push_str(&format!(
+            "## `{path}`\n\n```text\n{}\n```\n\n",
+            help.trim_end()
+        ));
+        let names: Vec<String> = command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in names {
+            if let Some(sub) = command.find_subcommand_mut(&name) {
+                section(sub, &format!("{path} {name}"), out);
+            }
+        }
+    }
+    let mut out = String::from(
+        "# CLI reference\n\nGenerated from the `regate` binary itself (`regate reference`), \
+         so it always says what the commands do.\n\n",
+    );
+    let mut command = Cli::command();
+    command.build();
+    section(&mut command, "regate", &mut out);
+    out!("{out}");
+    Ok(output::exit(output::OK))
+}
+
+/// The completion script for `shell`, generated from the command definitions.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "regate", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
+    Ok(output::exit(output::OK))
 }
 
 /// The AWS configuration of the command line: the standard chain (environment, profiles, SSO,

@@ -7,11 +7,13 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use regate_core::{
-    Choice, Evaluation, EvaluationTime, PolicyBundle, PolicyEngine, PreparedRequest, Request, Vote,
+    Choice, Evaluation, EvaluationTime, Outcome, PolicyBundle, PolicyEngine, PreparedRequest,
+    Request, Vote,
 };
 use regate_policies::run_tests;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use crate::output::{exit, paint, Format, NO, OK, PENDING};
 use crate::publish_cmd;
 
 #[derive(Subcommand)]
@@ -21,6 +23,9 @@ pub enum PolicyCommand {
         /// The policy: a folder, or a bundle file (`regate policy build`).
         #[arg(default_value = "policies")]
         dir: PathBuf,
+        /// text (lines for people), json, or junit (JUnit XML, which CI systems display).
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
     },
     /// Evaluate the decision (or, with --voter, whether that person may vote) and print it as JSON.
     Eval(EvalArgs),
@@ -38,10 +43,21 @@ pub enum PolicyCommand {
     Rollback(publish_cmd::RollbackArgs),
 }
 
+/// How `policy test` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Json,
+    Junit,
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     #[command(flatten)]
     common: InputArgs,
+    /// json (the decision, or the vote check, as the policy returned it) or text (one line).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
     /// A JSON file with a list of votes: [{"voter", "vote": "approve"|"reject", "reason", "at"}].
     #[arg(long)]
     votes: Option<PathBuf>,
@@ -57,6 +73,9 @@ pub struct SimulateArgs {
     /// A vote as ID=approve or ID=reject (optionally ID=reject:reason); repeat in order.
     #[arg(long = "vote", value_name = "ID=approve|reject")]
     votes: Vec<String>,
+    /// text (a line a step) or json (every step and the final decision).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -79,7 +98,7 @@ struct InputArgs {
 
 pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
-        PolicyCommand::Test { dir } => test(&dir),
+        PolicyCommand::Test { dir, format } => test(&dir, format),
         PolicyCommand::Eval(args) => eval(&args),
         PolicyCommand::Build(args) => publish_cmd::build(&args),
         PolicyCommand::Sign(args) => publish_cmd::sign(&args),
@@ -89,26 +108,71 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     }
 }
 
-fn test(dir: &Path) -> Result<ExitCode> {
+fn test(dir: &Path, format: TestFormat) -> Result<ExitCode> {
     let bundle = load_bundle(dir)?;
     let outcomes = run_tests(&bundle)?;
     if outcomes.is_empty() {
         bail!("no test_* rules found in {}", dir.display());
     }
     let failed = outcomes.iter().filter(|o| !o.passed).count();
-    for o in &outcomes {
-        match (&o.passed, &o.message) {
-            (true, _) => println!("PASS {}", o.name),
-            (false, Some(message)) => println!("FAIL {}: {message}", o.name),
-            (false, None) => println!("FAIL {}", o.name),
+    match format {
+        TestFormat::Text => {
+            for o in &outcomes {
+                let word = paint(if o.passed { "PASS" } else { "FAIL" }, o.passed);
+                match &o.message {
+                    Some(message) if !o.passed => outln!("{word} {}: {message}", o.name),
+                    _ => outln!("{word} {}", o.name),
+                }
+            }
+            outln!("{} passed, {failed} failed", outcomes.len() - failed);
+        }
+        TestFormat::Json => crate::output::json(&json!({
+            "passed": outcomes.len() - failed,
+            "failed": failed,
+            "tests": outcomes.iter().map(|o| json!({
+                "name": o.name, "passed": o.passed, "message": o.message,
+            })).collect::<Vec<_>>(),
+        })),
+        TestFormat::Junit => outln!("{}", junit(&dir.display().to_string(), &outcomes)),
+    }
+    Ok(exit(if failed == 0 { OK } else { NO }))
+}
+
+/// `policy test`'s outcomes as JUnit XML: one suite, one test case a `test_*` rule (its package
+/// as the class), a `<failure>` for each that failed.
+fn junit(suite: &str, outcomes: &[regate_policies::TestOutcome]) -> String {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
+    };
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"regate policy test\" tests=\"{}\" failures=\"{failed}\">\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\">\n",
+        outcomes.len(),
+        escape(suite),
+        outcomes.len()
+    );
+    for o in outcomes {
+        let (class, name) = o.name.rsplit_once('.').unwrap_or(("", &o.name));
+        let case = format!(
+            "    <testcase classname=\"{}\" name=\"{}\"",
+            escape(class),
+            escape(name)
+        );
+        if o.passed {
+            xml.push_str(&format!("{case}/>\n"));
+        } else {
+            let message = escape(o.message.as_deref().unwrap_or("the rule was not true"));
+            xml.push_str(&format!(
+                "{case}>\n      <failure message=\"{message}\"/>\n    </testcase>\n"
+            ));
         }
     }
-    println!("{} passed, {failed} failed", outcomes.len() - failed);
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    xml.push_str("  </testsuite>\n</testsuites>");
+    xml
 }
 
 fn eval(args: &EvalArgs) -> Result<ExitCode> {
@@ -119,19 +183,30 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         votes = parse_votes(&read_json(path)?, loaded.time.now)
             .with_context(|| format!("{}", path.display()))?;
     }
-    let output = match args.voter.as_deref().or(loaded.voter.as_deref()) {
-        Some(voter) => serde_json::to_string_pretty(&engine.check_vote(
-            &loaded.request,
-            &votes,
-            voter,
-            loaded.time,
-        )?)?,
-        None => {
-            serde_json::to_string_pretty(&engine.evaluate(&loaded.request, &votes, loaded.time)?)?
+    if let Some(voter) = args.voter.as_deref().or(loaded.voter.as_deref()) {
+        let check = engine.check_vote(&loaded.request, &votes, voter, loaded.time)?;
+        match args.format {
+            Format::Json => crate::output::json(&check),
+            Format::Text if check.allowed => outln!("{voter} may vote"),
+            Format::Text => outln!("{voter} may not vote: {}", check.reason),
         }
-    };
-    println!("{output}");
-    Ok(ExitCode::SUCCESS)
+        return Ok(exit(if check.allowed { OK } else { NO }));
+    }
+    let evaluation = engine.evaluate(&loaded.request, &votes, loaded.time)?;
+    match args.format {
+        Format::Json => crate::output::json(&evaluation),
+        Format::Text => outln!("{}", summary(&evaluation)),
+    }
+    Ok(outcome_exit(evaluation.decision.outcome))
+}
+
+/// A decision's exit code: allow 0, deny 1, approval required 4 (still pending).
+fn outcome_exit(outcome: Outcome) -> ExitCode {
+    exit(match outcome {
+        Outcome::Allow => OK,
+        Outcome::Deny => NO,
+        Outcome::ApprovalRequired => PENDING,
+    })
 }
 
 pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
@@ -142,21 +217,31 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
         .iter()
         .map(|v| parse_vote_flag(v))
         .collect::<Result<_>>()?;
+    let text = args.format == Format::Text;
     let mut votes = loaded.votes;
     let mut current = engine.evaluate(&loaded.request, &votes, loaded.time)?;
-    println!("start: {}", summary(&current));
+    let start = current.decision.clone();
+    if text {
+        outln!("start: {}", summary(&current));
+    }
+    let mut shown = Vec::new();
     for (i, (voter, choice, reason)) in steps.into_iter().enumerate() {
         let label = format!("vote {}: {voter} {}", i + 1, choice.as_str());
-        if current.decision.outcome.is_final() {
-            println!(
-                "{label} -> refused: the request is already decided ({})",
+        let step = json!({"voter": voter, "vote": choice.as_str(), "reason": reason});
+        let refused = if current.decision.outcome.is_final() {
+            Some(format!(
+                "the request is already decided ({})",
                 current.decision.outcome
-            );
-            continue;
-        }
-        let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.time)?;
-        if !check.allowed {
-            println!("{label} -> refused: {}", check.reason);
+            ))
+        } else {
+            let check = engine.check_vote(&loaded.request, &votes, &voter, loaded.time)?;
+            (!check.allowed).then_some(check.reason)
+        };
+        if let Some(why) = refused {
+            if text {
+                outln!("{label} -> refused: {why}");
+            }
+            shown.push(json!({"vote": step, "counted": false, "refused": why}));
             continue;
         }
         votes.push(Vote {
@@ -166,10 +251,21 @@ pub fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             at: regate_core::time::format_rfc3339_ms(loaded.time.now),
         });
         current = engine.evaluate(&loaded.request, &votes, loaded.time)?;
-        println!("{label} -> counted; {}", summary(&current));
+        if text {
+            outln!("{label} -> counted; {}", summary(&current));
+        }
+        shown.push(json!({"vote": step, "counted": true, "decision": current.decision}));
     }
-    println!("final outcome: {}", current.decision.outcome);
-    Ok(ExitCode::SUCCESS)
+    if text {
+        outln!("final outcome: {}", current.decision.outcome);
+    } else {
+        crate::output::json(&json!({
+            "start": start,
+            "steps": shown,
+            "final": current,
+        }));
+    }
+    Ok(outcome_exit(current.decision.outcome))
 }
 
 fn summary(evaluation: &Evaluation) -> String {

@@ -92,7 +92,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     let bytes = OpaBundle::build(&bundle)?.to_bytes()?;
     std::fs::write(&args.out, &bytes)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
+    outln!(
         "wrote {} ({} bytes, revision {}, {} policy files, {} test files)",
         args.out.display(),
         bytes.len(),
@@ -146,7 +146,7 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     };
     std::fs::write(&args.file, signed.to_bytes()?)
         .with_context(|| format!("cannot write {}", args.file.display()))?;
-    println!(
+    outln!(
         "signed {} (revision {})",
         args.file.display(),
         signed.bundle.revision
@@ -302,7 +302,7 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
             );
         }
         let pointer = point_to(&config, &s3, &bucket, revision, &stored, &object).await?;
-        println!(
+        outln!(
             "pushed revision {} to s3://{bucket}/{object}; {POINTER_KEY} points to it \
              (the functions load it within their refresh interval)",
             pointer.revision
@@ -330,7 +330,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
         }
         checked(&config, &bundle, key.as_deref()).await?;
         let pointer = point_to(&config, &s3, &bucket, &args.revision, &bytes, &object).await?;
-        println!("{POINTER_KEY} points back to revision {}", pointer.revision);
+        outln!("{POINTER_KEY} points back to revision {}", pointer.revision);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -341,17 +341,17 @@ pub fn status(place_args: &BucketArgs) -> Result<ExitCode> {
         let (bucket, _) = place(&config, place_args, None).await?;
         let s3 = regate_aws::s3_client(&config);
         let Some((pointer, _)) = read_pointer(&s3, &bucket).await? else {
-            println!(
+            outln!(
                 "no bundle pushed to s3://{bucket} yet: until `regate policy push`, the \
                  functions that load from it have no policy and fail closed"
             );
             return Ok(ExitCode::FAILURE);
         };
-        println!("revision:  {}", pointer.revision);
-        println!("bundle:    s3://{bucket}/{}", pointer.key);
-        println!("sha256:    {}", pointer.sha256);
-        println!("pushed at: {}", pointer.pushed_at);
-        println!("pushed by: {}", pointer.pushed_by);
+        outln!("revision:  {}", pointer.revision);
+        outln!("bundle:    s3://{bucket}/{}", pointer.key);
+        outln!("sha256:    {}", pointer.sha256);
+        outln!("pushed at: {}", pointer.pushed_at);
+        outln!("pushed by: {}", pointer.pushed_by);
         Ok(ExitCode::SUCCESS)
     })
 }

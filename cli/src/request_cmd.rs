@@ -1,8 +1,8 @@
 //! `regate request start|status`: approvals for pipelines that are not Step Functions
 //! workflows. `start` starts the approval state machine with a request and says where approvers
-//! were asked; with `--wait` it follows the votes to the outcome and exits 0 (approved or
-//! allowed), 1 (rejected or denied), 3 (expired) or 2 (anything else). Works against AWS and
-//! the local stack alike (the standard AWS configuration).
+//! were asked; with `--wait` it follows the votes to the outcome and exits by it (the exit-code
+//! table of `regate --help`), as `status` does. Works against AWS and the local stack alike
+//! (the standard AWS configuration).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,13 +12,18 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use clap::{Args, Subcommand};
 use regate_aws::{describe_sdk, DynamoDecisionLog, SfnTaskTokens};
+use regate_core::approvals::TO_REQUESTER;
 use regate_core::event::{Event, EventKind};
 use regate_core::identity::{take_token, TOKEN_FIELD};
 use regate_core::ports::{DecisionLog, ExecutionStatus, TaskTokens};
 use regate_core::Request;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::log_cmd::TableArg;
+use crate::output::{exit, Format, ERROR, EXPIRED, NO, OK, PENDING};
+
+/// How a request still waiting for approval is described.
+const WAITING: &str = "waiting for approval";
 
 const STATE_MACHINE_ENV: &str = "REGATE_STATE_MACHINE_ARN";
 /// How often a waiting command looks at the workflow and the log.
@@ -42,7 +47,7 @@ pub struct StartArgs {
     #[arg(long)]
     input: PathBuf,
     /// Wait for the outcome, showing votes as they arrive. Exit codes: 0 approved or allowed,
-    /// 1 rejected or denied, 3 expired, 2 an error or still undecided at --timeout.
+    /// 1 rejected or denied, 3 expired, 4 still undecided at --timeout, 2 an error.
     #[arg(long)]
     wait: bool,
     /// How long --wait waits (90s, 30m, 2h) [default: until the workflow ends].
@@ -56,6 +61,9 @@ pub struct StartArgs {
     /// The audience to ask GitHub Actions' token for (the stack's IdentityAudience).
     #[arg(long, default_value = "regate")]
     audience: String,
+    /// text, or json: one document on stdout at the end (progress lines go to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(flatten)]
     place: Place,
 }
@@ -63,6 +71,10 @@ pub struct StartArgs {
 #[derive(Args)]
 pub struct StatusArgs {
     request_id: String,
+    /// text or json. Exit codes: 0 approved or allowed, 1 rejected or denied, 3 expired,
+    /// 4 still waiting for approval, 2 an error.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(flatten)]
     place: Place,
 }
@@ -218,13 +230,20 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
         }
         Err(e) => bail!("starting {state_machine}: {}", describe_sdk(&e)),
     };
-    println!("request {id}");
-    println!("execution {execution}");
-    let mut shown = Shown::default();
+    let mut shown = Shown::new(args.format);
+    shown.say(&format!("request {id}"));
+    shown.say(&format!("execution {execution}"));
     let events = asked(&regate, &id, &execution).await?;
     shown.print_new(&events);
+    let finish = |shown: &Shown, outcome: Option<&str>, code: u8| {
+        if args.format == Format::Json {
+            crate::output::json(&json!({"request_id": id, "execution": execution,
+                "outcome": outcome, "events": shown.lines}));
+        }
+        exit(code)
+    };
     if !args.wait {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(finish(&shown, None, OK));
     }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     loop {
@@ -234,11 +253,12 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
             let events = closing_events(&regate, &id).await?;
             shown.print_new(&events);
             let (code, outcome) = outcome(&status, asked_people(&events));
-            println!("outcome {outcome}");
-            return Ok(ExitCode::from(code));
+            shown.say(&format!("outcome {outcome}"));
+            return Ok(finish(&shown, Some(&outcome), code));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            bail!("request {id} is still waiting for approval; see regate request status {id}");
+            eprintln!("request {id} is still waiting for approval; see regate request status {id}");
+            return Ok(finish(&shown, Some(WAITING), PENDING));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -380,18 +400,18 @@ async fn closing_events(regate: &Regate, id: &str) -> Result<Vec<Event>> {
 /// `asked_people` when approvers decided it, not the policy alone.
 fn outcome(status: &ExecutionStatus, asked_people: bool) -> (u8, String) {
     let failed = |name: Option<&str>| match name {
-        Some("ApprovalRejected") => (1, "rejected".into()),
-        Some("PolicyDenied") => (1, "denied".into()),
-        Some("ApprovalExpired") => (3, "expired".into()),
-        Some(error) => (2, format!("failed ({error})")),
-        None => (2, "failed, timed out or aborted".into()),
+        Some("ApprovalRejected") => (NO, "rejected".into()),
+        Some("PolicyDenied") => (NO, "denied".into()),
+        Some("ApprovalExpired") => (EXPIRED, "expired".into()),
+        Some(error) => (ERROR, format!("failed ({error})")),
+        None => (ERROR, "failed, timed out or aborted".into()),
     };
     match status {
-        ExecutionStatus::Succeeded if asked_people => (0, "approved".into()),
-        ExecutionStatus::Succeeded => (0, "allowed".into()),
+        ExecutionStatus::Succeeded if asked_people => (OK, "approved".into()),
+        ExecutionStatus::Succeeded => (OK, "allowed".into()),
         ExecutionStatus::Failed(name) => failed(name.as_deref()),
-        ExecutionStatus::Running => (2, "waiting for approval".into()),
-        ExecutionStatus::Gone => (2, "no longer known to Step Functions".into()),
+        ExecutionStatus::Running => (PENDING, WAITING.into()),
+        ExecutionStatus::Gone => (ERROR, "no longer known to Step Functions".into()),
     }
 }
 
@@ -405,18 +425,37 @@ fn new_request_id() -> String {
     )
 }
 
-/// Which events a command has printed.
-#[derive(Default)]
+/// What a command has shown: the events it printed, and every line (for `--format json`,
+/// where the lines go to stderr as progress and into the document at the end).
 struct Shown {
+    format: Format,
     seqs: std::collections::BTreeSet<u64>,
+    lines: Vec<String>,
 }
 
 impl Shown {
+    fn new(format: Format) -> Self {
+        Self {
+            format,
+            seqs: std::collections::BTreeSet::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// A line for people: on stdout as text, on stderr beside a JSON document.
+    fn say(&mut self, line: &str) {
+        match self.format {
+            Format::Text => outln!("{line}"),
+            Format::Json => eprintln!("{line}"),
+        }
+        self.lines.push(line.to_string());
+    }
+
     fn print_new(&mut self, events: &[Event]) {
         for event in events {
             if self.seqs.insert(event.seq) {
                 if let Some(line) = describe(event) {
-                    println!("{line}");
+                    self.say(&line);
                 }
             }
         }
@@ -433,6 +472,12 @@ fn describe(event: &Event) -> Option<String> {
     let reasons = event.reasons.join("; ");
     Some(match event.kind {
         EventKind::Evaluated => format!("evaluated {outcome}: {reasons}"),
+        EventKind::Notified if text("to") == TO_REQUESTER => format!(
+            "told the requester {} on {}: {}",
+            text("user"),
+            text("platform"),
+            text("status")
+        ),
         EventKind::Notified if platform == "slack" => {
             format!(
                 "asked slack channel {} (message {})",
@@ -483,8 +528,35 @@ async fn status(args: &StatusArgs) -> Result<ExitCode> {
             .unwrap_or("")
             .to_string()
     };
-    println!("request {id}: {}", field(&["summary"]));
-    println!(
+    let change = json!({
+        "action": field(&["action"]),
+        "resource": {"type": field(&["resource", "type"]), "name": field(&["resource", "name"])},
+        "environment": field(&["environment"]),
+        "requester": field(&["requester", "id"]),
+    });
+    let lines: Vec<String> = events.iter().filter_map(describe).collect();
+    let execution = requested.data.get("execution").and_then(Value::as_str);
+    let (code, state) = match execution {
+        Some(execution) => {
+            let (code, word) = outcome(&regate.workflow(execution).await?, asked_people(&events));
+            (code, Some(word))
+        }
+        None => (ERROR, None),
+    };
+    let links: Vec<Value> = request
+        .get("links")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if args.format == Format::Json {
+        crate::output::json(&json!({
+            "request_id": id, "summary": field(&["summary"]), "change": change,
+            "state": state, "execution": execution, "links": links, "events": lines,
+        }));
+        return Ok(exit(code));
+    }
+    outln!("request {id}: {}", field(&["summary"]));
+    outln!(
         "change {} {} {} in {}, requested by {}",
         field(&["action"]),
         field(&["resource", "type"]),
@@ -492,19 +564,18 @@ async fn status(args: &StatusArgs) -> Result<ExitCode> {
         field(&["environment"]),
         field(&["requester", "id"])
     );
-    if let Some(execution) = requested.data.get("execution").and_then(Value::as_str) {
-        let (_, word) = outcome(&regate.workflow(execution).await?, asked_people(&events));
-        println!("state {word}");
-        println!("execution {execution}");
+    if let (Some(execution), Some(state)) = (execution, &state) {
+        outln!("state {state}");
+        outln!("execution {execution}");
     }
-    if let Some(links) = request.get("links").and_then(Value::as_array) {
-        for link in links {
-            let text = |k: &str| link.get(k).and_then(Value::as_str).unwrap_or("");
-            println!("link {}: {}", text("title"), text("url"));
-        }
+    for link in &links {
+        let text = |k: &str| link.get(k).and_then(Value::as_str).unwrap_or("");
+        outln!("link {}: {}", text("title"), text("url"));
     }
-    Shown::default().print_new(&events);
-    Ok(ExitCode::SUCCESS)
+    for line in lines {
+        outln!("{line}");
+    }
+    Ok(exit(code))
 }
 
 /// A duration as humantime reads it (`90s`, `30m`, `2h`, `1h 30m`, `1d`), or a number of

@@ -13,15 +13,22 @@ use serde_json::{json, Value};
 /// `regate request ...` with the local stack's settings and its state machine, started in the
 /// background so that a test can vote while it waits.
 fn spawn(stack: &LocalStack, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_regate"))
-        .arg("request")
-        .args(args)
-        .envs(in_a_job())
-        .env("REGATE_STATE_MACHINE_ARN", &stack.state_machine_arn)
+    request_command(stack, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// `regate request ARGS` as [`spawn`] runs it, not started yet.
+fn request_command(stack: &LocalStack, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_regate"));
+    command
+        .arg("request")
+        .args(args)
+        .envs(in_a_job())
+        .env("REGATE_STATE_MACHINE_ARN", &stack.state_machine_arn);
+    command
 }
 
 /// The local stack's settings, as a GitHub Actions job that dev (dev@example.com in
@@ -106,6 +113,63 @@ async fn start_wait_exits_0_on_approval_and_shows_where_it_asked_and_who_voted()
     assert!(shown.contains("state approved"), "{shown}");
     assert!(shown.contains("vote alice@example.com approve"), "{shown}");
     assert!(shown.contains("link Pipeline: https://"), "{shown}");
+    assert!(
+        shown.contains("told the requester dev@example.com on slack: sent"),
+        "{shown}"
+    );
+    // The same as JSON, which parses.
+    let json_status = finish(spawn(&stack, &["status", &id, "--format", "json"]));
+    assert_eq!(json_status.status.code(), Some(0), "{}", text(&json_status));
+    let document: Value = serde_json::from_slice(&json_status.stdout).unwrap();
+    assert_eq!(
+        (document["request_id"].as_str(), document["state"].as_str()),
+        (Some(id.as_str()), Some("approved"))
+    );
+    assert_eq!(document["change"]["environment"], "production");
+    assert!(document["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "vote alice@example.com approve (slack)"));
+    // A closed pipe ends it quietly.
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["status", id.as_str(), "--format", "json"],
+    ] {
+        regate_tests::assert_quiet_on_a_closed_pipe(request_command(&stack, &args));
+    }
+}
+
+#[tokio::test]
+async fn a_request_still_waiting_exits_4_from_status_and_from_a_wait_that_times_out() {
+    let stack = LocalStack::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("cli-pending");
+    let input = request_file(&dir, &id, json!({}));
+    let started = finish(spawn(
+        &stack,
+        &[
+            "start",
+            "--input",
+            &input,
+            "--wait",
+            "--timeout",
+            "2s",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(started.status.code(), Some(4), "{}", text(&started));
+    // Progress went to stderr; stdout is one JSON document.
+    let document: Value = serde_json::from_slice(&started.stdout).unwrap();
+    assert_eq!(document["request_id"], id.as_str());
+    assert_eq!(document["outcome"], "waiting for approval");
+    assert!(document["execution"].as_str().unwrap().contains(&id));
+    assert!(String::from_utf8_lossy(&started.stderr).contains("asked slack channel C0PAYMENTS"));
+    let status = finish(spawn(&stack, &["status", &id]));
+    assert_eq!(status.status.code(), Some(4), "{}", text(&status));
+    assert!(text(&status).contains("state waiting for approval"));
+    stack.click_ok("alice@example.com", "approve", &id).await;
 }
 
 #[tokio::test]
@@ -295,4 +359,48 @@ async fn start_in_github_actions_sends_the_jobs_identity_token_and_a_file_token_
     ));
     assert_eq!(started.status.code(), Some(0), "{}", text(&started));
     assert_eq!(proven_actor(id).await["claims"]["actor"], "alice-gh");
+}
+
+/// The GitHub Action's step (scripts/action-run.sh, what action.yml runs) with the CLI built
+/// here, against the local stack: it waits for the vote and hands the workflow its outputs.
+#[tokio::test]
+async fn the_github_actions_step_waits_for_the_vote_and_sets_its_outputs() {
+    let stack = LocalStack::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("action");
+    let input = request_file(&dir, &id, json!({}));
+    let outputs = dir.path().join("github_output");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let child = Command::new("bash")
+        .arg(root.join("scripts/action-run.sh"))
+        .envs(in_a_job())
+        .env("REGATE", env!("CARGO_BIN_EXE_regate"))
+        .env("INPUT", &input)
+        .env("STATE_MACHINE", &stack.state_machine_arn)
+        .env("TIMEOUT", "50s")
+        .env("GITHUB_OUTPUT", &outputs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stack.click_ok("alice@example.com", "reject", &id).await;
+    let output = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "rejected: {}", text(&output));
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    assert_eq!(written, format!("request-id={id}\noutcome=rejected\n"));
+    // Neither stack nor state machine: a clear error, exit 2, and no outputs.
+    let missing = Command::new("bash")
+        .arg(root.join("scripts/action-run.sh"))
+        .env("INPUT", &input)
+        .env_remove("STACK")
+        .env_remove("STATE_MACHINE")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("needs stack or state-machine"));
 }

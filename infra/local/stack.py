@@ -364,6 +364,8 @@ def create_bucket(logical_id: str, properties: dict) -> str:
         return f"bucket {name} (versioned) (created)"
     lock = properties.get("ObjectLockConfiguration", {})
     mode = lock.get("Rule", {}).get("DefaultRetention", {}).get("Mode", "COMPLIANCE")
+    if isinstance(mode, dict):  # !Ref CheckpointRetentionMode: its default
+        mode = load_template()["Parameters"][mode["Ref"]]["Default"]
     s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": 1}}})
     return f"bucket {name} (Object Lock, {mode}) (created)"

@@ -47,6 +47,26 @@ pub fn run_local(binary: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `command` with its standard output a pipe whose reader is already gone (what `| head
+/// -1` leaves once head has read its line) and asserts that it ended quietly: exit code 0, no
+/// panic, no "Broken pipe".
+pub fn assert_quiet_on_a_closed_pipe(mut command: std::process::Command) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let what = format!("{command:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("backtrace"),
+        "{what}: {err}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+}
+
 /// The SDK configuration for the local stack. Fails loudly when the stack is not running:
 /// these tests are never skipped.
 pub async fn local_config() -> aws_config::SdkConfig {
