@@ -1,9 +1,10 @@
 """The book's own tools (docs/build.sh runs them):
 
-  python3 docs/book.py split     README.md's sections as docs/src/readme/<slug>.md, each from
-                                 its heading to the next one of the same or a higher level, with
-                                 links rewritten for the book (a README anchor to the page that
-                                 includes it; a repository file to GitHub);
+  python3 docs/book.py split     the sections of README.md and docs/guide.md as
+                                 docs/src/sections/<slug>.md, each from its heading to the next one
+                                 of the same or a higher level, with links rewritten for the book
+                                 (an anchor to the page that includes its section; a repository
+                                 file to GitHub), and README.md's opening as intro.md;
   python3 docs/book.py check     every link and image of the built book (.local/book) resolves:
                                  the file exists and, with a #fragment, has that id; and the
                                  Teams manifest's privacy and terms URLs are pages of the book.
@@ -16,7 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "docs" / "src"
-FRAGMENTS = SRC / "readme"
+FRAGMENTS = SRC / "sections"
+# The texts cut into sections, each with the folder its relative links start from.
+SOURCES = [(ROOT / "README.md", ROOT), (ROOT / "docs" / "guide.md", ROOT / "docs")]
 BUILT = ROOT / ".local" / "book"
 REPOSITORY = "https://github.com/regate/regate/blob/main/"
 # Where the book is published; the Teams manifest's URLs must be pages under it.
@@ -48,22 +51,23 @@ def sections(lines):
 
 
 def split() -> None:
-    lines = (ROOT / "README.md").read_text().splitlines()
-    parts, first = sections(lines)
-    # Which page includes each fragment, so a README anchor can point there.
+    texts = [(path.read_text().splitlines(), base) for path, base in SOURCES]
+    cut = [(lines, base, *sections(lines)) for lines, base in texts]
+    # Which page includes each section, so an anchor can point there.
     page_of_fragment = {}
     for page in SRC.glob("*.md"):
-        for name in re.findall(r"\{\{#include readme/([\w\-]+)\.md\}\}", page.read_text()):
+        for name in re.findall(r"\{\{#include sections/([\w\-]+)\.md\}\}", page.read_text()):
             page_of_fragment[name] = page.name
     page_of_anchor = {}
-    for name, _, start, end in parts:
-        page = page_of_fragment.get(name)
-        if page:
-            for inner, _, s, e in parts:
-                if start <= s < end:
-                    page_of_anchor.setdefault(inner, page)
+    for _, _, parts, _ in cut:
+        for name, _, start, end in parts:
+            page = page_of_fragment.get(name)
+            if page:
+                for inner, _, s, e in parts:
+                    if start <= s < end:
+                        page_of_anchor.setdefault(inner, page)
 
-    def rewrite(text: str) -> str:
+    def rewrite(text: str, base: Path) -> str:
         def link(match):
             label, target = match.group(1), match.group(2)
             if re.match(r"^[a-z]+:", target):
@@ -71,32 +75,40 @@ def split() -> None:
             if target.startswith("#"):
                 page = page_of_anchor.get(target[1:])
                 if page is None:
-                    raise SystemExit(f"README links to #{target[1:]}, which no book page includes")
+                    raise SystemExit(f"a link to #{target[1:]}, which no book page includes")
                 return f"[{label}]({page}{target})"
             path, _, fragment = target.partition("#")
-            if path == "docs/runbook.md":
+            file = (base / path).resolve()
+            if not file.exists():
+                raise SystemExit(f"a link to {target} from {base}, which does not exist")
+            relative = file.relative_to(ROOT).as_posix()
+            if relative == "docs/runbook.md":
                 return f"[{label}](runbook.md{'#' + fragment if fragment else ''})"
-            if path.startswith("docs/images/"):
-                return f"[{label}]({path[len('docs/'):]})"
-            if not (ROOT / path).exists():
-                raise SystemExit(f"README links to {target}, which does not exist")
-            return f"[{label}]({REPOSITORY}{target})"
+            if relative.startswith("docs/images/"):
+                return f"[{label}]({relative[len('docs/'):]})"
+            if relative == "docs/guide.md" and fragment in page_of_anchor:
+                return f"[{label}]({page_of_anchor[fragment]}#{fragment})"
+            return f"[{label}]({REPOSITORY}{relative}{'#' + fragment if fragment else ''})"
         return re.sub(r"\[([^\]]*)\]\(([^)\s]+)\)", link, text)
 
     if FRAGMENTS.exists():
         shutil.rmtree(FRAGMENTS)
     FRAGMENTS.mkdir(parents=True)
-    (FRAGMENTS / "intro.md").write_text(rewrite("\n".join(lines[:first])) + "\n")
-    for name, _, start, end in parts:
-        (FRAGMENTS / f"{name}.md").write_text(rewrite("\n".join(lines[start:end])) + "\n")
+    count = 0
+    for index, (lines, base, parts, first) in enumerate(cut):
+        if index == 0:
+            (FRAGMENTS / "intro.md").write_text(rewrite("\n".join(lines[:first]), base) + "\n")
+        for name, _, start, end in parts:
+            (FRAGMENTS / f"{name}.md").write_text(rewrite("\n".join(lines[start:end]), base) + "\n")
+            count += 1
     images = SRC / "images"
     if images.exists():
         shutil.rmtree(images)
     shutil.copytree(ROOT / "docs" / "images", images)
     missing = [n for n in page_of_fragment if not (FRAGMENTS / f"{n}.md").exists()]
     if missing:
-        raise SystemExit(f"book pages include README sections that do not exist: {missing}")
-    print(f"book: {len(parts) + 1} README sections in {FRAGMENTS.relative_to(ROOT)}")
+        raise SystemExit(f"book pages include sections that do not exist: {missing}")
+    print(f"book: {count + 1} sections in {FRAGMENTS.relative_to(ROOT)}")
 
 
 def check() -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the book (docs/, mdBook, pinned) into .local/book and checks every link in it:
 #   1. installs mdbook into .local/mdbook (from crates.io, pinned) unless it is there;
-#   2. cuts README.md into the sections the pages include, and writes the CLI reference from
-#      the `regate` binary (`regate reference`), so neither can drift;
+#   2. cuts README.md and docs/guide.md into the sections the pages include, and writes the
+#      CLI reference from the `regate` binary (`regate reference`), so neither can drift;
 #   3. mdbook build, then the link check (docs/book.py check).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,7 +15,7 @@ if [ ! -x "$mdbook" ] || [ "$("$mdbook" --version)" != "mdbook v$mdbook_version"
 fi
 python3 docs/book.py split
 cargo build --quiet --locked -p regate-cli --bin regate
-target/debug/regate reference > docs/src/cli.md
+target/debug/regate reference > docs/src/cli-reference.md
 "$mdbook" build docs
 python3 docs/book.py check
 

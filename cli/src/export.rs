@@ -690,7 +690,7 @@ pub fn read_checkpoints(folder: &Path) -> anyhow::Result<(Vec<Checkpoint>, Vec<F
     if !versions_path.is_file() {
         eprintln!(
             "note: {} has no {VERSIONS_FILE}: a checkpoint put again over the original cannot be \
-             seen (see the README's \"Audit the decision log\" for how to list the versions)",
+             seen (see \"Audit the decision log\" in docs/guide.md for how to list the versions)",
             folder.display()
         );
     }

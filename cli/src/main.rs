@@ -87,7 +87,7 @@ fn reference() -> anyhow::Result<ExitCode> {
     fn section(command: &mut clap::Command, path: &str, out: &mut String) {
         let help = command.render_long_help().to_string();
         out.push_str(&format!(
-            "## `{path}`\n\n```text\n{}\n```\n\n",
+            "### `{path}`\n\n```text\n{}\n```\n\n",
             help.trim_end()
         ));
         let names: Vec<String> = command
@@ -102,7 +102,7 @@ fn reference() -> anyhow::Result<ExitCode> {
         }
     }
     let mut out = String::from(
-        "# CLI reference\n\nGenerated from the `regate` binary itself (`regate reference`), \
+        "## CLI reference\n\nGenerated from the `regate` binary itself (`regate reference`), \
          so it always says what the commands do.\n\n",
     );
     let mut command = Cli::command();

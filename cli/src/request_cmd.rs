@@ -43,7 +43,7 @@ pub enum RequestCommand {
 
 #[derive(Args)]
 pub struct StartArgs {
-    /// The request as JSON (see the README's policy contract); without an `id`, one is made.
+    /// The request as JSON (see the policy contract in docs/guide.md); without an `id`, one is made.
     #[arg(long)]
     input: PathBuf,
     /// Wait for the outcome, showing votes as they arrive. Exit codes: 0 approved or allowed,

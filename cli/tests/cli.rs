@@ -418,21 +418,21 @@ fn bad_inputs_are_one_clear_line_with_a_non_zero_exit() {
     assert_clean_failure(&eval(&good, &["--now", "tomorrow"]), "RFC 3339");
 }
 
-/// The example policy in the README's "Time-aware approvals" section, as written there.
-fn readme_time_policy() -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = readme
+/// The example policy in the guide's "Time-aware approvals" section, as written there.
+fn guide_time_policy() -> String {
+    let guide = std::fs::read_to_string(repo_root().join("docs/guide.md")).unwrap();
+    let section = guide
         .split("## Time-aware approvals")
         .nth(1)
-        .expect("the README has the section");
+        .expect("the guide has the section");
     let block = section.split("```rego\n").nth(1).unwrap();
     block.split("```").next().unwrap().to_string()
 }
 
 #[test]
-fn the_readmes_time_aware_example_policy_reminds_escalates_asks_people_and_closes_on_time() {
+fn the_guides_time_aware_example_policy_reminds_escalates_asks_people_and_closes_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("approvals.rego"), readme_time_policy()).unwrap();
+    std::fs::write(dir.path().join("approvals.rego"), guide_time_policy()).unwrap();
     let groups = json!({"groups": {"owners": ["alice@example.com"], "sre": ["erin@example.com"]}});
     std::fs::write(dir.path().join("data.json"), groups.to_string()).unwrap();
     let policies = dir.path().to_str().unwrap();

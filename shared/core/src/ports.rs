@@ -35,7 +35,7 @@ pub trait Clock: Send + Sync {
 
 /// The real clock, optionally shifted by a fixed offset. In AWS the offset is zero; the local
 /// stack gives every function the same offset so that demos and tests see the same dates
-/// whatever day they run on (see `REGATE_CLOCK_OFFSET_SECONDS` in the README).
+/// whatever day they run on (see `REGATE_CLOCK_OFFSET_SECONDS` in docs/guide.md).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock {
     pub offset: chrono::Duration,
