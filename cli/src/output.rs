@@ -1,8 +1,10 @@
 //! What the command line prints, and how it ends: one exit-code table for every command,
 //! `--format` for the commands a machine reads, colour only for people, and a closed pipe
-//! (`regate log show ID | head -1`) ending the output quietly instead of a panic.
+//! (`regate log show ID | head -1`) ending the output quietly instead of a panic, the exit
+//! code still the command's.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::ExitCode;
 
 /// Exit codes, the same for every command (`regate --help` and the README show this table).
@@ -34,19 +36,28 @@ pub enum Format {
     Json,
 }
 
+/// Set once standard output's reader has gone: nothing more is written, and the command ends
+/// with the exit code of its result, not a panic (`regate request start --wait | head -1`
+/// still fails the pipeline when the change is rejected).
+static READER_GONE: AtomicBool = AtomicBool::new(false);
+
 /// Writes `text` and a newline to standard output. A reader that went away (a closed pipe)
-/// ends the command at once with exit code 0, as ripgrep and gh do; any other write error is
-/// an operational error (2).
+/// is not an error: the output stops quietly; any other write error is an operational error
+/// (2).
 pub fn line(text: std::fmt::Arguments<'_>) {
     write(format_args!("{text}\n"));
 }
 
 /// Writes `text` to standard output, as [`line`] does without the newline.
 pub fn write(text: std::fmt::Arguments<'_>) {
+    if READER_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(error) = out.write_fmt(text).and_then(|()| out.flush()) {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            READER_GONE.store(true, Ordering::Relaxed);
+            return;
         }
         // Standard error may be gone too; there is nothing else to say it on.
         let _ = writeln!(std::io::stderr(), "error: writing the output: {error}");

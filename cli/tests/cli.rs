@@ -471,11 +471,13 @@ fn the_guides_time_aware_example_policy_reminds_escalates_asks_people_and_closes
     assert_eq!(closed["outcome"], "deny");
 }
 
-/// `regate ARGS` ends quietly when its reader has gone (see the support crate's helper).
+/// `regate ARGS` ends quietly when its reader has gone, with the exit code it has when read
+/// (see the support crate's helper).
 fn assert_quiet_on_a_closed_pipe(args: &[&str]) {
+    let code = regate(args).status.code().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_regate"));
     command.args(args).current_dir(repo_root());
-    regate_tests::assert_quiet_on_a_closed_pipe(command);
+    regate_tests::assert_quiet_on_a_closed_pipe(command, code);
 }
 
 #[test]

@@ -136,7 +136,7 @@ async fn show_and_query_end_quietly_when_the_reader_goes_away() {
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_regate"));
         command.args(&args).envs(regate_tests::local_env());
-        regate_tests::assert_quiet_on_a_closed_pipe(command);
+        regate_tests::assert_quiet_on_a_closed_pipe(command, 0);
     }
     // The README's example, as a shell runs it.
     let line = format!(

@@ -107,6 +107,7 @@ async fn start_wait_exits_0_on_approval_and_shows_where_it_asked_and_who_voted()
     }
 
     let stack = LocalStack::connect().await;
+    stack.once_requester_told(&id).await;
     let status = finish(spawn(&stack, &["status", &id]));
     let shown = text(&status);
     assert_eq!(status.status.code(), Some(0), "{shown}");
@@ -136,7 +137,7 @@ async fn start_wait_exits_0_on_approval_and_shows_where_it_asked_and_who_voted()
         vec!["status", id.as_str()],
         vec!["status", id.as_str(), "--format", "json"],
     ] {
-        regate_tests::assert_quiet_on_a_closed_pipe(request_command(&stack, &args));
+        regate_tests::assert_quiet_on_a_closed_pipe(request_command(&stack, &args), 0);
     }
 }
 

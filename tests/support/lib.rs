@@ -48,9 +48,9 @@ pub fn run_local(binary: &str, args: &[&str]) -> std::process::Output {
 }
 
 /// Runs `command` with its standard output a pipe whose reader is already gone (what `| head
-/// -1` leaves once head has read its line) and asserts that it ended quietly: exit code 0, no
-/// panic, no "Broken pipe".
-pub fn assert_quiet_on_a_closed_pipe(mut command: std::process::Command) {
+/// -1` leaves once head has read its line) and asserts that it ended quietly, no panic and no
+/// "Broken pipe", with the exit code its result has (`code`, as with a reader).
+pub fn assert_quiet_on_a_closed_pipe(mut command: std::process::Command, code: i32) {
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -64,7 +64,7 @@ pub fn assert_quiet_on_a_closed_pipe(mut command: std::process::Command) {
         !err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("backtrace"),
         "{what}: {err}"
     );
-    assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
 }
 
 /// The SDK configuration for the local stack. Fails loudly when the stack is not running:

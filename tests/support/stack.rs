@@ -270,8 +270,8 @@ impl LocalStack {
         panic!("no notified event for {request_id}");
     }
 
-    /// The request's events once its requester has been told the outcome (a click's path tells
-    /// them just after the workflow resumes).
+    /// The request's events once its requester has been told the outcome: the sweeper tells
+    /// them (every minute in AWS); here the test runs it on the request until it has.
     pub async fn once_requester_told(&self, request_id: &str) -> Vec<regate_core::Event> {
         let started = Instant::now();
         while started.elapsed() < WAIT {
@@ -279,6 +279,8 @@ impl LocalStack {
             if crate::requester_told(&events).is_some() {
                 return events;
             }
+            let now = crate::stack_now() + chrono::Duration::seconds(1);
+            self.sweep_request(request_id, now).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("the requester of {request_id} was not told the outcome within {WAIT:?}");

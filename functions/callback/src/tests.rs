@@ -95,12 +95,7 @@ async fn a_signed_owner_approval_resumes_the_workflow_once() {
     );
     assert_eq!(
         fakes.kinds("cb-1"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Decided,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
     );
     assert!(fakes.chat.told().is_empty());
     let updates = fakes.chat.updates.lock().unwrap().len();

@@ -434,7 +434,7 @@ impl PendingStore for DynamoPendingStore {
             .client
             .update_item()
             .update_expression(
-                "SET resumed = :true, #state = :to, due_at = :due, due_shard = :shard, version = version + :one",
+                "SET resumed = :true, #state = :to, requester_told = :false, due_at = :due, due_shard = :shard, version = version + :one",
             )
             .condition_expression("resumed = :false AND task_token = :token")
             .expression_attribute_names("#state", "state")
@@ -461,7 +461,7 @@ impl PendingStore for DynamoPendingStore {
                 "SET tell_claims = :next, tell_until = :until, due_at = :until, due_shard = :shard",
             )
             .condition_expression(
-                "resumed = :true AND attribute_not_exists(requester_told) \
+                "resumed = :true AND requester_told = :false \
                  AND (attribute_not_exists(tell_claims) OR tell_claims = :seen) \
                  AND (attribute_not_exists(tell_until) OR tell_until <= :now)",
             )
@@ -469,7 +469,8 @@ impl PendingStore for DynamoPendingStore {
             .expression_attribute_values(":seen", AttributeValue::N(claims_seen.to_string()))
             .expression_attribute_values(":until", AttributeValue::S(format_rfc3339_ms(until)))
             .expression_attribute_values(":now", AttributeValue::S(format_rfc3339_ms(now)))
-            .expression_attribute_values(":true", AttributeValue::Bool(true));
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
         self.conditional_update(request_id, update).await
     }
 
@@ -479,10 +480,11 @@ impl PendingStore for DynamoPendingStore {
             .update_item()
             .update_expression("SET requester_told = :true REMOVE due_at, tell_until")
             .condition_expression(
-                "resumed = :true AND attribute_not_exists(requester_told) AND tell_claims = :claim",
+                "resumed = :true AND requester_told = :false AND tell_claims = :claim",
             )
             .expression_attribute_values(":claim", AttributeValue::N(claim.to_string()))
-            .expression_attribute_values(":true", AttributeValue::Bool(true));
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
         self.conditional_update(request_id, update).await
     }
 
@@ -502,7 +504,7 @@ impl PendingStore for DynamoPendingStore {
             .update_expression(
                 // A closed approval is due when its resume claim lapses: to resume it, or (one
                 // closed resumed) to tell its requester.
-                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, due_shard = :shard, version = version + :one",
+                "SET #state = :to, evaluation = :evaluation, decided_by = :by, decided_at = :at, closed_by = :closer, resumed = :resumed, requester_told = :false, resume_claims = if_not_exists(resume_claims, :zero) + :one, resume_until = :until, due_at = :until, due_shard = :shard, version = version + :one",
             )
             .condition_expression("#state = :pending AND version = :expected")
             .expression_attribute_names("#state", "state")
@@ -512,6 +514,7 @@ impl PendingStore for DynamoPendingStore {
             .expression_attribute_values(":at", AttributeValue::S(format_rfc3339_ms(closing.decided_at)))
             .expression_attribute_values(":closer", AttributeValue::S(closing.closed_by.clone()))
             .expression_attribute_values(":resumed", AttributeValue::Bool(closing.resumed))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":until", AttributeValue::S(format_rfc3339_ms(closing.resume_until)))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
@@ -554,6 +557,10 @@ fn to_item(approval: &PendingApproval) -> Result<Item, StoreError> {
         (
             "resume_claims".to_string(),
             AttributeValue::N(approval.resume_claims.to_string()),
+        ),
+        (
+            "requester_told".to_string(),
+            AttributeValue::Bool(approval.requester_told),
         ),
         (
             "task_token".to_string(),
@@ -679,7 +686,11 @@ fn from_item(item: &Item) -> Result<PendingApproval, StoreError> {
         reevaluated_through: count("reevaluated_through")?,
         evaluated_at: optional_time("evaluated_at")?,
         resume_until: optional_time("resume_until")?,
-        requester_told: matches!(item.get("requester_told"), Some(AttributeValue::Bool(true))),
+        // An item resumed before requesters were told has no such attribute: it owes nothing.
+        requester_told: match item.get("requester_told") {
+            Some(AttributeValue::Bool(told)) => *told,
+            _ => matches!(item.get("resumed"), Some(AttributeValue::Bool(true))),
+        },
         tell_claims: count("tell_claims")?,
         tell_until: optional_time("tell_until")?,
         due_at: optional_time(DUE_AT)?,

@@ -109,9 +109,9 @@ impl<P: Ports> Approvals<P> {
         Err(ApprovalError::Contended(request_id))
     }
 
-    /// Carries out the durable duties of a closed approval: tells its workflow the outcome with
-    /// the current token, logs `decided` (once per request), records that it was resumed, and
-    /// then tells its requester (see `tell`).
+    /// Carries out the durable duty of a closed approval: tells its workflow the outcome with
+    /// the current token, logs `decided` (once per request), and records that it was resumed,
+    /// which leaves it due for the sweeper to tell its requester (see `tell`).
     /// A token that answers "closed" is checked against the execution: if it took this outcome,
     /// it was resumed; if it ended otherwise, the approval ends `expired`; if it is still
     /// running (a retried step, or the timeout path on its way), the duty stays for the next
@@ -131,7 +131,7 @@ impl<P: Ports> Approvals<P> {
             (approval, closed)
         };
         if !approval.owes_resume() {
-            return Ok(unresumed(self.tell_requester(approval).await));
+            return Ok(unresumed(approval));
         }
         let (approval, claim) = match held {
             Some(claim) => (approval, claim),
@@ -152,8 +152,7 @@ impl<P: Ports> Approvals<P> {
             }
             return Ok((approval, closed));
         }
-        // The workflow has the outcome: now its requester hears it (never in the resume's way).
-        Ok((self.tell_requester(approval).await, closed))
+        Ok((approval, closed))
     }
 
     /// Claims the duty to resume `approval`: the claimed item and its claim number, or the item

@@ -243,6 +243,7 @@ impl<P: Ports> Approvals<P> {
     async fn sweep_closed(&self, approval: PendingApproval) -> Result<Swept, ApprovalError> {
         let (now, closed) = self.finish(approval, None).await?;
         self.refresh(&now, &now.evaluation).await;
+        self.tell_requester(now).await;
         Ok(match closed {
             Some(Closed {
                 state: ApprovalState::Expired,
@@ -595,11 +596,10 @@ impl<P: Ports> Approvals<P> {
         let expired = self
             .close_expired(request_id, execution_id, timed_out)
             .await?;
-        let Some(approval) = expired else {
-            return Ok(None);
-        };
-        self.refresh(&approval, &approval.evaluation).await;
-        Ok(Some(self.tell_requester(approval).await))
+        if let Some(approval) = &expired {
+            self.refresh(approval, &approval.evaluation).await;
+        }
+        Ok(expired)
     }
 
     async fn close_expired(

@@ -1,6 +1,8 @@
 //! Telling the requester how their request ended: a direct message once the workflow has the
-//! outcome, claimed so that one path sends it, retried by the sweeper a few times, logged as a
-//! `notified` event, and never in the way of the resume.
+//! outcome, sent by the sweeper (a resumed approval stays due until its requester is told), so
+//! it is never in the way of a click's answer, the resume or the Expire step. Each attempt is
+//! claimed with a conditional write, so of many sweepers one sends it; a few attempts at most,
+//! each logged once as a `notified` event.
 
 use serde_json::Value;
 
@@ -9,7 +11,8 @@ use crate::event::{EventDraft, EventKind};
 use crate::pending::{Conditional, OutcomeNotice, PendingApproval, RETRY_FAILED_SWEEP_AFTER};
 use crate::ports::{ChatError, ChatPlatform, Clock, DecisionLog, PendingStore, Ports};
 
-/// Claims on telling a requester before regate gives up on a platform that keeps failing.
+/// Claims on telling a requester before regate gives up (a platform, or the log, that keeps
+/// failing): at most this many messages, however each attempt ended.
 pub const TELL_ATTEMPTS: u64 = 5;
 /// How long a claim to tell holds: an attempt that failed is retried when it lapses.
 const TELL_LEASE: chrono::Duration = RETRY_FAILED_SWEEP_AFTER;
@@ -67,6 +70,11 @@ impl<P: Ports> Approvals<P> {
         }
         let to = claimed.evaluation.decision.tell_requester.clone();
         let told = match &to {
+            // Earlier attempts may have sent it and failed to log it: never more than this many.
+            _ if claim > TELL_ATTEMPTS => Told::GaveUp(ChatError::Unavailable(format!(
+                "{} attempts did not record a message",
+                claim - 1
+            ))),
             None => Told::NoAddress,
             Some(to) => {
                 let notice = OutcomeNotice { approval: &claimed };

@@ -37,12 +37,7 @@ async fn an_owner_approval_closes_the_request_and_resumes_the_workflow_once() {
         .starts_with("sha256:"));
     assert_eq!(
         f.kinds("r1"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Decided,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
     );
     regate_core::chain::verify_chain("r1", &f.log.of("r1")).unwrap();
     let updates = f.chat.updates.lock().unwrap().clone();
@@ -116,12 +111,7 @@ async fn a_vote_after_the_timeout_ends_expired_and_the_voter_is_told() {
     assert!(expired.resumed);
     assert_eq!(
         f.kinds("r5"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Expired,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Expired]
     );
     let updates = f.chat.updates.lock().unwrap().clone();
     assert_eq!(updates.last().unwrap().1, ApprovalState::Expired);
@@ -145,12 +135,7 @@ async fn a_vote_on_a_workflow_that_ended_otherwise_ends_expired_at_once() {
     assert_eq!(approval.state, ApprovalState::Expired);
     assert_eq!(
         f.kinds("r11"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Expired,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Expired]
     );
 }
 
@@ -246,9 +231,7 @@ async fn a_close_whose_answer_was_lost_is_recognised_as_its_own() {
         "{result:?}"
     );
     assert_eq!(f.tokens.calls().len(), 1);
-    assert!(f
-        .kinds("r13")
-        .ends_with(&[EventKind::Decided, EventKind::Notified]));
+    assert_eq!(f.kinds("r13").last(), Some(&EventKind::Decided));
 }
 
 #[tokio::test]
@@ -277,8 +260,7 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
             EventKind::Notified,
             EventKind::Vote,
             EventKind::Vote,
-            EventKind::Decided,
-            EventKind::Notified
+            EventKind::Decided
         ]
     );
     let votes = vote_events(&f, "r27");
@@ -289,11 +271,7 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
         "{votes:?}"
     );
     // The decided event counts exactly the voters the log records.
-    let events = f.log.of("r27");
-    let decided = events
-        .iter()
-        .rfind(|e| e.kind == EventKind::Decided)
-        .unwrap();
+    let decided = f.log.of("r27").pop().unwrap();
     let counted: Vec<&str> = decided.data["votes"]
         .as_array()
         .unwrap()
@@ -307,7 +285,7 @@ async fn a_counted_vote_whose_click_did_not_log_it_is_logged_before_the_decision
         matches!(hers, VoteResult::Counted { closed: None, .. }),
         "{hers:?}"
     );
-    assert_eq!(f.kinds("r27").len(), 5, "{:?}", f.kinds("r27"));
+    assert_eq!(f.kinds("r27").len(), 4, "{:?}", f.kinds("r27"));
     regate_core::chain::verify_chain("r27", &f.log.of("r27")).unwrap();
 }
 

@@ -1,11 +1,11 @@
-//! Telling the requester how their request ended: once, after the workflow has the outcome,
-//! retried by sweeps while the platform fails, given up on after a few attempts, and never in
-//! the way of the resume.
+//! Telling the requester how their request ended: once, by the sweeper after the workflow has
+//! the outcome (never by the click or the Expire step), retried while the platform fails, given
+//! up on after a few attempts.
 
 use super::*;
 use regate_core::approvals::{TELL_ATTEMPTS, TO_REQUESTER};
 use regate_core::decision::NotifyTarget;
-use regate_core::ports::ChatError;
+use regate_core::ports::{ChatError, StoreError};
 use regate_core::Event;
 
 /// The `notified` events that tell the requester.
@@ -27,9 +27,14 @@ async fn sweep_later(f: &Fakes, s: &MemoryApprovals, minutes: i64) {
 }
 
 #[tokio::test]
-async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume() {
+async fn an_approved_requester_is_told_once_by_the_next_sweep_never_by_the_click() {
     let (f, s) = opened("t1", DEPLOY).await;
     s.vote(&ballot("t1", "alice@example.com")).await.unwrap();
+    // The click resumed the workflow and left the message to the sweeper: due at once.
+    assert!(outcomes(&f).is_empty(), "the click sends nothing more");
+    let item = f.pending.item("t1").unwrap();
+    assert!(item.owes_tell() && item.due_at == Some(f.clock.now()), "{item:?}");
+    sweep_later(&f, &s, 0).await;
     let dev = NotifyTarget::SlackUser {
         user: "dev@example.com".into(),
     };
@@ -38,8 +43,7 @@ async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume
         [(dev.clone(), "t1".to_string(), ApprovalState::Approved)]
     );
     assert!(
-        f.kinds("t1")
-            .ends_with(&[EventKind::Decided, EventKind::Notified]),
+        f.kinds("t1").ends_with(&[EventKind::Decided, EventKind::Notified]),
         "told after the workflow took the outcome: {:?}",
         f.kinds("t1")
     );
@@ -47,12 +51,7 @@ async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume
     assert_eq!(told.len(), 1);
     let data = &told[0].data;
     assert_eq!(
-        (
-            &data["status"],
-            &data["outcome"],
-            &data["user"],
-            &data["platform"]
-        ),
+        (&data["status"], &data["outcome"], &data["user"], &data["platform"]),
         (
             &serde_json::json!("sent"),
             &serde_json::json!("approved"),
@@ -71,24 +70,19 @@ async fn an_approved_requester_is_told_once_in_a_direct_message_after_the_resume
 }
 
 #[tokio::test]
-async fn a_chat_outage_never_holds_up_the_resume_and_a_later_sweep_tells_the_requester() {
+async fn a_chat_outage_leaves_the_message_to_a_later_sweep_once_the_claim_lapses() {
     let (f, s) = opened("t2", DEPLOY).await;
+    s.vote(&rejecting(ballot("t2", "alice@example.com"), Some("not today")))
+        .await
+        .unwrap();
+    assert!(matches!(f.tokens.calls().as_slice(), [Resumed::Failure { .. }]));
     f.chat
         .fault
         .set(ChatError::Unavailable("Slack is down".into()));
-    s.vote(&rejecting(
-        ballot("t2", "alice@example.com"),
-        Some("not today"),
-    ))
-    .await
-    .unwrap();
-    // The workflow has its outcome; the requester does not, yet.
-    assert!(matches!(
-        f.tokens.calls().as_slice(),
-        [Resumed::Failure { .. }]
-    ));
+    sweep_later(&f, &s, 0).await;
     let item = f.pending.item("t2").unwrap();
-    assert!(item.resumed && item.owes_tell() && item.tell_claims == 1);
+    assert!(item.owes_tell() && item.tell_claims == 1, "{item:?}");
+    assert_eq!(item.due_at, item.tell_until, "due again when the claim lapses");
     assert!(tellings(&f, "t2").is_empty());
     // A sweep before the claim lapses leaves it to its holder.
     f.chat.fault.clear();
@@ -107,10 +101,10 @@ async fn a_chat_outage_never_holds_up_the_resume_and_a_later_sweep_tells_the_req
 #[tokio::test]
 async fn a_platform_that_keeps_failing_is_given_up_on_after_the_last_attempt_and_logged() {
     let (f, s) = opened("t3", DEPLOY).await;
+    s.vote(&ballot("t3", "alice@example.com")).await.unwrap();
     f.chat
         .fault
         .set(ChatError::RateLimited("ratelimited".into()));
-    s.vote(&ballot("t3", "alice@example.com")).await.unwrap();
     for _ in 0..(TELL_ATTEMPTS + 3) {
         sweep_later(&f, &s, 3).await;
     }
@@ -124,6 +118,27 @@ async fn a_platform_that_keeps_failing_is_given_up_on_after_the_last_attempt_and
 }
 
 #[tokio::test]
+async fn a_log_that_keeps_failing_after_the_message_went_out_caps_the_messages() {
+    let (f, s) = opened("t8", DEPLOY).await;
+    s.vote(&ballot("t8", "alice@example.com")).await.unwrap();
+    // The first attempt sends, then cannot log it; later ones cannot read the log to see
+    // whether it went out, and send nothing.
+    f.log.fault.set(StoreError::Unavailable("DynamoDB is down".into()));
+    for _ in 0..(TELL_ATTEMPTS + 3) {
+        sweep_later(&f, &s, 3).await;
+    }
+    assert_eq!(outcomes(&f).len(), 1, "one message while the log is down");
+    // The log is back, but the attempts are spent: given up, logged, no second message.
+    f.log.fault.clear();
+    sweep_later(&f, &s, 3).await;
+    assert_eq!(outcomes(&f).len(), 1);
+    let told = tellings(&f, "t8");
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].data["status"], "gave_up");
+    assert!(!f.pending.item("t8").unwrap().owes_tell());
+}
+
+#[tokio::test]
 async fn a_requester_the_platform_does_not_know_or_the_policy_cannot_name_is_logged_not_retried() {
     // Slack has no account for dev@example.com.
     let (f, s) = opened("t4", DEPLOY).await;
@@ -133,55 +148,46 @@ async fn a_requester_the_platform_does_not_know_or_the_policy_cannot_name_is_log
         .unwrap()
         .push("dev@example.com".into());
     s.vote(&ballot("t4", "alice@example.com")).await.unwrap();
+    sweep_later(&f, &s, 0).await;
     let told = tellings(&f, "t4");
     assert_eq!(told[0].data["status"], "undeliverable");
     assert!(told[0].reasons[0].contains("dev@example.com"), "{told:?}");
-    // A service asked, and its token proves an actor nobody in data.people is.
+    // A service asked, and its token proves an actor nobody in data.people is: expired by the
+    // workflow's timeout, then the sweep logs that nobody can be told.
     let f = Fakes::default();
     let s = f.approvals();
     let bot = serde_json::json!({"id": "deploy-bot", "kind": "service"});
     let r = request("t5").with("requester", bot).build();
     open(&s, &r, "token-1").await;
     s.expire("t5", &execution_of("t5")).await.unwrap();
+    assert!(tellings(&f, "t5").is_empty(), "the Expire step sends nothing more");
+    sweep_later(&f, &s, 0).await;
     let told = tellings(&f, "t5");
     assert_eq!(
         (&told[0].data["status"], &told[0].data["outcome"]),
-        (
-            &serde_json::json!("no_address"),
-            &serde_json::json!("expired")
-        )
+        (&serde_json::json!("no_address"), &serde_json::json!("expired"))
     );
     let item = f.pending.item("t5").unwrap();
     assert!(item.requester_told && item.due_at.is_none());
     assert!(outcomes(&f).is_empty());
+    sweep_later(&f, &s, 10).await;
+    assert_eq!(tellings(&f, "t5").len(), 1, "not retried");
 }
 
 #[tokio::test]
-async fn of_two_sweeps_racing_to_tell_the_requester_one_sends_it() {
-    for trial in 0..5 {
-        let id = format!("t6-{trial}");
-        let (f, s) = opened(&id, DEPLOY).await;
-        f.chat.fault.set(ChatError::Unavailable("down".into()));
-        s.vote(&ballot(&id, "alice@example.com")).await.unwrap();
-        f.chat.fault.clear();
-        f.clock.advance(chrono::Duration::minutes(3));
-        let s = Arc::new(s);
-        let barrier = Arc::new(tokio::sync::Barrier::new(2));
-        let sweeps: Vec<_> = (0..2)
-            .map(|_| {
-                let (s, barrier) = (s.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    s.sweep(SweepBudget::items(10)).await.unwrap()
-                })
-            })
-            .collect();
-        for sweep in sweeps {
-            sweep.await.unwrap();
-        }
-        assert_eq!(outcomes(&f).len(), 1, "trial {trial}");
-        assert_eq!(tellings(&f, &id).len(), 1, "trial {trial}");
-    }
+async fn of_two_claims_with_the_same_view_one_wins_and_only_it_records_the_telling() {
+    use regate_core::pending::Conditional;
+    use regate_core::ports::PendingStore;
+    let (f, s) = opened("t6", DEPLOY).await;
+    s.vote(&ballot("t6", "alice@example.com")).await.unwrap();
+    let now = f.clock.now();
+    let until = now + chrono::Duration::minutes(2);
+    let first = f.pending.claim_tell("t6", 0, now, until).await.unwrap();
+    let second = f.pending.claim_tell("t6", 0, now, until).await.unwrap();
+    assert!(matches!(first, Conditional::Done(ref item) if item.tell_claims == 1));
+    assert!(matches!(second, Conditional::Lost(Some(_))), "{second:?}");
+    assert!(matches!(f.pending.told("t6", 2).await.unwrap(), Conditional::Lost(_)));
+    assert!(matches!(f.pending.told("t6", 1).await.unwrap(), Conditional::Done(_)));
 }
 
 #[test]

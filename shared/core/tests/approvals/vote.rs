@@ -58,9 +58,7 @@ async fn a_double_click_counts_once_a_changed_vote_is_refused_and_a_late_one_is_
     assert_eq!(f.tokens.calls().len(), 1);
     assert_eq!(f.pending.item("r3").unwrap().votes.len(), 2);
     // The late click changes nothing and is not a step of the decision: the chain ends with it.
-    assert!(f
-        .kinds("r3")
-        .ends_with(&[EventKind::Decided, EventKind::Notified]));
+    assert_eq!(f.kinds("r3").last(), Some(&EventKind::Decided));
 }
 
 #[tokio::test]
@@ -132,12 +130,7 @@ async fn a_repeated_vote_completes_a_vote_whose_log_entry_failed() {
     );
     assert_eq!(
         f.kinds("r16"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Decided,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
     );
     assert_eq!(f.tokens.calls().len(), 1);
     let once_more = s.vote(&ballot("r16", "alice@example.com")).await.unwrap();
@@ -145,7 +138,7 @@ async fn a_repeated_vote_completes_a_vote_whose_log_entry_failed() {
         matches!(once_more, VoteResult::Counted { .. }),
         "{once_more:?}"
     );
-    assert_eq!(f.kinds("r16").len(), 4, "a third click adds nothing");
+    assert_eq!(f.kinds("r16").len(), 3, "a third click adds nothing");
 }
 
 #[tokio::test]
@@ -182,12 +175,7 @@ async fn a_click_after_the_deciding_vote_but_before_the_close_is_already_decided
     );
     assert_eq!(
         f.kinds("r23"),
-        [
-            EventKind::Notified,
-            EventKind::Vote,
-            EventKind::Decided,
-            EventKind::Notified
-        ]
+        [EventKind::Notified, EventKind::Vote, EventKind::Decided]
     );
     assert_eq!(f.tokens.calls().len(), 1);
     // While the request is open, a click the policy refuses is still a logged step.
