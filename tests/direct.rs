@@ -271,7 +271,10 @@ async fn a_slack_outage_on_the_requesters_message_leaves_it_owed_for_a_later_swe
     );
     // The click resumed the workflow and sent nothing more: the message is the sweeper's.
     let item = store.get(&id).await.unwrap().unwrap();
-    assert!(item.resumed && item.owes_tell() && item.tell_claims == 0, "{item:?}");
+    assert!(
+        item.resumed && item.owes_tell() && item.tell_claims == 0,
+        "{item:?}"
+    );
     assert!(item.due_at.is_some(), "in the sweeper's index");
     // Slack fails every new message about this request: the sweep's attempt fails and the
     // duty stays owed, due again when its claim lapses.
@@ -281,6 +284,9 @@ async fn a_slack_outage_on_the_requesters_message_leaves_it_owed_for_a_later_swe
     stack.sweep_request(&id, now).await;
     let item = store.get(&id).await.unwrap().unwrap();
     assert!(item.owes_tell() && item.tell_claims == 1, "{item:?}");
-    assert_eq!(item.due_at, item.tell_until, "due again when the claim lapses");
+    assert_eq!(
+        item.due_at, item.tell_until,
+        "due again when the claim lapses"
+    );
     assert!(regate_tests::requester_told(&stack.events(&id).await).is_none());
 }

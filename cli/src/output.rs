@@ -4,8 +4,8 @@
 //! code still the command's.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Exit codes, the same for every command (`regate --help` and the README show this table).
 pub const EXIT_TABLE: &str = "\

@@ -33,7 +33,10 @@ async fn an_approved_requester_is_told_once_by_the_next_sweep_never_by_the_click
     // The click resumed the workflow and left the message to the sweeper: due at once.
     assert!(outcomes(&f).is_empty(), "the click sends nothing more");
     let item = f.pending.item("t1").unwrap();
-    assert!(item.owes_tell() && item.due_at == Some(f.clock.now()), "{item:?}");
+    assert!(
+        item.owes_tell() && item.due_at == Some(f.clock.now()),
+        "{item:?}"
+    );
     sweep_later(&f, &s, 0).await;
     let dev = NotifyTarget::SlackUser {
         user: "dev@example.com".into(),
@@ -43,7 +46,8 @@ async fn an_approved_requester_is_told_once_by_the_next_sweep_never_by_the_click
         [(dev.clone(), "t1".to_string(), ApprovalState::Approved)]
     );
     assert!(
-        f.kinds("t1").ends_with(&[EventKind::Decided, EventKind::Notified]),
+        f.kinds("t1")
+            .ends_with(&[EventKind::Decided, EventKind::Notified]),
         "told after the workflow took the outcome: {:?}",
         f.kinds("t1")
     );
@@ -51,7 +55,12 @@ async fn an_approved_requester_is_told_once_by_the_next_sweep_never_by_the_click
     assert_eq!(told.len(), 1);
     let data = &told[0].data;
     assert_eq!(
-        (&data["status"], &data["outcome"], &data["user"], &data["platform"]),
+        (
+            &data["status"],
+            &data["outcome"],
+            &data["user"],
+            &data["platform"]
+        ),
         (
             &serde_json::json!("sent"),
             &serde_json::json!("approved"),
@@ -72,17 +81,26 @@ async fn an_approved_requester_is_told_once_by_the_next_sweep_never_by_the_click
 #[tokio::test]
 async fn a_chat_outage_leaves_the_message_to_a_later_sweep_once_the_claim_lapses() {
     let (f, s) = opened("t2", DEPLOY).await;
-    s.vote(&rejecting(ballot("t2", "alice@example.com"), Some("not today")))
-        .await
-        .unwrap();
-    assert!(matches!(f.tokens.calls().as_slice(), [Resumed::Failure { .. }]));
+    s.vote(&rejecting(
+        ballot("t2", "alice@example.com"),
+        Some("not today"),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        f.tokens.calls().as_slice(),
+        [Resumed::Failure { .. }]
+    ));
     f.chat
         .fault
         .set(ChatError::Unavailable("Slack is down".into()));
     sweep_later(&f, &s, 0).await;
     let item = f.pending.item("t2").unwrap();
     assert!(item.owes_tell() && item.tell_claims == 1, "{item:?}");
-    assert_eq!(item.due_at, item.tell_until, "due again when the claim lapses");
+    assert_eq!(
+        item.due_at, item.tell_until,
+        "due again when the claim lapses"
+    );
     assert!(tellings(&f, "t2").is_empty());
     // A sweep before the claim lapses leaves it to its holder.
     f.chat.fault.clear();
@@ -123,7 +141,9 @@ async fn a_log_that_keeps_failing_after_the_message_went_out_caps_the_messages()
     s.vote(&ballot("t8", "alice@example.com")).await.unwrap();
     // The first attempt sends, then cannot log it; later ones cannot read the log to see
     // whether it went out, and send nothing.
-    f.log.fault.set(StoreError::Unavailable("DynamoDB is down".into()));
+    f.log
+        .fault
+        .set(StoreError::Unavailable("DynamoDB is down".into()));
     for _ in 0..(TELL_ATTEMPTS + 3) {
         sweep_later(&f, &s, 3).await;
     }
@@ -160,12 +180,18 @@ async fn a_requester_the_platform_does_not_know_or_the_policy_cannot_name_is_log
     let r = request("t5").with("requester", bot).build();
     open(&s, &r, "token-1").await;
     s.expire("t5", &execution_of("t5")).await.unwrap();
-    assert!(tellings(&f, "t5").is_empty(), "the Expire step sends nothing more");
+    assert!(
+        tellings(&f, "t5").is_empty(),
+        "the Expire step sends nothing more"
+    );
     sweep_later(&f, &s, 0).await;
     let told = tellings(&f, "t5");
     assert_eq!(
         (&told[0].data["status"], &told[0].data["outcome"]),
-        (&serde_json::json!("no_address"), &serde_json::json!("expired"))
+        (
+            &serde_json::json!("no_address"),
+            &serde_json::json!("expired")
+        )
     );
     let item = f.pending.item("t5").unwrap();
     assert!(item.requester_told && item.due_at.is_none());
@@ -186,8 +212,14 @@ async fn of_two_claims_with_the_same_view_one_wins_and_only_it_records_the_telli
     let second = f.pending.claim_tell("t6", 0, now, until).await.unwrap();
     assert!(matches!(first, Conditional::Done(ref item) if item.tell_claims == 1));
     assert!(matches!(second, Conditional::Lost(Some(_))), "{second:?}");
-    assert!(matches!(f.pending.told("t6", 2).await.unwrap(), Conditional::Lost(_)));
-    assert!(matches!(f.pending.told("t6", 1).await.unwrap(), Conditional::Done(_)));
+    assert!(matches!(
+        f.pending.told("t6", 2).await.unwrap(),
+        Conditional::Lost(_)
+    ));
+    assert!(matches!(
+        f.pending.told("t6", 1).await.unwrap(),
+        Conditional::Done(_)
+    ));
 }
 
 #[test]
