@@ -12,6 +12,7 @@ out="${2:?usage: build-cli.sh TARGET OUT_DIR}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+: "${version:?no version in Cargo.toml}"
 
 case "$target" in
   *-linux-musl)
@@ -21,11 +22,11 @@ case "$target" in
       python3 -m venv "$venv"
       "$venv/bin/pip" install --quiet --disable-pip-version-check cargo-zigbuild==0.24.0 ziglang==0.13.0
     fi
-    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    rustup target list --installed | grep -x "$target" >/dev/null || rustup target add "$target"
     PATH="$venv/bin:$PATH" cargo zigbuild --release --locked -p regate-cli --bin regate --target "$target"
     ;;
   *-apple-darwin)
-    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    rustup target list --installed | grep -x "$target" >/dev/null || rustup target add "$target"
     cargo build --release --locked -p regate-cli --bin regate --target "$target"
     ;;
   *)

@@ -233,35 +233,58 @@ async fn start(args: &StartArgs) -> Result<ExitCode> {
     let mut shown = Shown::new(args.format);
     shown.say(&format!("request {id}"));
     shown.say(&format!("execution {execution}"));
-    let events = asked(&regate, &id, &execution).await?;
+    let followed = follow(&regate, args, &id, &execution, &mut shown).await;
+    // A pipeline reads one document whatever happened, an error included (its exit code is 2).
+    if args.format == Format::Json {
+        let (outcome, error) = match &followed {
+            Ok((outcome, _)) => (outcome.clone(), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        };
+        crate::output::json(&json!({"request_id": id, "execution": execution,
+            "outcome": outcome, "error": error, "events": shown.lines}));
+    }
+    followed.map(|(_, code)| exit(code))
+}
+
+/// Follows a started request: where approvers were asked and, with `--wait`, the votes as they
+/// come and the outcome. Returns the outcome (none without `--wait`) and its exit code.
+async fn follow(
+    regate: &Regate,
+    args: &StartArgs,
+    id: &str,
+    execution: &str,
+    shown: &mut Shown,
+) -> Result<(Option<String>, u8)> {
+    let events = asked(regate, id, execution).await?;
     shown.print_new(&events);
-    let finish = |shown: &Shown, outcome: Option<&str>, code: u8| {
-        if args.format == Format::Json {
-            crate::output::json(&json!({"request_id": id, "execution": execution,
-                "outcome": outcome, "events": shown.lines}));
-        }
-        exit(code)
-    };
     if !args.wait {
-        return Ok(finish(&shown, None, OK));
+        return Ok((None, OK));
     }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     loop {
-        let status = regate.workflow(&execution).await?;
-        shown.print_new(&regate.events(&id).await?);
+        let status = regate.workflow(execution).await?;
+        shown.print_new(&regate.events(id).await?);
         if status != ExecutionStatus::Running {
-            let events = closing_events(&regate, &id).await?;
+            let events = closing_events(regate, id).await?;
             shown.print_new(&events);
             let (code, outcome) = outcome(&status, asked_people(&events));
             shown.say(&format!("outcome {outcome}"));
-            return Ok(finish(&shown, Some(&outcome), code));
+            return Ok((Some(outcome), code));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            eprintln!("request {id} is still waiting for approval; see regate request status {id}");
-            return Ok(finish(&shown, Some(WAITING), PENDING));
+            say_on_stderr(&format!(
+                "request {id} is still waiting for approval; see regate request status {id}"
+            ));
+            return Ok((Some(WAITING.into()), PENDING));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A line on standard error, which may be closed too: then it is dropped, never a panic.
+fn say_on_stderr(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A request started before under the same id: when its workflow still waits and it is the
@@ -446,7 +469,7 @@ impl Shown {
     fn say(&mut self, line: &str) {
         match self.format {
             Format::Text => outln!("{line}"),
-            Format::Json => eprintln!("{line}"),
+            Format::Json => say_on_stderr(line),
         }
         self.lines.push(line.to_string());
     }
