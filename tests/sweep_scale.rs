@@ -212,8 +212,10 @@ async fn the_due_index_lists_what_is_due_oldest_first_across_shards_and_nothing_
     assert!(matches!(closed, Conditional::Done(_)));
     let expired = closing(ApprovalState::Expired, true, now);
     let expired = store.transition(third, 1, &expired).await.unwrap();
-    assert!(matches!(expired, Conditional::Done(ref item) if item.owes_tell()
-        && item.due_at.map(|at| at.timestamp_millis()) == Some(now.timestamp_millis())));
+    assert!(
+        matches!(expired, Conditional::Done(ref item) if item.owes_tell()
+        && item.due_at.map(|at| at.timestamp_millis()) == Some(now.timestamp_millis()))
+    );
     assert_eq!(ids(store.due(end, 1_000).await.unwrap()), due_in_order[3..]);
     let lapsed = end + Duration::minutes(1);
     let back = ids(store.due(lapsed, 1_000).await.unwrap());
