@@ -256,6 +256,16 @@ async fn an_untouched_export_verifies_and_every_decision_comes_out_the_same() {
     full_export(dir.path(), &events);
     let (code, report) = verify(dir.path(), &[]);
     assert_eq!(code, 0, "{report:#}");
+    // Its reader gone (`| head -1`), verify still ends quietly with its verdict's exit code,
+    // as a table and as JSON.
+    for format in ["table", "json"] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regate"));
+        command
+            .args(["audit", "verify", "--format", format])
+            .arg(dir.path())
+            .envs(regate_tests::local_env());
+        regate_tests::assert_quiet_on_a_closed_pipe(command, 0);
+    }
     assert_eq!(report["verified"], true);
     assert_eq!(report["summary"]["requests"], 5);
     assert_eq!(report["summary"]["events"], events.len());

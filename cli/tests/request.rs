@@ -405,3 +405,28 @@ async fn the_github_actions_step_waits_for_the_vote_and_sets_its_outputs() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing).contains("needs stack or state-machine"));
 }
+
+#[tokio::test]
+async fn start_ends_quietly_when_its_reader_goes_away_and_keeps_its_exit_code() {
+    let stack = LocalStack::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("cli-start-pipe");
+    let input = request_file(&dir, &id, json!({}));
+    // Without --wait: started, 0; the approval stays open for the click below.
+    regate_tests::assert_quiet_on_a_closed_pipe(
+        request_command(&stack, &["start", "--input", &input]),
+        0,
+    );
+    stack.click_ok("alice@example.com", "reject", &id).await;
+    // Once the workflow has ended: rejected, 1, with or without a reader.
+    let mut code = None;
+    for _ in 0..50 {
+        code = finish(spawn(&stack, &["status", &id])).status.code();
+        if code != Some(4) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(code, Some(1));
+    regate_tests::assert_quiet_on_a_closed_pipe(request_command(&stack, &["status", &id]), 1);
+}
