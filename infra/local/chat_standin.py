@@ -10,6 +10,7 @@ guests, a Slack Connect stranger: SPECIAL_ACCOUNTS) (`GET /_users`). Faults can 
 `POST /_fail {"method": "chat.update", "status": 429, "retry_after": 1, "times": 2,
 "match": "C0SOMETHING"}` makes the next two chat.update calls whose body contains "C0SOMETHING"
 answer 429 (`match` is optional; `status` 5xx answers an HTTP error, `error` an `ok: false`).
+`GET /` is the local chat inbox (inbox.py): what regate posted, and buttons that click as anyone.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import inbox
 import oidc_standin
 import teams_standin
 from burst_server import Server
@@ -160,7 +162,8 @@ def answer(state: State, method: str, body: dict) -> dict:
     return {"ok": False, "error": "unknown_method"}
 
 
-def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_standin.OidcState):
+def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_standin.OidcState,
+                 local_inbox: inbox.Inbox):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
             pass
@@ -198,8 +201,21 @@ def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_stand
                 return json.loads(raw or "{}")
             return {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
 
+        def send_page(self) -> None:
+            data = inbox.PAGE.read_bytes()
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("cache-control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
         def do_GET(self):
             path = urllib.parse.urlparse(self.path).path
+            if path in ("/", "/index.html"):
+                return self.send_page()
+            if path == "/_inbox":
+                return self.send_json(200, inbox.view(state, teams, local_inbox))
             if path == "/_health":
                 return self.send_json(200, {"ok": True})
             if path == "/_calls":
@@ -216,6 +232,14 @@ def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_stand
                     state.calls.clear()
                     state.faults.clear()
                 return self.send_json(200, {"ok": True})
+            if path in ("/_inbox/click", "/_inbox/reason"):
+                try:
+                    body = self.read_body()
+                except (ValueError, json.JSONDecodeError):
+                    return self.send_json(400, {"error": "the body is not JSON"})
+                if path == "/_inbox/click":
+                    return self.send_json(200, inbox.click(state, teams, local_inbox, body))
+                return self.send_json(200, inbox.reason(local_inbox, body))
             if path == "/_fail":
                 fault = self.read_body()
                 fault.setdefault("times", 1)
@@ -252,7 +276,10 @@ def main() -> None:
     env = read_env_file()
     teams = teams_standin.TeamsState(env, known_emails(), args.port)
     oidc = oidc_standin.OidcState(args.port, env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
-    server = Server(("127.0.0.1", args.port), make_handler(State(env["SLACK_BOT_TOKEN"]), teams, oidc))
+    state = State(env["SLACK_BOT_TOKEN"])
+    data = json.loads((ROOT / "policies" / "data.json").read_text())
+    local_inbox = inbox.Inbox(env, inbox.people(data, state.users, teams.members))
+    server = Server(("127.0.0.1", args.port), make_handler(state, teams, oidc, local_inbox))
     print(f"Slack and Teams stand-in listening on http://127.0.0.1:{args.port} (Slack under /api)", flush=True)
     server.serve_forever()
 

@@ -6,6 +6,8 @@ and a full-page screenshot.
     page_check.py URL --screenshot OUT.png [--eval NAME=EXPRESSION ...] [--width 1280]
 
 Prints one JSON object: {"console_errors": [...], "values": {NAME: value}, "screenshot": OUT}.
+Each expression runs in order after the page has loaded; one that gives a promise is awaited, so
+a test can click and wait for what follows.
 Exits 2 when Chromium cannot be started or the page does not load. Chromium runs with a fresh
 profile and no background networking (this machine's network is closed), and is stopped at the
 end, whatever happens.
@@ -13,6 +15,8 @@ end, whatever happens.
 import argparse
 import base64
 import json
+import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -75,7 +79,8 @@ def start_chromium(profile: Path, width: int, height: int) -> subprocess.Popen:
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--remote-debugging-port=0", f"--user-data-dir={profile}", f"--window-size={width},{height}",
                "about:blank"]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session, so stopping it stops its helper processes too (they write to the profile).
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def page_socket(profile: Path) -> str:
@@ -103,7 +108,8 @@ def main() -> int:
     if not Path(CHROMIUM).exists():
         print(f"page_check: no Chromium at {CHROMIUM} (infra/local/setup.sh installs it)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as profile:
+    # A helper process may still be writing the profile as it ends: its leftovers are no error.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = start_chromium(Path(profile), args.width, args.height)
         try:
             page = Page(page_socket(Path(profile)))
@@ -114,7 +120,9 @@ def main() -> int:
             values = {}
             for item in args.eval:
                 name, expression = item.split("=", 1)
-                result = page.call("Runtime.evaluate", expression=expression, returnByValue=True)
+                # An expression may be a promise (an async step of a test): its value is awaited.
+                result = page.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                                   awaitPromise=True)
                 values[name] = result.get("result", {}).get("value")
             shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
             Path(args.screenshot).write_bytes(base64.b64decode(shot["data"]))
@@ -125,7 +133,10 @@ def main() -> int:
             print(f"page_check: {error}", file=sys.stderr)
             return 2
         finally:
-            browser.kill()
+            try:
+                os.killpg(browser.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             browser.wait(timeout=10)
 
 
