@@ -8,6 +8,7 @@ mod decision_log;
 mod direct;
 mod faults;
 mod identity;
+mod inbox;
 mod local_stack;
 mod metrics;
 mod pending_store;

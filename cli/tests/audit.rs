@@ -1301,27 +1301,6 @@ async fn a_bundle_whose_paths_could_be_read_two_ways_is_refused() {
     );
 }
 
-/// `tests/browser/page_check.py` on `url`: the console's errors and each expression's value.
-fn open_in_chromium(url: &str, screenshot: &Path, evals: &[(&str, &str)]) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut command = Command::new(root.join(".local/venv/bin/python"));
-    command
-        .arg(root.join("tests/browser/page_check.py"))
-        .arg(url)
-        .arg("--screenshot")
-        .arg(screenshot);
-    for (name, expression) in evals {
-        command.arg("--eval").arg(format!("{name}={expression}"));
-    }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "page_check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn the_report_lists_the_findings_and_renders_in_chromium() {
     let events = workflow_log().await;
@@ -1347,7 +1326,7 @@ async fn the_report_lists_the_findings_and_renders_in_chromium() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let screenshot = shots.join("audit-report.png");
-    let page = open_in_chromium(
+    let page = regate_tests::open_in_chromium(
         &format!("file://{}", report.display()),
         &screenshot,
         &[

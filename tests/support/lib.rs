@@ -201,3 +201,29 @@ pub async fn control_chat(path: &str, body: &serde_json::Value) -> serde_json::V
     assert!(answer.status().is_success(), "{path}: {}", answer.status());
     answer.json().await.unwrap()
 }
+
+/// `tests/browser/page_check.py` on `url` in headless Chromium: the console's errors and each
+/// expression's value (an expression that gives a promise is awaited), and a screenshot.
+pub fn open_in_chromium(
+    url: &str,
+    screenshot: &std::path::Path,
+    evals: &[(&str, &str)],
+) -> serde_json::Value {
+    let root = repo_root();
+    let mut command = std::process::Command::new(root.join(".local/venv/bin/python"));
+    command
+        .arg(root.join("tests/browser/page_check.py"))
+        .arg(url)
+        .arg("--screenshot")
+        .arg(screenshot);
+    for (name, expression) in evals {
+        command.arg("--eval").arg(format!("{name}={expression}"));
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "page_check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
