@@ -72,7 +72,7 @@ async fn a_click_as_the_requester_is_refused_privately_and_an_owners_approves_on
 }
 
 #[tokio::test]
-async fn an_owner_approves_from_the_teams_card_and_sees_the_card_it_answers() {
+async fn an_owner_approves_from_the_teams_card() {
     let stack = LocalStack::connect().await;
     let (id, execution) = stack.begin("inbox-teams", |r| r).await;
     stack.teams_card(&id).await;
@@ -89,6 +89,61 @@ async fn an_owner_approves_from_the_teams_card_and_sees_the_card_it_answers() {
         .wait_finished(&execution)
         .await
         .assert_approved_by(&["alice@example.com"]);
+}
+
+#[tokio::test]
+async fn a_teams_reject_without_the_reason_it_needs_is_answered_with_the_card_to_give_it() {
+    let stack = LocalStack::connect().await;
+    // A production IAM change needs a reason to reject it: Teams answers a bare Reject with the
+    // card, for the clicker, asking for one; the reason typed there rejects the same card.
+    let (id, execution) = stack
+        .begin("inbox-teams-reason", |r| {
+            r.change("iam_change", "production", "iam_role", "payments")
+        })
+        .await;
+    stack.teams_card(&id).await;
+    let script = format!(
+        r##"(async () => {{
+  const wait = async (test, what) => {{
+    for (let i = 0; i < 150; i++) {{ const v = test(); if (v) return v; await new Promise((r) => setTimeout(r, 200)); }}
+    throw new Error("timed out waiting for " + what);
+  }};
+  const status = document.getElementById("status");
+  const select = document.getElementById("as");
+  const reject = (within) => document.querySelector(within + ' button[data-platform="teams"][data-action="reject"][data-request="{id}"]');
+  await wait(() => reject("main"), "the card");
+  select.value = "alice@example.com";
+  select.dispatchEvent(new Event("change"));
+  reject("main").click();
+  await wait(() => status.textContent.startsWith("answered"), "the answer asking for a reason");
+  const asked = document.getElementById("private").innerText;
+  const answered = await wait(() => reject("#private"), "the answered card");
+  answered.closest(".private-item").querySelector('textarea[data-input="reason"]').value = "grants s3:* on every bucket";
+  status.textContent = "";
+  answered.click();
+  await wait(() => status.textContent.startsWith("answered"), "the rejection");
+  return {{ asked }};
+}})()"##
+    );
+    let clicked = run(&stack, &script, "teams-reason");
+    assert!(
+        clicked["asked"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Teams (only you)"),
+        "{clicked}"
+    );
+    stack
+        .wait_finished(&execution)
+        .await
+        .assert_failed("ApprovalRejected");
+    let events = stack.events(&id).await;
+    let rejection = events
+        .iter()
+        .find(|e| e.kind == regate_core::EventKind::Vote && e.data["vote"] == "reject")
+        .expect("the rejection is in the log");
+    assert_eq!(rejection.data["reason"], "grants s3:* on every bucket");
+    assert_eq!(rejection.platform.as_deref(), Some("teams"));
 }
 
 #[tokio::test]

@@ -215,7 +215,9 @@ def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_stand
             if path in ("/", "/index.html"):
                 return self.send_page()
             if path == "/_inbox":
-                return self.send_json(200, inbox.view(state, teams, local_inbox))
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                request_id = (query.get("request") or [""])[0]
+                return self.send_json(200, inbox.view(state, teams, local_inbox, request_id))
             if path == "/_health":
                 return self.send_json(200, {"ok": True})
             if path == "/_calls":
@@ -233,6 +235,9 @@ def make_handler(state: State, teams: teams_standin.TeamsState, oidc: oidc_stand
                     state.faults.clear()
                 return self.send_json(200, {"ok": True})
             if path in ("/_inbox/click", "/_inbox/reason"):
+                # JSON only: a form another site posts from the browser cannot click as anyone.
+                if "application/json" not in (self.headers.get("content-type") or ""):
+                    return self.send_json(415, {"error": "send JSON (content-type: application/json)"})
                 try:
                     body = self.read_body()
                 except (ValueError, json.JSONDecodeError):

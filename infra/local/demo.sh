@@ -47,14 +47,9 @@ fi
 
 cat <<'TXT'
 
-The stack is still running. Try your own request:
-
-  set -a; . infra/local/local.env; set +a
-  .local/venv/bin/python -c 'import boto3,json; print(boto3.client("stepfunctions").start_execution(
-      stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:regate-approval",
-      name="my-change-1", input=json.dumps(json.load(open("policies/examples/03-prod-deploy-known-service.json"))["request"] | {"id": "my-change-1"}))["executionArn"])'
-  target/debug/regate log show my-change-1
-  curl -s http://127.0.0.1:5010/_calls     # what the Slack and Teams stand-in received
+The stack is still running. Try your own request ("Try your own request" in the README):
+start one with target/debug/regate request start, then open the local chat inbox at
+http://127.0.0.1:5010/ and click Approve as alice@example.com.
 
 Stop it with: infra/local/stack down
 TXT

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = Path(__file__).resolve().with_name("inbox.html")
 RESOURCES = ROOT / ".local" / "run" / "resources.json"
-KID = "regate-inbox"
 # At most this many messages a platform: the newest.
 SHOWN = 60
 TEAM_ID = "T0REGATE"
@@ -52,13 +51,16 @@ class Inbox:
         self.people = people
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         numbers = self.key.public_key().public_numbers()
-        self.jwk = {"kid": KID, "kty": "RSA", "use": "sig", "endorsements": ["msteams"],
+        # A key id of this key alone: a callback that cached the key of an earlier stand-in
+        # under another id fetches this one (an unknown kid), never trusts the old one for it.
+        self.kid = "regate-inbox-" + hashlib.sha256(str(numbers.n).encode()).hexdigest()[:16]
+        self.jwk = {"kid": self.kid, "kty": "RSA", "use": "sig", "endorsements": ["msteams"],
                     "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
                     "e": b64url(numbers.e.to_bytes(3, "big"))}
 
     def bearer(self) -> str:
         now = int(time.time())
-        header = {"alg": "RS256", "typ": "JWT", "kid": KID}
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
         claims = {"iss": "https://api.botframework.com", "aud": self.app_id,
                   "serviceurl": self.service_url, "nbf": now - 60, "exp": now + 600}
         signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
@@ -78,6 +80,8 @@ def post(url: str, body: bytes, headers: dict) -> dict:
             status, text = answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         status, text = error.code, error.read().decode()
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        return {"status": 502, "error": f"the callback did not answer: {error}"}
     try:
         value = json.loads(text) if text else None
     except json.JSONDecodeError:
@@ -85,8 +89,8 @@ def post(url: str, body: bytes, headers: dict) -> dict:
     return {"status": status, "body": value}
 
 
-def view(state, teams, inbox: Inbox) -> dict:
-    """What the page shows."""
+def view(state, teams, inbox: Inbox, request_id: str = "") -> dict:
+    """What the page shows: the newest messages, or only those about `request_id`."""
     with state.lock:
         messages = dict(state.messages)
         replies = dict(state.replies)
@@ -95,6 +99,11 @@ def view(state, teams, inbox: Inbox) -> dict:
         cards = dict(teams.activities)
         card_replies = dict(teams.replies)
     updated = {(c["body"].get("channel"), c["body"].get("ts")) for c in calls if c["method"] == "chat.update"}
+    def about(item) -> bool:
+        return not request_id or request_id in json.dumps(item)
+
+    messages = {key: body for key, body in messages.items() if about(body)}
+    cards = {key: activity for key, activity in cards.items() if about(activity)}
     slack = []
     for (channel, ts), body in sorted(messages.items(), key=lambda item: float(item[0][1]), reverse=True)[:SHOWN]:
         thread = [{"ts": rts, "text": r.get("text", "")} for (rc, rts), r in sorted(replies.items())
@@ -174,7 +183,7 @@ def click(state, teams, inbox: Inbox, body: dict) -> dict:
                       "trigger": "manual"},
         }
         with teams.lock:
-            if not any(k.get("kid") == KID for k in teams.keys):
+            if not any(k.get("kid") == inbox.kid for k in teams.keys):
                 teams.keys.append(dict(inbox.jwk))
         return post(urls["teams"], json.dumps(activity).encode(),
                     {"content-type": "application/json", "authorization": inbox.bearer()})
@@ -213,8 +222,8 @@ def people(data: dict, slack_users: list, teams_members: list) -> list:
     members = {m.get("email"): m["id"] for m in teams_members if m.get("email")}
     found = [{"id": e, "label": e, "slack": by_email[e]["id"], "teams": members.get(e)}
              for e in emails if e in by_email]
-    found.append({"id": "guest", "label": "a guest (grace@example.com's guest account)", "slack": "U0GUEST",
-                  "teams": "29:GUEST"})
+    found.append({"id": "guest", "label": "a guest (Slack: grace@example.com's guest account; Teams: ivan@example.com's)",
+                  "slack": "U0GUEST", "teams": "29:GUEST"})
     found.append({"id": "stranger", "label": "a stranger (mallory@example.com)",
                   "slack": by_email.get("mallory@example.com", {}).get("id", "U0STRANGER"),
                   "teams": members.get("mallory@example.com")})
