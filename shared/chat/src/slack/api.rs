@@ -519,23 +519,38 @@ impl SlackChat {
     }
 }
 
+impl SlackChat {
+    /// Posts `(text, blocks)` to `target` (a channel, or a person's direct message), with
+    /// metadata of `event_type` naming the approval's request; `None` for a Teams target.
+    async fn post_to(
+        &self,
+        target: &NotifyTarget,
+        view: ApprovalView<'_>,
+        event_type: &str,
+        (text, blocks): (&str, &Value),
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let Some((channel, user)) = self.place(target).await? else {
+            return Ok(None);
+        };
+        let metadata = json!({"event_type": event_type,
+            "event_payload": {"request_id": view.approval.request_id}});
+        let (channel, ts) = self
+            .api
+            .post_message(&channel, text, blocks, &metadata)
+            .await?;
+        Ok(Some(MessageRef::Slack { channel, ts, user }))
+    }
+}
+
 impl ChatPlatform for SlackChat {
     async fn post(
         &self,
         target: &NotifyTarget,
         view: ApprovalView<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        let Some((channel, user)) = self.place(target).await? else {
-            return Ok(None);
-        };
         let (text, blocks) = approval_message(view, &self.mentions(view).await);
-        let metadata = json!({"event_type": APPROVAL_EVENT_TYPE,
-            "event_payload": {"request_id": view.approval.request_id}});
-        let (channel, ts) = self
-            .api
-            .post_message(&channel, &text, &blocks, &metadata)
-            .await?;
-        Ok(Some(MessageRef::Slack { channel, ts, user }))
+        self.post_to(target, view, APPROVAL_EVENT_TYPE, (&text, &blocks))
+            .await
     }
 
     /// A person Slack does not know has no message to find.
@@ -581,18 +596,10 @@ impl ChatPlatform for SlackChat {
         to: &NotifyTarget,
         notice: OutcomeNotice<'_>,
     ) -> Result<Option<MessageRef>, ChatError> {
-        let Some((channel, user)) = self.place(to).await? else {
-            return Ok(None);
-        };
         let mentions = self.mentions(notice.view()).await;
         let (text, blocks) = outcome_message(notice, &mentions);
-        let metadata = json!({"event_type": OUTCOME_EVENT_TYPE,
-            "event_payload": {"request_id": notice.approval.request_id}});
-        let (channel, ts) = self
-            .api
-            .post_message(&channel, &text, &blocks, &metadata)
-            .await?;
-        Ok(Some(MessageRef::Slack { channel, ts, user }))
+        self.post_to(to, notice.view(), OUTCOME_EVENT_TYPE, (&text, &blocks))
+            .await
     }
 
     /// Deactivated accounts, bots, guests and people from other organisations (Slack Connect)

@@ -143,6 +143,30 @@ impl TeamsChat {
     }
 }
 
+impl TeamsChat {
+    /// Posts `activity` in a new one-to-one conversation with `user`, found as a member of the
+    /// conversations of `view` (Bot Connector `CreateConversation`).
+    async fn direct_message(
+        &self,
+        user: &str,
+        view: ApprovalView<'_>,
+        activity: &Value,
+    ) -> Result<MessageRef, ChatError> {
+        let member = self.find_member(user, view).await?;
+        let service_url = self.service_url.clone();
+        let (conversation, activity_id) = self
+            .connector
+            .create_conversation(&service_url, &member.id, activity)
+            .await?;
+        Ok(MessageRef::Teams {
+            conversation,
+            activity_id,
+            service_url,
+            user: Some(user.to_string()),
+        })
+    }
+}
+
 impl ChatPlatform for TeamsChat {
     async fn post(
         &self,
@@ -165,17 +189,7 @@ impl ChatPlatform for TeamsChat {
                 }))
             }
             NotifyTarget::TeamsUser { user } => {
-                let member = self.find_member(user, view).await?;
-                let (conversation, activity_id) = self
-                    .connector
-                    .create_conversation(&service_url, &member.id, &activity)
-                    .await?;
-                Ok(Some(MessageRef::Teams {
-                    conversation,
-                    activity_id,
-                    service_url,
-                    user: Some(user.clone()),
-                }))
+                self.direct_message(user, view, &activity).await.map(Some)
             }
             NotifyTarget::Slack { .. } | NotifyTarget::SlackUser { .. } => Ok(None),
         }
@@ -223,19 +237,10 @@ impl ChatPlatform for TeamsChat {
         let NotifyTarget::TeamsUser { user } = to else {
             return Ok(None);
         };
-        let member = self.find_member(user, notice.view()).await?;
         let activity = card_activity(card::outcome_card(notice));
-        let service_url = self.service_url.clone();
-        let (conversation, activity_id) = self
-            .connector
-            .create_conversation(&service_url, &member.id, &activity)
-            .await?;
-        Ok(Some(MessageRef::Teams {
-            conversation,
-            activity_id,
-            service_url,
-            user: Some(user.clone()),
-        }))
+        self.direct_message(user, notice.view(), &activity)
+            .await
+            .map(Some)
     }
 
     /// Anonymous and guest users and people from another tenant never vote. A person is
