@@ -71,8 +71,10 @@ async fn workflow_log() -> Vec<Event> {
             .evaluate(&r.json_signed_by(issuer()), None, &execution_of(&id))
             .await
             .unwrap();
+        // The approval opens with the request as the evaluator verified it, as the notifier
+        // opens it: its identity claims are those the requested event records.
         if evaluated.decision.evaluation.decision.outcome == Outcome::ApprovalRequired {
-            open(&approvals, &r.build(), &format!("token-{id}")).await;
+            open(&approvals, &evaluated.request, &format!("token-{id}")).await;
         }
     }
     approvals
@@ -292,11 +294,11 @@ async fn time_aware_log() -> Vec<Event> {
         request("aud-window-closed").with("details", json!({"not_after": "2026-06-01T12:10:00Z"}));
     for r in [&escalated, &closed] {
         let id = r.build().id;
-        evaluator
+        let evaluated = evaluator
             .evaluate(&r.json_signed_by(issuer()), None, &execution_of(&id))
             .await
             .unwrap();
-        open(&approvals, &r.build(), &format!("token-{id}")).await;
+        open(&approvals, &evaluated.request, &format!("token-{id}")).await;
     }
     let later = approvals.now() + chrono::Duration::minutes(31);
     let report = approvals
@@ -785,11 +787,11 @@ async fn made_up_request(id: &str) -> Vec<Event> {
     let evaluator = evaluator_of(&fakes);
     let approvals = fakes.approvals();
     let made_up = request(id);
-    evaluator
+    let evaluated = evaluator
         .evaluate(&made_up.json_signed_by(issuer()), None, &execution_of(id))
         .await
         .unwrap();
-    open(&approvals, &made_up.build(), "token").await;
+    open(&approvals, &evaluated.request, "token").await;
     approvals
         .vote(&ballot(id, "alice@example.com"))
         .await

@@ -5,20 +5,27 @@ use regate_core::identity::{
     check, screen, IdentityTokens, IssuerKeys, IssuerUnavailable, ProvenIdentity, VerifiedIdentity,
 };
 
+use regate_core::ports::Clock;
+
 use crate::{github_claims, JwtKey};
 
 /// The issuer tokens of the tests say they come from: GitHub Actions'.
 pub const TEST_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
-/// The identity a token from a pipeline that `actor` ran proves: acme/payments on main.
+/// The identity a token from a pipeline that `actor` ran proves: acme/payments on main, issued
+/// at the fixed clock's time, so that the same request built twice is the same request.
 pub fn ran_by(actor: &str) -> ProvenIdentity {
-    let claims = github_claims(
+    let mut claims = github_claims(
         TEST_ISSUER,
         "regate",
         actor,
         "acme/payments",
         "refs/heads/main",
     );
+    let issued = crate::FixedClock::default().now().timestamp();
+    claims["iat"] = issued.into();
+    claims["nbf"] = (issued - 5).into();
+    claims["exp"] = (issued + 300).into();
     ProvenIdentity::Verified(VerifiedIdentity {
         issuer: TEST_ISSUER.into(),
         subject: "repo:acme/payments:ref:refs/heads/main".into(),
