@@ -329,11 +329,11 @@ mod tests {
             ),
             (
                 "expired",
-                Some(bearer(&teams, |c| c["exp"] = (now - 301).into())),
+                Some(bearer(&teams, |c| c["exp"] = (now - 400).into())),
             ),
             (
                 "not yet",
-                Some(bearer(&teams, |c| c["nbf"] = (now + 301).into())),
+                Some(bearer(&teams, |c| c["nbf"] = (now + 400).into())),
             ),
             (
                 "service",
