@@ -13,8 +13,16 @@ fn inbox_url(stack: &LocalStack) -> String {
 
 /// A script the page runs (awaited by page_check.py): wait for the `action` button of
 /// `request_id` on `platform`, choose `who` in "click as", click it, wait for the callback's
-/// answer, and give back what the page then says, privately and on the message.
-fn click_as(platform: &str, request_id: &str, who: &str, action: &str) -> String {
+/// answer (and, when `private_text` is not empty, for the private answer to say it: Slack's
+/// comes through the response URL, after the click is answered), and give back what the page
+/// then says, privately and on the message.
+fn click_as(
+    platform: &str,
+    request_id: &str,
+    who: &str,
+    action: &str,
+    private_text: &str,
+) -> String {
     format!(
         r#"(async () => {{
   const wait = async (test, what) => {{
@@ -29,7 +37,8 @@ fn click_as(platform: &str, request_id: &str, who: &str, action: &str) -> String
   document.getElementById("status").textContent = "";
   button().click();
   const status = await wait(() => document.getElementById("status").textContent.startsWith("answered") && document.getElementById("status").textContent, "the answer");
-  await new Promise((r) => setTimeout(r, 500));
+  const said = () => document.getElementById("private").innerText.includes("{private_text}");
+  for (let i = 0; "{private_text}" && i < 75 && !said(); i++) await new Promise((r) => setTimeout(r, 200));
   return {{ status, private: document.getElementById("private").innerText, who: select.value }};
 }})()"#
     )
@@ -49,7 +58,13 @@ async fn a_click_as_the_requester_is_refused_privately_and_an_owners_approves_on
     stack.message_for(&id).await;
     let refused = run(
         &stack,
-        &click_as("slack", &id, "dev@example.com", "approve"),
+        &click_as(
+            "slack",
+            &id,
+            "dev@example.com",
+            "approve",
+            "cannot vote on it",
+        ),
         "refused",
     );
     assert_eq!(refused["status"], "answered HTTP 200", "{refused}");
@@ -61,7 +76,7 @@ async fn a_click_as_the_requester_is_refused_privately_and_an_owners_approves_on
     assert!(private.contains("cannot vote on it"), "{refused}");
     let approved = run(
         &stack,
-        &click_as("slack", &id, "alice@example.com", "approve"),
+        &click_as("slack", &id, "alice@example.com", "approve", ""),
         "approved",
     );
     assert_eq!(approved["status"], "answered HTTP 200", "{approved}");
@@ -78,7 +93,7 @@ async fn an_owner_approves_from_the_teams_card() {
     stack.teams_card(&id).await;
     let approved = run(
         &stack,
-        &click_as("teams", &id, "alice@example.com", "approve"),
+        &click_as("teams", &id, "alice@example.com", "approve", "Approved"),
         "teams",
     );
     assert_eq!(approved["status"], "answered HTTP 200", "{approved}");
@@ -158,7 +173,13 @@ async fn a_rejection_the_policy_wants_a_reason_for_asks_the_clicker_and_fails_th
     stack.message_for(&id).await;
     let asked = run(
         &stack,
-        &click_as("slack", &id, "ivan@example.com", "reject"),
+        &click_as(
+            "slack",
+            &id,
+            "ivan@example.com",
+            "reject",
+            "why are you rejecting it?",
+        ),
         "asked",
     );
     assert!(

@@ -78,7 +78,8 @@ async fn start_waiting(
 
 async fn final_status(config: &aws_config::SdkConfig, execution: &str) -> (String, Option<String>) {
     let sfn = aws_sdk_sfn::Client::new(config);
-    for _ in 0..100 {
+    // Up to a minute: the machine may be busy with the rest of the suite.
+    for _ in 0..600 {
         let described = sfn
             .describe_execution()
             .execution_arn(execution)

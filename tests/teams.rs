@@ -51,7 +51,7 @@ async fn a_production_deploy_is_approved_by_a_signed_teams_click_and_both_messag
     assert!(slack.last().unwrap()["body"]
         .to_string()
         .contains("*Approved* by alice@example.com"));
-    let events = stack.events(&id).await;
+    let events = stack.once_posted(&id, 2).await;
     assert_eq!(
         regate_tests::messages_posted(&events),
         2,

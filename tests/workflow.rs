@@ -93,8 +93,8 @@ async fn a_production_deploy_is_approved_by_an_owners_signed_click() {
             .contains("*Approved* by alice@example.com"),
         "{updates:?}"
     );
-    let events = stack.events(&id).await;
     // The request notifies Slack and Teams; the vote may come before the Teams card is logged.
+    let events = stack.once_posted(&id, 2).await;
     assert_eq!(regate_tests::messages_posted(&events), 2);
     let steps: Vec<EventKind> = kinds(&events)
         .into_iter()

@@ -1063,15 +1063,15 @@ async fn the_checkpointer_signs_checkpoints_that_verify_and_that_nobody_can_dele
     stack.wait_finished(&run).await;
     // The workflow may take the outcome a moment before `decided` is logged: the checkpoint
     // is cut once it is.
-    for _ in 0..50 {
-        if stack.events(&id).await.last().map(|e| e.kind) == Some(EventKind::Decided) {
-            break;
-        }
+    let mut polls = 0;
+    while stack.events(&id).await.last().map(|e| e.kind) != Some(EventKind::Decided) {
+        polls += 1;
+        assert!(polls < 300, "`decided` is not logged after 30 s");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The local checkpointer cuts a checkpoint at every run (CHECKPOINT_MINUTES=0); the
     // sweeper cuts none any more.
-    let swept = stack.sweep().await;
+    let swept = stack.sweep_request(&id, regate_tests::stack_now()).await;
     assert!(swept.get("checkpoint").is_none(), "{swept}");
     let cut = stack.checkpoint().await;
     let number = cut["checkpoint"].as_u64();

@@ -253,7 +253,8 @@ async fn bad_input_and_a_second_start_are_clear_errors_with_exit_2() {
     // Started again while it waits (a retried CI step), the same request is the same approval:
     // Step Functions' StartExecution is idempotent for the same name and input.
     let id = unique("cli-request-twice");
-    let input = request_file(&dir, &id, json!({"timeout_seconds": 3}));
+    // Long enough that both starts land while it waits, even on a loaded machine.
+    let input = request_file(&dir, &id, json!({"timeout_seconds": 10}));
     let first = finish(spawn(&stack, &["start", "--input", &input]));
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let again = finish(spawn(&stack, &["start", "--input", &input, "--wait"]));

@@ -135,7 +135,8 @@ pub async fn export_decision_log(config: &aws_config::SdkConfig) -> Vec<Value> {
         .export_arn()
         .unwrap()
         .to_string();
-    for _ in 0..100 {
+    for attempt in 0.. {
+        assert!(attempt < 300, "the export did not complete within a minute");
         let described = dynamodb
             .describe_export()
             .export_arn(&arn)

@@ -85,16 +85,22 @@ pub async fn pipeline_token(actor: &str) -> String {
         .append_pair("actor", actor)
         .append_pair("repository", "acme/payments")
         .append_pair("ref", "refs/heads/main");
-    let answer: Value = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(&env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["value"].as_str().unwrap().to_string()
+    // tests/identity.rs takes the issuer out for a moment: a job asks again, as a CI runner does.
+    let started = Instant::now();
+    loop {
+        let answer = reqwest::Client::new()
+            .get(url.clone())
+            .bearer_auth(&env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && started.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let answer: Value = answer.json().await.unwrap();
+        return answer["value"].as_str().unwrap().to_string();
+    }
 }
 
 impl LocalStack {
@@ -268,6 +274,20 @@ impl LocalStack {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("no notified event for {request_id}");
+    }
+
+    /// The request's events once `messages` approval messages are logged as posted: a platform's
+    /// `notified` may be logged after a click on another platform's message has decided.
+    pub async fn once_posted(&self, request_id: &str, messages: usize) -> Vec<regate_core::Event> {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            let events = self.events(request_id).await;
+            if crate::messages_posted(&events) >= messages {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{request_id} did not log {messages} posted messages within {WAIT:?}");
     }
 
     /// The request's events once its requester has been told the outcome: the sweeper tells

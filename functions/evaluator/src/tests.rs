@@ -48,13 +48,15 @@ fn deploy() -> Value {
 async fn a_request_without_id_takes_the_execution_name_and_is_logged_once() {
     let log = MemoryLog::default();
     let e = evaluator(&log);
-    let out = handle(&e, input(deploy())).await.unwrap();
+    // A retried step sends the same input again, token included.
+    let request = deploy();
+    let out = handle(&e, input(request.clone())).await.unwrap();
     assert_eq!(out.decision.request_id, "exec-7");
     assert_eq!(
         out.decision.evaluation.decision.outcome,
         regate_core::Outcome::ApprovalRequired
     );
-    handle(&e, input(deploy())).await.unwrap();
+    handle(&e, input(request)).await.unwrap();
     let kinds: Vec<_> = log.of("exec-7").iter().map(|ev| ev.kind).collect();
     assert_eq!(
         kinds,

@@ -309,7 +309,8 @@ mod tests {
         assert_eq!(field("round_trips"), 1, "{text}");
         assert!(text.contains("trips=Slack.chat.update"), "{text}");
         assert!(field("round_trip_us") >= 30_000, "{text}");
-        assert!(field("own_us") < 30_000, "{text}");
+        // The trip is not the invocation's own time (a busy machine may add to either).
+        assert!(field("own_us") < field("round_trip_us"), "{text}");
         assert!(field("cpu_us") >= 10_000, "{text}");
         assert_eq!(
             field("total_us"),
