@@ -182,7 +182,7 @@ async fn the_verified_actor_behind_a_bot_hears_the_approval_once_on_slack() {
     }
     assert!(!text.contains("\"actions\""), "no buttons: {text}");
     // A later sweep tells nobody again.
-    stack.sweep_request(&id, regate_tests::stack_now()).await;
+    stack.sweep_request_now(&id).await;
     let again = outcome(&stack.calls_about("chat.postMessage", &id).await);
     assert_eq!(again.len(), 1);
     let events = stack.events(&id).await;

@@ -44,11 +44,11 @@ async fn an_approval_whose_resume_keeps_failing_is_resumed_by_the_sweeper_once()
     );
     stack.heal(&id).await;
     // This request alone: another test's approvals are theirs to sweep.
-    let report = stack.sweep_request(&id, regate_tests::stack_now()).await;
+    let report = stack.sweep_request_now(&id).await;
     assert!(report["resumed"].as_u64().unwrap() >= 1, "{report}");
     let done = stack.wait_finished(&execution).await;
     assert_eq!(done.status, "SUCCEEDED");
-    stack.sweep_request(&id, regate_tests::stack_now()).await;
+    stack.sweep_request_now(&id).await;
     let events = stack.events(&id).await;
     assert_eq!(count(&events, EventKind::Decided), 1);
     regate_core::chain::verify_chain(&id, &events).unwrap();

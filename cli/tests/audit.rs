@@ -1071,7 +1071,7 @@ async fn the_checkpointer_signs_checkpoints_that_verify_and_that_nobody_can_dele
     }
     // The local checkpointer cuts a checkpoint at every run (CHECKPOINT_MINUTES=0); the
     // sweeper cuts none any more.
-    let swept = stack.sweep_request(&id, regate_tests::stack_now()).await;
+    let swept = stack.sweep_request_now(&id).await;
     assert!(swept.get("checkpoint").is_none(), "{swept}");
     let cut = stack.checkpoint().await;
     let number = cut["checkpoint"].as_u64();
