@@ -280,8 +280,7 @@ async fn a_slack_outage_on_the_requesters_message_leaves_it_owed_for_a_later_swe
     // duty stays owed, due again when its claim lapses.
     let fault = json!({"method": "chat.postMessage", "match": id, "status": 500, "times": 50});
     regate_tests::control_chat("_fail", &fault).await;
-    let now = regate_tests::stack_now() + chrono::Duration::seconds(1);
-    stack.sweep_request(&id, now).await;
+    stack.sweep_request_now(&id).await;
     let item = store.get(&id).await.unwrap().unwrap();
     assert!(item.owes_tell() && item.tell_claims == 1, "{item:?}");
     assert_eq!(

@@ -1063,12 +1063,11 @@ async fn the_checkpointer_signs_checkpoints_that_verify_and_that_nobody_can_dele
     stack.wait_finished(&run).await;
     // The workflow may take the outcome a moment before `decided` is logged: the checkpoint
     // is cut once it is.
-    let mut polls = 0;
-    while stack.events(&id).await.last().map(|e| e.kind) != Some(EventKind::Decided) {
-        polls += 1;
-        assert!(polls < 300, "`decided` is not logged after 30 s");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    stack
+        .events_once(&id, "`decided` logged last", |events| {
+            events.last().map(|e| e.kind) == Some(EventKind::Decided)
+        })
+        .await;
     // The local checkpointer cuts a checkpoint at every run (CHECKPOINT_MINUTES=0); the
     // sweeper cuts none any more.
     let swept = stack.sweep_request_now(&id).await;

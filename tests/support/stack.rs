@@ -86,9 +86,10 @@ pub async fn pipeline_token(actor: &str) -> String {
         .append_pair("repository", "acme/payments")
         .append_pair("ref", "refs/heads/main");
     // tests/identity.rs takes the issuer out for a moment: a job asks again, as a CI runner does.
+    let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
-        let answer = reqwest::Client::new()
+        let answer = client
             .get(url.clone())
             .bearer_auth(&env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
             .send()
@@ -276,18 +277,33 @@ impl LocalStack {
         panic!("no notified event for {request_id}");
     }
 
-    /// The request's events once `messages` approval messages are logged as posted: a platform's
-    /// `notified` may be logged after a click on another platform's message has decided.
-    pub async fn once_posted(&self, request_id: &str, messages: usize) -> Vec<regate_core::Event> {
+    /// The request's events once `ready` holds of them (polled for up to [`WAIT`]; `what` names
+    /// what the test waits for when it never comes).
+    pub async fn events_once(
+        &self,
+        request_id: &str,
+        what: &str,
+        ready: impl Fn(&[regate_core::Event]) -> bool,
+    ) -> Vec<regate_core::Event> {
         let started = Instant::now();
         while started.elapsed() < WAIT {
             let events = self.events(request_id).await;
-            if crate::messages_posted(&events) >= messages {
+            if ready(&events) {
                 return events;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("{request_id} did not log {messages} posted messages within {WAIT:?}");
+        panic!("{request_id}: no {what} within {WAIT:?}");
+    }
+
+    /// The request's events once `messages` approval messages are logged as posted: a platform's
+    /// `notified` may be logged after a click on another platform's message has decided.
+    pub async fn once_posted(&self, request_id: &str, messages: usize) -> Vec<regate_core::Event> {
+        let what = format!("{messages} posted messages");
+        self.events_once(request_id, &what, |events| {
+            crate::messages_posted(events) >= messages
+        })
+        .await
     }
 
     /// The request's events once its requester has been told the outcome: the sweeper tells
@@ -552,18 +568,18 @@ impl LocalStack {
     /// A time no earlier than when the request's approval opened: its first message's
     /// `notified` event (waits for it). Sweeps "N minutes later" count from here.
     pub async fn opened_by(&self, request_id: &str) -> chrono::DateTime<chrono::Utc> {
-        let started = Instant::now();
-        while started.elapsed() < WAIT {
-            let events = self.events(request_id).await;
-            let notified = events
+        let notified = |events: &[regate_core::Event]| {
+            events
                 .iter()
-                .find(|e| e.kind == regate_core::EventKind::Notified);
-            if let Some(at) = notified.and_then(regate_core::Event::at_time) {
-                return at;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("no notified event for {request_id} within {WAIT:?}");
+                .find(|e| e.kind == regate_core::EventKind::Notified)
+                .and_then(regate_core::Event::at_time)
+        };
+        let events = self
+            .events_once(request_id, "notified event", |events| {
+                notified(events).is_some()
+            })
+            .await;
+        notified(&events).expect("events_once waited for it")
     }
 
     pub async fn events(&self, request_id: &str) -> Vec<regate_core::Event> {
